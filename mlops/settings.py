@@ -1,0 +1,152 @@
+"""Typed, frozen settings loaded from params.yaml.
+
+Every stage reads its knobs from here rather than from raw YAML, so that a
+misspelt key or a wrong type fails before any work starts, with the key's
+dotted name in the message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlops.errors import MlopsError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSettings(Strict):
+    path: str = Field(min_length=1)
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = "auto"
+    header: bool = True
+    columns: tuple[str, ...] | None = None
+    text: tuple[str, ...] = Field(default=("text",), min_length=1)
+    label: str = "label"
+    label_names: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _columns_for_headerless(self) -> SourceSettings:
+        if not self.header and self.format in ("csv", "tsv", "auto") and not self.columns:
+            raise ValueError("a headerless file needs `columns` to name its columns")
+        return self
+
+
+class GeneratedSettings(Strict):
+    rows: int = Field(default=3000, ge=50, le=1_000_000)
+    classes: tuple[str, ...] = Field(min_length=2)
+
+
+class SplitSettings(Strict):
+    validation: float = Field(gt=0, lt=0.5)
+    test: float = Field(gt=0, lt=0.5)
+
+
+class DataSettings(Strict):
+    source: SourceSettings
+    test_source: SourceSettings | None = None
+    generated: GeneratedSettings
+    split: SplitSettings
+
+
+class ValidateSettings(Strict):
+    min_rows: int = Field(ge=1)
+    max_rows: int = Field(ge=1)
+    min_text_chars: int = Field(ge=1)
+    max_text_chars: int = Field(ge=1)
+    max_duplicate_share: float = Field(ge=0, le=1)
+    min_class_share: float = Field(ge=0, le=1)
+    labels: tuple[str, ...] | None = Field(default=None, min_length=2)
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> ValidateSettings:
+        if self.min_rows > self.max_rows:
+            raise ValueError("min_rows must not exceed max_rows")
+        if self.min_text_chars > self.max_text_chars:
+            raise ValueError("min_text_chars must not exceed max_text_chars")
+        return self
+
+
+class ModelSettings(Strict):
+    base: str = Field(min_length=1)
+    max_length: int = Field(ge=8, le=4096)
+
+
+class TrainSettings(Strict):
+    epochs: float = Field(gt=0)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    warmup_ratio: float = Field(ge=0, lt=1)
+    max_train_samples: int | None = Field(default=None, ge=1)
+
+
+class GateSettings(Strict):
+    min_accuracy: float = Field(ge=0, le=1)
+    min_macro_f1: float = Field(ge=0, le=1)
+    max_regression: float = Field(ge=0, le=1)
+
+
+class ServeSettings(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    max_batch_size: int = Field(ge=1)
+    max_latency_ms: int = Field(ge=1)
+    max_texts: int = Field(ge=1)
+    max_text_chars: int = Field(ge=1)
+    threads: int = Field(ge=1)
+
+
+class MonitorSettings(Strict):
+    current: str = Field(min_length=1)
+    drift_share: float = Field(gt=0, le=1)
+    num_threshold: float = Field(gt=0)
+    cat_threshold: float = Field(gt=0)
+    max_rows: int = Field(ge=10)
+
+
+class Settings(Strict):
+    seed: int
+    data: DataSettings
+    validate_: ValidateSettings = Field(alias="validate")
+    model: ModelSettings
+    train: TrainSettings
+    gate: GateSettings
+    serve: ServeSettings
+    monitor: MonitorSettings
+
+
+def format_validation_error(error: ValidationError, origin: str) -> str:
+    """Render pydantic's errors as `origin: dotted.key: problem` lines."""
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"{origin}: {key}: {message}")
+    return "; ".join(lines)
+
+
+def parse_settings(raw: Any, origin: str = "params") -> Settings:
+    if not isinstance(raw, dict):
+        raise MlopsError(f"{origin}: expected a mapping of settings, got {type(raw).__name__}")
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as error:
+        raise MlopsError(format_validation_error(error, origin)) from None
+
+
+def load_settings(path: Path | str = DEFAULT_PARAMS) -> Settings:
+    """Read and validate a params file; every problem names its key."""
+    path = Path(path)
+    if not path.is_file():
+        raise MlopsError(f"params file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise MlopsError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
+    return parse_settings(raw, origin=str(path))

@@ -1,0 +1,66 @@
+# The lifecycle's front door. `make setup` once, then `make run`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+# Any DVC remote URL (s3://bucket/path, gs://..., ssh://...); local by default.
+DVC_REMOTE ?= $(CURDIR)/.dvcstore
+PORT ?= 3000
+
+include airflow.env
+export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' airflow.env)
+export AIRFLOW_HOME := $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export BENTOML_HOME := $(CURDIR)/.bentoml
+export BENTOML_DO_NOT_TRACK := True
+export DVC_NO_ANALYTICS := 1
+export GX_ANALYTICS_ENABLED := False
+export HF_HUB_OFFLINE := 1
+export MLOPS_TRAFFIC_DIR := $(CURDIR)/logs/traffic
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help setup run test test-fast lint serve airflow airflow-stop clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+setup: $(BIN)/python  ## create .venv, install the locked dependencies, initialise DVC, Airflow and BentoML homes
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/dvc config core.analytics false
+	$(BIN)/dvc remote add --local --force --default storage $(DVC_REMOTE)
+	mkdir -p $(BENTOML_HOME) $(AIRFLOW_HOME) $(DVC_REMOTE)
+	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+	@echo "setup: done. Next: make run"
+
+run:  ## run the whole lifecycle with DVC (stages that are up to date are skipped)
+	$(BIN)/dvc repro
+	$(BIN)/dvc push -q
+	@$(BIN)/python -m mlops.summary
+
+test:  ## the test suite, as CI runs it
+	$(BIN)/pytest
+
+test-fast:  ## the tests that take seconds, not minutes
+	$(BIN)/pytest -m "not slow"
+
+lint:  ## ruff
+	$(BIN)/ruff check mlops dags tests bench
+
+serve:  ## serve the champion Bento on 127.0.0.1:$(PORT)
+	@bento=$$($(BIN)/mlops registry show --field bento) && echo "serving $$bento on http://127.0.0.1:$(PORT)" && \
+	$(BIN)/bentoml serve $$bento --host 127.0.0.1 --port $(PORT)
+
+airflow:  ## start Airflow standalone (SQLite, LocalExecutor) on 127.0.0.1:8080, in the background
+	@$(BIN)/python -m mlops.airflow_ctl start
+
+airflow-stop:  ## stop the Airflow started by `make airflow`
+	@$(BIN)/python -m mlops.airflow_ctl stop
+
+clean:  ## remove lifecycle outputs (the DVC cache and the model store stay)
+	rm -rf data models metrics plots reports dvclive

@@ -1,0 +1,87 @@
+"""Start and stop `airflow standalone` for `make airflow`.
+
+Standalone ignores SIGINT when backgrounded and SIGTERM to its parent leaves
+orphans, so it is started in its own session and stopped by process group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+HOME = Path(os.environ.get("AIRFLOW_HOME", Path.cwd() / ".airflow"))
+PIDFILE = HOME / "standalone.pid"
+LOG = HOME / "standalone.log"
+PASSWORDS = HOME / "simple_auth_manager_passwords.json.generated"
+
+
+def base_url() -> str:
+    return os.environ.get("AIRFLOW__API__BASE_URL", "http://127.0.0.1:8080")
+
+
+def running_pid() -> int | None:
+    try:
+        pid = int(PIDFILE.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def wait_healthy(timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base_url()}/api/v2/monitor/health", timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(1)
+    return False
+
+
+def start() -> int:
+    if running_pid():
+        print(f"Airflow is already running: {base_url()}")
+        return 0
+    HOME.mkdir(parents=True, exist_ok=True)
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    with open(LOG, "ab") as log:
+        process = subprocess.Popen([os.path.join(bin_dir, "airflow"), "standalone"], stdout=log,
+                                   stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    PIDFILE.write_text(str(process.pid))
+    if not wait_healthy(120):
+        print(f"Airflow did not become healthy in 120 s; see {LOG}", file=sys.stderr)
+        return 1
+    print(f"Airflow UI: {base_url()}  (DAG: lifecycle)")
+    print(f"Log in as `admin`; the password is in {PASSWORDS}")
+    print("Stop it with: make airflow-stop")
+    return 0
+
+
+def stop() -> int:
+    pid = running_pid()
+    if pid is None:
+        print("Airflow is not running")
+        return 0
+    os.killpg(pid, signal.SIGTERM)
+    for _ in range(30):
+        if running_pid() is None:
+            break
+        time.sleep(1)
+    else:
+        os.killpg(pid, signal.SIGKILL)
+    PIDFILE.unlink(missing_ok=True)
+    print("Airflow stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit({"start": start, "stop": stop}[sys.argv[1]]())

@@ -1,0 +1,195 @@
+"""`mlops`: one subcommand per lifecycle stage, as dvc.yaml and the DAG call them.
+
+Every subcommand reads params.yaml through the strict settings loader, and
+every problem a user can fix ends as one line on stderr with exit status 2,
+not as a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from mlops.errors import MlopsError
+from mlops.settings import DEFAULT_PARAMS, Settings, load_settings
+
+PathArg = click.Path(path_type=Path)
+
+
+def project_defaults() -> None:
+    """Keep tool state inside the project unless the user chose otherwise."""
+    os.environ.setdefault("BENTOML_HOME", str(Path.cwd() / ".bentoml"))
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@click.group()
+@click.option("--params", "params_path", type=PathArg, default=DEFAULT_PARAMS, show_default=True,
+              help="The params file to read settings from.")
+@click.pass_context
+def cli(ctx: click.Context, params_path: Path) -> None:
+    """The text-classification lifecycle, one stage per subcommand."""
+    project_defaults()
+    ctx.obj = params_path
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    return load_settings(ctx.obj)
+
+
+@cli.command()
+@click.option("--out", type=PathArg, default=Path("data/generated/corpus.csv"), show_default=True)
+@click.pass_context
+def generate(ctx: click.Context, out: Path) -> None:
+    """Write the offline default corpus (data.generated) as a CSV."""
+    from mlops import corpus
+
+    settings = settings_of(ctx)
+    corpus.run(settings.data.generated.rows, settings.data.generated.classes, settings.seed, out)
+
+
+@cli.command()
+@click.option("--out", type=PathArg, default=Path("data/ingested.parquet"), show_default=True)
+@click.pass_context
+def ingest(ctx: click.Context, out: Path) -> None:
+    """Read the configured source(s) into one table of text, label and subset."""
+    from mlops import ingest as stage
+
+    stage.run(settings_of(ctx), out)
+
+
+@cli.command()
+@click.option("--data", type=PathArg, default=Path("data/ingested.parquet"), show_default=True,
+              help="Any dataset file (Parquet from ingest, or CSV/JSONL/Parquet mapped by data.source).")
+@click.option("--out", type=PathArg, default=None, help="Where to write the accepted table.")
+@click.option("--report-dir", type=PathArg, default=Path("reports/validation"), show_default=True)
+@click.pass_context
+def validate(ctx: click.Context, data: Path, out: Path | None, report_dir: Path) -> None:
+    """Run the Great Expectations suite; exit non-zero when a critical check fails."""
+    from mlops import validate as stage
+
+    stage.run(settings_of(ctx), data, out, report_dir)
+
+
+@cli.command()
+@click.option("--data", type=PathArg, default=Path("data/validated.parquet"), show_default=True)
+@click.option("--out-dir", type=PathArg, default=Path("data/split"), show_default=True)
+@click.pass_context
+def split(ctx: click.Context, data: Path, out_dir: Path) -> None:
+    """Stratified, seeded train/validation/test split."""
+    from mlops import split as stage
+
+    stage.run(settings_of(ctx), data, out_dir)
+
+
+@cli.command()
+@click.option("--split-dir", type=PathArg, default=Path("data/split"), show_default=True)
+@click.option("--out", type=PathArg, default=Path("models/candidate"), show_default=True)
+@click.option("--metrics", type=PathArg, default=Path("metrics/train.json"), show_default=True)
+@click.option("--live-dir", type=PathArg, default=Path("dvclive"), show_default=True)
+@click.pass_context
+def train(ctx: click.Context, split_dir: Path, out: Path, metrics: Path, live_dir: Path) -> None:
+    """Fine-tune model.base on the train split with the Hugging Face Trainer."""
+    from mlops import train as stage
+
+    stage.run(settings_of(ctx), split_dir, out, metrics, live_dir)
+
+
+@cli.command()
+@click.option("--model", type=PathArg, default=Path("models/candidate"), show_default=True)
+@click.option("--split-dir", type=PathArg, default=Path("data/split"), show_default=True)
+@click.option("--scored-dir", type=PathArg, default=Path("data/scored"), show_default=True)
+@click.option("--metrics", type=PathArg, default=Path("metrics/evaluate.json"), show_default=True)
+@click.option("--plots-dir", type=PathArg, default=Path("plots"), show_default=True)
+@click.pass_context
+def evaluate(ctx: click.Context, model: Path, split_dir: Path, scored_dir: Path, metrics: Path,
+             plots_dir: Path) -> None:
+    """Score the validation and test splits; write metrics and a confusion matrix."""
+    from mlops import evaluate as stage
+
+    stage.run(settings_of(ctx), model, split_dir, scored_dir, metrics, plots_dir)
+
+
+@cli.command()
+@click.option("--metrics", type=PathArg, default=Path("metrics/evaluate.json"), show_default=True)
+@click.option("--model", type=PathArg, default=Path("models/candidate"), show_default=True)
+@click.option("--test", "test_path", type=PathArg, default=Path("data/split/test.parquet"), show_default=True)
+@click.option("--out", type=PathArg, default=Path("reports/gate/decision.json"), show_default=True)
+@click.pass_context
+def gate(ctx: click.Context, metrics: Path, model: Path, test_path: Path, out: Path) -> None:
+    """Decide whether the candidate may replace the champion; write the reasons."""
+    from mlops import gate as stage
+
+    stage.run(settings_of(ctx), metrics, model, test_path, out)
+
+
+@cli.command()
+@click.option("--decision", type=PathArg, default=Path("reports/gate/decision.json"), show_default=True)
+@click.option("--model", type=PathArg, default=Path("models/candidate"), show_default=True)
+@click.option("--metrics", type=PathArg, default=Path("metrics/evaluate.json"), show_default=True)
+@click.option("--bentofile", type=PathArg, default=Path("bentofile.yaml"), show_default=True)
+@click.option("--out", type=PathArg, default=Path("reports/package.json"), show_default=True)
+@click.pass_context
+def package(ctx: click.Context, decision: Path, model: Path, metrics: Path, bentofile: Path, out: Path) -> None:
+    """Register an accepted model, build its Bento and make it the champion."""
+    from mlops import package as stage
+
+    stage.run(settings_of(ctx), decision, model, metrics, bentofile, out)
+
+
+@cli.command()
+@click.option("--reference", type=PathArg, default=Path("data/scored/validation.parquet"), show_default=True)
+@click.option("--current", type=str, default=None,
+              help="Traffic log (file or directory) or scored data file; default: monitor.current.")
+@click.option("--scored-test", type=PathArg, default=Path("data/scored/test.parquet"), show_default=True)
+@click.option("--out-dir", type=PathArg, default=Path("reports/monitoring"), show_default=True)
+@click.pass_context
+def monitor(ctx: click.Context, reference: Path, current: str | None, scored_test: Path, out_dir: Path) -> None:
+    """Compare served traffic (or a stand-in) with the reference; report drift."""
+    from mlops import monitor as stage
+
+    stage.run(settings_of(ctx), reference, current, scored_test, out_dir)
+
+
+@cli.group()
+def registry() -> None:
+    """Inspect the champion and its predecessors."""
+
+
+@registry.command("show")
+@click.option("--field", type=click.Choice(["model", "bento"]), default=None,
+              help="Print only the champion's model or Bento tag.")
+def registry_show(field: str | None) -> None:
+    from mlops import registry as store
+
+    current = store.champion()
+    if current is None:
+        raise MlopsError("no champion yet: run the lifecycle (make run) first")
+    if field:
+        click.echo(current[field])
+        return
+    for key, value in current.items():
+        click.echo(f"{key}: {value}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="mlops", standalone_mode=False)
+    except MlopsError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -81,10 +81,16 @@ def training_arguments(settings: Settings, output_dir: Path, steps_per_epoch: in
 
 
 def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path) -> dict[str, Any]:
-    from dvclive import Live
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              Trainer, set_seed)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        set_seed,
+    )
     from transformers.integrations import DVCLiveCallback
+
+    from dvclive import Live
 
     set_cpu_threads()
     set_seed(settings.seed)
@@ -111,7 +117,8 @@ def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path) -> dic
     train_set, validation_set = encode(train_frame), encode(validation_frame)
     steps_per_epoch = max(1, -(-len(train_set) // settings.train.batch_size))
     checkpoints = out.parent / f".{out.name}-checkpoints"
-    with Live(dir=str(live_dir), save_dvc_exp=False, report=None) as live:
+    # dvc.yaml already declares these metrics and plots: dvclive must not append its own entries
+    with Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, report=None) as live:
         live.log_params({"model": settings.model.model_dump(), "train": settings.train.model_dump(),
                          "train_rows": len(train_set), "labels": labels})
         trainer = Trainer(

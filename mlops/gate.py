@@ -9,13 +9,14 @@ rows, so the two are compared on the same examples.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from mlops import registry
 from mlops.evaluate import compute_metrics, score
 from mlops.io import read_json, read_table, write_json
-from mlops.model import Classifier, set_cpu_threads
+from mlops.model import LABEL_MAP, Classifier, set_cpu_threads
 from mlops.settings import Settings
 
 
@@ -34,15 +35,15 @@ def absolute_checks(metrics: dict[str, Any], settings: Settings) -> list[dict[st
     ]
 
 
-def champion_checks(champion: dict[str, Any], test_path: Path, challenger_f1: float,
+def champion_checks(champion_dir: Path, tag: str, test_path: Path, challenger_f1: float,
                     settings: Settings) -> list[dict[str, Any]]:
     """Re-score the champion on the same test rows; bound the challenger's regression."""
     test = read_table(test_path)
-    classifier = Classifier.load(registry.model_path(champion["model"]))
+    classifier = Classifier.load(champion_dir)
     champion_f1 = compute_metrics(score(classifier, test), classifier.labels)["macro_f1"]
     floor = champion_f1 - settings.gate.max_regression
     return [check("no_regression_vs_champion", challenger_f1, floor, challenger_f1 >= floor,
-                  f"macro-F1 >= champion's {champion_f1:.4f} - {settings.gate.max_regression}")]
+                  f"macro-F1 >= champion {tag}'s {champion_f1:.4f} - {settings.gate.max_regression}")]
 
 
 def decide(settings: Settings, metrics: dict[str, Any], model_dir: Path, test_path: Path) -> dict[str, Any]:
@@ -54,8 +55,14 @@ def decide(settings: Settings, metrics: dict[str, Any], model_dir: Path, test_pa
     elif current.get("digest") == digest:
         basis = f"the candidate is already the champion ({current['model']}): absolute thresholds alone"
     else:
-        basis = f"absolute thresholds and the champion {current['model']}"
-        checks += champion_checks(current, test_path, metrics["macro_f1"], settings)
+        champion_dir = registry.model_path(current["model"])
+        champion_labels = json.loads((champion_dir / LABEL_MAP).read_text())["labels"]
+        if sorted(champion_labels) != sorted(metrics["labels"]):
+            basis = (f"the champion {current['model']} predicts other labels ({', '.join(champion_labels)}): "
+                     "not comparable, absolute thresholds alone")
+        else:
+            basis = f"absolute thresholds and the champion {current['model']}"
+            checks += champion_checks(champion_dir, current["model"], test_path, metrics["macro_f1"], settings)
     failed = [c for c in checks if not c["passed"]]
     reasons = [f"{c['check']}: observed {c['observed']} vs {c['threshold']} ({c['rule']})" for c in failed]
     return {

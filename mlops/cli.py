@@ -158,6 +158,22 @@ def monitor(ctx: click.Context, reference: Path, current: str | None, scored_tes
 
 
 @cli.group()
+def params() -> None:
+    """Change params.yaml safely."""
+
+
+@params.command("apply")
+@click.argument("preset", type=PathArg)
+@click.pass_context
+def params_apply(ctx: click.Context, preset: Path) -> None:
+    """Merge a preset (e.g. configs/ag_news.yaml) into params.yaml, validated first."""
+    from mlops.params import apply
+
+    sections = apply(preset, ctx.parent.obj if ctx.parent else DEFAULT_PARAMS)
+    click.echo(f"params: applied {preset} ({', '.join(sections)}) to params.yaml")
+
+
+@cli.group()
 def registry() -> None:
     """Inspect the champion and its predecessors."""
 

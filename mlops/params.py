@@ -1,0 +1,46 @@
+"""`mlops params apply PRESET`: merge a preset into params.yaml, keeping its comments.
+
+Switching a dataset touches several keys at once (paths, column mapping,
+label names); a preset file names them together. The merged result is
+validated before params.yaml is replaced, so a bad preset changes nothing.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from mlops.errors import MlopsError
+from mlops.io import atomic_path
+from mlops.settings import parse_settings
+
+
+def merge(target: Any, overlay: dict[str, Any]) -> None:
+    """Deep-merge `overlay` into the round-trip mapping `target`, in place."""
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            merge(target[key], value)
+        else:
+            target[key] = value
+
+
+def apply(preset: Path, params: Path) -> list[str]:
+    from ruamel.yaml import YAML
+
+    yaml = YAML()  # round-trip: comments and key order survive
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    if not preset.is_file():
+        raise MlopsError(f"preset not found: {preset}")
+    overlay = YAML(typ="safe").load(preset.read_text(encoding="utf-8"))
+    if not isinstance(overlay, dict):
+        raise MlopsError(f"{preset}: expected a mapping of settings")
+    document = yaml.load(params.read_text(encoding="utf-8"))
+    merge(document, overlay)
+    buffer = io.StringIO()
+    yaml.dump(document, buffer)
+    text = buffer.getvalue()
+    parse_settings(YAML(typ="safe").load(text), origin=f"{params} + {preset}")
+    with atomic_path(params) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return sorted(overlay)

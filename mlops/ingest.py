@@ -73,7 +73,7 @@ def read_raw(source: SourceSettings) -> pd.DataFrame:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise MlopsError(f"data file {path}: cannot read it as {fmt}: {message}") from None
     if source.columns and source.header:
-        frame = frame.rename(columns=dict(zip(frame.columns, source.columns)))
+        frame = frame.rename(columns=dict(zip(frame.columns, source.columns, strict=False)))
     frame.columns = [str(column) for column in frame.columns]
     return frame
 

@@ -11,7 +11,7 @@ default that switches from p-values to distances at 1,000 rows.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,7 @@ def run(settings: Settings, reference_path: Path, current: str | None, scored_te
     if len(current_frame) < 10:
         raise MlopsError(f"monitor: the current window has {len(current_frame)} rows; at least 10 are needed")
     snapshot = drift_report(reference, current_frame, config)
-    summary = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "current": description,
+    summary = {"created": datetime.now(UTC).isoformat(timespec="seconds"), "current": description,
                "reference_rows": len(reference), "current_rows": len(current_frame), **summarise(snapshot, config)}
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "report.html") as tmp:

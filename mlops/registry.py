@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ def model_path(tag: str) -> Path:
 def promote(entry: dict[str, Any]) -> dict[str, Any]:
     """Make `entry` the champion; the previous one moves to the history."""
     registry = read_registry()
-    entry = {**entry, "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    entry = {**entry, "promoted_at": datetime.now(UTC).isoformat(timespec="seconds")}
     history = registry["history"]
     if registry["champion"] is not None:
         history = [*history, registry["champion"]]

@@ -52,7 +52,8 @@ class ClassifierModel:
         labels = self.classifier.labels
         return [
             {"label": labels[int(row.argmax())], "score": float(row.max()),
-             "probabilities": {label: float(p) for label, p in zip(labels, row)}, "model_version": self.version}
+             "probabilities": {label: float(p) for label, p in zip(labels, row, strict=True)},
+             "model_version": self.version}
             for row in proba
         ]
 

@@ -43,7 +43,7 @@ def split(frame: pd.DataFrame, settings: Settings) -> dict[str, pd.DataFrame]:
         raise MlopsError(f"split: test labels {sorted(missing)} never occur in the training data")
     return {
         name: part.drop(columns="subset").reset_index(drop=True)
-        for name, part in zip(SPLITS, (train, validation, test))
+        for name, part in zip(SPLITS, (train, validation, test), strict=True)
     }
 
 

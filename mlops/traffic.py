@@ -8,9 +8,10 @@ rotated away without touching the current one.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -22,12 +23,12 @@ class TrafficLog:
         self.directory = Path(directory)
 
     def append(self, texts: Sequence[str], results: Sequence[dict[str, Any]], latency_ms: float) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         lines = "".join(
             json.dumps({"timestamp": now.isoformat(), "text": text, "prediction": result["label"],
                         "confidence": result["score"], "model_version": result["model_version"],
                         "latency_ms": round(latency_ms, 2)}) + "\n"
-            for text, result in zip(texts, results)
+            for text, result in zip(texts, results, strict=True)
         )
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / f"traffic-{now:%Y%m%d}.jsonl", "a", encoding="utf-8") as handle:

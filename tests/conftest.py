@@ -87,8 +87,9 @@ def tiny_params(base: dict[str, Any], model_dir: Path) -> dict[str, Any]:
     return params
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def repo_params() -> dict[str, Any]:
+    """A fresh copy of the repository's params, for a test to change at will."""
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
@@ -119,21 +120,6 @@ def copy_project(dest: Path, params: dict[str, Any]) -> Path:
 
 
 @pytest.fixture
-def make_project(tmp_path: Path, repo_params: dict[str, Any], tiny_model_dir: Path):
-    def make(**overrides: Any) -> Path:
-        params = tiny_params(repo_params, tiny_model_dir)
-        for dotted, value in overrides.items():
-            node = params
-            *parents, leaf = dotted.split("__")
-            for part in parents:
-                node = node[part]
-            node[leaf] = value
-        return copy_project(tmp_path / "project", params)
-
-    return make
-
-
-@pytest.fixture
 def bentoml_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private BentoML home for the registry document (the model store is not touched)."""
     home = tmp_path / "bentoml"
@@ -142,14 +128,14 @@ def bentoml_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory, repo_params: dict[str, Any], tiny_model_dir: Path):
+def trained(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
     """A tiny model trained by the train stage on generated data: (settings, root dir, train summary)."""
     from mlops import split, train
     from mlops.corpus import generate_corpus
     from mlops.io import write_table
     from mlops.settings import parse_settings
 
-    settings = parse_settings(tiny_params(repo_params, tiny_model_dir))
+    settings = parse_settings(tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()), tiny_model_dir))
     root = tmp_path_factory.mktemp("trained")
     frame = generate_corpus(600, settings.data.generated.classes, seed=11)
     frame["subset"] = "main"

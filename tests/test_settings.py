@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from mlops.errors import MlopsError
 from mlops.settings import Settings, load_settings, parse_settings
@@ -18,7 +19,7 @@ def test_repository_params_load():
 
 def test_settings_are_frozen(repo_params):
     settings = parse_settings(repo_params)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         settings.train.lr = 1.0  # type: ignore[misc]
 
 

@@ -1,0 +1,66 @@
+"""Bad input through the CLI: one line naming the problem, a non-zero exit, no traceback."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT, tiny_params
+
+
+@pytest.fixture
+def workdir(tmp_path, repo_params, tiny_model_dir):
+    def write(params):
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        return tmp_path
+
+    return write, tiny_params(repo_params, tiny_model_dir)
+
+
+def mlops(cwd, *args):
+    return subprocess.run([sys.executable, "-m", "mlops", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(cwd)})
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_misspelt_params_key(workdir):
+    write, params = workdir
+    params["train"]["epocs"] = params["train"].pop("epochs")
+    assert_one_line_error(mlops(write(params), "ingest"), "train.epocs: unknown key")
+
+
+def test_missing_data_file(workdir):
+    write, params = workdir
+    params["data"]["source"]["path"] = "data/nowhere.csv"
+    assert_one_line_error(mlops(write(params), "ingest"), "data file not found: data/nowhere.csv")
+
+
+def test_data_file_without_label_column(workdir, tmp_path):
+    write, params = workdir
+    pd.DataFrame({"text": ["hello world"], "topic": ["x"]}).to_csv(tmp_path / "d.csv", index=False)
+    params["data"]["source"]["path"] = "d.csv"
+    assert_one_line_error(mlops(write(params), "ingest"), "no label column 'label'", "columns: text, topic")
+
+
+def test_failed_validation_exits_non_zero(workdir, tmp_path):
+    write, params = workdir
+    pd.DataFrame({"text": ["hi there"] * 200, "label": ["billing"] * 200, "subset": "main"}).to_parquet(
+        tmp_path / "bad.parquet")
+    result = mlops(write(params), "validate", "--data", "bad.parquet")
+    assert result.returncode == 2
+    assert "data validation failed" in result.stderr and "text_unique" in result.stderr
+    assert "CRITICAL text_unique" in result.stdout
+
+
+def test_registry_without_champion(workdir):
+    write, params = workdir
+    assert_one_line_error(mlops(write(params), "registry", "show"), "no champion yet")

@@ -1,0 +1,65 @@
+"""dvc.yaml is the one definition of the lifecycle; the DAG must mirror it exactly."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, project_env
+
+from mlops.errors import MlopsError
+from mlops.pipeline import load_stages
+
+STAGES = ["generate", "ingest", "validate", "split", "train", "evaluate", "gate", "package", "monitor"]
+
+
+def test_stage_graph_from_dvc_yaml():
+    stages = {stage.name: stage for stage in load_stages(ROOT)}
+    assert list(stages) == STAGES
+    assert stages["ingest"].upstream == ("generate",)  # through ${data.source.path}
+    assert set(stages["gate"].upstream) == {"split", "train", "evaluate"}
+    assert set(stages["monitor"].upstream) == {"evaluate"}
+    assert "data/generated/corpus.csv" in stages["ingest"].deps
+
+
+def test_every_stage_is_a_cli_subcommand():
+    from mlops.cli import cli
+
+    for stage in load_stages(ROOT):
+        assert stage.cmd.startswith(f"mlops {stage.name} ")
+        assert stage.name in cli.commands
+
+
+def test_undefined_template_is_named(tmp_path):
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"a": {"cmd": "x", "deps": ["${nope.path}"]}}}))
+    (tmp_path / "params.yaml").write_text("seed: 1\n")
+    with pytest.raises(MlopsError, match=r"\$\{nope.path\}, which params.yaml does not define"):
+        load_stages(tmp_path)
+
+
+def test_dag_imports_without_errors_and_mirrors_dvc_yaml(tmp_path):
+    script = (
+        "import json; from airflow.dag_processing.dagbag import DagBag; bag = DagBag('dags'); "
+        "dag = bag.dags.get('lifecycle'); errors = {k: str(v) for k, v in bag.import_errors.items()}; "
+        "print(json.dumps({'errors': errors, "
+        "'tasks': {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks} if dag else None, "
+        "'max_active_runs': dag.max_active_runs if dag else None}))"
+    )
+    env = project_env(ROOT) | {"AIRFLOW_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["errors"] == {}
+    assert report["max_active_runs"] == 1
+    expected = {stage.name: sorted(stage.upstream) for stage in load_stages(ROOT)}
+    assert report["tasks"] == expected
+
+
+def test_dvc_yaml_declares_outputs_of_every_stage():
+    spec = yaml.safe_load((Path(ROOT) / "dvc.yaml").read_text())
+    for name, body in spec["stages"].items():
+        assert body.get("outs") or body.get("metrics"), name
+        assert any(dep.startswith("mlops/") for dep in body["deps"]), f"{name} must depend on its code"

@@ -81,6 +81,7 @@ def training_arguments(settings: Settings, output_dir: Path, steps_per_epoch: in
 
 
 def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path) -> dict[str, Any]:
+    from dvclive import Live
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -89,8 +90,6 @@ def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path) -> dic
         set_seed,
     )
     from transformers.integrations import DVCLiveCallback
-
-    from dvclive import Live
 
     set_cpu_threads()
     set_seed(settings.seed)

@@ -67,14 +67,18 @@ def ingest(ctx: click.Context, out: Path) -> None:
 @cli.command()
 @click.option("--data", type=PathArg, default=Path("data/ingested.parquet"), show_default=True,
               help="Any dataset file (Parquet from ingest, or CSV/JSONL/Parquet mapped by data.source).")
-@click.option("--out", type=PathArg, default=None, help="Where to write the accepted table.")
+@click.option("--out", type=PathArg, default=None, help="Where to write the accepted rows.")
+@click.option("--quarantine", type=PathArg, default=None, help="Where to write the quarantined rows, with reasons.")
+@click.option("--profile", "profile_path", type=PathArg, default=None,
+              help="The last accepted batch's profile: read for shift warnings, replaced on acceptance.")
 @click.option("--report-dir", type=PathArg, default=Path("reports/validation"), show_default=True)
 @click.pass_context
-def validate(ctx: click.Context, data: Path, out: Path | None, report_dir: Path) -> None:
-    """Run the Great Expectations suite; exit non-zero when a critical check fails."""
+def validate(ctx: click.Context, data: Path, out: Path | None, quarantine: Path | None, profile_path: Path | None,
+             report_dir: Path) -> None:
+    """Run the Great Expectations suite; exit non-zero when the batch is rejected."""
     from mlops import validate as stage
 
-    stage.run(settings_of(ctx), data, out, report_dir)
+    stage.run(settings_of(ctx), data, out, report_dir, quarantine, profile_path)
 
 
 @cli.command()

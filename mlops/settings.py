@@ -62,6 +62,10 @@ class ValidateSettings(Strict):
     max_text_chars: int = Field(ge=1)
     max_duplicate_share: float = Field(ge=0, le=1)
     min_class_share: float = Field(ge=0, le=1)
+    max_class_share: float = Field(gt=0, le=1)
+    max_quarantine_share: float = Field(ge=0, le=1)
+    max_length_shift: float = Field(gt=0)
+    max_label_shift: float = Field(gt=0, le=1)
     labels: tuple[str, ...] | None = Field(default=None, min_length=2)
 
     @model_validator(mode="after")
@@ -70,6 +74,8 @@ class ValidateSettings(Strict):
             raise ValueError("min_rows must not exceed max_rows")
         if self.min_text_chars > self.max_text_chars:
             raise ValueError("min_text_chars must not exceed max_text_chars")
+        if self.min_class_share > self.max_class_share:
+            raise ValueError("min_class_share must not exceed max_class_share")
         return self
 
 

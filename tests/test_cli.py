@@ -57,8 +57,8 @@ def test_failed_validation_exits_non_zero(workdir, tmp_path):
         tmp_path / "bad.parquet")
     result = mlops(write(params), "validate", "--data", "bad.parquet")
     assert result.returncode == 2
-    assert "data validation failed" in result.stderr and "text_unique" in result.stderr
-    assert "CRITICAL text_unique" in result.stdout
+    assert "data validation failed" in result.stderr and "duplicate_share" in result.stderr
+    assert "CRITICAL duplicate_share" in result.stdout
 
 
 def test_registry_without_champion(workdir):

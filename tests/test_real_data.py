@@ -39,8 +39,10 @@ def test_ag_news_ingest_validate_split(settings, tmp_path):
 
 def test_ag_news_with_corrupted_labels_is_rejected(settings, tmp_path):
     frame = ingest.ingest(settings)
-    frame.loc[frame.index % 97 == 0, "label"] = "Weather"
+    frame.loc[frame.index % 15 == 0, "label"] = "Weather"  # 6.7%: above the quarantine share
     labelled = settings.model_copy(update={"validate_": settings.validate_.model_copy(
         update={"labels": ("World", "Sports", "Business", "Sci/Tech")})})
-    outcomes = {o.name: o for o in validate.validate_frame(frame, labelled)}
-    assert not outcomes["label_set"].success and "Weather" in str(outcomes["label_set"].observed)
+    verdict = validate.validate_frame(frame, labelled)
+    outcomes = {o.name: o for o in verdict.outcomes}
+    assert not verdict.success and not outcomes["quarantine_share"].success
+    assert not outcomes["label_known"].success and "Weather" in str(outcomes["label_known"].observed)

@@ -1,11 +1,25 @@
-"""The lifecycle DAG: the stages of dvc.yaml, run by Airflow.
+"""The lifecycle DAG: the stages of dvc.yaml, run by Airflow, with trigger parameters.
 
 Tasks and their order are read from dvc.yaml when the file is parsed, never
-written out a second time here. Each task runs `dvc repro --single-item
+written out a second time here. Each stage task runs `dvc repro --single-item
 <stage>` in the project, so DVC still decides whether the stage is stale,
 caches its outputs and records dvc.lock, exactly as `dvc repro` on a laptop.
-DVC holds a lock on the repository while it runs, so stages run one at a time
-and runs queue behind each other.
+
+Trigger the DAG with parameters (the UI's trigger form, or REST `conf`):
+each field defaults to null, "as params.yaml says". Airflow checks every
+value against its JSON schema when the run is triggered; the first task,
+`configure`, merges the given ones into params.yaml once the whole merged
+file passed the strict settings (a bad value or combination fails there,
+naming the key), and the last task, `record`, writes the run's record under
+reports/runs/<run id>/. One run is active at a time; later ones queue, so
+two runs never write the same workspace at once (DVC also locks it).
+Overrides stay in params.yaml afterwards, as with `dvc exp run -S`.
+
+Stage tasks retry transient failures with exponential backoff; a stage that
+refuses its input (exit 2) fails at once. Every task has a timeout, and a
+failed task writes a one-paragraph summary to its log and to
+reports/runs/<run id>/failure.md. `train` goes to the `gpu` queue, so that
+under the CeleryExecutor GPU machines run training and CPU workers the rest.
 """
 
 from __future__ import annotations
@@ -15,16 +29,39 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import DAG
+import yaml
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG, Param
 
 PROJECT = Path(os.environ.get("MLOPS_PROJECT_DIR", Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(PROJECT))
 
+from mlops.airflow_tasks import StageOperator, configure, on_failure, record  # noqa: E402
 from mlops.pipeline import load_stages  # noqa: E402
+from mlops.runs import TRIGGER_PARAMS, current_value  # noqa: E402
 
 VENV_BIN = PROJECT / ".venv" / "bin"
 BIN = VENV_BIN if VENV_BIN.is_dir() else Path(sys.executable).parent
+GPU_QUEUE = os.environ.get("MLOPS_GPU_QUEUE", "gpu")
+GPU_STAGES = {"train"}
+TIMEOUTS = {"train": timedelta(hours=8)}  # every other task: default_args
+
+
+def trigger_params() -> dict[str, Param]:
+    current = yaml.safe_load((PROJECT / "params.yaml").read_text(encoding="utf-8")) or {}
+    params = {}
+    for name, (key, schema, help_text) in TRIGGER_PARAMS.items():
+        nullable = {**schema, "type": ["null", schema["type"]]}
+        if "enum" in schema:
+            nullable["enum"] = [None, *schema["enum"]]
+        params[name] = Param(
+            None, **nullable,
+            title=name.replace("_", " "),
+            description=f"{help_text} `{key}` in params.yaml; empty keeps it "
+                        f"(now: {current_value(current, key)!r}).",
+        )
+    return params
+
 
 with DAG(
     dag_id="lifecycle",
@@ -34,22 +71,45 @@ with DAG(
     max_active_runs=1,
     max_active_tasks=1,
     tags=["mlops", "dvc"],
-    default_args={"retries": 0, "execution_timeout": timedelta(hours=6)},
+    params=trigger_params(),
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "execution_timeout": timedelta(hours=1),
+        "on_failure_callback": on_failure,
+    },
     doc_md=__doc__,
 ) as dag:
+    env = {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
+           "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(PROJECT / ".bentoml")),
+           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    configure_task = PythonOperator(
+        task_id="configure", python_callable=configure, op_kwargs={"project": str(PROJECT)},
+        retries=0, execution_timeout=timedelta(minutes=5),
+        doc_md="Validate the trigger parameters with params.yaml and apply them (`mlops.runs.configure`).",
+    )
+    record_task = PythonOperator(
+        task_id="record", python_callable=record, op_kwargs={"project": str(PROJECT)},
+        execution_timeout=timedelta(minutes=5),
+        doc_md="Write this run's record under reports/runs/<run id>/ (`mlops.runs.record`).",
+    )
     stages = load_stages(PROJECT)
     tasks = {}
     for stage in stages:
-        tasks[stage.name] = BashOperator(
-            task_id=stage.name,
-            bash_command=f"dvc repro --single-item {stage.name}",
-            cwd=str(PROJECT),
-            env={"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
-                 "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(PROJECT / ".bentoml")),
-                 "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")},
-            append_env=True,
+        tasks[stage.name] = StageOperator(
+            task_id=stage.name, stage=stage.name, project=str(PROJECT), env=env,
+            **({"queue": GPU_QUEUE} if stage.name in GPU_STAGES else {}),
+            execution_timeout=TIMEOUTS.get(stage.name, timedelta(hours=1)),
             doc_md=f"`{stage.cmd}`",
         )
     for stage in stages:
         for upstream in stage.upstream:
             tasks[upstream] >> tasks[stage.name]
+        if not stage.upstream:
+            configure_task >> tasks[stage.name]
+    downstream = {upstream for stage in stages for upstream in stage.upstream}
+    for stage in stages:
+        if stage.name not in downstream:
+            tasks[stage.name] >> record_task

@@ -44,3 +44,41 @@ def apply(preset: Path, params: Path) -> list[str]:
     with atomic_path(params) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return sorted(overlay)
+
+
+def nest(dotted: dict[str, Any]) -> dict[str, Any]:
+    """{"train.epochs": 1} -> {"train": {"epochs": 1}}."""
+    nested: dict[str, Any] = {}
+    for key, value in dotted.items():
+        parts = key.split(".")
+        if not all(parts):
+            raise MlopsError(f"override {key!r}: not a dotted params key")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise MlopsError(f"override {key!r} conflicts with another override")
+        node[parts[-1]] = value
+    return nested
+
+
+def apply_overrides(overrides: dict[str, Any], params: Path, origin: str = "overrides") -> str:
+    """Merge dotted overrides (`train.epochs: 1`) into params.yaml, validated first; return the new text.
+
+    Like `dvc exp run -S key=value`: the workspace's params.yaml is changed
+    (comments kept), so `dvc repro` and the stages see the new values. A value
+    that the settings refuse changes nothing, and the message names its key.
+    """
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    document = yaml.load(params.read_text(encoding="utf-8"))
+    merge(document, nest(overrides))
+    buffer = io.StringIO()
+    yaml.dump(document, buffer)
+    text = buffer.getvalue()
+    parse_settings(YAML(typ="safe").load(text), origin=f"{params} + {origin}")
+    with atomic_path(params) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return text

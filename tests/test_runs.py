@@ -1,0 +1,126 @@
+"""Triggered runs: parameter overrides, the run record, the failure summary, and the DAG's trigger form."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from conftest import ROOT, project_env
+
+from mlops.errors import MlopsError
+from mlops.params import apply_overrides, nest
+from mlops.runs import TRIGGER_PARAMS, configure, failure_summary, overrides_of, record, run_dir
+from mlops.settings import parse_settings
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    return tmp_path
+
+
+def test_every_trigger_param_maps_to_a_params_key(repo_params):
+    from mlops.runs import current_value
+
+    for name, (key, schema, _) in TRIGGER_PARAMS.items():
+        assert current_value(repo_params, key) is not None or key == "train.max_train_samples", name
+        assert schema["type"] in ("string", "integer", "number"), name
+
+
+def test_nest_and_overrides_of():
+    assert nest({"train.epochs": 1, "train.lr": 0.1, "seed": 3}) == {"train": {"epochs": 1, "lr": 0.1}, "seed": 3}
+    assert overrides_of({"epochs": 2, "base_model": None, "seed": 0}) == {"train.epochs": 2, "seed": 0}
+    with pytest.raises(MlopsError, match="unknown trigger parameter.*epoch; known"):
+        overrides_of({"epochs": 2}, conf_keys=["epoch"])
+
+
+def test_apply_overrides_keeps_comments_and_validates(project):
+    params = project / "params.yaml"
+    apply_overrides({"train.epochs": 1, "model.base": "some/dir"}, params)
+    text = params.read_text()
+    assert "# Every knob of the lifecycle" in text
+    settings = parse_settings(yaml.safe_load(text))
+    assert settings.train.epochs == 1 and settings.model.base == "some/dir"
+    before = params.read_text()
+    with pytest.raises(MlopsError, match=r"train\.batch_size"):
+        apply_overrides({"train.batch_size": 0}, params)
+    with pytest.raises(MlopsError, match=r"train\.epoch: unknown key"):
+        apply_overrides({"train.epoch": 3}, params)
+    assert params.read_text() == before  # a refused override changes nothing
+
+
+def test_configure_then_record_keep_the_run_apart(project):
+    run_id = "manual__2026-11-22T11:00:00+00:00"
+    overrides = configure(project, run_id, {"epochs": 3, "seed": 5, "base_model": None}, conf_keys=["epochs", "seed"])
+    assert overrides == {"train.epochs": 3, "seed": 5}
+    folder = run_dir(project, run_id)
+    assert folder.name == "manual__2026-11-22T11_00_00_00_00"
+    assert yaml.safe_load((folder / "params.yaml").read_text())["train"]["epochs"] == 3
+    (project / "metrics").mkdir()
+    (project / "metrics/train.json").write_text(json.dumps({"epochs": 3.0}))
+    summary = record(project, run_id)
+    assert summary["params"]["seed"] == 5 and summary["results"]["metrics/train.json"]["epochs"] == 3
+    assert json.loads((folder / "run.json").read_text())["overrides"] == overrides
+    assert (folder / "metrics__train.json").is_file()
+    with pytest.raises(MlopsError, match=r"gate\.min_accuracy"):
+        configure(project, "other", {"min_accuracy": 2})
+
+
+def test_failure_summary_is_one_paragraph_naming_task_and_cause(project):
+    context = {
+        "run_id": "r1", "ti": SimpleNamespace(task_id="validate", try_number=3),
+        "task": SimpleNamespace(retries=2),
+        "exception": RuntimeError("stage validate failed\nRunning stage\nerror: validate: 3 rows < min_rows 50"),
+        "params": {"epochs": 1, "seed": None},
+    }
+    paragraph = failure_summary(project, context)
+    assert "\n" not in paragraph
+    assert "`validate`" in paragraph and "error: validate: 3 rows < min_rows 50" in paragraph
+    assert "epochs=1" in paragraph and "seed" not in paragraph
+    assert (run_dir(project, "r1") / "failure.md").read_text().strip() == paragraph
+
+
+DAG_PROBE = """
+import copy, json, time
+from airflow.dag_processing.dagbag import DagBag
+started = time.perf_counter()
+bag = DagBag('dags')
+fill = time.perf_counter() - started
+dag = bag.dags['lifecycle']
+refused = {}
+for name, value in json.loads(__import__('sys').argv[1]).items():
+    params = copy.deepcopy(dag.params)
+    try:
+        params.update({name: value})
+        params.validate()
+    except Exception as error:
+        refused[name] = str(error).splitlines()[0]
+print(json.dumps({'fill': fill, 'errors': {k: str(v) for k, v in bag.import_errors.items()}, 'refused': refused,
+                  'queues': {t.task_id: t.queue for t in dag.tasks}, 'retries': dag.default_args['retries'],
+                  'backoff': dag.default_args['retry_exponential_backoff'],
+                  'timeouts': {t.task_id: t.execution_timeout.total_seconds() for t in dag.tasks},
+                  'params': sorted(dag.params)}))
+"""
+
+
+def test_dag_imports_fast_with_trigger_form_retries_timeouts_and_gpu_queue(tmp_path):
+    bad = {"epochs": 0, "data_format": "xml", "batch_size": "big", "min_accuracy": 1.5, "max_length": 4}
+    env = project_env(ROOT) | {"AIRFLOW_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", DAG_PROBE, json.dumps(bad)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"lifecycle DAG file parsed (DagBag fill) in {report['fill']:.3f}s")
+    assert report["errors"] == {}
+    assert report["fill"] < 2.0
+    assert report["params"] == sorted(TRIGGER_PARAMS)
+    for name in bad:
+        assert f"Invalid input for param {name}" in report["refused"].get(name, ""), (name, report["refused"])
+    assert report["queues"]["train"] == "gpu"
+    assert {queue for task, queue in report["queues"].items() if task != "train"} == {"default"}
+    assert report["retries"] >= 1 and report["backoff"] is True
+    assert all(0 < seconds <= 8 * 3600 for seconds in report["timeouts"].values())

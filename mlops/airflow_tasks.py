@@ -90,9 +90,15 @@ def configure(project: str, params: dict[str, Any], dag_run: Any, run_id: str, *
 
 
 def record(project: str, run_id: str, **_: Any) -> None:
+    """The run's last task: its record; with MLOPS_DVC_PUSH=1 (the compose stack), `dvc push` to the remote."""
     from mlops.runs import record as write_record
 
     write_record(Path(project), run_id)
+    if os.environ.get("MLOPS_DVC_PUSH") == "1":
+        result = subprocess.run(["dvc", "push"], cwd=project, capture_output=True, text=True, timeout=3600)
+        print(result.stdout + result.stderr, flush=True)
+        if result.returncode != 0:
+            raise AirflowException(f"dvc push failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}")
 
 
 def on_failure(context: Any) -> None:

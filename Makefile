@@ -21,10 +21,10 @@ export HF_HUB_OFFLINE := 1
 export MLOPS_TRAFFIC_DIR := $(CURDIR)/logs/traffic
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup run test test-fast lint serve airflow airflow-stop clean
+.PHONY: help setup run test test-fast lint serve airflow airflow-stop bento-image compose-check clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,14 @@ airflow:  ## start Airflow standalone (SQLite, LocalExecutor) on 127.0.0.1:8080,
 
 airflow-stop:  ## stop the Airflow started by `make airflow`
 	@$(BIN)/python -m mlops.airflow_ctl stop
+
+bento-image:  ## the champion's Bento as a container image (`bentoml containerize`; needs a Docker engine)
+	$(CURDIR)/docker/build-bento-image.sh $(IMAGE)
+
+compose-check:  ## validate docker/docker-compose.yaml with docker/.env (or the example, which must fail)
+	@env_file=docker/.env; [ -f $$env_file ] || env_file=docker/.env.example; \
+	if docker compose version >/dev/null 2>&1; then compose="docker compose"; else compose=docker-compose; fi; \
+	$$compose -f docker/docker-compose.yaml --env-file $$env_file config -q && echo "compose: valid with $$env_file"
 
 clean:  ## remove lifecycle outputs (the DVC cache and the model store stay)
 	rm -rf data models metrics plots reports dvclive

@@ -40,14 +40,15 @@ class StageOperator(BaseOperator):
         print(f"$ {' '.join(command)}  (in {self.project})", flush=True)
         tail: deque[str] = deque(maxlen=40)
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        self._process = subprocess.Popen(command, cwd=self.project, env=env, stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True)
+        process = subprocess.Popen(command, cwd=self.project, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True)
+        self._process = process
         try:
-            assert self._process.stdout is not None
-            for line in self._process.stdout:
+            assert process.stdout is not None
+            for line in process.stdout:
                 print(line.rstrip("\n"), flush=True)
                 tail.append(line.rstrip("\n"))
-            code = self._process.wait()
+            code = process.wait()
         finally:
             self.stop_stage()
         if code == 0:

@@ -124,3 +124,65 @@ def test_dag_imports_fast_with_trigger_form_retries_timeouts_and_gpu_queue(tmp_p
     assert {queue for task, queue in report["queues"].items() if task != "train"} == {"default"}
     assert report["retries"] >= 1 and report["backoff"] is True
     assert all(0 < seconds <= 8 * 3600 for seconds in report["timeouts"].values())
+
+
+
+def stage_operator(tmp_path, name: str, body: str):
+    """A StageOperator for `train` whose `dvc` is a bash script with `body`."""
+    from mlops.airflow_tasks import StageOperator
+
+    project = tmp_path / name
+    (project / "bin").mkdir(parents=True)
+    script = project / "bin" / "dvc"
+    script.write_text(f"#!/usr/bin/env bash\n{body}\n")
+    script.chmod(0o755)
+    return StageOperator(task_id="train", stage="train", project=str(project),
+                         env={"PATH": f"{project / 'bin'}:/usr/bin:/bin"})
+
+
+def test_stage_streams_output_and_fails_without_retry_on_a_user_error(tmp_path, capsys):
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    stage_operator(tmp_path, "ok", """echo "Running stage '$3'"; echo 'train: 10 rows'""").execute({})
+    out = capsys.readouterr().out
+    assert "$ dvc repro --single-item train" in out and "Running stage 'train'" in out and "train: 10 rows" in out
+    refused = """echo 'error: train: bad'; echo "ERROR: failed to reproduce 'train': exited with 2"; exit 255"""
+    with pytest.raises(AirflowFailException, match="error: train: bad"):  # no retry: a person must fix it
+        stage_operator(tmp_path, "refused", refused).execute({})
+    crashed = """echo "ERROR: failed to reproduce 'train': exited with -9"; exit 255"""
+    with pytest.raises(AirflowException) as caught:  # Airflow retries this one
+        stage_operator(tmp_path, "crashed", crashed).execute({})
+    assert not isinstance(caught.value, AirflowFailException)
+
+
+def test_killed_stage_takes_its_process_group_with_it(tmp_path):
+    import os
+    import threading
+    import time
+
+    from airflow.sdk.exceptions import AirflowException
+
+    marker = tmp_path / "child.pid"
+    operator = stage_operator(tmp_path, "slow", f"sleep 300 & echo $! > {marker}; wait")
+    outcome = []
+
+    def run() -> None:
+        try:
+            operator.execute({})
+            outcome.append("finished")
+        except AirflowException:
+            outcome.append("failed")
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not marker.is_file() or not marker.read_text().strip():
+        assert time.monotonic() < deadline, "fake stage did not start"
+        time.sleep(0.1)
+    child = int(marker.read_text())
+    operator.on_kill()  # what Airflow calls when the task is killed
+    thread.join(timeout=30)
+    assert not thread.is_alive() and outcome == ["failed"]
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # the stage's own children are gone too

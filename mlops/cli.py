@@ -123,14 +123,17 @@ def evaluate(ctx: click.Context, model: Path, split_dir: Path, scored_dir: Path,
 @cli.command()
 @click.option("--metrics", type=PathArg, default=Path("metrics/evaluate.json"), show_default=True)
 @click.option("--model", type=PathArg, default=Path("models/candidate"), show_default=True)
-@click.option("--test", "test_path", type=PathArg, default=Path("data/split/test.parquet"), show_default=True)
+@click.option("--scored-test", type=PathArg, default=Path("data/scored/test.parquet"), show_default=True)
+@click.option("--train", "train_path", type=PathArg, default=Path("data/split/train.parquet"), show_default=True)
 @click.option("--out", type=PathArg, default=Path("reports/gate/decision.json"), show_default=True)
+@click.option("--card", type=PathArg, default=Path("reports/gate/model_card.md"), show_default=True)
 @click.pass_context
-def gate(ctx: click.Context, metrics: Path, model: Path, test_path: Path, out: Path) -> None:
-    """Decide whether the candidate may replace the champion; write the reasons."""
+def gate(ctx: click.Context, metrics: Path, model: Path, scored_test: Path, train_path: Path, out: Path,
+         card: Path) -> None:
+    """Decide whether the candidate may replace the champion; write the reasons and a model card."""
     from mlops import gate as stage
 
-    stage.run(settings_of(ctx), metrics, model, test_path, out)
+    stage.run(settings_of(ctx), metrics, model, scored_test, train_path, out, card)
 
 
 @cli.command()
@@ -138,13 +141,15 @@ def gate(ctx: click.Context, metrics: Path, model: Path, test_path: Path, out: P
 @click.option("--model", type=PathArg, default=Path("models/candidate"), show_default=True)
 @click.option("--metrics", type=PathArg, default=Path("metrics/evaluate.json"), show_default=True)
 @click.option("--bentofile", type=PathArg, default=Path("bentofile.yaml"), show_default=True)
+@click.option("--card", type=PathArg, default=Path("reports/gate/model_card.md"), show_default=True)
 @click.option("--out", type=PathArg, default=Path("reports/package.json"), show_default=True)
 @click.pass_context
-def package(ctx: click.Context, decision: Path, model: Path, metrics: Path, bentofile: Path, out: Path) -> None:
+def package(ctx: click.Context, decision: Path, model: Path, metrics: Path, bentofile: Path, card: Path,
+            out: Path) -> None:
     """Register an accepted model, build its Bento and make it the champion."""
     from mlops import package as stage
 
-    stage.run(settings_of(ctx), decision, model, metrics, bentofile, out)
+    stage.run(settings_of(ctx), decision, model, metrics, bentofile, card, out)
 
 
 @cli.command()
@@ -179,13 +184,14 @@ def params_apply(ctx: click.Context, preset: Path) -> None:
 
 @cli.group()
 def registry() -> None:
-    """Inspect the champion and its predecessors."""
+    """The champion, the challenger and the champions before them."""
 
 
 @registry.command("show")
 @click.option("--field", type=click.Choice(["model", "bento"]), default=None,
               help="Print only the champion's model or Bento tag.")
 def registry_show(field: str | None) -> None:
+    """Print the champion."""
     from mlops import registry as store
 
     current = store.champion()
@@ -196,6 +202,41 @@ def registry_show(field: str | None) -> None:
         return
     for key, value in current.items():
         click.echo(f"{key}: {value}")
+
+
+@registry.command("list")
+@click.pass_context
+def registry_list(ctx: click.Context) -> None:
+    """Every stored model, newest first, with its alias."""
+    from mlops import registry as store
+
+    rows = store.list_models(settings_of(ctx.find_root()).serve.name)
+    if not rows:
+        raise MlopsError("the model store is empty: run the lifecycle (make run) first")
+    click.echo(f"{'model':<40} {'alias':<12} {'created':<26} {'accuracy':>8} {'macro_f1':>8}  gate")
+    for row in rows:
+        click.echo(f"{row['model']:<40} {row['alias']:<12} {row['created']:<26} {row['accuracy'] or '-':>8} "
+                   f"{row['macro_f1'] or '-':>8}  {row['gate']}")
+
+
+@registry.command("promote")
+@click.argument("model_tag")
+@click.option("--bentofile", type=PathArg, default=Path("bentofile.yaml"), show_default=True)
+def registry_promote(model_tag: str, bentofile: Path) -> None:
+    """Make a stored model the champion by hand (its Bento is built if missing)."""
+    from mlops.package import promote_existing
+
+    entry = promote_existing(model_tag, bentofile)
+    click.echo(f"registry: champion is now {entry['model']} (bento {entry['bento']})")
+
+
+@registry.command("rollback")
+def registry_rollback() -> None:
+    """Restore the previous champion."""
+    from mlops import registry as store
+
+    entry = store.rollback()
+    click.echo(f"registry: rolled back; champion is now {entry['model']} (bento {entry['bento']})")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,22 +1,26 @@
 """Stage `evaluate`: how good is the candidate, on examples it never saw.
 
-Besides the headline metrics it writes the scored validation and test splits
-(every prediction with its probabilities): the gate pairs champion and
-challenger on the same test rows, and monitoring uses the scored validation
-split as its reference for what the model's outputs normally look like.
+Beyond accuracy and F1 it measures what the gate and the people deciding need:
+calibration (expected calibration error), quality per text-length slice,
+single-text CPU latency, size on disk, and the behavioural suite. It also
+writes the scored validation and test splits (every prediction with its
+probabilities): the gate pairs champion and challenger on the same test rows,
+and monitoring uses the scored validation split as its reference.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlops.behaviour import load_suite, run_suite
 from mlops.io import atomic_path, read_table, write_json, write_table
 from mlops.model import Classifier, set_cpu_threads
-from mlops.settings import Settings
+from mlops.settings import EvaluateSettings, Settings
 
 
 def score(classifier: Classifier, frame: pd.DataFrame) -> pd.DataFrame:
@@ -51,6 +55,67 @@ def compute_metrics(scored: pd.DataFrame, labels: list[str]) -> dict[str, Any]:
     }
 
 
+def expected_calibration_error(scored: pd.DataFrame, bins: int) -> float:
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
+    confidence = scored["confidence"].to_numpy()
+    correct = (scored["prediction"].astype(str) == scored["label"].astype(str)).to_numpy()
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return round(float(error), 4)
+
+
+def slice_metrics(scored: pd.DataFrame, labels: list[str], edges: tuple[int, ...]) -> dict[str, Any]:
+    """Accuracy and macro-F1 per text-length bucket (characters)."""
+    from sklearn.metrics import f1_score
+
+    lengths = scored["text"].str.len()
+    bounds = [0, *edges, np.inf]
+    slices = {}
+    for low, high in zip(bounds[:-1], bounds[1:], strict=True):
+        part = scored[(lengths >= low) & (lengths < high)]
+        name = f"chars {low}-{int(high) - 1}" if np.isfinite(high) else f"chars {low}+"
+        if len(part):
+            truth, predicted = part["label"].astype(str), part["prediction"].astype(str)
+            slices[name] = {"rows": len(part), "accuracy": round(float((truth == predicted).mean()), 4),
+                            "macro_f1": round(float(f1_score(truth, predicted, labels=labels, average="macro",
+                                                             zero_division=0)), 4)}
+    return slices
+
+
+def measure_latency(classifier: Classifier, texts: list[str], samples: int) -> dict[str, float]:
+    """Single-text CPU latency, as one request of the service would see it (after warm-up)."""
+    texts = (texts * (samples // max(1, len(texts)) + 1))[:samples]
+    for text in texts[:5]:
+        classifier.predict_proba([text])
+    timings = []
+    for text in texts:
+        started = time.perf_counter()
+        classifier.predict_proba([text])
+        timings.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": round(float(np.percentile(timings, 50)), 2),
+            "p95_ms": round(float(np.percentile(timings, 95)), 2), "samples": len(timings)}
+
+
+def model_size_mb(model_dir: Path) -> float:
+    return round(sum(f.stat().st_size for f in Path(model_dir).rglob("*") if f.is_file()) / 2**20, 2)
+
+
+def extended_metrics(classifier: Classifier, scored: pd.DataFrame, model_dir: Path,
+                     config: EvaluateSettings) -> dict[str, Any]:
+    return {
+        "ece": expected_calibration_error(scored, config.calibration_bins),
+        "slices": slice_metrics(scored, classifier.labels, config.length_buckets),
+        "latency": measure_latency(classifier, scored["text"].head(200).tolist(), config.latency_samples),
+        "size_mb": model_size_mb(model_dir),
+        "behaviour": run_suite(load_suite(config.behaviour_suite), classifier.labels, classifier.predict_proba),
+    }
+
+
 def plot_confusion(matrix: list[list[int]], labels: list[str], path: Path) -> None:
     import matplotlib
 
@@ -82,12 +147,15 @@ def run(settings: Settings, model_dir: Path, split_dir: Path, scored_dir: Path, 
     for name in ("validation", "test"):
         scored = score(classifier, read_table(split_dir / f"{name}.parquet"))
         write_table(scored, scored_dir / f"{name}.parquet")
-    metrics = compute_metrics(scored, classifier.labels)
+    metrics = compute_metrics(scored, classifier.labels) | extended_metrics(classifier, scored, model_dir,
+                                                                             settings.evaluate)
     write_json(metrics, metrics_path)
     confusion = pd.DataFrame({"actual": scored["label"].astype(str), "predicted": scored["prediction"]})
     with atomic_path(plots_dir / "confusion.csv") as tmp:
         confusion.to_csv(tmp, index=False)
     plot_confusion(metrics["confusion_matrix"], classifier.labels, plots_dir / "confusion_matrix.png")
-    print(f"evaluate: test accuracy {metrics['accuracy']}, macro-F1 {metrics['macro_f1']} on {metrics['rows']} rows "
-          f"-> {metrics_path}")
+    print(f"evaluate: test accuracy {metrics['accuracy']}, macro-F1 {metrics['macro_f1']} on {metrics['rows']} rows, "
+          f"ECE {metrics['ece']}, latency p50/p95 {metrics['latency']['p50_ms']}/{metrics['latency']['p95_ms']} ms, "
+          f"{metrics['size_mb']} MB, behaviour {metrics['behaviour']['pass_rate']:.0%} "
+          f"of {metrics['behaviour']['cases']} cases -> {metrics_path}")
     return metrics

@@ -1,18 +1,21 @@
 """Stage `package`: register an accepted model, build its Bento, make it champion.
 
 Only a model the gate accepted gets here; a rejected one is reported and goes
-no further. The model enters the BentoML store, a Bento is built from
-bentofile.yaml around exactly that model, and only when both exist does the
-registry switch its champion to them (atomically), so a failed build never
-leaves a champion without a servable Bento.
+no further. The model enters the BentoML store with its lineage and model card
+(it becomes the challenger), a Bento is built from bentofile.yaml around
+exactly that model, and only when both exist does the registry switch its
+champion to them, atomically: a failed build never leaves a champion that
+cannot be served.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +23,6 @@ from mlops import registry
 from mlops.errors import MlopsError
 from mlops.io import read_json, write_json
 from mlops.settings import Settings
-
-
-def git_commit() -> str:
-    result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
-    return result.stdout.strip() if result.returncode == 0 else "unknown"
 
 
 def build_bento(model_tag: str, bentofile: Path) -> str:
@@ -45,29 +43,49 @@ def build_bento(model_tag: str, bentofile: Path) -> str:
 
 
 def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metrics: dict[str, Any],
-            bentofile: Path) -> dict[str, Any]:
+            bentofile: Path, card: Path) -> dict[str, Any]:
     if not decision["accepted"]:
         return {"status": "rejected", "reasons": decision["reasons"]}
     current = registry.champion()
     if current and current.get("digest") == decision["candidate_digest"]:
         return {"status": "unchanged", "model": current["model"], "bento": current["bento"]}
-    lineage = {"digest": decision["candidate_digest"], "metrics": {k: metrics[k] for k in ("accuracy", "macro_f1")},
-               "gate": decision["basis"], "git_commit": git_commit(),
-               # BentoML metadata takes no None values: keep the params as one JSON string
-               "params": json.dumps(settings.model_dump(mode="json", by_alias=True), sort_keys=True)}
-    model_tag = registry.register_model(settings.serve.name, model_dir, lineage)
+    headline = {k: metrics[k] for k in ("accuracy", "macro_f1", "ece", "size_mb")}
+    lineage = decision["lineage"]
+    metadata = {  # BentoML metadata takes no None values: nested documents go in as JSON strings
+        "digest": decision["candidate_digest"], "metrics": headline, "gate": decision["basis"],
+        "git_commit": lineage["git_commit"], "data": lineage["data"], "params": json.dumps(lineage["params"]),
+        "decision": json.dumps({k: decision[k] for k in ("accepted", "basis", "checks", "comparison")}),
+    }
+    with tempfile.TemporaryDirectory() as staging:  # the model card travels inside the stored model
+        staged = Path(staging) / "model"
+        shutil.copytree(model_dir, staged)
+        shutil.copy2(card, staged / "MODEL_CARD.md")
+        model_tag = registry.register_model(settings.serve.name, staged, metadata)
     bento_tag = build_bento(model_tag, bentofile)
-    registry.promote({"model": model_tag, "bento": bento_tag, "digest": lineage["digest"],
-                      "metrics": lineage["metrics"]})
+    registry.promote({"model": model_tag, "bento": bento_tag, "digest": decision["candidate_digest"],
+                      "metrics": headline})
     return {"status": "promoted", "model": model_tag, "bento": bento_tag}
 
 
-def run(settings: Settings, decision_path: Path, model_dir: Path, metrics_path: Path, bentofile: Path,
+def run(settings: Settings, decision_path: Path, model_dir: Path, metrics_path: Path, bentofile: Path, card: Path,
         out: Path) -> dict[str, Any]:
-    result = package(settings, read_json(decision_path), model_dir, read_json(metrics_path), bentofile)
+    result = package(settings, read_json(decision_path), model_dir, read_json(metrics_path), bentofile, card)
     write_json(result, out)
     if result["status"] == "rejected":
         print(f"package: SKIPPED, the gate rejected the model: {'; '.join(result['reasons'])}")
     else:
         print(f"package: {result['status']}: model {result['model']}, bento {result['bento']} -> {out}")
     return result
+
+
+def promote_existing(model_tag: str, bentofile: Path) -> dict[str, Any]:
+    """`mlops registry promote TAG`: make a stored model champion, building its Bento if needed."""
+    import bentoml
+
+    path = registry.model_path(model_tag)
+    tag = str(bentoml.models.get(model_tag).tag)
+    metadata = bentoml.models.get(tag).info.metadata
+    bento = next((str(b.tag) for b in bentoml.bentos.list() if any(str(m.tag) == tag for m in b.info.all_models)),
+                 None) or build_bento(tag, bentofile)
+    return registry.promote({"model": tag, "bento": bento, "digest": registry.model_digest(path),
+                             "metrics": metadata.get("metrics", {}), "promoted_by": "hand"})

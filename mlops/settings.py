@@ -93,10 +93,24 @@ class TrainSettings(Strict):
     max_train_samples: int | None = Field(default=None, ge=1)
 
 
+class EvaluateSettings(Strict):
+    behaviour_suite: str = Field(min_length=1)
+    calibration_bins: int = Field(ge=2, le=100)
+    length_buckets: tuple[int, ...] = Field(min_length=1)
+    latency_samples: int = Field(ge=10)
+
+
 class GateSettings(Strict):
     min_accuracy: float = Field(ge=0, le=1)
     min_macro_f1: float = Field(ge=0, le=1)
+    min_class_recall: float = Field(ge=0, le=1)
+    max_latency_p95_ms: float = Field(gt=0)
+    max_model_mb: float = Field(gt=0)
+    min_behaviour_pass_rate: float = Field(ge=0, le=1)
     max_regression: float = Field(ge=0, le=1)
+    promote_if: Literal["better", "non_inferior"]
+    confidence: float = Field(gt=0.5, lt=1)
+    bootstrap_samples: int = Field(ge=100, le=100_000)
 
 
 class ServeSettings(Strict):
@@ -122,6 +136,7 @@ class Settings(Strict):
     validate_: ValidateSettings = Field(alias="validate")
     model: ModelSettings
     train: TrainSettings
+    evaluate: EvaluateSettings
     gate: GateSettings
     serve: ServeSettings
     monitor: MonitorSettings

@@ -82,8 +82,11 @@ def tiny_params(base: dict[str, Any], model_dir: Path) -> dict[str, Any]:
     params["data"]["generated"]["rows"] = 600
     params["validate"]["min_rows"] = 50
     params["model"].update({"base": str(model_dir), "max_length": 48})
-    params["train"].update({"epochs": 3, "batch_size": 16, "lr": 3.0e-3, "warmup_ratio": 0.0})
-    params["gate"].update({"min_accuracy": 0.4, "min_macro_f1": 0.3})
+    params["train"].update({"epochs": 6, "batch_size": 16, "lr": 3.0e-3, "warmup_ratio": 0.0})
+    params["gate"].update({"min_accuracy": 0.4, "min_macro_f1": 0.3, "min_class_recall": 0.0,
+                           "min_behaviour_pass_rate": 0.0, "max_latency_p95_ms": 5000, "bootstrap_samples": 500})
+    params["evaluate"]["latency_samples"] = 20
+    params["evaluate"]["behaviour_suite"] = str(ROOT / "configs" / "behaviour.yaml")
     return params
 
 
@@ -127,19 +130,31 @@ def bentoml_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
-    """A tiny model trained by the train stage on generated data: (settings, root dir, train summary)."""
-    from mlops import split, train
+def train_and_evaluate(root: Path, settings: Any, shuffle_labels: bool = False) -> dict[str, Any]:
+    """Run the split, train and evaluate stages on generated data under `root`; return the metrics."""
+    from mlops import evaluate, split, train
     from mlops.corpus import generate_corpus
     from mlops.io import write_table
+
+    frame = generate_corpus(600, settings.data.generated.classes, seed=11)
+    frame["subset"] = "main"
+    for name, part in split.split(frame, settings).items():
+        if shuffle_labels and name == "train":
+            part = part.assign(label=part["label"].sample(frac=1.0, random_state=5).to_numpy())
+        write_table(part, root / "split" / f"{name}.parquet")
+    train.run(settings, root / "split", root / "model", root / "train.json", root / "dvclive")
+    return evaluate.run(settings, root / "model", root / "split", root / "scored", root / "metrics.json",
+                        root / "plots")
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
+    """A tiny model trained and evaluated by the stages on generated data: (settings, root dir, train summary)."""
+    import json
+
     from mlops.settings import parse_settings
 
     settings = parse_settings(tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()), tiny_model_dir))
     root = tmp_path_factory.mktemp("trained")
-    frame = generate_corpus(600, settings.data.generated.classes, seed=11)
-    frame["subset"] = "main"
-    for name, part in split.split(frame, settings).items():
-        write_table(part, root / "split" / f"{name}.parquet")
-    summary = train.run(settings, root / "split", root / "model", root / "train.json", root / "dvclive")
-    return settings, root, summary
+    train_and_evaluate(root, settings)
+    return settings, root, json.loads((root / "train.json").read_text())

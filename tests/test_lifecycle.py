@@ -7,6 +7,8 @@ rows), with its own DVC cache, BentoML store and Airflow home.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -48,10 +50,15 @@ def test_repro_runs_every_stage_and_leaves_a_servable_champion(lifecycle):
     name, version = package["bento"].split(":")
     assert (project / ".bentoml/bentos" / name / version / "bento.yaml").is_file()
     monitoring = read_json(project / "reports/monitoring/summary.json")
-    assert "scored test split" in monitoring["current"] and monitoring["drift"] is False
+    assert "scored test split" in monitoring["current"]  # the stand-in, and the report says so
+    assert isinstance(monitoring["drift"], bool) and len(monitoring["signals"]) == 5  # 90 rows: too few to judge
     assert (project / "reports/monitoring/report.html").is_file()
     assert read_json(project / "reports/validation/summary.json")["success"]
     assert (project / "plots/confusion_matrix.png").is_file()
+    card = (project / "reports/gate/model_card.md").read_text()
+    assert "first run: no champion yet" in card and "## Lineage" in card
+    stored = project / ".bentoml/models/text-classifier" / package["model"].split(":")[1]
+    assert (stored / "MODEL_CARD.md").is_file()  # the card travels with the registered model
 
 
 def test_second_repro_is_a_no_op(lifecycle):
@@ -89,6 +96,29 @@ def post(url: str, body: bytes, content_type: str = "application/json") -> tuple
         return error.code, error.read().decode()
 
 
+def wait_ready(base: str, server: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "service did not become ready"
+        assert server.poll() is None, "service exited"
+        time.sleep(1)
+
+
+def stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
 def test_serve_champion_classify_log_and_monitor(lifecycle):
     project, _ = lifecycle
     bento = read_json(project / ".bentoml/registry.json")["champion"]["bento"]
@@ -99,17 +129,7 @@ def test_serve_champion_classify_log_and_monitor(lifecycle):
                               start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "service did not become ready"
-            assert server.poll() is None, "service exited"
-            time.sleep(1)
+        wait_ready(base, server)
         texts = [f"I was charged twice for order {i}, please refund" for i in range(12)]
         status, body = post(f"{base}/classify", json.dumps({"texts": texts}).encode())
         assert status == 200, body
@@ -130,11 +150,7 @@ def test_serve_champion_classify_log_and_monitor(lifecycle):
         with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
             assert response.status == 200
     finally:
-        import os
-        import signal
-
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop(server)
     traffic = project / "logs/traffic"
     records = [json.loads(line) for path in traffic.glob("*.jsonl") for line in path.read_text().splitlines()]
     assert len(records) == 12 and {r["text"] for r in records} == set(texts)
@@ -143,6 +159,61 @@ def test_serve_champion_classify_log_and_monitor(lifecycle):
     summary = read_json(project / "reports/live/summary.json")
     assert summary["current_rows"] == 12 and summary["current"].startswith("served traffic")
     assert "monitor:" in result.stdout
+
+
+def test_rollback_then_make_serve_serves_the_previous_champion(lifecycle):
+    project, _ = lifecycle
+    first = read_json(project / ".bentoml/registry.json")["champion"]
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["lr"] = 2.5e-3  # a second model, accepted if not worse beyond the (wide) margin
+    params["gate"].update({"promote_if": "non_inferior", "max_regression": 1.0})
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_cmd([str(BIN / "dvc"), "repro"], cwd=project)
+    second = read_json(project / ".bentoml/registry.json")["champion"]
+    assert second["model"] != first["model"], read_json(project / "reports/gate/decision.json")["reasons"]
+    assert read_json(project / "reports/gate/decision.json")["comparison"]["champion"] == first["model"]
+    listing = run_cmd([str(BIN / "mlops"), "registry", "list"], cwd=project).stdout
+    assert f"{second['model']}" in listing and "champion" in listing and "previous-1" in listing
+    output = run_cmd([str(BIN / "mlops"), "registry", "rollback"], cwd=project).stdout
+    assert first["model"] in output
+    assert read_json(project / ".bentoml/registry.json")["champion"]["model"] == first["model"]
+
+    (project / ".venv").symlink_to(BIN.parent)  # `make` runs the project's .venv
+    port = free_port()
+    server = subprocess.Popen(["make", "serve", f"PORT={port}"], cwd=project, env=project_env(project),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, server)
+        status, body = post(f"{base}/classify", b'{"texts": ["my parcel never arrived"]}')
+        assert status == 200 and json.loads(body)[0]["model_version"] == first["model"]
+    finally:
+        stop(server)
+
+
+def test_killed_promotion_leaves_a_valid_champion(lifecycle):
+    project, _ = lifecycle
+    env = project_env(project)
+    register = ("from pathlib import Path; from mlops import registry; "
+                "print(registry.register_model('text-classifier', Path('models/candidate'), {'note': 'kill test'}))")
+    tag = run_cmd([str(BIN / "python"), "-c", register], cwd=project).stdout.strip().splitlines()[-1]
+    before = read_json(project / ".bentoml/registry.json")["champion"]
+    for delay in (0.5, 2.0, 4.0):  # mid-way through building the new model's Bento
+        process = subprocess.Popen([str(BIN / "mlops"), "registry", "promote", tag], cwd=project, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(delay)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        registry = read_json(project / ".bentoml/registry.json")  # still parses
+        champion = registry["champion"]
+        assert champion["model"] in (before["model"], tag)
+        name, version = champion["bento"].split(":")
+        assert (project / ".bentoml/bentos" / name / version / "bento.yaml").is_file()  # and is servable
+        if champion["model"] == tag:
+            break
+    output = run_cmd([str(BIN / "mlops"), "registry", "promote", tag], cwd=project).stdout
+    assert tag in output and read_json(project / ".bentoml/registry.json")["champion"]["model"] == tag
 
 
 def test_airflow_dags_test_runs_the_lifecycle(tmp_path, repo_params, tiny_model_dir):

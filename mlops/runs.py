@@ -149,10 +149,13 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
 
 
 def last_error_line(text: str) -> str:
+    """The most telling line of a failure: the stage's own `error:` line, else DVC's, else the last one."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if line.startswith(("error:", "ERROR:")) or "Error" in line.split(":")[0]:
-            return line
+    for wanted in (lambda line: line.startswith("error:"),
+                   lambda line: line.startswith("ERROR:") or "Error" in line.split(":")[0]):
+        for line in reversed(lines):
+            if wanted(line):
+                return line
     return lines[-1] if lines else ""
 
 

@@ -30,10 +30,11 @@ def compose_command() -> list[str]:
             return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
-    reason = ("the docker client has no compose plugin and docker-compose is not installed" if shutil.which("docker")
-              else "the docker client is not installed")
-    print(f"skipping: {reason}")
-    pytest.skip(reason)
+    if not shutil.which("docker"):
+        print("skipping: the docker client is not installed")
+        pytest.skip("the docker client is not installed")
+    pytest.fail("the docker client has no compose plugin (`docker compose`) and docker-compose is not installed: "
+                "install either (Debian: apt-get install docker-compose)")
 
 
 def compose_config(env_file, tmp_path) -> subprocess.CompletedProcess[str]:

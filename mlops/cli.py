@@ -97,12 +97,13 @@ def split(ctx: click.Context, data: Path, out_dir: Path) -> None:
 @click.option("--out", type=PathArg, default=Path("models/candidate"), show_default=True)
 @click.option("--metrics", type=PathArg, default=Path("metrics/train.json"), show_default=True)
 @click.option("--live-dir", type=PathArg, default=Path("dvclive"), show_default=True)
+@click.option("--curves", type=PathArg, default=Path("plots/training_curves.png"), show_default=True)
 @click.pass_context
-def train(ctx: click.Context, split_dir: Path, out: Path, metrics: Path, live_dir: Path) -> None:
-    """Fine-tune model.base on the train split with the Hugging Face Trainer."""
+def train(ctx: click.Context, split_dir: Path, out: Path, metrics: Path, live_dir: Path, curves: Path) -> None:
+    """Fine-tune model.base on the train split with the Hugging Face Trainer (resumes an interrupted run)."""
     from mlops import train as stage
 
-    stage.run(settings_of(ctx), split_dir, out, metrics, live_dir)
+    stage.run(settings_of(ctx), split_dir, out, metrics, live_dir, curves)
 
 
 @cli.command()

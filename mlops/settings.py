@@ -90,6 +90,9 @@ class TrainSettings(Strict):
     lr: float = Field(gt=0)
     weight_decay: float = Field(ge=0)
     warmup_ratio: float = Field(ge=0, lt=1)
+    grad_accum_steps: int = Field(ge=1)
+    eval_steps: int = Field(ge=1)
+    early_stopping_patience: int | None = Field(default=None, ge=1)
     max_train_samples: int | None = Field(default=None, ge=1)
 
 

@@ -216,6 +216,18 @@ def test_killed_promotion_leaves_a_valid_champion(lifecycle):
     assert tag in output and read_json(project / ".bentoml/registry.json")["champion"]["model"] == tag
 
 
+def test_dvc_experiments_run_and_list(lifecycle):
+    project, _ = lifecycle
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "add", "-A"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "state before experiments"], cwd=project, check=True)
+    run_cmd([str(BIN / "dvc"), "exp", "run", "-n", "lower-lr", "-S", "train.lr=0.002"], cwd=project)
+    shown = json.loads(run_cmd([str(BIN / "dvc"), "exp", "show", "--json"], cwd=project).stdout)
+    names = {experiment["revs"][0].get("name") for rev in shown for experiment in rev.get("experiments") or []}
+    assert "lower-lr" in names, shown
+    assert "lr: 0.002" in (project / "params.yaml").read_text()  # applied to the workspace, as DVC does
+
+
 def test_airflow_dags_test_runs_the_lifecycle(tmp_path, repo_params, tiny_model_dir):
     project = copy_project(tmp_path / "airflow-project", tiny_params(repo_params, tiny_model_dir))
     env = project_env(project)

@@ -11,6 +11,7 @@ reports/runs/<run id>/ matches its own parameters, not the other run's.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -79,7 +80,7 @@ def test_rest_triggered_runs_with_params_are_validated_and_isolated(tmp_path, re
 
         # Task logs carry the stage's own output.
         train_log = stack.task_log("lifecycle", first["dag_run_id"], "train")
-        assert "Running stage 'train'" in train_log and "train: " in train_log and "epochs in" in train_log
+        assert "Running stage 'train'" in train_log and re.search(r"train: \d+ rows x", train_log), train_log[-3000:]
     finally:
         stack.stop()
 

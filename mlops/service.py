@@ -3,8 +3,9 @@
 Two services, as BentoML intends for batching: `TextClassifier` validates
 requests, logs traffic and answers; `ClassifierModel` holds the weights and
 receives texts from many concurrent requests merged into one batch. Limits
-(texts per request, characters per text) and batching knobs come from
-params.yaml, which the Bento carries.
+(texts per request, characters per text, body size) and batching knobs come
+from params.yaml, which the Bento carries; an API key, when its environment
+variable is set, is required on every endpoint but health and docs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Annotated, Any
 import bentoml
 from pydantic import Field
 
+from mlops.guard import RequestGuard
 from mlops.settings import load_settings
 from mlops.traffic import TrafficLog
 
@@ -77,3 +79,7 @@ class TextClassifier:
         results = await self.model.to_async.predict(texts)
         self.traffic.append(texts, results, latency_ms=(time.perf_counter() - started) * 1000)
         return results
+
+
+TextClassifier.add_asgi_middleware(RequestGuard, max_body_bytes=SERVE.max_body_kb * 1024,
+                                   api_key_env=SERVE.api_key_env)

@@ -122,6 +122,8 @@ class ServeSettings(Strict):
     max_latency_ms: int = Field(ge=1)
     max_texts: int = Field(ge=1)
     max_text_chars: int = Field(ge=1)
+    max_body_kb: int = Field(ge=1)
+    api_key_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
     threads: int = Field(ge=1)
 
 

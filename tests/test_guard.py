@@ -1,0 +1,59 @@
+"""The ASGI guard in front of the service: body size limit and optional API key."""
+
+import asyncio
+import json
+
+import pytest
+
+from mlops.guard import RequestGuard
+
+
+async def downstream(scope, receive, send):
+    message = await receive()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"echo:" + message["body"]})
+
+
+def call(guard, path="/classify", headers=(), chunks=(b"{}",)):
+    sent, queue = [], [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+                       for i, c in enumerate(chunks)]
+
+    async def receive():
+        return queue.pop(0) if queue else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "path": path, "headers": [(k.encode(), v.encode()) for k, v in headers]}
+    asyncio.run(guard(scope, receive, send))
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], body
+
+
+@pytest.fixture
+def guard(monkeypatch):
+    monkeypatch.delenv("TEST_KEY", raising=False)
+    return RequestGuard(downstream, max_body_bytes=100, api_key_env="TEST_KEY")
+
+
+def test_small_body_passes_through_unchanged(guard):
+    assert call(guard, chunks=(b'{"texts":', b' ["a"]}')) == (200, b'echo:{"texts": ["a"]}')
+
+
+def test_declared_oversize_is_refused_before_reading(guard):
+    status, body = call(guard, headers=[("content-length", "5000")])
+    assert status == 413 and "5000 bytes exceeds the limit of 100" in json.loads(body)["error"]
+
+
+def test_streamed_oversize_is_refused(guard):
+    status, _ = call(guard, chunks=(b"x" * 60, b"x" * 60))
+    assert status == 413
+
+
+def test_api_key_required_when_configured(guard, monkeypatch):
+    monkeypatch.setenv("TEST_KEY", "s3cret")
+    assert call(guard)[0] == 401
+    assert call(guard, headers=[("authorization", "Bearer wrong")])[0] == 401
+    assert call(guard, headers=[("authorization", "Bearer s3cret")])[0] == 200
+    assert call(guard, headers=[("x-api-key", "s3cret")])[0] == 200
+    assert call(guard, path="/readyz")[0] == 200  # probes and metrics stay open

@@ -87,8 +87,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, str]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+def post(url: str, body: bytes, content_type: str = "application/json", key: str | None = None) -> tuple[int, str]:
+    headers = {"Content-Type": content_type, **({"Authorization": f"Bearer {key}"} if key else {})}
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, response.read().decode()
@@ -123,7 +124,8 @@ def test_serve_champion_classify_log_and_monitor(lifecycle):
     project, _ = lifecycle
     bento = read_json(project / ".bentoml/registry.json")["champion"]["bento"]
     port = free_port()
-    env = project_env(project)
+    key = "test-key-" + str(port)
+    env = project_env(project) | {"MLOPS_API_KEY": key}
     server = subprocess.Popen([str(BIN / "bentoml"), "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
                               cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
@@ -131,7 +133,7 @@ def test_serve_champion_classify_log_and_monitor(lifecycle):
     try:
         wait_ready(base, server)
         texts = [f"I was charged twice for order {i}, please refund" for i in range(12)]
-        status, body = post(f"{base}/classify", json.dumps({"texts": texts}).encode())
+        status, body = post(f"{base}/classify", json.dumps({"texts": texts}).encode(), key=key)
         assert status == 200, body
         answers = json.loads(body)
         assert len(answers) == 12
@@ -142,11 +144,16 @@ def test_serve_champion_classify_log_and_monitor(lifecycle):
             assert answer["model_version"].startswith("text-classifier:")
         too_many = json.dumps({"texts": ["hello"] * 65}).encode()
         too_long = json.dumps({"texts": ["x" * 5001]}).encode()
+        huge = json.dumps({"texts": ["y" * 4000] * 400}).encode()  # 1.6 MB
         for bad in (b'{"texts": []}', b'{"texts": "not a list"}', b'{"texts": [1, 2]}', b'{"wrong": ["x"]}',
-                    b"{not json", too_many, too_long):
-            status, body = post(f"{base}/classify", bad)
-            assert 400 <= status < 500, (bad, status, body)
+                    b"{not json", too_many, too_long, b'{"texts": ["\xff\xfe"]}', huge):
+            status, body = post(f"{base}/classify", bad, key=key)
+            assert 400 <= status < 500, (bad[:40], status, body)
             assert "Traceback" not in body
+        assert post(f"{base}/classify", huge, key=key)[0] == 413
+        assert post(f"{base}/classify", b'{"texts": ["hi"]}')[0] == 401  # no key
+        assert post(f"{base}/classify", b'{"texts": ["hi"]}', key="wrong")[0] == 401
+        assert 400 <= post(f"{base}/classify", b"texts=hi", content_type="text/plain", key=key)[0] < 500
         with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
             assert response.status == 200
     finally:
@@ -237,3 +244,15 @@ def test_airflow_dags_test_runs_the_lifecycle(tmp_path, repo_params, tiny_model_
     assert result.returncode == 0, (result.stdout[-5000:], result.stderr[-5000:])
     assert read_json(project / "reports/package.json")["status"] == "promoted"
     assert read_json(project / "reports/monitoring/summary.json")["current_rows"] > 0
+    champion = read_json(project / ".bentoml/registry.json")["champion"]["model"]
+
+    # A rejected model: the gate_decision branch skips packaging and says why.
+    result = run_cmd([str(BIN / "airflow"), "dags", "test", "lifecycle", "-c", '{"min_accuracy": 0.999}'],
+                     cwd=project, env=env, timeout=900, check=False)
+    assert result.returncode == 0, (result.stdout[-5000:], result.stderr[-5000:])
+    assert read_json(project / "reports/gate/decision.json")["accepted"] is False
+    records = sorted((project / "reports/runs").glob("*/run.json"), key=lambda p: read_json(p)["finished"])
+    last = read_json(records[-1])
+    assert last["overrides"] == {"gate.min_accuracy": 0.999}
+    assert last["results"]["reports/package.json"]["status"] == "skipped"
+    assert read_json(project / ".bentoml/registry.json")["champion"]["model"] == champion  # nothing deployed

@@ -15,6 +15,10 @@ reports/runs/<run id>/. One run is active at a time; later ones queue, so
 two runs never write the same workspace at once (DVC also locks it).
 Overrides stay in params.yaml afterwards, as with `dvc exp run -S`.
 
+After `gate`, the `gate_decision` branch lets `package` run only for an
+accepted model; a rejected one skips packaging, and the branch's log lists
+the gate's reasons.
+
 Stage tasks retry transient failures with exponential backoff; a stage that
 refuses its input (exit 2) fails at once. Every task has a timeout, and a
 failed task writes a one-paragraph summary to its log and to
@@ -30,13 +34,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import yaml
-from airflow.providers.standard.operators.python import PythonOperator
+from airflow.providers.standard.operators.python import PythonOperator, ShortCircuitOperator
 from airflow.sdk import DAG, Param
 
 PROJECT = Path(os.environ.get("MLOPS_PROJECT_DIR", Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(PROJECT))
 
-from mlops.airflow_tasks import StageOperator, configure, on_failure, record  # noqa: E402
+from mlops.airflow_tasks import StageOperator, configure, gate_passed, on_failure, record  # noqa: E402
 from mlops.pipeline import load_stages  # noqa: E402
 from mlops.runs import TRIGGER_PARAMS, current_value  # noqa: E402
 
@@ -45,6 +49,7 @@ BIN = VENV_BIN if VENV_BIN.is_dir() else Path(sys.executable).parent
 GPU_QUEUE = os.environ.get("MLOPS_GPU_QUEUE", "gpu")
 GPU_STAGES = {"train"}
 TIMEOUTS = {"train": timedelta(hours=8)}  # every other task: default_args
+GATE, DECISION = "gate", "reports/gate/decision.json"  # stages after the gate run only if it accepted
 
 
 def trigger_params() -> dict[str, Param]:
@@ -92,7 +97,7 @@ with DAG(
     )
     record_task = PythonOperator(
         task_id="record", python_callable=record, op_kwargs={"project": str(PROJECT)},
-        execution_timeout=timedelta(minutes=5),
+        execution_timeout=timedelta(minutes=5), trigger_rule="none_failed_min_one_success",
         doc_md="Write this run's record under reports/runs/<run id>/ (`mlops.runs.record`).",
     )
     stages = load_stages(PROJECT)
@@ -104,9 +109,17 @@ with DAG(
             execution_timeout=TIMEOUTS.get(stage.name, timedelta(hours=1)),
             doc_md=f"`{stage.cmd}`",
         )
+    gate_decision = ShortCircuitOperator(
+        task_id="gate_decision", python_callable=gate_passed, retries=0,
+        op_kwargs={"project": str(PROJECT), "decision": DECISION}, ignore_downstream_trigger_rules=False,
+        doc_md="Branch on the gate's decision: a rejected model skips packaging, and this task's log says why.",
+    )
     for stage in stages:
         for upstream in stage.upstream:
-            tasks[upstream] >> tasks[stage.name]
+            if upstream == GATE:
+                tasks[GATE] >> gate_decision >> tasks[stage.name]
+            else:
+                tasks[upstream] >> tasks[stage.name]
         if not stage.upstream:
             configure_task >> tasks[stage.name]
     downstream = {upstream for stage in stages for upstream in stage.upstream}

@@ -110,3 +110,18 @@ def on_failure(context: Any) -> None:
     project = getattr(task, "project", None) or (getattr(task, "op_kwargs", None) or {}).get("project")
     paragraph = failure_summary(Path(project or os.getcwd()), context)
     print(f"FAILURE SUMMARY: {paragraph}", flush=True)
+
+
+def gate_passed(project: str, decision: str, **_: Any) -> bool:
+    """The branch after `gate`: True lets packaging run; False skips it, and the log says why."""
+    import json
+
+    path = Path(project) / decision
+    if not path.is_file():
+        raise AirflowFailException(f"the gate wrote no decision at {path}")
+    verdict = json.loads(path.read_text(encoding="utf-8"))
+    state = "ACCEPTED" if verdict["accepted"] else "REJECTED: packaging and deployment are skipped"
+    print(f"gate {state} ({verdict['basis']})", flush=True)
+    for reason in verdict["reasons"]:
+        print(f"  - {reason}", flush=True)
+    return bool(verdict["accepted"])

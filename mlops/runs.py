@@ -131,6 +131,10 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
             target = folder / name.replace("/", "__")
             shutil.copyfile(source, target)
             results[name] = json.loads(source.read_text(encoding="utf-8"))
+    if results.get("reports/gate/decision.json", {}).get("accepted") is False:
+        # the gate_decision branch skipped packaging: a package.json left by an earlier run is not this run's
+        results["reports/package.json"] = {"status": "skipped", "reason": "the gate rejected the model"}
+        (folder / "reports__package.json").unlink(missing_ok=True)
     params_file = folder / "params.yaml"
     summary = {
         "run_id": run_id,

@@ -55,11 +55,29 @@ def test_dag_imports_without_errors_and_mirrors_dvc_yaml(tmp_path):
     assert report["errors"] == {}
     assert report["max_active_runs"] == 1
     stages = load_stages(ROOT)
-    expected = {stage.name: sorted(stage.upstream) or ["configure"] for stage in stages}
+    # A stage after the gate waits for the `gate_decision` branch instead of the gate itself.
+    expected = {stage.name: sorted(u if u != "gate" else "gate_decision" for u in stage.upstream) or ["configure"]
+                for stage in stages}
     downstream = {upstream for stage in stages for upstream in stage.upstream}
     # Around the stages: `configure` applies the trigger params first, `record` writes the run's record last.
-    expected |= {"configure": [], "record": sorted(stage.name for stage in stages if stage.name not in downstream)}
+    expected |= {"configure": [], "record": sorted(stage.name for stage in stages if stage.name not in downstream),
+                 "gate_decision": ["gate"]}
     assert report["tasks"] == expected
+    assert report["tasks"]["package"] == ["gate_decision", "train"]
+
+
+def test_gate_decision_branch(tmp_path, capsys):
+    from mlops.airflow_tasks import gate_passed
+
+    decision = tmp_path / "reports/gate/decision.json"
+    decision.parent.mkdir(parents=True)
+    decision.write_text(json.dumps({"accepted": False, "basis": "first run",
+                                    "reasons": ["min_accuracy: observed 0.5 vs 0.8"]}))
+    assert gate_passed(str(tmp_path), "reports/gate/decision.json") is False
+    printed = capsys.readouterr().out
+    assert "REJECTED: packaging and deployment are skipped" in printed and "min_accuracy: observed 0.5" in printed
+    decision.write_text(json.dumps({"accepted": True, "basis": "first run", "reasons": ["all checks passed"]}))
+    assert gate_passed(str(tmp_path), "reports/gate/decision.json") is True
 
 
 def test_dvc_yaml_declares_outputs_of_every_stage():

@@ -25,24 +25,32 @@ def merge(target: Any, overlay: dict[str, Any]) -> None:
             target[key] = value
 
 
-def apply(preset: Path, params: Path) -> list[str]:
+def merge_into_params(overlay: dict[str, Any], params: Path, origin: str) -> str:
+    """Deep-merge `overlay` into params.yaml, keeping its comments; write only if the result validates."""
     from ruamel.yaml import YAML
 
     yaml = YAML()  # round-trip: comments and key order survive
     yaml.indent(mapping=2, sequence=4, offset=2)
-    if not preset.is_file():
-        raise MlopsError(f"preset not found: {preset}")
-    overlay = YAML(typ="safe").load(preset.read_text(encoding="utf-8"))
-    if not isinstance(overlay, dict):
-        raise MlopsError(f"{preset}: expected a mapping of settings")
     document = yaml.load(params.read_text(encoding="utf-8"))
     merge(document, overlay)
     buffer = io.StringIO()
     yaml.dump(document, buffer)
     text = buffer.getvalue()
-    parse_settings(YAML(typ="safe").load(text), origin=f"{params} + {preset}")
+    parse_settings(YAML(typ="safe").load(text), origin=f"{params} + {origin}")
     with atomic_path(params) as tmp:
         tmp.write_text(text, encoding="utf-8")
+    return text
+
+
+def apply(preset: Path, params: Path) -> list[str]:
+    from ruamel.yaml import YAML
+
+    if not preset.is_file():
+        raise MlopsError(f"preset not found: {preset}")
+    overlay = YAML(typ="safe").load(preset.read_text(encoding="utf-8"))
+    if not isinstance(overlay, dict):
+        raise MlopsError(f"{preset}: expected a mapping of settings")
+    merge_into_params(overlay, params, str(preset))
     return sorted(overlay)
 
 
@@ -69,16 +77,4 @@ def apply_overrides(overrides: dict[str, Any], params: Path, origin: str = "over
     (comments kept), so `dvc repro` and the stages see the new values. A value
     that the settings refuse changes nothing, and the message names its key.
     """
-    from ruamel.yaml import YAML
-
-    yaml = YAML()
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    document = yaml.load(params.read_text(encoding="utf-8"))
-    merge(document, nest(overrides))
-    buffer = io.StringIO()
-    yaml.dump(document, buffer)
-    text = buffer.getvalue()
-    parse_settings(YAML(typ="safe").load(text), origin=f"{params} + {origin}")
-    with atomic_path(params) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return text
+    return merge_into_params(nest(overrides), params, origin)

@@ -47,9 +47,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", type=Path, help="a params preset to apply first, e.g. configs/ag_news.yaml")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(dir=ROOT.parent) as tmp:  # beside the project: ../shared resolves
-        project = Path(tmp) / ROOT.name
-        project.mkdir()
+    # beside the project, so that relative paths such as ../shared/data resolve as they do from it
+    with tempfile.TemporaryDirectory(dir=ROOT.parent, prefix=f"{ROOT.name}-bench-") as tmp:
+        project = Path(tmp)
         copy_project(project)
         env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
                "BENTOML_HOME": str(project / ".bentoml"), "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1"}

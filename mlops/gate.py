@@ -11,7 +11,6 @@ inside the noise is neither a regression nor an improvement.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ import pandas as pd
 
 from mlops import registry
 from mlops.evaluate import score
-from mlops.io import atomic_path, read_json, read_table, write_json
+from mlops.io import atomic_path, file_digest, read_json, read_table, write_json
 from mlops.model import LABEL_MAP, Classifier, set_cpu_threads
 from mlops.settings import Settings
 
@@ -146,11 +145,7 @@ def decide(settings: Settings, metrics: dict[str, Any], model_dir: Path, scored_
 
 def file_md5(path: Path) -> str:
     """The hash DVC records for a file: the md5 of its bytes."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def git_commit() -> str:

@@ -3,6 +3,7 @@ leaves a truncated file where the next stage (or DVC) would trust it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -54,3 +55,12 @@ def read_table(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise MlopsError(f"missing input {path}: run the stage that writes it first")
     return pd.read_parquet(path)
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    """Hex digest of a file's bytes, read in 1 MiB blocks (md5 is what DVC records for a file)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -66,12 +66,11 @@ class Classifier:
         path = Path(path)
         if not (path / "model.safetensors").is_file():
             raise MlopsError(f"no safetensors model in {path}")
-        labels = json.loads((path / LABEL_MAP).read_text(encoding="utf-8"))["labels"]
+        label_map = json.loads((path / LABEL_MAP).read_text(encoding="utf-8"))
         device = device or pick_device()
         model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True).to(device).eval()
         tokenizer = AutoTokenizer.from_pretrained(path)
-        limit = max_length or int(json.loads((path / LABEL_MAP).read_text())["max_length"])
-        return cls(tokenizer, model, labels, limit, device)
+        return cls(tokenizer, model, label_map["labels"], max_length or int(label_map["max_length"]), device)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Class probabilities, one row per text, in the input order."""

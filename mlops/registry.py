@@ -11,7 +11,6 @@ point leaves the previous champion in place and servable.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.errors import MlopsError
-from mlops.io import read_json, write_json
+from mlops.io import file_digest, read_json, write_json
 
 EMPTY: dict[str, Any] = {"champion": None, "challenger": None, "history": []}
 
@@ -55,11 +54,7 @@ def log_event(event: str, **details: Any) -> None:
 
 def model_digest(model_dir: Path) -> str:
     """Content hash of the weights, to recognise a model that is already registered."""
-    digest = hashlib.sha256()
-    with open(Path(model_dir) / "model.safetensors", "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(Path(model_dir) / "model.safetensors", "sha256")
 
 
 def register_model(name: str, model_dir: Path, metadata: dict[str, Any]) -> str:

@@ -16,8 +16,10 @@ directory: safetensors weights, tokenizer and the label map.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -254,9 +256,14 @@ def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves
     if settings.train.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.train.early_stopping_patience))
     # dvc.yaml already declares these metrics and plots: dvclive must not append its own entries
-    with Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, report=None, resume=bool(resume)) as live:
-        live.log_params({"model": settings.model.model_dump(), "train": settings.train.model_dump(),
-                         "train_rows": len(train_set), "labels": labels})
+    # Only the main process tracks: under torchrun every rank would write (and re-read) the same dvclive files.
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    tracking = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, report=None, resume=bool(resume)) \
+        if main_process else contextlib.nullcontext()
+    with tracking as live:
+        if live is not None:
+            live.log_params({"model": settings.model.model_dump(), "train": settings.train.model_dump(),
+                             "train_rows": len(train_set), "labels": labels})
         trainer = LifecycleTrainer(
             model=model,
             args=training_arguments(settings, checkpoints, steps_per_epoch),
@@ -265,7 +272,7 @@ def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves
             eval_dataset=validation_set,
             data_collator=DataCollatorWithPadding(tokenizer),
             compute_metrics=compute_metrics,
-            callbacks=[*callbacks, DVCLiveCallback(live=live)],
+            callbacks=[*callbacks, *([DVCLiveCallback(live=live)] if live is not None else [])],
         )
         if resume:
             print(f"train: resuming from {resume}", flush=True)
@@ -310,7 +317,6 @@ def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves
 
 def run(settings: Settings, split_dir: Path, out: Path, metrics: Path, live_dir: Path,
         curves: Path | None = None) -> dict[str, Any]:
-    import os
 
     from transformers.trainer_utils import is_main_process
 

@@ -143,28 +143,37 @@ def gate(ctx: click.Context, metrics: Path, model: Path, scored_test: Path, trai
 @click.option("--metrics", type=PathArg, default=Path("metrics/evaluate.json"), show_default=True)
 @click.option("--bentofile", type=PathArg, default=Path("bentofile.yaml"), show_default=True)
 @click.option("--card", type=PathArg, default=Path("reports/gate/model_card.md"), show_default=True)
+@click.option("--reference", type=PathArg, default=Path("data/scored/validation.parquet"), show_default=True,
+              help="Scored validation split stored with the model as monitoring's reference.")
 @click.option("--out", type=PathArg, default=Path("reports/package.json"), show_default=True)
 @click.pass_context
 def package(ctx: click.Context, decision: Path, model: Path, metrics: Path, bentofile: Path, card: Path,
-            out: Path) -> None:
+            reference: Path, out: Path) -> None:
     """Register an accepted model, build its Bento and make it the champion."""
     from mlops import package as stage
 
-    stage.run(settings_of(ctx), decision, model, metrics, bentofile, card, out)
+    stage.run(settings_of(ctx), decision, model, metrics, bentofile, card, out, reference)
 
 
 @cli.command()
-@click.option("--reference", type=PathArg, default=Path("data/scored/validation.parquet"), show_default=True)
+@click.option("--reference", type=PathArg, default=Path("data/scored/validation.parquet"), show_default=True,
+              help="Scored validation split of --model; traffic of a registered version uses that version's own.")
+@click.option("--model", "model_dir", type=PathArg, default=Path("models/candidate"), show_default=True,
+              help="Scores a current file that has no predictions or embeddings.")
 @click.option("--current", type=str, default=None,
-              help="Traffic log (file or directory) or scored data file; default: monitor.current.")
+              help="Traffic log (file or directory), or any CSV/TSV/JSONL/Parquet file with a text column; "
+                   "`test` for the scored test split; default: monitor.current.")
 @click.option("--scored-test", type=PathArg, default=Path("data/scored/test.parquet"), show_default=True)
 @click.option("--out-dir", type=PathArg, default=Path("reports/monitoring"), show_default=True)
+@click.option("--no-history", is_flag=True, help="Do not archive this report in monitor.history_dir.")
 @click.pass_context
-def monitor(ctx: click.Context, reference: Path, current: str | None, scored_test: Path, out_dir: Path) -> None:
-    """Compare served traffic (or a stand-in) with the reference; report drift."""
+def monitor(ctx: click.Context, reference: Path, model_dir: Path, current: str | None, scored_test: Path,
+            out_dir: Path, no_history: bool) -> None:
+    """Compare served traffic (or a stand-in) with the reference; report drift. Exit 0 whatever the verdict."""
     from mlops import monitor as stage
 
-    stage.run(settings_of(ctx), reference, current, scored_test, out_dir)
+    stage.run(settings_of(ctx), reference, current, scored_test, out_dir, model_dir=model_dir,
+              history=not no_history)
 
 
 @cli.group()

@@ -4,8 +4,11 @@ Beyond accuracy and F1 it measures what the gate and the people deciding need:
 calibration (expected calibration error), quality per text-length slice,
 single-text CPU latency, size on disk, and the behavioural suite. It also
 writes the scored validation and test splits (every prediction with its
-probabilities): the gate pairs champion and challenger on the same test rows,
-and monitoring uses the scored validation split as its reference.
+probabilities and the model's sentence embedding): the gate pairs champion
+and challenger on the same test rows, and monitoring uses the scored
+validation split as its reference. When serving is set to int8
+(`serve.precision`), the test split is scored a second time by the quantised
+model, and the accuracy it loses is reported for the gate.
 """
 
 from __future__ import annotations
@@ -24,14 +27,29 @@ from mlops.settings import EvaluateSettings, Settings
 
 
 def score(classifier: Classifier, frame: pd.DataFrame) -> pd.DataFrame:
-    """Add `prediction`, `confidence` and one `proba_<label>` column per class."""
-    proba = classifier.predict_proba(frame["text"].tolist())
+    """Add `prediction`, `confidence`, one `proba_<label>` column per class and the `embedding`."""
+    proba, embeddings = classifier.predict(frame["text"].tolist())
     scored = frame.copy()
     scored["prediction"] = [classifier.labels[i] for i in proba.argmax(axis=1)]
     scored["confidence"] = proba.max(axis=1)
     for index, label in enumerate(classifier.labels):
         scored[f"proba_{label}"] = proba[:, index]
+    scored["embedding"] = list(embeddings)
     return scored
+
+
+def int8_metrics(model_dir: Path, scored_test: pd.DataFrame, fp32_latency: dict[str, float],
+                 config: EvaluateSettings) -> dict[str, Any]:
+    """The int8 serving option's quality and speed against the fp32 model, on the same test rows."""
+    quantised = Classifier.load(model_dir, device="cpu", precision="int8")
+    scored = score(quantised, scored_test[["text", "label"]])
+    quality = compute_metrics(scored, quantised.labels)
+    fp32 = compute_metrics(scored_test, quantised.labels)
+    latency = measure_latency(quantised, scored_test["text"].head(200).tolist(), config.latency_samples)
+    return {"accuracy": quality["accuracy"], "macro_f1": quality["macro_f1"],
+            "accuracy_drop_points": round(100 * (fp32["accuracy"] - quality["accuracy"]), 2),
+            "agreement_with_fp32": round(float((scored["prediction"] == scored_test["prediction"]).mean()), 4),
+            "latency": latency, "speedup_p50": round(fp32_latency["p50_ms"] / max(latency["p50_ms"], 1e-9), 2)}
 
 
 def compute_metrics(scored: pd.DataFrame, labels: list[str]) -> dict[str, Any]:
@@ -149,6 +167,8 @@ def run(settings: Settings, model_dir: Path, split_dir: Path, scored_dir: Path, 
         write_table(scored, scored_dir / f"{name}.parquet")
     metrics = compute_metrics(scored, classifier.labels) | extended_metrics(classifier, scored, model_dir,
                                                                              settings.evaluate)
+    if settings.serve.precision == "int8":
+        metrics["int8"] = int8_metrics(model_dir, scored, metrics["latency"], settings.evaluate)
     write_json(metrics, metrics_path)
     confusion = pd.DataFrame({"actual": scored["label"].astype(str), "predicted": scored["prediction"]})
     with atomic_path(plots_dir / "confusion.csv") as tmp:
@@ -158,4 +178,7 @@ def run(settings: Settings, model_dir: Path, split_dir: Path, scored_dir: Path, 
           f"ECE {metrics['ece']}, latency p50/p95 {metrics['latency']['p50_ms']}/{metrics['latency']['p95_ms']} ms, "
           f"{metrics['size_mb']} MB, behaviour {metrics['behaviour']['pass_rate']:.0%} "
           f"of {metrics['behaviour']['cases']} cases -> {metrics_path}")
+    if "int8" in metrics:
+        print(f"evaluate: int8 accuracy {metrics['int8']['accuracy']} ({metrics['int8']['accuracy_drop_points']} "
+              f"points below fp32), single-text p50 {metrics['int8']['speedup_p50']}x faster")
     return metrics

@@ -38,6 +38,11 @@ def absolute_checks(metrics: dict[str, Any], settings: Settings) -> list[dict[st
     worst = min(recalls, key=recalls.get)
     p95, size = metrics["latency"]["p95_ms"], metrics["size_mb"]
     behaviour = metrics["behaviour"]["pass_rate"]
+    int8 = []
+    if "int8" in metrics:  # served quantised: it must not lose more than allowed
+        drop = metrics["int8"]["accuracy_drop_points"]
+        int8 = [check("max_int8_accuracy_drop_points", drop, gate.max_int8_accuracy_drop_points,
+                      drop <= gate.max_int8_accuracy_drop_points, "int8 accuracy loss (points) <= threshold")]
     return [
         check("min_accuracy", metrics["accuracy"], gate.min_accuracy, metrics["accuracy"] >= gate.min_accuracy,
               "accuracy >= threshold"),
@@ -50,6 +55,7 @@ def absolute_checks(metrics: dict[str, Any], settings: Settings) -> list[dict[st
         check("max_model_mb", size, gate.max_model_mb, size <= gate.max_model_mb, "size on disk <= threshold"),
         check("min_behaviour_pass_rate", behaviour, gate.min_behaviour_pass_rate,
               behaviour >= gate.min_behaviour_pass_rate, "behavioural tests passed >= threshold"),
+        *int8,
     ]
 
 

@@ -2,7 +2,9 @@
 
 BentoML validates a request only after reading all of it, so a 100 MB body
 costs memory and seconds before the 400; this guard refuses it (413) as soon
-as the declared or streamed size passes the limit. When the API key's
+as the declared or streamed size passes the limit. BentoML also parses any
+body it does not recognise as JSON; a POST that does not declare JSON gets 415
+here instead. When the API key's
 environment variable is set, every endpoint but the health, metrics and docs
 endpoints needs `Authorization: Bearer <key>` or `X-API-Key: <key>` (401
 otherwise). The key never comes from a config file.
@@ -50,6 +52,11 @@ class RequestGuard:
         if not self.authorised(headers):
             return await reply(send, 401, f"missing or wrong API key (set {self.api_key_env} on the server; "
                                           "send Authorization: Bearer <key>)", [(b"www-authenticate", b"Bearer")])
+        if scope.get("method") == "POST":
+            media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+            if media_type != b"application/json":
+                shown = media_type.decode("latin-1") or "none"
+                return await reply(send, 415, f"Content-Type must be application/json, not {shown}")
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             return await reply(send, 413, f"request body of {int(declared)} bytes exceeds the limit of "

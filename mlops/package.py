@@ -21,7 +21,7 @@ from typing import Any
 
 from mlops import registry
 from mlops.errors import MlopsError
-from mlops.io import read_json, write_json
+from mlops.io import read_json, read_table, write_json, write_table
 from mlops.settings import Settings
 
 
@@ -42,8 +42,12 @@ def build_bento(model_tag: str, bentofile: Path) -> str:
     raise MlopsError(f"bentoml build printed no tag: {result.stdout.strip()[-200:]}")
 
 
+REFERENCE = "monitoring_reference.parquet"
+REFERENCE_COLUMNS = ["text", "label", "prediction", "confidence", "embedding"]
+
+
 def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metrics: dict[str, Any],
-            bentofile: Path, card: Path) -> dict[str, Any]:
+            bentofile: Path, card: Path, reference: Path | None = None) -> dict[str, Any]:
     if not decision["accepted"]:
         return {"status": "rejected", "reasons": decision["reasons"]}
     current = registry.champion()
@@ -56,10 +60,16 @@ def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metri
         "git_commit": lineage["git_commit"], "data": lineage["data"], "params": json.dumps(lineage["params"]),
         "decision": json.dumps({k: decision[k] for k in ("accepted", "basis", "checks", "comparison")}),
     }
-    with tempfile.TemporaryDirectory() as staging:  # the model card travels inside the stored model
+    # The model card and monitoring's reference (the scored validation split,
+    # embeddings included) travel inside the stored model: traffic served by
+    # this version is compared with this version's own view of its data.
+    with tempfile.TemporaryDirectory() as staging:
         staged = Path(staging) / "model"
         shutil.copytree(model_dir, staged)
         shutil.copy2(card, staged / "MODEL_CARD.md")
+        if reference is not None:
+            scored = read_table(reference)
+            write_table(scored[[c for c in REFERENCE_COLUMNS if c in scored.columns]], staged / REFERENCE)
         model_tag = registry.register_model(settings.serve.name, staged, metadata)
     bento_tag = build_bento(model_tag, bentofile)
     registry.promote({"model": model_tag, "bento": bento_tag, "digest": decision["candidate_digest"],
@@ -68,8 +78,9 @@ def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metri
 
 
 def run(settings: Settings, decision_path: Path, model_dir: Path, metrics_path: Path, bentofile: Path, card: Path,
-        out: Path) -> dict[str, Any]:
-    result = package(settings, read_json(decision_path), model_dir, read_json(metrics_path), bentofile, card)
+        out: Path, reference: Path | None = None) -> dict[str, Any]:
+    result = package(settings, read_json(decision_path), model_dir, read_json(metrics_path), bentofile, card,
+                     reference)
     write_json(result, out)
     if result["status"] == "rejected":
         print(f"package: SKIPPED, the gate rejected the model: {'; '.join(result['reasons'])}")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlops.errors import MlopsError
 
@@ -110,29 +110,68 @@ class GateSettings(Strict):
     max_latency_p95_ms: float = Field(gt=0)
     max_model_mb: float = Field(gt=0)
     min_behaviour_pass_rate: float = Field(ge=0, le=1)
+    max_int8_accuracy_drop_points: float = Field(default=1.0, ge=0)
     max_regression: float = Field(ge=0, le=1)
     promote_if: Literal["better", "non_inferior"]
     confidence: float = Field(gt=0.5, lt=1)
     bootstrap_samples: int = Field(ge=100, le=100_000)
 
 
+class TrafficSettings(Strict):
+    enabled: bool = True
+    hash_texts: bool = False    # log a keyed hash and descriptors instead of the text itself
+    salt_env: str = Field(default="MLOPS_TRAFFIC_SALT", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    max_file_mb: float = Field(default=64, gt=0)
+    keep_files: int = Field(default=48, ge=1)
+
+
 class ServeSettings(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
-    max_batch_size: int = Field(ge=1)
+    batching: bool = True
+    max_batch_size: int = Field(ge=2)
     max_latency_ms: int = Field(ge=1)
+    micro_batch: int = Field(ge=1)
     max_texts: int = Field(ge=1)
     max_text_chars: int = Field(ge=1)
     max_body_kb: int = Field(ge=1)
     api_key_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
+    workers: int | Literal["auto"] = "auto"
     threads: int = Field(ge=1)
+    precision: Literal["fp32", "int8"]
+    traffic: TrafficSettings = TrafficSettings()
+
+    @field_validator("workers")
+    @classmethod
+    def _positive_workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("workers must be at least 1, or auto")
+        return value
+
+    def worker_count(self) -> int:
+        """`auto`: one model process per core, each with `threads` torch threads."""
+        import os
+
+        return self.workers if isinstance(self.workers, int) else max(1, (os.cpu_count() or 1) // self.threads)
 
 
 class MonitorSettings(Strict):
     current: str = Field(min_length=1)
+    window_rows: int = Field(ge=10)
+    window_hours: float | None = Field(default=None, gt=0)
+    min_rows: int = Field(ge=10)
     drift_share: float = Field(gt=0, le=1)
     num_threshold: float = Field(gt=0)
     cat_threshold: float = Field(gt=0)
-    max_rows: int = Field(ge=10)
+    embedding_threshold: float = Field(gt=0.5, lt=1)
+    confidence_drop: float = Field(gt=0, lt=1)
+    history_dir: str = Field(min_length=1)
+    schedule: str | None = None
+
+    @model_validator(mode="after")
+    def _window_covers_minimum(self) -> MonitorSettings:
+        if self.min_rows > self.window_rows:
+            raise ValueError("min_rows must not exceed window_rows")
+        return self
 
 
 class Settings(Strict):

@@ -60,6 +60,12 @@ def test_compose_config_validates_with_the_env_file(tmp_path):
     assert "test-postgres_password@postgres" in worker_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert worker_env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://:test-redis_password@redis")
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == "test-postgres_password"
+    # the monitoring DAG's workers read the traffic log the bento service writes
+    assert worker_env["MLOPS_TRAFFIC_DIR"] == services["bento"]["environment"]["MLOPS_TRAFFIC_DIR"] == "/traffic"
+    mounts = {name: {str(v.get("source")) for v in services[name]["volumes"] if isinstance(v, dict)}
+              | {str(v).split(":")[0] for v in services[name]["volumes"] if isinstance(v, str)}
+              for name in ("airflow-worker", "bento")}
+    assert any("traffic" in m for m in mounts["airflow-worker"]) and any("traffic" in m for m in mounts["bento"])
     gpu = services["airflow-worker-gpu"]
     assert gpu["command"][gpu["command"].index("--queues") + 1] == "gpu"
     assert gpu["build"]["dockerfile"] == "docker/Dockerfile.train"

@@ -14,7 +14,7 @@ async def downstream(scope, receive, send):
     await send({"type": "http.response.body", "body": b"echo:" + message["body"]})
 
 
-def call(guard, path="/classify", headers=(), chunks=(b"{}",)):
+def call(guard, path="/classify", headers=(), chunks=(b"{}",), method="GET"):
     sent, queue = [], [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
                        for i, c in enumerate(chunks)]
 
@@ -24,7 +24,7 @@ def call(guard, path="/classify", headers=(), chunks=(b"{}",)):
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "path": path, "headers": [(k.encode(), v.encode()) for k, v in headers]}
+    scope = {"type": "http", "method": method, "path": path, "headers": [(k.encode(), v.encode()) for k, v in headers]}
     asyncio.run(guard(scope, receive, send))
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return sent[0]["status"], body
@@ -57,3 +57,16 @@ def test_api_key_required_when_configured(guard, monkeypatch):
     assert call(guard, headers=[("authorization", "Bearer s3cret")])[0] == 200
     assert call(guard, headers=[("x-api-key", "s3cret")])[0] == 200
     assert call(guard, path="/readyz")[0] == 200  # probes and metrics stay open
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                                          "application/vnd.bentoml+pickle"])
+def test_post_that_is_not_json_gets_415(guard, content_type):
+    headers = [("content-type", content_type)] if content_type else []
+    status, body = call(guard, headers=headers, method="POST")
+    assert status == 415 and "must be application/json" in json.loads(body)["error"]
+
+
+def test_post_json_with_charset_passes(guard):
+    headers = [("content-type", "application/json; charset=utf-8")]
+    assert call(guard, headers=headers, method="POST")[0] == 200

@@ -20,7 +20,7 @@ def test_stage_graph_from_dvc_yaml():
     assert list(stages) == STAGES
     assert stages["ingest"].upstream == ("generate",)  # through ${data.source.path}
     assert set(stages["gate"].upstream) == {"split", "train", "evaluate"}
-    assert set(stages["monitor"].upstream) == {"evaluate"}
+    assert set(stages["monitor"].upstream) == {"train", "evaluate"}
     assert "data/generated/corpus.csv" in stages["ingest"].deps
 
 
@@ -63,7 +63,7 @@ def test_dag_imports_without_errors_and_mirrors_dvc_yaml(tmp_path):
     expected |= {"configure": [], "record": sorted(stage.name for stage in stages if stage.name not in downstream),
                  "gate_decision": ["gate"]}
     assert report["tasks"] == expected
-    assert report["tasks"]["package"] == ["gate_decision", "train"]
+    assert report["tasks"]["package"] == ["evaluate", "gate_decision", "train"]
 
 
 def test_gate_decision_branch(tmp_path, capsys):

@@ -72,3 +72,31 @@ def test_non_mapping(tmp_path):
     path.write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(MlopsError, match="expected a mapping"):
         load_settings(path)
+
+
+@pytest.mark.parametrize(("section", "key", "value", "named"), [
+    ("serve", "workers", 0, "serve.workers"),
+    ("serve", "workers", "many", "serve.workers"),
+    ("serve", "precision", "fp16", "serve.precision"),
+    ("serve", "max_batch_size", 1, "serve.max_batch_size"),
+    ("monitor", "embedding_threshold", 0.4, "monitor.embedding_threshold"),
+    ("monitor", "min_rows", 10_000, "min_rows must not exceed window_rows"),
+])
+def test_serving_and_monitoring_values_are_checked(repo_params, section, key, value, named):
+    repo_params[section][key] = value
+    with pytest.raises(MlopsError, match=named.replace(".", r"\.")):
+        parse_settings(repo_params)
+
+
+def test_auto_workers_is_one_process_per_core(repo_params, monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    repo_params["serve"].update({"workers": "auto", "threads": 2})
+    assert parse_settings(repo_params).serve.worker_count() == 4
+    repo_params["serve"]["workers"] = 3
+    assert parse_settings(repo_params).serve.worker_count() == 3
+
+
+def test_unknown_traffic_key_is_named(repo_params):
+    repo_params["serve"]["traffic"]["hash_text"] = True
+    with pytest.raises(MlopsError, match=r"serve\.traffic\.hash_text: unknown key"):
+        parse_settings(repo_params)

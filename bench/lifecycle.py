@@ -46,10 +46,16 @@ def timed(args: list[str], cwd: Path, env: dict[str, str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", type=Path, help="a params preset to apply first, e.g. configs/ag_news.yaml")
+    parser.add_argument("--keep", type=Path, help="run in this new directory and keep it (the serving and "
+                                                  "monitoring benchmarks reuse its champion)")
     args = parser.parse_args()
     # beside the project, so that relative paths such as ../shared/data resolve as they do from it
     with tempfile.TemporaryDirectory(dir=ROOT.parent, prefix=f"{ROOT.name}-bench-") as tmp:
-        project = Path(tmp)
+        project = Path(tmp) if args.keep is None else args.keep.resolve()
+        if args.keep is not None:
+            if project.exists() or project.parent != ROOT.parent:
+                parser.error(f"--keep: give a new directory beside the project, in {ROOT.parent}")
+            project.mkdir()
         copy_project(project)
         env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
                "BENTOML_HOME": str(project / ".bentoml"), "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1"}

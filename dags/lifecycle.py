@@ -19,6 +19,13 @@ After `gate`, the `gate_decision` branch lets `package` run only for an
 accepted model; a rejected one skips packaging, and the branch's log lists
 the gate's reasons.
 
+The DAG is scheduled on the drift asset (`mlops.assets.DRIFT_ASSET`, which
+the `monitoring` DAG emits when served traffic has drifted): each drift event
+starts a run with params.yaml as it is, an "asset_triggered" run whose
+`configure` task writes the triggering report(s) into the run's record
+(reports/runs/<run id>/trigger.json, and `triggered_by` in run.json). Manual
+triggers, with or without parameters, work as before.
+
 Stage tasks retry transient failures with exponential backoff; a stage that
 refuses its input (exit 2) fails at once. Every task has a timeout, and a
 failed task writes a one-paragraph summary to its log and to
@@ -40,12 +47,11 @@ from airflow.sdk import DAG, Param
 PROJECT = Path(os.environ.get("MLOPS_PROJECT_DIR", Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(PROJECT))
 
-from mlops.airflow_tasks import StageOperator, configure, gate_passed, on_failure, record  # noqa: E402
+from mlops.airflow_tasks import StageOperator, configure, gate_passed, on_failure, record, task_env  # noqa: E402
+from mlops.assets import DRIFT_ASSET  # noqa: E402
 from mlops.pipeline import load_stages  # noqa: E402
 from mlops.runs import TRIGGER_PARAMS, current_value  # noqa: E402
 
-VENV_BIN = PROJECT / ".venv" / "bin"
-BIN = VENV_BIN if VENV_BIN.is_dir() else Path(sys.executable).parent
 GPU_QUEUE = os.environ.get("MLOPS_GPU_QUEUE", "gpu")
 GPU_STAGES = {"train"}
 TIMEOUTS = {"train": timedelta(hours=8)}  # every other task: default_args
@@ -70,8 +76,9 @@ def trigger_params() -> dict[str, Param]:
 
 with DAG(
     dag_id="lifecycle",
-    description="ingest -> validate -> split -> train -> evaluate -> gate -> package -> monitor (from dvc.yaml)",
-    schedule=None,
+    description="ingest -> validate -> split -> train -> evaluate -> gate -> package -> monitor (from dvc.yaml); "
+                "started by hand or by drift",
+    schedule=[DRIFT_ASSET],
     catchup=False,
     max_active_runs=1,
     max_active_tasks=1,
@@ -87,13 +94,12 @@ with DAG(
     },
     doc_md=__doc__,
 ) as dag:
-    env = {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
-           "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(PROJECT / ".bentoml")),
-           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    env = task_env(PROJECT)
     configure_task = PythonOperator(
         task_id="configure", python_callable=configure, op_kwargs={"project": str(PROJECT)},
         retries=0, execution_timeout=timedelta(minutes=5),
-        doc_md="Validate the trigger parameters with params.yaml and apply them (`mlops.runs.configure`).",
+        doc_md="Validate the trigger parameters with params.yaml and apply them (`mlops.runs.configure`); in a "
+               "run started by drift, record the triggering report(s).",
     )
     record_task = PythonOperator(
         task_id="record", python_callable=record, op_kwargs={"project": str(PROJECT)},

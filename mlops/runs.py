@@ -13,7 +13,10 @@ Runs never overlap (the DAG allows one active run; the others queue), and
 each run leaves its own record under reports/runs/<run id>/: the overrides,
 the params it ran with, its metrics, gate decision and package result, or a
 failure summary. Later runs change the workspace outputs, never another run's
-record.
+record. A run started by drift (an event of the `monitoring` DAG's asset)
+also records the monitoring report(s) that started it (trigger.json, and
+`triggered_by` in run.json); each monitoring run writes its own report under
+reports/monitoring-runs/<run id>/.
 
 Only the standard library and PyYAML are imported here: the DAG file imports
 this module, and parsing it must stay fast.
@@ -61,13 +64,26 @@ TRIGGER_PARAMS: dict[str, tuple[str, dict[str, Any], str]] = {
 }
 
 RUNS_DIR = Path("reports/runs")
+MONITORING_RUNS_DIR = Path("reports/monitoring-runs")  # one folder per run of the monitoring DAG
+TRIGGER_FILE = "trigger.json"  # in an asset-triggered run's record: the drift report(s) that started it
+STATUSES = ("drift", "no_drift", "insufficient_data")  # of `mlops monitor`'s summary.json
 RECORDED = ("metrics/train.json", "metrics/evaluate.json", "reports/gate/decision.json", "reports/package.json",
             "reports/monitoring/summary.json", "reports/validation/summary.json")
 
 
+def safe_name(run_id: str) -> str:
+    """A run id as a folder name: characters a path should not hold replaced by `_`."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
+
+
 def run_dir(project: Path, run_id: str) -> Path:
-    """reports/runs/<run id>, with characters a path should not hold replaced by `_`."""
-    return Path(project) / RUNS_DIR / re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
+    """reports/runs/<safe run id>: the record of one lifecycle run."""
+    return Path(project) / RUNS_DIR / safe_name(run_id)
+
+
+def monitoring_run_dir(project: Path, run_id: str) -> Path:
+    """reports/monitoring-runs/<safe run id>: where one monitoring run's `mlops monitor` writes."""
+    return Path(project) / MONITORING_RUNS_DIR / safe_name(run_id)
 
 
 def current_value(params: dict[str, Any], dotted: str) -> Any:
@@ -119,6 +135,46 @@ def configure(project: Path, run_id: str, values: dict[str, Any], conf_keys: lis
     return overrides
 
 
+def drift_status(summary: dict[str, Any]) -> str:
+    """The monitor's verdict: its `status`, or for a summary without one, from the `drift` flag."""
+    status = summary.get("status")
+    if status is None:
+        if "drift" not in summary:
+            raise MlopsError("the monitoring summary has neither `status` nor `drift`")
+        return "drift" if summary["drift"] else "no_drift"
+    if status not in STATUSES:
+        raise MlopsError(f"the monitoring summary's status {status!r} is none of {', '.join(STATUSES)}")
+    return status
+
+
+def drifted_signals(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The signals that drifted, each with its score and threshold."""
+    return {name: signal for name, signal in (summary.get("signals") or {}).items()
+            if isinstance(signal, dict) and signal.get("drifted")}
+
+
+def record_trigger(project: Path, run_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write which drift report(s) started this run into its record (trigger.json); returns what it wrote.
+
+    `events` are the triggering asset events as plain dicts (`asset`, `timestamp`,
+    `source_dag_id`, `source_run_id`, `source_task_id`, `extra`); the `extra` of
+    a monitoring event holds `report`, `summary`, `drifted` and `monitoring_run_id`.
+    """
+    reports = [event["extra"]["report"] for event in events if (event.get("extra") or {}).get("report")]
+    trigger = {"run_id": run_id, "run_type": "asset_triggered", "reports": reports, "events": events}
+    folder = run_dir(project, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(folder / TRIGGER_FILE, json.dumps(trigger, indent=2, default=str) + "\n")
+    for event in events:
+        extra = event.get("extra") or {}
+        source = extra.get("monitoring_run_id") or event.get("source_run_id") or "unknown run"
+        drifted = ", ".join(extra.get("drifted") or []) or "not stated"
+        report = extra.get("report") or "no report named"
+        print(f"configure: run {run_id} was started by drift in monitoring run {source} (asset "
+              f"{event.get('asset')}, drifted: {drifted}): [drift report]({report})", flush=True)
+    return trigger
+
+
 def record(project: Path, run_id: str) -> dict[str, Any]:
     """Copy what this run produced into its record and write run.json, a one-file summary of it."""
     project = Path(project)
@@ -144,11 +200,17 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
         "params": yaml.safe_load(params_file.read_text()) if params_file.is_file() else None,
         "results": results,
     }
+    trigger_file = folder / TRIGGER_FILE
+    if trigger_file.is_file():  # an asset-triggered run: the drift report(s) that started it
+        trigger = json.loads(trigger_file.read_text(encoding="utf-8"))
+        summary["triggered_by"] = {"reports": trigger["reports"], "events": trigger["events"]}
     write_text(folder / "run.json", json.dumps(summary, indent=2, default=str) + "\n")
     decision = results.get("reports/gate/decision.json", {})
     package = results.get("reports/package.json", {})
+    started_by = (f"; started by drift report(s) {', '.join(summary['triggered_by']['reports'])}"
+                  if "triggered_by" in summary else "")
     print(f"record: run {run_id}: gate {'accepted' if decision.get('accepted') else 'rejected'}, "
-          f"package {package.get('status')}; {folder.relative_to(project) / 'run.json'}")
+          f"package {package.get('status')}; {folder.relative_to(project) / 'run.json'}{started_by}")
     return summary
 
 

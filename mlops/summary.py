@@ -22,8 +22,8 @@ def main() -> None:
         "  (metrics/evaluate.json, plots/confusion_matrix.png)",
         f"  gate            {verdict}: {'; '.join(decision.get('reasons', []))}  (reports/gate/decision.json)",
         f"  package         {package.get('status')}: bento {package.get('bento', '-')}  (make serve)",
-        f"  monitoring      {'DRIFT' if monitor.get('drift') else 'no drift'}: {monitor.get('current')}"
-        "  (reports/monitoring/report.html)",
+        f"  monitoring      {monitor.get('status', '?').replace('_', ' ')}: {monitor.get('current')}"
+        "  (reports/monitoring/report.html, history: reports/monitoring-history/index.html)",
         "  validation      reports/validation/report.html",
     ]
     print("\n".join(lines))

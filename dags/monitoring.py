@@ -1,0 +1,75 @@
+"""The monitoring DAG: drift of the served traffic, and retraining when it drifted.
+
+    monitor → drift_detected → announce_drift ··(asset mlops://monitoring/drift)··> lifecycle
+
+`monitor` runs `mlops monitor` on the traffic log the service writes
+($MLOPS_TRAFFIC_DIR, else <project>/logs/traffic; the `current` param
+overrides it for one run) into reports/monitoring-runs/<run id>/
+(summary.json, report.html). With no traffic log yet the task is skipped;
+input the monitor refuses (exit 2) fails it at once, without retries.
+`drift_detected` logs the verdict and every signal's score and threshold, and
+lets `announce_drift` run only for the verdict "drift" ("no_drift" and
+"insufficient_data" skip it). `announce_drift` emits an event of the drift
+asset whose `extra` names the report, the summary, the drifted signals and
+this run; the `lifecycle` DAG is scheduled on that asset, so the event starts
+a lifecycle run, which records the report that triggered it.
+
+The schedule is `monitor.schedule` in params.yaml (a cron expression or a
+preset such as "@hourly"; null: only by hand), read when the file is parsed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from airflow.providers.standard.operators.python import PythonOperator, ShortCircuitOperator
+from airflow.sdk import DAG, Param
+
+PROJECT = Path(os.environ.get("MLOPS_PROJECT_DIR", Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(PROJECT))
+
+from mlops.airflow_tasks import MonitorOperator, announce_drift, drift_detected, task_env  # noqa: E402
+from mlops.assets import DRIFT_ASSET  # noqa: E402
+from mlops.settings import load_settings  # noqa: E402
+
+SCHEDULE = load_settings(PROJECT / "params.yaml").monitor.schedule
+
+with DAG(
+    dag_id="monitoring",
+    description="drift of the served traffic (mlops monitor); on drift, the lifecycle retrains",
+    schedule=SCHEDULE,
+    catchup=False,
+    max_active_runs=1,
+    tags=["mlops", "monitoring"],
+    params={
+        "current": Param(
+            None, type=["null", "string"], minLength=1, title="current",
+            description="Traffic log (a directory or .jsonl file) or scored data file to compare with the "
+                        "reference, for this run only; empty: $MLOPS_TRAFFIC_DIR, else logs/traffic.",
+        ),
+    },
+    default_args={
+        "retries": 1,
+        "retry_delay": timedelta(seconds=30),
+        "execution_timeout": timedelta(minutes=30),
+    },
+    doc_md=__doc__,
+) as dag:
+    monitor = MonitorOperator(
+        task_id="monitor", project=str(PROJECT), env=task_env(PROJECT),
+        doc_md="`mlops monitor --current <traffic> --out-dir reports/monitoring-runs/<run id>`",
+    )
+    verdict = ShortCircuitOperator(
+        task_id="drift_detected", python_callable=drift_detected, op_kwargs={"project": str(PROJECT)},
+        retries=0, execution_timeout=timedelta(minutes=2),
+        doc_md="The monitor's verdict and every signal's score; only \"drift\" lets `announce_drift` run.",
+    )
+    announce = PythonOperator(
+        task_id="announce_drift", python_callable=announce_drift, op_kwargs={"project": str(PROJECT)},
+        outlets=[DRIFT_ASSET], retries=0, execution_timeout=timedelta(minutes=2),
+        doc_md=f"Emit an event of `{DRIFT_ASSET.uri}` naming the report; the `lifecycle` DAG runs on it.",
+    )
+    monitor >> verdict >> announce

@@ -5,11 +5,15 @@ no further. The model enters the BentoML store with its lineage and model card
 (it becomes the challenger), a Bento is built from bentofile.yaml around
 exactly that model, and only when both exist does the registry switch its
 champion to them, atomically: a failed build never leaves a champion that
-cannot be served.
+cannot be served. When the champion is already this model but what its Bento
+is built from changed (the service code, bentofile.yaml, the `serve:` params),
+a new Bento is built around the same model and promoted: a serving change
+reaches `make serve` without retraining.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -42,6 +46,24 @@ def build_bento(model_tag: str, bentofile: Path) -> str:
     raise MlopsError(f"bentoml build printed no tag: {result.stdout.strip()[-200:]}")
 
 
+def build_digest(bentofile: Path, settings: Settings) -> str:
+    """What a Bento is built from besides its model: bentofile.yaml, the code it includes, the serve settings.
+
+    params.yaml travels whole in the Bento, but only its `serve:` section
+    changes how the service behaves, so a gate threshold does not count.
+    """
+    import yaml
+
+    digest = hashlib.sha256(bentofile.read_bytes())
+    root = bentofile.resolve().parent
+    for pattern in sorted((yaml.safe_load(bentofile.read_text()) or {}).get("include") or []):
+        for path in sorted(root.glob(pattern)):
+            if path.is_file() and path.name != "params.yaml":
+                digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    digest.update(json.dumps(settings.serve.model_dump(), sort_keys=True).encode())
+    return digest.hexdigest()
+
+
 REFERENCE = "monitoring_reference.parquet"
 REFERENCE_COLUMNS = ["text", "label", "prediction", "confidence", "embedding"]
 
@@ -51,8 +73,14 @@ def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metri
     if not decision["accepted"]:
         return {"status": "rejected", "reasons": decision["reasons"]}
     current = registry.champion()
+    build = build_digest(bentofile, settings)
     if current and current.get("digest") == decision["candidate_digest"]:
-        return {"status": "unchanged", "model": current["model"], "bento": current["bento"]}
+        if current.get("build") == build:
+            return {"status": "unchanged", "model": current["model"], "bento": current["bento"]}
+        bento_tag = build_bento(current["model"], bentofile)
+        registry.promote({**{k: v for k, v in current.items() if k != "promoted_at"}, "bento": bento_tag,
+                          "build": build})
+        return {"status": "rebuilt", "model": current["model"], "bento": bento_tag}
     headline = {k: metrics[k] for k in ("accuracy", "macro_f1", "ece", "size_mb")}
     lineage = decision["lineage"]
     metadata = {  # BentoML metadata takes no None values: nested documents go in as JSON strings
@@ -73,7 +101,7 @@ def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metri
         model_tag = registry.register_model(settings.serve.name, staged, metadata)
     bento_tag = build_bento(model_tag, bentofile)
     registry.promote({"model": model_tag, "bento": bento_tag, "digest": decision["candidate_digest"],
-                      "metrics": headline})
+                      "metrics": headline, "build": build})
     return {"status": "promoted", "model": model_tag, "bento": bento_tag}
 
 

@@ -1,13 +1,23 @@
-"""The BentoML service: `POST /classify` in front of an adaptively batched model.
+"""The BentoML service: `POST /classify`, adaptively batched in the process that answers it.
 
-Two services, as BentoML intends for batching: `TextClassifier` validates
-requests, logs traffic and answers; `ClassifierModel` holds the weights and
-receives texts from many concurrent requests merged into one batch, which it
-sorts by length and runs in micro-batches padded only to their own longest
-text. Limits (texts per request, characters per text, body size), batching,
-workers, threads and precision come from params.yaml, which the Bento carries
-(`MLOPS_PARAMS` names another file); an API key, when its environment variable
-is set, is required on every endpoint but health, metrics and docs.
+BentoML's textbook layout for batching is two services: an API service that
+validates and answers, calling a batchable model service. Between the two,
+every request is pickled, sent over a socket, handled by a second HTTP server
+and pickled back; on a 2-core machine that hop cost more CPU than it saved
+(bench/serve.py: served throughput 0.71x the offline limit at 64 clients).
+So one service does both. Each of its `serve.workers` processes (of
+`serve.threads` torch threads) validates requests and hands their texts to
+BentoML's own adaptive-batching dispatcher (the CorkDispatcher that a
+batchable API uses, with `serve.max_batch_size` and `serve.max_latency_ms`),
+which merges concurrent requests into one model call; that call sorts the
+texts by length and runs micro-batches of `serve.micro_batch`, each padded
+only to its own longest text, in a worker thread, so the event loop keeps
+accepting requests meanwhile. `serve.batching: false` runs each request on its
+own, one at a time per process. Limits (texts per request, characters per
+text, body size), precision and the traffic log come from params.yaml, which
+the Bento carries (`MLOPS_PARAMS` names another file); an API key, when its
+environment variable is set, is required on every endpoint but health,
+metrics and docs.
 """
 
 from __future__ import annotations
@@ -19,7 +29,10 @@ import os
 # before torch is first imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import asyncio  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Any  # noqa: E402
 
@@ -44,41 +57,6 @@ def model_tag() -> str:
     return current["model"] if current else f"{SERVE.name}:latest"
 
 
-@bentoml.service(name="classifier-model", workers=SERVE.worker_count(), traffic={"timeout": 60})
-class ClassifierModel:
-    model_ref = bentoml.models.BentoModel(model_tag())
-
-    def __init__(self) -> None:
-        from mlops.model import Classifier, set_cpu_threads
-
-        set_cpu_threads(SERVE.threads)
-        self.classifier = Classifier.load(Path(self.model_ref.path), precision=SERVE.precision)
-        self.version = str(self.model_ref.tag)
-
-    def answer(self, texts: list[str]) -> list[dict[str, Any]]:
-        from mlops.model import encode_embedding
-
-        proba, embeddings = self.classifier.predict(texts, batch_size=SERVE.micro_batch)
-        labels = self.classifier.labels
-        return [
-            {"label": labels[int(row.argmax())], "score": float(row.max()),
-             "probabilities": {label: float(p) for label, p in zip(labels, row, strict=True)},
-             "model_version": self.version, "embedding": encode_embedding(vector)}
-            for row, vector in zip(proba, embeddings, strict=True)
-        ]
-
-    @bentoml.api(batchable=True, batch_dim=0, max_batch_size=SERVE.max_batch_size,
-                 max_latency_ms=SERVE.max_latency_ms)
-    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
-        """Texts of many concurrent requests, merged by BentoML's adaptive batching."""
-        return self.answer(texts)
-
-    @bentoml.api
-    def predict_unbatched(self, texts: list[str]) -> list[dict[str, Any]]:
-        """One request's texts on their own (`serve.batching: false`)."""
-        return self.answer(texts)
-
-
 Text = Annotated[str, Field(min_length=1, max_length=SERVE.max_text_chars)]
 
 
@@ -96,32 +74,76 @@ class ClassifyRequest(BaseModel):
         return self
 
 
-@bentoml.service(name=SERVE.name, workers=1, traffic={"timeout": 60, "max_concurrency": 1024})
+def overloaded() -> Any:
+    """The dispatcher's answer to a request it expects to wait past max_latency_ms: 503, with the reason."""
+    from bentoml.exceptions import ServiceUnavailable
+
+    raise ServiceUnavailable(f"overloaded: this request would wait longer than serve.max_latency_ms "
+                             f"({SERVE.max_latency_ms} ms); retry later")
+
+
+def batch_size_histogram(service_name: str) -> Any:
+    """BentoML's own `bentoml_service_adaptive_batch_size` histogram, which its batchable APIs fill."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.context import server_context
+    from bentoml._internal.utils.metrics import exponential_buckets
+
+    return BentoMLContainer.metrics_client.get().Histogram(
+        namespace="bentoml_service", name="adaptive_batch_size", documentation="Service adaptive batch size",
+        labelnames=["runner_name", "worker_index", "method_name", "service_version", "service_name"],
+        buckets=exponential_buckets(1, 2, SERVE.max_batch_size),
+    ).labels(runner_name=service_name, worker_index=server_context.worker_index, method_name="classify",
+             service_version=server_context.bento_version, service_name=server_context.bento_name or service_name)
+
+
+@bentoml.service(name=SERVE.name, workers=SERVE.worker_count(), traffic={"timeout": 60, "max_concurrency": 1024})
 class TextClassifier:
-    model = bentoml.depends(ClassifierModel)
+    model_ref = bentoml.models.BentoModel(model_tag())
 
     def __init__(self) -> None:
+        from bentoml._internal.marshal.dispatcher import CorkDispatcher
+
+        from mlops.model import Classifier, set_cpu_threads
+
+        set_cpu_threads(SERVE.threads)
+        self.classifier = Classifier.load(Path(self.model_ref.path), precision=SERVE.precision)
+        self.version = str(self.model_ref.tag)
         self.traffic = TrafficLog(Path(os.environ.get("MLOPS_TRAFFIC_DIR", "logs/traffic")), SERVE.traffic)
-        self.method = "predict" if SERVE.batching else "predict_unbatched"  # the client resolves it per call
-        # BentoML >= 1.4.31 closes its client session to the model service
-        # every 100 requests while other requests are still in flight on it
-        # (bentoml/BentoML#5540): under load, every in-flight request then
-        # fails with "Server disconnected". Renew by age only; retry the rest.
-        manager = getattr(self.model.to_async, "_session_manager", None)
-        if manager is not None and hasattr(manager, "max_requests"):
-            manager.max_requests = 2**62
+        # one model call at a time per process: `serve.threads` torch threads are all it may use
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self.dispatcher = CorkDispatcher(max_latency_in_ms=SERVE.max_latency_ms, max_batch_size=SERVE.max_batch_size,
+                                         fallback=overloaded, get_batch_size=len, batch_dim=(0, 0))
+        self.batched = self.dispatcher(self.infer_merged)
+        try:
+            self.batch_sizes = batch_size_histogram(SERVE.name)
+        except Exception:  # metrics off or a BentoML without them: batching works the same
+            self.batch_sizes = None
 
-    async def call_model(self, batch: list[str]) -> list[dict[str, Any]]:
-        """The model service's answer; a connection dropped under us is retried (inference is idempotent)."""
-        import aiohttp
+    def answer(self, texts: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+        """Per text: label, score, all probabilities, model version; and its embedding for the traffic log."""
+        from mlops.model import encode_embedding
 
-        for attempt in range(3):
-            try:
-                return await getattr(self.model.to_async, self.method)(batch)
-            except (aiohttp.ClientConnectionError, RuntimeError) as error:
-                if attempt == 2 or (isinstance(error, RuntimeError) and "Session is closed" not in str(error)):
-                    raise
-        raise AssertionError("unreachable")
+        proba, embeddings = self.classifier.predict(texts, batch_size=SERVE.micro_batch)
+        labels = self.classifier.labels
+        results = [{"label": labels[int(row.argmax())], "score": float(row.max()),
+                    "probabilities": {label: float(p) for label, p in zip(labels, row, strict=True)},
+                    "model_version": self.version} for row in proba]
+        return results, [encode_embedding(vector) for vector in embeddings]
+
+    async def infer(self, texts: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self.answer, texts)
+
+    async def infer_merged(self, requests: Sequence[list[str]]) -> list[tuple[list[dict[str, Any]], list[str]]]:
+        """The texts of many concurrent requests in one model call, answers split back per request."""
+        merged = [text for texts in requests for text in texts]
+        if self.batch_sizes is not None:
+            self.batch_sizes.observe(len(merged))
+        results, embeddings = await self.infer(merged)
+        out, start = [], 0
+        for texts in requests:
+            out.append((results[start:start + len(texts)], embeddings[start:start + len(texts)]))
+            start += len(texts)
+        return out
 
     @bentoml.api(route="/classify", input_spec=ClassifyRequest)
     async def classify(self, text: str | None = None,
@@ -129,8 +151,7 @@ class TextClassifier:
         """Classify one text or a list: per text, the label, its score, all probabilities and the model version."""
         batch = [text] if texts is None else texts
         started = time.perf_counter()
-        results = await self.call_model(batch)
-        embeddings = [result.pop("embedding") for result in results]
+        results, embeddings = await (self.batched(batch) if SERVE.batching else self.infer(batch))
         if SERVE.traffic.enabled:
             self.traffic.append(batch, results, (time.perf_counter() - started) * 1000, embeddings)
         return results[0] if texts is None else results

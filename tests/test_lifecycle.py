@@ -14,8 +14,10 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import BIN, ROOT, copy_project, project_env, run_cmd, tiny_params
@@ -81,6 +83,20 @@ def test_gate_threshold_change_reruns_only_gate_and_after(lifecycle):
     assert read_json(project / "reports/package.json")["status"] == "unchanged"  # same model, same champion
 
 
+def test_serving_change_rebuilds_the_bento_around_the_same_model(lifecycle):
+    project, _ = lifecycle
+    before = read_json(project / "reports/package.json")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["serve"]["micro_batch"] = params["serve"]["micro_batch"] + 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    output = run_cmd([str(BIN / "dvc"), "repro"], cwd=project).stdout
+    assert [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")] == ["package"]
+    after = read_json(project / "reports/package.json")
+    assert after["status"] == "rebuilt" and after["model"] == before["model"] and after["bento"] != before["bento"]
+    champion = read_json(project / ".bentoml/registry.json")["champion"]
+    assert (champion["model"], champion["bento"]) == (after["model"], after["bento"])
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -144,6 +160,15 @@ def test_serve_champion_classify_log_and_monitor(lifecycle):
             assert answer["model_version"].startswith("text-classifier:")
         status, body = post(f"{base}/classify", json.dumps({"text": texts[0]}).encode(), key=key)
         assert status == 200 and json.loads(body)["label"] == answers[0]["label"], body  # one text, one answer
+        # concurrent single-text requests are merged into batches: each must get its own text's answer back
+        scored = pd.read_parquet(project / "data/scored/test.parquet").head(24)
+        with ThreadPoolExecutor(max_workers=24) as pool:
+            replies = list(pool.map(lambda text: post(f"{base}/classify", json.dumps({"text": text}).encode(),
+                                                      key=key), scored["text"]))
+        assert all(status == 200 for status, _ in replies), replies
+        served = [json.loads(body) for _, body in replies]
+        assert [answer["label"] for answer in served] == scored["prediction"].astype(str).tolist()
+        assert max(abs(a["score"] - c) for a, c in zip(served, scored["confidence"], strict=True)) < 1e-3
         too_many = json.dumps({"texts": ["hello"] * 65}).encode()
         too_long = json.dumps({"texts": ["x" * 5001]}).encode()
         huge = json.dumps({"texts": ["y" * 4000] * 400}).encode()  # 1.6 MB
@@ -170,14 +195,14 @@ def test_serve_champion_classify_log_and_monitor(lifecycle):
         stop(server)
     traffic = project / "logs/traffic"
     records = [json.loads(line) for path in traffic.glob("*.jsonl") for line in path.read_text().splitlines()]
-    assert len(records) == 13 and {r["text"] for r in records} == set(texts)
+    assert len(records) == 13 + 24 and {r["text"] for r in records} == set(texts) | set(scored["text"])
     assert all(r["model_version"] == answers[0]["model_version"] and r["embedding"] for r in records)
     result = run_cmd([str(BIN / "mlops"), "monitor", "--current", str(traffic), "--out-dir", "reports/live"],
                      cwd=project)
     summary = read_json(project / "reports/live/summary.json")
-    assert summary["current_rows"] == 13 and summary["current"].startswith("served traffic")
+    assert summary["current_rows"] == 37 and summary["current"].startswith("served traffic")
     assert summary["baseline"] == f"reference stored with {answers[0]['model_version']}"
-    assert summary["status"] == "insufficient_data" and "NO VERDICT" in result.stdout  # 13 < min_rows
+    assert summary["status"] == "insufficient_data" and "NO VERDICT" in result.stdout  # 37 < min_rows
 
 
 def test_rollback_then_make_serve_serves_the_previous_champion(lifecycle):

@@ -64,10 +64,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "batched_fp32": {"batching": True, "precision": "fp32"},
     "unbatched_fp32": {"batching": False, "precision": "fp32"},
     "batched_int8": {"batching": True, "precision": "int8"},
+    # the same as batched_fp32 without the traffic log: what logging costs
+    "batched_fp32_nolog": {"batching": True, "precision": "fp32", "traffic": {"enabled": False}},
 }
 FULL_LEVELS = "1:300,8:1200,32:2400,64:2400"
 TARGETS = {"served_vs_offline": 0.8, "batched_vs_unbatched": 1.0, "min_requests": 2000, "int8_speedup": 1.5,
-           "int8_max_loss_points": 1.0}
+           "int8_max_loss_points": 1.0, "traffic_log_max_cost": 0.05}
 
 
 # ---------------------------------------------------------------- data, project
@@ -495,6 +497,22 @@ def serve_variant(name: str, serve_keys: dict[str, Any], facts: dict[str, Any], 
     return result
 
 
+def traffic_log_append_cost(workdir: Path, texts: list[str], records: int = 2000) -> dict[str, Any]:
+    """In-process: CPU seconds of one TrafficLog.append of one text (with an embedding), as the service logs."""
+    import numpy as np
+
+    from mlops.model import encode_embedding
+    from mlops.traffic import TrafficLog
+
+    log = TrafficLog(workdir / "traffic-append-cost")
+    embedding = encode_embedding(np.random.default_rng(0).standard_normal(384).astype(np.float32))
+    answer = {"label": "World", "score": 0.9, "probabilities": {}, "model_version": "bench:1"}
+    started = time.process_time()
+    for index in range(records):
+        log.append([texts[index % len(texts)]], [answer], 12.5, [embedding])
+    return {"records": records, "cpu_us_per_request": round(1e6 * (time.process_time() - started) / records, 1)}
+
+
 # ---------------------------------------------------------------- checks and report
 
 
@@ -513,7 +531,8 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
 
 
-def checks(offline: dict[str, Any], served: dict[str, Any], top: int) -> list[dict[str, Any]]:
+def checks(offline: dict[str, Any], served: dict[str, Any], top: int,
+           append: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     fp32, unbatched, int8 = served.get("batched_fp32"), served.get("unbatched_fp32"), served.get("batched_int8")
     top_fp32, top_int8 = level_of(fp32, top), level_of(int8, top)
@@ -543,6 +562,17 @@ def checks(offline: dict[str, Any], served: dict[str, Any], top: int) -> list[di
     value = ratio(top_int8 and top_int8["throughput"], top_fp32 and top_fp32["throughput"])
     out.append(check(f"served int8 / fp32 throughput at c={top}", value, f">= {TARGETS['int8_speedup']}",
                      None if value is None else value >= TARGETS["int8_speedup"]))
+    top_nolog = level_of(served.get("batched_fp32_nolog"), top)
+    value = ratio(top_fp32 and top_fp32["throughput"], top_nolog and top_nolog["throughput"])
+    cost = None if value is None else round(1 - value, 3)
+    share = None
+    if top_fp32 and append and top_fp32["throughput"]:  # append CPU / server CPU per request
+        share = round(append["cpu_us_per_request"] / 1e6 / (top_fp32["server_cpu_cores"] / top_fp32["throughput"]), 4)
+    out.append(check(f"traffic log cost: 1 - logged / unlogged batched fp32 throughput at c={top}", cost,
+                     f"<= {TARGETS['traffic_log_max_cost']}",
+                     None if cost is None else cost <= TARGETS["traffic_log_max_cost"],
+                     append_cpu_us_per_request=append.get("cpu_us_per_request"),
+                     append_share_of_server_cpu_per_request=share))
     value = ratio(offline.get("int8", {}).get("limit"), limit)
     out.append(check("offline int8 / fp32 limit", value, f">= {TARGETS['int8_speedup']}",
                      None if value is None else value >= TARGETS["int8_speedup"]))
@@ -722,6 +752,7 @@ def main() -> None:
         for name in variants:
             served[name] = serve_variant(name, {**VARIANTS[name], **dict(args.overrides)}, facts, base_params,
                                          args, texts, workdir)
+        result["traffic_log_append"] = traffic_log_append_cost(workdir, texts)
     result["served_quality"] = served_quality(served, gold, offline)
     predictions = {name: {str(i): label for i, label in sorted(v.pop("labels").items())} for name, v in served.items()}
     for entry in offline.values():
@@ -729,7 +760,7 @@ def main() -> None:
             entry.pop("predicted", None)
     result.update({"offline": offline, "served": served})
     top = max(c for c, _ in args.levels)
-    result["checks"] = checks(offline, served, top)
+    result["checks"] = checks(offline, served, top, result["traffic_log_append"])
     result["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

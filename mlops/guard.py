@@ -33,6 +33,24 @@ async def reply(send: Send, status: int, message: str, headers: list[tuple[bytes
     await send({"type": "http.response.body", "body": body})
 
 
+DRAIN_FACTOR = 8  # an over-limit body is read and dropped up to this many times the limit before the answer
+
+
+async def drain(receive: Receive, limit: int) -> None:
+    """Read and drop what the client is still sending, up to `limit` bytes.
+
+    A client such as urllib or requests sends its whole body before it reads
+    the answer; a server that answers and closes mid-body leaves it with a
+    broken pipe instead of the 413. Nothing read here is kept.
+    """
+    dropped = 0
+    while dropped <= limit:
+        message = await receive()
+        if message["type"] == "http.disconnect" or not message.get("more_body"):
+            return
+        dropped += len(message.get("body", b""))
+
+
 class RequestGuard:
     def __init__(self, app: Any, max_body_bytes: int, api_key_env: str) -> None:
         self.app, self.max_body_bytes, self.api_key_env = app, max_body_bytes, api_key_env
@@ -50,15 +68,18 @@ class RequestGuard:
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         if not self.authorised(headers):
+            await drain(receive, self.max_body_bytes)
             return await reply(send, 401, f"missing or wrong API key (set {self.api_key_env} on the server; "
                                           "send Authorization: Bearer <key>)", [(b"www-authenticate", b"Bearer")])
         if scope.get("method") == "POST":
             media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
             if media_type != b"application/json":
                 shown = media_type.decode("latin-1") or "none"
+                await drain(receive, self.max_body_bytes)
                 return await reply(send, 415, f"Content-Type must be application/json, not {shown}")
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await drain(receive, DRAIN_FACTOR * self.max_body_bytes)
             return await reply(send, 413, f"request body of {int(declared)} bytes exceeds the limit of "
                                           f"{self.max_body_bytes} bytes")
         chunks, size = [], 0
@@ -68,6 +89,8 @@ class RequestGuard:
                 return
             size += len(message.get("body", b""))
             if size > self.max_body_bytes:
+                if message.get("more_body"):
+                    await drain(receive, DRAIN_FACTOR * self.max_body_bytes)
                 return await reply(send, 413, f"request body exceeds the limit of {self.max_body_bytes} bytes")
             chunks.append(message.get("body", b""))
             if not message.get("more_body"):

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,10 @@ class Classifier:
     max_length: int
     device: str = "cpu"
     precision: str = "fp32"
+    # A fast tokenizer sets its padding and truncation state on every call, so
+    # two threads calling it at once can fail ("Already borrowed"); the model's
+    # forward pass itself is safe to run in several threads.
+    tokenizer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def load(cls, path: Path | str, max_length: int | None = None, device: str | None = None,
@@ -112,8 +117,9 @@ class Classifier:
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 index = order[start:start + batch_size]
-                batch = self.tokenizer([texts[i] for i in index], padding=True, truncation=True,
-                                       max_length=self.max_length, return_tensors="pt").to(self.device)
+                with self.tokenizer_lock:
+                    batch = self.tokenizer([texts[i] for i in index], padding=True, truncation=True,
+                                           max_length=self.max_length, return_tensors="pt").to(self.device)
                 output = self.model(**batch, output_hidden_states=True)
                 proba[index] = torch.softmax(output.logits.float(), dim=-1).cpu().numpy()
                 mask = batch["attention_mask"].unsqueeze(-1).float()

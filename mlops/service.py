@@ -5,15 +5,20 @@ validates and answers, calling a batchable model service. Between the two,
 every request is pickled, sent over a socket, handled by a second HTTP server
 and pickled back; on a 2-core machine that hop cost more CPU than it saved
 (bench/serve.py: served throughput 0.71x the offline limit at 64 clients).
-So one service does both. Each of its `serve.workers` processes (of
-`serve.threads` torch threads) validates requests and hands their texts to
-BentoML's own adaptive-batching dispatcher (the CorkDispatcher that a
-batchable API uses, with `serve.max_batch_size` and `serve.max_latency_ms`),
-which merges concurrent requests into one model call; that call sorts the
-texts by length and runs micro-batches of `serve.micro_batch`, each padded
-only to its own longest text, in a worker thread, so the event loop keeps
-accepting requests meanwhile. `serve.batching: false` runs each request on its
-own, one at a time per process. Limits (texts per request, characters per
+So one service does both. Each of its `serve.workers` processes validates
+requests and hands their texts to BentoML's own adaptive-batching dispatcher
+(the CorkDispatcher that a batchable API uses, with `serve.max_batch_size` and
+`serve.max_latency_ms`), which merges concurrent requests into model calls;
+each call sorts its texts by length and runs micro-batches of
+`serve.micro_batch`, each padded only to its own longest text. Calls run in
+`serve.model_calls` threads (one per core by default) of `serve.threads`
+torch threads each, while the event loop keeps accepting requests: torch
+leaves the GIL to the other threads, and a queue that feeds every core keeps
+them busy even when one process holds all the connections, as it often does.
+A request that finds a model call idle and nobody queued goes straight to it:
+the dispatcher would hold it back hoping for company, which only adds latency
+while a core waits. `serve.batching: false` runs each request on its own, as
+many at a time as there are model-call threads. Limits (texts per request, characters per
 text, body size), precision and the traffic log come from params.yaml, which
 the Bento carries (`MLOPS_PARAMS` names another file); an API key, when its
 environment variable is set, is required on every endpoint but health,
@@ -96,12 +101,12 @@ def batch_size_histogram(service_name: str) -> Any:
              service_version=server_context.bento_version, service_name=server_context.bento_name or service_name)
 
 
-@bentoml.service(name=SERVE.name, workers=SERVE.worker_count(), traffic={"timeout": 60, "max_concurrency": 1024})
+@bentoml.service(name=SERVE.name, workers=SERVE.workers, traffic={"timeout": 60, "max_concurrency": 1024})
 class TextClassifier:
     model_ref = bentoml.models.BentoModel(model_tag())
 
     def __init__(self) -> None:
-        from bentoml._internal.marshal.dispatcher import CorkDispatcher
+        from bentoml._internal.marshal.dispatcher import CorkDispatcher, NonBlockSema
 
         from mlops.model import Classifier, set_cpu_threads
 
@@ -109,11 +114,14 @@ class TextClassifier:
         self.classifier = Classifier.load(Path(self.model_ref.path), precision=SERVE.precision)
         self.version = str(self.model_ref.tag)
         self.traffic = TrafficLog(Path(os.environ.get("MLOPS_TRAFFIC_DIR", "logs/traffic")), SERVE.traffic)
-        # one model call at a time per process: `serve.threads` torch threads are all it may use
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        calls = SERVE.model_call_count()
+        self.executor = ThreadPoolExecutor(max_workers=calls, thread_name_prefix="model")
+        self.idle_calls = NonBlockSema(calls)  # model calls free right now, shared with the dispatcher
         self.dispatcher = CorkDispatcher(max_latency_in_ms=SERVE.max_latency_ms, max_batch_size=SERVE.max_batch_size,
-                                         fallback=overloaded, get_batch_size=len, batch_dim=(0, 0))
+                                         fallback=overloaded, get_batch_size=len, batch_dim=(0, 0),
+                                         shared_sema=self.idle_calls)
         self.batched = self.dispatcher(self.infer_merged)
+        self.queued = 0  # requests waiting in the dispatcher
         try:
             self.batch_sizes = batch_size_histogram(SERVE.name)
         except Exception:  # metrics off or a BentoML without them: batching works the same
@@ -145,13 +153,31 @@ class TextClassifier:
             start += len(texts)
         return out
 
+    async def infer_batched(self, texts: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+        """Straight to the model when a model call is idle and no request waits; else the dispatcher's batch.
+
+        The dispatcher holds a lone request back a little, hoping for company;
+        with a core idle that only adds latency, so batches form exactly when
+        every model call is busy, which is when they pay.
+        """
+        if self.queued == 0 and self.idle_calls.acquire():
+            try:
+                return await self.infer(texts)
+            finally:
+                self.idle_calls.release()
+        self.queued += 1
+        try:
+            return await self.batched(texts)
+        finally:
+            self.queued -= 1
+
     @bentoml.api(route="/classify", input_spec=ClassifyRequest)
     async def classify(self, text: str | None = None,
                        texts: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]:
         """Classify one text or a list: per text, the label, its score, all probabilities and the model version."""
         batch = [text] if texts is None else texts
         started = time.perf_counter()
-        results, embeddings = await (self.batched(batch) if SERVE.batching else self.infer(batch))
+        results, embeddings = await (self.infer_batched(batch) if SERVE.batching else self.infer(batch))
         if SERVE.traffic.enabled:
             self.traffic.append(batch, results, (time.perf_counter() - started) * 1000, embeddings)
         return results[0] if texts is None else results

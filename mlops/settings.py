@@ -135,23 +135,30 @@ class ServeSettings(Strict):
     max_text_chars: int = Field(ge=1)
     max_body_kb: int = Field(ge=1)
     api_key_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
-    workers: int | Literal["auto"] = "auto"
+    workers: int = Field(default=1, ge=1)
     threads: int = Field(ge=1)
+    model_calls: int | Literal["auto"] = "auto"
     precision: Literal["fp32", "int8"]
     traffic: TrafficSettings = TrafficSettings()
 
-    @field_validator("workers")
+    @field_validator("model_calls")
     @classmethod
-    def _positive_workers(cls, value: int | str) -> int | str:
+    def _positive_calls(cls, value: int | str) -> int | str:
         if isinstance(value, int) and value < 1:
-            raise ValueError("workers must be at least 1, or auto")
+            raise ValueError("model_calls must be at least 1, or auto")
         return value
 
-    def worker_count(self) -> int:
-        """`auto`: one model process per core, each with `threads` torch threads."""
+    def model_call_count(self) -> int:
+        """`auto`: one model call per `threads` cores, in every process.
+
+        Processes split the clients by connection, unevenly (one of two often
+        holds them all), so each must be able to keep every core busy on its own.
+        """
         import os
 
-        return self.workers if isinstance(self.workers, int) else max(1, (os.cpu_count() or 1) // self.threads)
+        if isinstance(self.model_calls, int):
+            return self.model_calls
+        return max(1, (os.cpu_count() or 1) // self.threads)
 
 
 class MonitorSettings(Strict):

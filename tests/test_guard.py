@@ -14,7 +14,7 @@ async def downstream(scope, receive, send):
     await send({"type": "http.response.body", "body": b"echo:" + message["body"]})
 
 
-def call(guard, path="/classify", headers=(), chunks=(b"{}",), method="GET"):
+def call(guard, path="/classify", headers=(), chunks=(b"{}",), method="GET", unread=None):
     sent, queue = [], [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
                        for i, c in enumerate(chunks)]
 
@@ -22,6 +22,8 @@ def call(guard, path="/classify", headers=(), chunks=(b"{}",), method="GET"):
         return queue.pop(0) if queue else {"type": "http.disconnect"}
 
     async def send(message):
+        if message["type"] == "http.response.start" and unread is not None:
+            unread.append(len(queue))  # body chunks the client was still sending when the answer began
         sent.append(message)
 
     scope = {"type": "http", "method": method, "path": path, "headers": [(k.encode(), v.encode()) for k, v in headers]}
@@ -48,6 +50,17 @@ def test_declared_oversize_is_refused_before_reading(guard):
 def test_streamed_oversize_is_refused(guard):
     status, _ = call(guard, chunks=(b"x" * 60, b"x" * 60))
     assert status == 413
+
+
+def test_oversize_body_is_drained_before_the_answer_within_a_bound(guard):
+    """A client that sends its whole body before reading (urllib) must get the 413, not a broken pipe."""
+    unread = []
+    assert call(guard, headers=[("content-length", "500")], chunks=[b"x" * 50] * 10, unread=unread)[0] == 413
+    assert call(guard, chunks=[b"x" * 50] * 10, unread=unread)[0] == 413
+    assert unread == [0, 0]
+    unread.clear()  # beyond 8x the limit the guard stops reading and answers
+    assert call(guard, headers=[("content-length", "50000")], chunks=[b"x" * 100] * 500, unread=unread)[0] == 413
+    assert 0 < unread[0] < 500
 
 
 def test_api_key_required_when_configured(guard, monkeypatch):

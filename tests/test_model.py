@@ -59,3 +59,20 @@ def test_resolve_base():
     assert resolve_base("bert-base-uncased") == "bert-base-uncased"  # a hub name passes through
     with pytest.raises(Exception, match="directory not found"):
         resolve_base("./no/such/dir")
+
+
+def test_concurrent_predictions_from_threads_match_sequential(trained):
+    """The service runs model calls in several threads on one Classifier (int8 too)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, root, _ = trained
+    texts = [f"order {i}: " + "the parcel was late and the invoice was wrong " * (i % 7 + 1) for i in range(64)]
+    chunks = [texts[i:i + 8] for i in range(0, len(texts), 8)]
+    for precision in ("fp32", "int8"):
+        classifier = Classifier.load(root / "model", precision=precision)
+        sequential = [classifier.predict(chunk, 4) for chunk in chunks]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            threaded = list(pool.map(classifier.predict, chunks * 3, [4] * len(chunks) * 3))
+        for (proba, embedding), (expected_proba, expected_embedding) in zip(threaded, sequential * 3, strict=True):
+            np.testing.assert_allclose(proba, expected_proba, atol=1e-5)
+            np.testing.assert_allclose(embedding, expected_embedding, atol=1e-5)

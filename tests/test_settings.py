@@ -76,7 +76,9 @@ def test_non_mapping(tmp_path):
 
 @pytest.mark.parametrize(("section", "key", "value", "named"), [
     ("serve", "workers", 0, "serve.workers"),
-    ("serve", "workers", "many", "serve.workers"),
+    ("serve", "workers", "auto", "serve.workers"),
+    ("serve", "model_calls", 0, "serve.model_calls"),
+    ("serve", "model_calls", "many", "serve.model_calls"),
     ("serve", "precision", "fp16", "serve.precision"),
     ("serve", "max_batch_size", 1, "serve.max_batch_size"),
     ("monitor", "embedding_threshold", 0.4, "monitor.embedding_threshold"),
@@ -88,12 +90,17 @@ def test_serving_and_monitoring_values_are_checked(repo_params, section, key, va
         parse_settings(repo_params)
 
 
-def test_auto_workers_is_one_process_per_core(repo_params, monkeypatch):
+def test_auto_model_calls_give_each_call_its_cores(repo_params, monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 8)
-    repo_params["serve"].update({"workers": "auto", "threads": 2})
-    assert parse_settings(repo_params).serve.worker_count() == 4
-    repo_params["serve"]["workers"] = 3
-    assert parse_settings(repo_params).serve.worker_count() == 3
+    repo_params["serve"].update({"workers": 1, "threads": 2, "model_calls": "auto"})
+    assert parse_settings(repo_params).serve.model_call_count() == 4
+    repo_params["serve"]["workers"] = 2  # each process can keep every core busy
+    assert parse_settings(repo_params).serve.model_call_count() == 4
+    repo_params["serve"]["model_calls"] = 3
+    assert parse_settings(repo_params).serve.model_call_count() == 3
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    repo_params["serve"].update({"workers": 1, "model_calls": "auto"})
+    assert parse_settings(repo_params).serve.model_call_count() == 1
 
 
 def test_unknown_traffic_key_is_named(repo_params):

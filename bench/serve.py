@@ -9,7 +9,8 @@ One run measures, on the same cores:
    warm-up, fp32 and int8; the limit is the best. Also both precisions'
    accuracy on the AG News test split (7,600 rows);
 2. the served endpoint: for each variant (batched fp32, unbatched fp32 =
-   `serve.batching: false`, batched int8 = `serve.precision: int8`),
+   `serve.batching: false`, batched int8 = `serve.precision: int8`, batched
+   fp32 without the traffic log = `serve.traffic.enabled: false`),
    `bentoml serve` of the champion Bento with a params file that changes only
    those serve: keys (MLOPS_PARAMS), then a bounded closed-loop load generator
    (exactly c clients, each sending single-text requests `{"text": ...}` drawn
@@ -18,15 +19,16 @@ One run measures, on the same cores:
    adaptive batch size the server reports, and the CPU the client and the
    server used; the served labels give each variant's accuracy and its
    agreement with the offline model;
-3. the issue's checks, each with observed value, target and verdict.
+3. the cost of one traffic-log append, in-process;
+4. the issue's checks, each with observed value, target and verdict.
 
 Writes bench/results/serve.json (served labels in serve-predictions.json,
 server logs in serve-logs/) and prints a table. Run it on a quiet machine: on
 2 cores any other busy process skews every figure.
 
-    .venv/bin/python bench/serve.py [--project ../agproj]          # the full run (about 12 minutes)
+    .venv/bin/python bench/serve.py [--project ../agproj]          # the full run (about 16 minutes)
     .venv/bin/python bench/serve.py --quick                         # ~10x fewer requests and texts
-    .venv/bin/python bench/serve.py --levels 64:2400 --variants batched_fp32 --set workers=1
+    .venv/bin/python bench/serve.py --levels 64:2400 --variants batched_fp32 --set workers=1 --set model_calls=2
     .venv/bin/python bench/serve.py --source .   # this checkout's mlops.service with the champion model
 """
 

@@ -22,7 +22,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-PUBLIC_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/docs", "/docs.json")
+PUBLIC_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/docs", "/static_content/")  # and "/", the docs UI
 
 
 async def reply(send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -64,7 +64,7 @@ class RequestGuard:
         return hmac.compare_digest(given.encode(), key.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(PUBLIC_PATHS):
+        if scope["type"] != "http" or scope["path"] == "/" or scope["path"].startswith(PUBLIC_PATHS):
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         if not self.authorised(headers):

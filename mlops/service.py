@@ -183,5 +183,13 @@ class TextClassifier:
         return results[0] if texts is None else results
 
 
+async def docs_page(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """`/docs`: BentoML serves its Swagger UI at `/` and the OpenAPI document at `/docs.json`; send users there."""
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 307, "headers": [(b"location", b"/")]})
+        await send({"type": "http.response.body", "body": b""})
+
+
+TextClassifier.mount_asgi_app(docs_page, path="/docs")
 TextClassifier.add_asgi_middleware(RequestGuard, max_body_bytes=SERVE.max_body_kb * 1024,
                                    api_key_env=SERVE.api_key_env)

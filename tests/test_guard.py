@@ -70,6 +70,9 @@ def test_api_key_required_when_configured(guard, monkeypatch):
     assert call(guard, headers=[("authorization", "Bearer s3cret")])[0] == 200
     assert call(guard, headers=[("x-api-key", "s3cret")])[0] == 200
     assert call(guard, path="/readyz")[0] == 200  # probes and metrics stay open
+    assert call(guard, path="/")[0] == call(guard, path="/docs")[0] == 200  # and the docs
+    assert call(guard, path="/static_content/swagger-ui.css")[0] == 200
+    assert call(guard, path="/classify/")[0] == 401
 
 
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",

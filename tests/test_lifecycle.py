@@ -191,6 +191,12 @@ def test_serve_champion_classify_log_and_monitor(lifecycle):
                     key=key)[0] == 415
         with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
             assert response.status == 200
+        for path in ("/docs", "/docs.json", "/metrics"):  # open without the key; /docs leads to the Swagger UI
+            with urllib.request.urlopen(f"{base}{path}", timeout=5) as response:
+                assert response.status == 200, path
+                page = response.read().decode()
+                assert {"/docs": "swagger-ui", "/docs.json": '"/classify"',
+                        "/metrics": "bentoml_service_adaptive_batch_size"}[path] in page, path
     finally:
         stop(server)
     traffic = project / "logs/traffic"

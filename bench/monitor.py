@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
+from results_file import write_result  # noqa: E402
+
 from mlops.model import encode_embedding  # noqa: E402
 from mlops.traffic import TrafficLog  # noqa: E402
 
@@ -71,10 +73,7 @@ def main() -> None:
            "passed": seconds <= 30, "status": summary["status"],
            "scores": {name: s["score"] for name, s in summary["signals"].items()},
            "report_mb": round(report_mb, 2), "cpus": os.cpu_count(), "load_before": os.getloadavg()[0]}
-    path = ROOT / "bench" / "results" / "monitor.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out, indent=2))
+    write_result("monitor", out)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ bench/results/train_padding.json.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from results_file import write_result
 
 from mlops import train
 from mlops.io import write_table
@@ -107,10 +107,7 @@ def main() -> None:
     result["speedup"] = round(result["ours"]["samples_per_second"] / naive_result["samples_per_second"], 2)
     result["accuracy_difference"] = round(result["ours"]["validation_accuracy"]
                                           - naive_result["validation_accuracy"], 4)
-    out = ROOT / "bench" / "results" / "train_padding.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result("train_padding", result)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,19 @@
+"""Where the benchmarks write their figures: bench/results/<name>.json (git ignores the folder)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def write_result(name: str, result: dict[str, Any], echo: bool = True) -> Path:
+    """Write `result` as bench/results/<name>.json, print it when `echo`, and return the path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    if echo:
+        print(json.dumps(result, indent=2))
+    return path

@@ -94,7 +94,6 @@ class Classifier:
         if not (path / "model.safetensors").is_file():
             raise MlopsError(f"no safetensors model in {path}")
         label_map = json.loads((path / LABEL_MAP).read_text(encoding="utf-8"))
-        device = device or pick_device()
         if precision not in ("fp32", "int8"):
             raise MlopsError(f"precision must be fp32 or int8, not {precision!r}")
         device = device or pick_device()

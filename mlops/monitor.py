@@ -53,16 +53,11 @@ NULL_DRAWS, NOISE_QUANTILE, NOISE_Z = 200, 0.99, 2.326  # z of the 99th percenti
 
 
 def read_any(path: Path) -> pd.DataFrame:
-    """A data file in any of the formats ingest reads, by its suffix."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            return read_table(path)
-        if suffix in (".jsonl", ".json"):
-            return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
-        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-    except (ValueError, OSError, pd.errors.ParserError) as error:
-        raise MlopsError(f"monitor: cannot read {path}: {error}".splitlines()[0]) from None
+    """A data file with a header row, in any format ingest reads (told by its suffix), read the way ingest does."""
+    from mlops.ingest import read_raw
+    from mlops.settings import SourceSettings
+
+    return read_raw(SourceSettings(path=str(path)))
 
 
 def load_current(current: str, scored_test: Path, config: MonitorSettings) -> tuple[pd.DataFrame, str]:

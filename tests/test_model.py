@@ -76,3 +76,17 @@ def test_concurrent_predictions_from_threads_match_sequential(trained):
         for (proba, embedding), (expected_proba, expected_embedding) in zip(threaded, sequential * 3, strict=True):
             np.testing.assert_allclose(proba, expected_proba, atol=1e-5)
             np.testing.assert_allclose(embedding, expected_embedding, atol=1e-5)
+
+
+def test_evaluate_measures_the_int8_option_and_the_gate_checks_it(trained, tmp_path):
+    from mlops.gate import absolute_checks
+
+    settings, root, _ = trained
+    settings = settings.model_copy(update={"serve": settings.serve.model_copy(update={"precision": "int8"})})
+    metrics = evaluate.run(settings, root / "model", root / "split", tmp_path / "scored", tmp_path / "eval.json",
+                           tmp_path / "plots")
+    int8 = metrics["int8"]
+    assert int8["accuracy_drop_points"] == round(100 * (metrics["accuracy"] - int8["accuracy"]), 2)
+    assert 0 <= int8["agreement_with_fp32"] <= 1 and int8["latency"]["p50_ms"] > 0
+    [check] = [c for c in absolute_checks(metrics, settings) if c["check"] == "max_int8_accuracy_drop_points"]
+    assert check["passed"] == (int8["accuracy_drop_points"] <= settings.gate.max_int8_accuracy_drop_points)

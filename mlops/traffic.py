@@ -55,33 +55,32 @@ class TrafficLog:
             self.day, self.part = day, max(parts, default=0)
         return self.directory / f"traffic-{self.day}-{self.part:04d}.jsonl"
 
-    def record(self, text: str, result: dict[str, Any], embedding: str | None, now: str,
-               latency_ms: float) -> dict[str, Any]:
+    def identify(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        """Per text, what the log keeps of it: the text, or its keyed hash and descriptors (one pass for all)."""
         if self.key is None:
-            entry: dict[str, Any] = {"timestamp": now, "text": text}
-        else:
-            from mlops.descriptors import describe
+            return [{"text": text} for text in texts]
+        from mlops.descriptors import describe
 
-            entry = {"timestamp": now, "text_hmac": hmac.new(self.key, text.encode(), hashlib.sha256).hexdigest(),
-                     **describe([text]).iloc[0].round(4).to_dict()}
-        entry |= {"prediction": result["label"], "confidence": round(result["score"], 6),
-                  "model_version": result["model_version"], "latency_ms": round(latency_ms, 2)}
-        if embedding is not None:
-            entry["embedding"] = embedding
-        return entry
+        return [{"text_hmac": hmac.new(self.key, text.encode(), hashlib.sha256).hexdigest(), **described}
+                for text, described in zip(texts, describe(texts).round(4).to_dict("records"), strict=True)]
 
     def append(self, texts: Sequence[str], results: Sequence[dict[str, Any]], latency_ms: float,
                embeddings: Sequence[str | None] | None = None) -> None:
         now = datetime.now(UTC)
-        stamp = now.isoformat()
-        lines = "".join(
-            json.dumps(self.record(text, result, embedding, stamp, latency_ms)) + "\n"
-            for text, result, embedding in zip(texts, results, embeddings or [None] * len(texts), strict=True)
-        )
+        stamp, latency = now.isoformat(), round(latency_ms, 2)
+        lines = []
+        for identity, result, embedding in zip(self.identify(texts), results, embeddings or [None] * len(texts),
+                                               strict=True):
+            entry = {"timestamp": stamp, **identity, "prediction": result["label"],
+                     "confidence": round(result["score"], 6), "model_version": result["model_version"],
+                     "latency_ms": latency}
+            if embedding is not None:
+                entry["embedding"] = embedding
+            lines.append(json.dumps(entry) + "\n")
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.current_file(f"{now:%Y%m%d}")
         with open(path, "a", encoding="utf-8") as handle:
-            handle.write(lines)
+            handle.write("".join(lines))
             size = handle.tell()
         if size > self.settings.max_file_mb * 2**20:
             self.part += 1

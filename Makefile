@@ -41,7 +41,7 @@ setup: $(BIN)/python  ## create .venv, install the locked dependencies, initiali
 run:  ## run the whole lifecycle with DVC (stages that are up to date are skipped)
 	$(BIN)/dvc repro
 	$(BIN)/dvc push -q
-	@$(BIN)/python -m mlops.summary
+	@$(BIN)/python -m mlops.orchestration.summary
 
 test:  ## the test suite, as CI runs it
 	$(BIN)/pytest
@@ -57,10 +57,10 @@ serve:  ## serve the champion Bento on 127.0.0.1:$(PORT)
 	$(BIN)/bentoml serve $$bento --host 127.0.0.1 --port $(PORT)
 
 airflow:  ## start Airflow standalone (SQLite, LocalExecutor) on 127.0.0.1:8080, in the background
-	@$(BIN)/python -m mlops.airflow_ctl start
+	@$(BIN)/python -m mlops.orchestration.airflow_ctl start
 
 airflow-stop:  ## stop the Airflow started by `make airflow`
-	@$(BIN)/python -m mlops.airflow_ctl stop
+	@$(BIN)/python -m mlops.orchestration.airflow_ctl stop
 
 bento-image:  ## the champion's Bento as a container image (`bentoml containerize`; needs a Docker engine)
 	$(CURDIR)/docker/build-bento-image.sh $(IMAGE)

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from results_file import write_result  # noqa: E402
 
-from mlops.model import encode_embedding  # noqa: E402
-from mlops.traffic import TrafficLog  # noqa: E402
+from mlops.ml.model import encode_embedding  # noqa: E402
+from mlops.serving.traffic import TrafficLog  # noqa: E402
 
 
 def main() -> None:

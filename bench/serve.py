@@ -29,7 +29,7 @@ server logs in serve-logs/) and prints a table. Run it on a quiet machine: on
     .venv/bin/python bench/serve.py [--project ../agproj]          # the full run (about 16 minutes)
     .venv/bin/python bench/serve.py --quick                         # ~10x fewer requests and texts
     .venv/bin/python bench/serve.py --levels 64:2400 --variants batched_fp32 --set workers=1 --set model_calls=2
-    .venv/bin/python bench/serve.py --source .   # this checkout's mlops.service with the champion model
+    .venv/bin/python bench/serve.py --source .   # this checkout's mlops.serving.service with the champion model
 """
 
 from __future__ import annotations
@@ -116,21 +116,21 @@ def project_facts(project: Path) -> dict[str, Any]:
 
 
 def load_classifier(model_dir: Path, precision: str):
-    """`Classifier.load(precision=...)`; where mlops.model has no precision yet, int8 is the bench's own
+    """`Classifier.load(precision=...)`; where mlops.ml.model has no precision yet, int8 is the bench's own
     dynamic quantisation of the Linear layers (said so in the result)."""
     import inspect
 
     import torch
 
-    from mlops.model import Classifier
+    from mlops.ml.model import Classifier
 
     if "precision" in inspect.signature(Classifier.load).parameters:
-        return Classifier.load(model_dir, precision=precision, device="cpu"), "mlops.model"
+        return Classifier.load(model_dir, precision=precision, device="cpu"), "mlops.ml.model"
     classifier = Classifier.load(model_dir, device="cpu")
     if precision == "fp32":
-        return classifier, "mlops.model"
+        return classifier, "mlops.ml.model"
     classifier.model = torch.ao.quantization.quantize_dynamic(classifier.model, {torch.nn.Linear}, dtype=torch.qint8)
-    return classifier, "bench fallback: quantize_dynamic(Linear, qint8); mlops.model has no precision yet"
+    return classifier, "bench fallback: quantize_dynamic(Linear, qint8); mlops.ml.model has no precision yet"
 
 
 def offline_worker(config_path: Path) -> None:
@@ -462,7 +462,8 @@ def serve_variant(name: str, serve_keys: dict[str, Any], facts: dict[str, Any], 
     env.pop(serve.get("api_key_env", "MLOPS_API_KEY"), None)
     if args.source:
         env["MLOPS_MODEL_TAG"] = facts["model"]
-        command = [str(BIN / "bentoml"), "serve", "mlops.service:TextClassifier", "--working-dir", str(args.source)]
+        command = [str(BIN / "bentoml"), "serve", "mlops.serving.service:TextClassifier",
+                   "--working-dir", str(args.source)]
         cwd = args.source
     else:
         command, cwd = [str(BIN / "bentoml"), "serve", facts["bento"]], facts["home"].parent
@@ -503,8 +504,8 @@ def traffic_log_append_cost(workdir: Path, texts: list[str], records: int = 2000
     """In-process: CPU seconds of one TrafficLog.append of one text (with an embedding), as the service logs."""
     import numpy as np
 
-    from mlops.model import encode_embedding
-    from mlops.traffic import TrafficLog
+    from mlops.ml.model import encode_embedding
+    from mlops.serving.traffic import TrafficLog
 
     log = TrafficLog(workdir / "traffic-append-cost")
     embedding = encode_embedding(np.random.default_rng(0).standard_normal(384).astype(np.float32))
@@ -669,7 +670,7 @@ def main() -> None:
     parser.add_argument("--project", type=Path, default=DEFAULT_PROJECT,
                         help=f"a project with a packaged champion (bench/lifecycle.py --keep); "
                              f"default {DEFAULT_PROJECT}")
-    parser.add_argument("--source", type=Path, help="serve mlops.service from this checkout (with the champion "
+    parser.add_argument("--source", type=Path, help="serve mlops.serving.service from this checkout (with the champion "
                                                     "model) instead of the champion Bento")
     parser.add_argument("--params", type=Path, help="the params.yaml whose serve: keys the variants change "
                                                     "(default: the Bento's own, or the --source checkout's)")

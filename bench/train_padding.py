@@ -24,11 +24,11 @@ import pandas as pd
 import yaml
 from results_file import write_result
 
-from mlops import train
-from mlops.io import write_table
-from mlops.model import set_cpu_threads
-from mlops.params import merge
-from mlops.settings import parse_settings
+from mlops.core.io import write_table
+from mlops.core.params import merge
+from mlops.core.settings import parse_settings
+from mlops.ml.model import set_cpu_threads
+from mlops.stages import train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -40,7 +40,7 @@ def data(rows: int, validation_rows: int, seed: int) -> tuple[pd.DataFrame, pd.D
         frame = pd.read_csv(path, header=None, names=["text", "label"], dtype=str)
         origin = "AG News train sample (../shared/data)"
     else:
-        from mlops.corpus import generate_corpus
+        from mlops.stages.generate import generate_corpus
 
         frame, origin = generate_corpus(rows + validation_rows, ["billing", "delivery", "technical"], seed), \
             "generated corpus"

@@ -26,9 +26,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from mlops import ingest, validate
-from mlops.params import merge
-from mlops.settings import parse_settings
+from mlops.core.params import merge
+from mlops.core.settings import parse_settings
+from mlops.stages import ingest, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -45,7 +45,7 @@ def settings_and_rows(rows: int):
         settings = parse_settings(params)
         base, origin = ingest.ingest(settings), "AG News (../shared/data), repeated with numbered suffixes"
     else:
-        from mlops.corpus import generate_corpus
+        from mlops.stages.generate import generate_corpus
 
         settings = parse_settings(params)
         base = generate_corpus(20000, settings.data.generated.classes, settings.seed).assign(subset="main")

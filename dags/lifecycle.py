@@ -19,7 +19,7 @@ After `gate`, the `gate_decision` branch lets `package` run only for an
 accepted model; a rejected one skips packaging, and the branch's log lists
 the gate's reasons.
 
-The DAG is scheduled on the drift asset (`mlops.assets.DRIFT_ASSET`, which
+The DAG is scheduled on the drift asset (`mlops.orchestration.assets.DRIFT_ASSET`, which
 the `monitoring` DAG emits when served traffic has drifted): each drift event
 starts a run with params.yaml as it is, an "asset_triggered" run whose
 `configure` task writes the triggering report(s) into the run's record
@@ -47,10 +47,10 @@ from airflow.sdk import DAG, Param
 PROJECT = Path(os.environ.get("MLOPS_PROJECT_DIR", Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(PROJECT))
 
-from mlops.airflow_tasks import StageOperator, configure, gate_passed, on_failure, record, task_env  # noqa: E402
-from mlops.assets import DRIFT_ASSET  # noqa: E402
-from mlops.pipeline import load_stages  # noqa: E402
-from mlops.runs import TRIGGER_PARAMS, current_value  # noqa: E402
+from mlops.core.pipeline import load_stages  # noqa: E402
+from mlops.orchestration.airflow_tasks import StageOperator, configure, gate_passed, on_failure, record, task_env  # noqa: E402
+from mlops.orchestration.assets import DRIFT_ASSET  # noqa: E402
+from mlops.orchestration.runs import TRIGGER_PARAMS, current_value  # noqa: E402
 
 GPU_QUEUE = os.environ.get("MLOPS_GPU_QUEUE", "gpu")
 GPU_STAGES = {"train"}
@@ -98,13 +98,14 @@ with DAG(
     configure_task = PythonOperator(
         task_id="configure", python_callable=configure, op_kwargs={"project": str(PROJECT)},
         retries=0, execution_timeout=timedelta(minutes=5),
-        doc_md="Validate the trigger parameters with params.yaml and apply them (`mlops.runs.configure`); in a "
+        doc_md="Validate the trigger parameters with params.yaml and apply them "
+               "(`mlops.orchestration.runs.configure`); in a "
                "run started by drift, record the triggering report(s).",
     )
     record_task = PythonOperator(
         task_id="record", python_callable=record, op_kwargs={"project": str(PROJECT)},
         execution_timeout=timedelta(minutes=5), trigger_rule="none_failed_min_one_success",
-        doc_md="Write this run's record under reports/runs/<run id>/ (`mlops.runs.record`).",
+        doc_md="Write this run's record under reports/runs/<run id>/ (`mlops.orchestration.runs.record`).",
     )
     stages = load_stages(PROJECT)
     tasks = {}

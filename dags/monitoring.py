@@ -31,9 +31,9 @@ from airflow.sdk import DAG, Param
 PROJECT = Path(os.environ.get("MLOPS_PROJECT_DIR", Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(PROJECT))
 
-from mlops.airflow_tasks import MonitorOperator, announce_drift, drift_detected, task_env  # noqa: E402
-from mlops.assets import DRIFT_ASSET  # noqa: E402
-from mlops.settings import load_settings  # noqa: E402
+from mlops.core.settings import load_settings  # noqa: E402
+from mlops.orchestration.airflow_tasks import MonitorOperator, announce_drift, drift_detected, task_env  # noqa: E402
+from mlops.orchestration.assets import DRIFT_ASSET  # noqa: E402
 
 SCHEDULE = load_settings(PROJECT / "params.yaml").monitor.schedule
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from mlops.errors import MlopsError
-from mlops.settings import DEFAULT_PARAMS, Settings, load_settings
+from mlops.core.errors import MlopsError
+from mlops.core.settings import DEFAULT_PARAMS, Settings, load_settings
 
 PathArg = click.Path(path_type=Path)
 
@@ -48,10 +48,10 @@ def settings_of(ctx: click.Context) -> Settings:
 @click.pass_context
 def generate(ctx: click.Context, out: Path) -> None:
     """Write the offline default corpus (data.generated) as a CSV."""
-    from mlops import corpus
+    from mlops.stages import generate as stage
 
     settings = settings_of(ctx)
-    corpus.run(settings.data.generated.rows, settings.data.generated.classes, settings.seed, out)
+    stage.run(settings.data.generated.rows, settings.data.generated.classes, settings.seed, out)
 
 
 @cli.command()
@@ -59,7 +59,7 @@ def generate(ctx: click.Context, out: Path) -> None:
 @click.pass_context
 def ingest(ctx: click.Context, out: Path) -> None:
     """Read the configured source(s) into one table of text, label and subset."""
-    from mlops import ingest as stage
+    from mlops.stages import ingest as stage
 
     stage.run(settings_of(ctx), out)
 
@@ -76,7 +76,7 @@ def ingest(ctx: click.Context, out: Path) -> None:
 def validate(ctx: click.Context, data: Path, out: Path | None, quarantine: Path | None, profile_path: Path | None,
              report_dir: Path) -> None:
     """Run the Great Expectations suite; exit non-zero when the batch is rejected."""
-    from mlops import validate as stage
+    from mlops.stages import validate as stage
 
     stage.run(settings_of(ctx), data, out, report_dir, quarantine, profile_path)
 
@@ -87,7 +87,7 @@ def validate(ctx: click.Context, data: Path, out: Path | None, quarantine: Path 
 @click.pass_context
 def split(ctx: click.Context, data: Path, out_dir: Path) -> None:
     """Stratified, seeded train/validation/test split."""
-    from mlops import split as stage
+    from mlops.stages import split as stage
 
     stage.run(settings_of(ctx), data, out_dir)
 
@@ -101,7 +101,7 @@ def split(ctx: click.Context, data: Path, out_dir: Path) -> None:
 @click.pass_context
 def train(ctx: click.Context, split_dir: Path, out: Path, metrics: Path, live_dir: Path, curves: Path) -> None:
     """Fine-tune model.base on the train split with the Hugging Face Trainer (resumes an interrupted run)."""
-    from mlops import train as stage
+    from mlops.stages import train as stage
 
     stage.run(settings_of(ctx), split_dir, out, metrics, live_dir, curves)
 
@@ -116,7 +116,7 @@ def train(ctx: click.Context, split_dir: Path, out: Path, metrics: Path, live_di
 def evaluate(ctx: click.Context, model: Path, split_dir: Path, scored_dir: Path, metrics: Path,
              plots_dir: Path) -> None:
     """Score the validation and test splits; write metrics and a confusion matrix."""
-    from mlops import evaluate as stage
+    from mlops.stages import evaluate as stage
 
     stage.run(settings_of(ctx), model, split_dir, scored_dir, metrics, plots_dir)
 
@@ -132,7 +132,7 @@ def evaluate(ctx: click.Context, model: Path, split_dir: Path, scored_dir: Path,
 def gate(ctx: click.Context, metrics: Path, model: Path, scored_test: Path, train_path: Path, out: Path,
          card: Path) -> None:
     """Decide whether the candidate may replace the champion; write the reasons and a model card."""
-    from mlops import gate as stage
+    from mlops.stages import gate as stage
 
     stage.run(settings_of(ctx), metrics, model, scored_test, train_path, out, card)
 
@@ -150,7 +150,7 @@ def gate(ctx: click.Context, metrics: Path, model: Path, scored_test: Path, trai
 def package(ctx: click.Context, decision: Path, model: Path, metrics: Path, bentofile: Path, card: Path,
             reference: Path, out: Path) -> None:
     """Register an accepted model, build its Bento and make it the champion."""
-    from mlops import package as stage
+    from mlops.stages import package as stage
 
     stage.run(settings_of(ctx), decision, model, metrics, bentofile, card, out, reference)
 
@@ -170,7 +170,7 @@ def package(ctx: click.Context, decision: Path, model: Path, metrics: Path, bent
 def monitor(ctx: click.Context, reference: Path, model_dir: Path, current: str | None, scored_test: Path,
             out_dir: Path, no_history: bool) -> None:
     """Compare served traffic (or a stand-in) with the reference; report drift. Exit 0 whatever the verdict."""
-    from mlops import monitor as stage
+    from mlops.stages import monitor as stage
 
     stage.run(settings_of(ctx), reference, current, scored_test, out_dir, model_dir=model_dir,
               history=not no_history)
@@ -186,7 +186,7 @@ def params() -> None:
 @click.pass_context
 def params_apply(ctx: click.Context, preset: Path) -> None:
     """Merge a preset (e.g. configs/ag_news.yaml) into params.yaml, validated first."""
-    from mlops.params import apply
+    from mlops.core.params import apply
 
     sections = apply(preset, ctx.parent.obj if ctx.parent else DEFAULT_PARAMS)
     click.echo(f"params: applied {preset} ({', '.join(sections)}) to params.yaml")
@@ -202,7 +202,7 @@ def registry() -> None:
               help="Print only the champion's model or Bento tag.")
 def registry_show(field: str | None) -> None:
     """Print the champion."""
-    from mlops import registry as store
+    from mlops.core import registry as store
 
     current = store.champion()
     if current is None:
@@ -218,7 +218,7 @@ def registry_show(field: str | None) -> None:
 @click.pass_context
 def registry_list(ctx: click.Context) -> None:
     """Every stored model, newest first, with its alias."""
-    from mlops import registry as store
+    from mlops.core import registry as store
 
     rows = store.list_models(settings_of(ctx.find_root()).serve.name)
     if not rows:
@@ -234,7 +234,7 @@ def registry_list(ctx: click.Context) -> None:
 @click.option("--bentofile", type=PathArg, default=Path("bentofile.yaml"), show_default=True)
 def registry_promote(model_tag: str, bentofile: Path) -> None:
     """Make a stored model the champion by hand (its Bento is built if missing)."""
-    from mlops.package import promote_existing
+    from mlops.stages.package import promote_existing
 
     entry = promote_existing(model_tag, bentofile)
     click.echo(f"registry: champion is now {entry['model']} (bento {entry['bento']})")
@@ -243,7 +243,7 @@ def registry_promote(model_tag: str, bentofile: Path) -> None:
 @registry.command("rollback")
 def registry_rollback() -> None:
     """Restore the previous champion."""
-    from mlops import registry as store
+    from mlops.core import registry as store
 
     entry = store.rollback()
     click.echo(f"registry: rolled back; champion is now {entry['model']} (bento {entry['bento']})")

@@ -6,7 +6,8 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, tiny_params
+
+from tests.helpers import ROOT, tiny_params
 
 
 @pytest.fixture

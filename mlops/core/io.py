@@ -1,0 +1,66 @@
+"""Small I/O helpers whose point is atomicity: a stage killed half-way never
+leaves a truncated file where the next stage (or DVC) would trust it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlops.core.errors import MlopsError
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `path`; move it into place only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are for people to read
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(data: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise MlopsError(f"missing input {path}: run the stage that writes it first")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise MlopsError(f"missing input {path}: run the stage that writes it first")
+    return pd.read_parquet(path)
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    """Hex digest of a file's bytes, read in 1 MiB blocks (md5 is what DVC records for a file)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,146 @@
+"""Champion and challenger aliases over the BentoML model store.
+
+BentoML stores immutable, versioned models and Bentos; it has no notion of
+which one is in production. The registry adds that: a JSON document in the
+BentoML home naming the champion (model and Bento tags, metrics, lineage), the
+challenger being packaged, and the champions before it, plus an append-only
+event log. The document is replaced atomically (temp file, fsync, rename), and
+promotion writes it only after the Bento exists, so a process killed at any
+point leaves the previous champion in place and servable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlops.core.errors import MlopsError
+from mlops.core.io import file_digest, read_json, write_json
+
+EMPTY: dict[str, Any] = {"champion": None, "challenger": None, "history": []}
+
+
+def bentoml_home() -> Path:
+    return Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml"))
+
+
+def registry_path() -> Path:
+    return bentoml_home() / "registry.json"
+
+
+def read_registry() -> dict[str, Any]:
+    path = registry_path()
+    return {**EMPTY, **read_json(path)} if path.is_file() else dict(EMPTY)
+
+
+def champion() -> dict[str, Any] | None:
+    return read_registry()["champion"]
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def log_event(event: str, **details: Any) -> None:
+    path = bentoml_home() / "registry-events.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"at": now(), "event": event, **details}) + "\n")
+
+
+def model_digest(model_dir: Path) -> str:
+    """Content hash of the weights, to recognise a model that is already registered."""
+    return file_digest(Path(model_dir) / "model.safetensors", "sha256")
+
+
+def register_model(name: str, model_dir: Path, metadata: dict[str, Any]) -> str:
+    """Copy a model directory into the BentoML store, with its lineage; make it the challenger."""
+    import bentoml
+
+    with bentoml.models.create(name, labels={"framework": "transformers"}, metadata=metadata) as model:
+        for item in Path(model_dir).iterdir():
+            if item.is_file():
+                shutil.copy2(item, Path(model.path) / item.name)
+    tag = str(model.tag)
+    registry = read_registry()
+    write_json({**registry, "challenger": {"model": tag, "registered_at": now()}}, registry_path())
+    log_event("registered", model=tag)
+    return tag
+
+
+def model_path(tag: str) -> Path:
+    import bentoml
+
+    try:
+        return Path(bentoml.models.get(tag).path)
+    except bentoml.exceptions.NotFound:
+        raise MlopsError(f"model {tag} is not in the BentoML store at {bentoml_home()}") from None
+
+
+def bento_exists(tag: str | None) -> bool:
+    import bentoml
+
+    if not tag:
+        return False
+    try:
+        bentoml.bentos.get(tag)
+        return True
+    except bentoml.exceptions.NotFound:
+        return False
+
+
+def promote(entry: dict[str, Any]) -> dict[str, Any]:
+    """Make `entry` (model and Bento that exist) the champion; the previous one joins the history."""
+    if not bento_exists(entry.get("bento")):
+        raise MlopsError(f"cannot promote {entry.get('model')}: its Bento {entry.get('bento')} is not in the store")
+    registry = read_registry()
+    entry = {**entry, "promoted_at": now()}
+    history = registry["history"] + ([registry["champion"]] if registry["champion"] else [])
+    challenger = registry["challenger"]
+    if challenger and challenger.get("model") == entry["model"]:
+        challenger = None
+    write_json({"champion": entry, "challenger": challenger, "history": history}, registry_path())
+    log_event("promoted", model=entry["model"], bento=entry["bento"])
+    return entry
+
+
+def rollback() -> dict[str, Any]:
+    """Restore the previous champion; the current one is retired (kept in the store and the event log)."""
+    registry = read_registry()
+    if not registry["history"]:
+        raise MlopsError("nothing to roll back to: the registry has no previous champion")
+    previous, retired = registry["history"][-1], registry["champion"]
+    if not bento_exists(previous.get("bento")):
+        raise MlopsError(f"cannot roll back to {previous['model']}: its Bento {previous.get('bento')} is gone")
+    restored = {**previous, "promoted_at": now(), "restored_from_rollback": True}
+    write_json({**registry, "champion": restored, "history": registry["history"][:-1]}, registry_path())
+    log_event("rolled_back", model=restored["model"], bento=restored["bento"],
+              retired=retired["model"] if retired else None)
+    return restored
+
+
+def list_models(name: str) -> list[dict[str, Any]]:
+    """Every stored version of `name`, newest first, with its alias and headline metrics."""
+    import bentoml
+
+    registry = read_registry()
+    aliases = {}
+    for index, entry in enumerate(reversed(registry["history"])):
+        aliases.setdefault(entry["model"], f"previous-{index + 1}")
+    if registry["challenger"]:
+        aliases[registry["challenger"]["model"]] = "challenger"
+    if registry["champion"]:
+        aliases[registry["champion"]["model"]] = "champion"
+    rows = []
+    for model in sorted(bentoml.models.list(name), key=lambda m: m.info.creation_time, reverse=True):
+        metadata = model.info.metadata
+        rows.append({"model": str(model.tag), "alias": aliases.get(str(model.tag), ""),
+                     "created": model.info.creation_time.isoformat(timespec="seconds"),
+                     "accuracy": metadata.get("metrics", {}).get("accuracy"),
+                     "macro_f1": metadata.get("metrics", {}).get("macro_f1"),
+                     "gate": metadata.get("gate", "")})
+    return rows

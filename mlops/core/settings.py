@@ -1,0 +1,224 @@
+"""Typed, frozen settings loaded from params.yaml.
+
+Every stage reads its knobs from here rather than from raw YAML, so that a
+misspelt key or a wrong type fails before any work starts, with the key's
+dotted name in the message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlops.core.errors import MlopsError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSettings(Strict):
+    path: str = Field(min_length=1)
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = "auto"
+    header: bool = True
+    columns: tuple[str, ...] | None = None
+    text: tuple[str, ...] = Field(default=("text",), min_length=1)
+    label: str = "label"
+    label_names: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _columns_for_headerless(self) -> SourceSettings:
+        if not self.header and self.format in ("csv", "tsv", "auto") and not self.columns:
+            raise ValueError("a headerless file needs `columns` to name its columns")
+        return self
+
+
+class GeneratedSettings(Strict):
+    rows: int = Field(default=3000, ge=50, le=1_000_000)
+    classes: tuple[str, ...] = Field(min_length=2)
+
+
+class SplitSettings(Strict):
+    validation: float = Field(gt=0, lt=0.5)
+    test: float = Field(gt=0, lt=0.5)
+
+
+class DataSettings(Strict):
+    source: SourceSettings
+    test_source: SourceSettings | None = None
+    generated: GeneratedSettings
+    split: SplitSettings
+
+
+class ValidateSettings(Strict):
+    min_rows: int = Field(ge=1)
+    max_rows: int = Field(ge=1)
+    min_text_chars: int = Field(ge=1)
+    max_text_chars: int = Field(ge=1)
+    max_duplicate_share: float = Field(ge=0, le=1)
+    min_class_share: float = Field(ge=0, le=1)
+    max_class_share: float = Field(gt=0, le=1)
+    max_quarantine_share: float = Field(ge=0, le=1)
+    max_length_shift: float = Field(gt=0)
+    max_label_shift: float = Field(gt=0, le=1)
+    labels: tuple[str, ...] | None = Field(default=None, min_length=2)
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> ValidateSettings:
+        if self.min_rows > self.max_rows:
+            raise ValueError("min_rows must not exceed max_rows")
+        if self.min_text_chars > self.max_text_chars:
+            raise ValueError("min_text_chars must not exceed max_text_chars")
+        if self.min_class_share > self.max_class_share:
+            raise ValueError("min_class_share must not exceed max_class_share")
+        return self
+
+
+class ModelSettings(Strict):
+    base: str = Field(min_length=1)
+    max_length: int = Field(ge=8, le=4096)
+
+
+class TrainSettings(Strict):
+    epochs: float = Field(gt=0)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    warmup_ratio: float = Field(ge=0, lt=1)
+    grad_accum_steps: int = Field(ge=1)
+    eval_steps: int = Field(ge=1)
+    early_stopping_patience: int | None = Field(default=None, ge=1)
+    max_train_samples: int | None = Field(default=None, ge=1)
+
+
+class EvaluateSettings(Strict):
+    behaviour_suite: str = Field(min_length=1)
+    calibration_bins: int = Field(ge=2, le=100)
+    length_buckets: tuple[int, ...] = Field(min_length=1)
+    latency_samples: int = Field(ge=10)
+
+
+class GateSettings(Strict):
+    min_accuracy: float = Field(ge=0, le=1)
+    min_macro_f1: float = Field(ge=0, le=1)
+    min_class_recall: float = Field(ge=0, le=1)
+    max_latency_p95_ms: float = Field(gt=0)
+    max_model_mb: float = Field(gt=0)
+    min_behaviour_pass_rate: float = Field(ge=0, le=1)
+    max_int8_accuracy_drop_points: float = Field(default=1.0, ge=0)
+    max_regression: float = Field(ge=0, le=1)
+    promote_if: Literal["better", "non_inferior"]
+    confidence: float = Field(gt=0.5, lt=1)
+    bootstrap_samples: int = Field(ge=100, le=100_000)
+
+
+class TrafficSettings(Strict):
+    enabled: bool = True
+    hash_texts: bool = False    # log a keyed hash and descriptors instead of the text itself
+    salt_env: str = Field(default="MLOPS_TRAFFIC_SALT", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    max_file_mb: float = Field(default=64, gt=0)
+    keep_files: int = Field(default=48, ge=1)
+
+
+class ServeSettings(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    batching: bool = True
+    max_batch_size: int = Field(ge=2)
+    max_latency_ms: int = Field(ge=1)
+    micro_batch: int = Field(ge=1)
+    max_texts: int = Field(ge=1)
+    max_text_chars: int = Field(ge=1)
+    max_body_kb: int = Field(ge=1)
+    api_key_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
+    workers: int = Field(default=1, ge=1)
+    threads: int = Field(ge=1)
+    model_calls: int | Literal["auto"] = "auto"
+    precision: Literal["fp32", "int8"]
+    traffic: TrafficSettings = TrafficSettings()
+
+    @field_validator("model_calls")
+    @classmethod
+    def _positive_calls(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("model_calls must be at least 1, or auto")
+        return value
+
+    def model_call_count(self) -> int:
+        """`auto`: one model call per `threads` cores, in every process.
+
+        Processes split the clients by connection, unevenly (one of two often
+        holds them all), so each must be able to keep every core busy on its own.
+        """
+        import os
+
+        if isinstance(self.model_calls, int):
+            return self.model_calls
+        return max(1, (os.cpu_count() or 1) // self.threads)
+
+
+class MonitorSettings(Strict):
+    current: str = Field(min_length=1)
+    window_rows: int = Field(ge=10)
+    window_hours: float | None = Field(default=None, gt=0)
+    min_rows: int = Field(ge=10)
+    drift_share: float = Field(gt=0, le=1)
+    num_threshold: float = Field(gt=0)
+    cat_threshold: float = Field(gt=0)
+    embedding_threshold: float = Field(gt=0.5, lt=1)
+    confidence_drop: float = Field(gt=0, lt=1)
+    history_dir: str = Field(min_length=1)
+    schedule: str | None = None
+
+    @model_validator(mode="after")
+    def _window_covers_minimum(self) -> MonitorSettings:
+        if self.min_rows > self.window_rows:
+            raise ValueError("min_rows must not exceed window_rows")
+        return self
+
+
+class Settings(Strict):
+    seed: int
+    data: DataSettings
+    validate_: ValidateSettings = Field(alias="validate")
+    model: ModelSettings
+    train: TrainSettings
+    evaluate: EvaluateSettings
+    gate: GateSettings
+    serve: ServeSettings
+    monitor: MonitorSettings
+
+
+def format_validation_error(error: ValidationError, origin: str) -> str:
+    """Render pydantic's errors as `origin: dotted.key: problem` lines."""
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"{origin}: {key}: {message}")
+    return "; ".join(lines)
+
+
+def parse_settings(raw: Any, origin: str = "params") -> Settings:
+    if not isinstance(raw, dict):
+        raise MlopsError(f"{origin}: expected a mapping of settings, got {type(raw).__name__}")
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as error:
+        raise MlopsError(format_validation_error(error, origin)) from None
+
+
+def load_settings(path: Path | str = DEFAULT_PARAMS) -> Settings:
+    """Read and validate a params file; every problem names its key."""
+    path = Path(path)
+    if not path.is_file():
+        raise MlopsError(f"params file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise MlopsError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
+    return parse_settings(raw, origin=str(path))

@@ -1,0 +1,257 @@
+"""Airflow tasks of the lifecycle and monitoring DAGs: a command in the project, the run's configuration and
+record, the drift verdict and its asset event, the failure callback.
+
+`CommandOperator` runs a command in the project and streams its output into
+the task log line by line; on a timeout or a kill, the command's whole
+process group is stopped, so no orphaned training keeps the DVC lock.
+`StageOperator` runs `dvc repro --single-item <stage>` with it, and
+`MonitorOperator` runs `mlops monitor` on the served traffic. A command that
+exits with status 2 refused its input or its params (an mlops error a person
+has to fix): the task fails at once, without retries. Anything else (a killed
+process, a full disk, a flaky mount) fails the attempt, and Airflow retries it
+with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+USER_ERROR_EXIT = 2  # mlops.cli: a problem the user can fix
+
+
+def task_env(project: Path | str) -> dict[str, str]:
+    """What tasks add to the worker's environment: the project's venv on PATH, offline hub, project homes."""
+    venv_bin = Path(project) / ".venv" / "bin"
+    bin_dir = venv_bin if venv_bin.is_dir() else Path(sys.executable).parent
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
+            "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(Path(project) / ".bentoml")),
+            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+
+
+class CommandOperator(BaseOperator):
+    """Base of the tasks that run a command in the project: streamed output, process-group cleanup."""
+
+    def __init__(self, *, project: str, env: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.project = project
+        self.env = env
+        self._process: subprocess.Popen[str] | None = None
+
+    def run_command(self, command: list[str]) -> tuple[int, str]:
+        """Run `command` in the project, echoing its output to the task log; its exit code and output tail."""
+        print(f"$ {' '.join(command)}  (in {self.project})", flush=True)
+        tail: deque[str] = deque(maxlen=40)
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(command, cwd=self.project, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True)
+        self._process = process
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                print(line.rstrip("\n"), flush=True)
+                tail.append(line.rstrip("\n"))
+            code = process.wait()
+        finally:
+            self.stop_stage()
+        return code, "\n".join(tail)
+
+    def stop_stage(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(process.pid, sig)
+                process.wait(timeout=wait)
+                return
+            except ProcessLookupError:
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def on_kill(self) -> None:
+        self.stop_stage()
+
+
+class StageOperator(CommandOperator):
+    ui_color = "#945dd6"
+
+    def __init__(self, *, stage: str, project: str, env: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(project=project, env=env, **kwargs)
+        self.stage = stage
+
+    def execute(self, context: Any) -> None:
+        code, output = self.run_command(["dvc", "repro", "--single-item", self.stage])
+        if code == 0:
+            return
+        stage_exit = re.search(r"exited with (-?\d+)", output)
+        message = f"stage {self.stage} failed (dvc exit {code}):\n{output}"
+        if stage_exit and int(stage_exit.group(1)) == USER_ERROR_EXIT:
+            raise AirflowFailException(message)
+        raise AirflowException(message)
+
+
+def traffic_dir(project: Path | str) -> Path:
+    """Where the service logs its traffic: $MLOPS_TRAFFIC_DIR, else <project>/logs/traffic."""
+    return Path(os.environ.get("MLOPS_TRAFFIC_DIR") or Path(project) / "logs" / "traffic")
+
+
+class MonitorOperator(CommandOperator):
+    """`mlops monitor` on the served traffic (or the run's `current` param), into this run's own folder.
+
+    Writes reports/monitoring-runs/<run id>/{summary.json,report.html}. With no
+    `current` param and no traffic log yet (the service never ran), the task is
+    skipped: there is nothing to monitor, and no verdict.
+    """
+
+    ui_color = "#e8a33d"
+
+    def execute(self, context: Any) -> dict[str, str]:
+        from mlops.orchestration.runs import monitoring_run_dir
+
+        given = (context.get("params") or {}).get("current")
+        current = Path(given) if given else traffic_dir(self.project)
+        if not given and not current.exists():
+            raise AirflowSkipException(f"no traffic log at {current} yet (the service has not served): "
+                                       f"nothing to monitor")
+        out_dir = monitoring_run_dir(Path(self.project), context["run_id"])
+        code, output = self.run_command(["mlops", "monitor", "--current", str(current), "--out-dir", str(out_dir)])
+        if code == USER_ERROR_EXIT:
+            raise AirflowFailException(f"mlops monitor refused its input (exit 2):\n{output}")
+        if code != 0:
+            raise AirflowException(f"mlops monitor failed (exit {code}):\n{output}")
+        return {"summary": str(out_dir / "summary.json"), "report": str(out_dir / "report.html")}
+
+
+def configure(project: str, params: dict[str, Any], dag_run: Any, run_id: str,
+              triggering_asset_events: Any = None, **_: Any) -> dict[str, Any]:
+    """The run's first task: validate the trigger params with the whole params file, then apply them.
+
+    In a run started by drift (an event of the drift asset), also write the
+    report(s) that triggered it into the run's record (trigger.json).
+    """
+    from mlops.core.errors import MlopsError
+    from mlops.orchestration.runs import configure as apply_run
+    from mlops.orchestration.runs import record_trigger
+
+    conf = dict(getattr(dag_run, "conf", None) or {})
+    try:
+        overrides = apply_run(Path(project), run_id, dict(params), conf_keys=list(conf))
+    except MlopsError as error:
+        raise AirflowFailException(f"error: {error}") from None  # bad params never get better by retrying
+    events = asset_events(triggering_asset_events)
+    if events:
+        record_trigger(Path(project), run_id, events)
+    return overrides
+
+
+def asset_events(triggering_asset_events: Any) -> list[dict[str, Any]]:
+    """The context's `triggering_asset_events` (asset -> its events) as plain, JSON-ready dicts."""
+    events = []
+    for asset, consumed in dict(triggering_asset_events or {}).items():
+        for event in consumed:
+            timestamp = getattr(event, "timestamp", None)
+            events.append({
+                "asset": getattr(getattr(event, "asset", None), "uri", None) or getattr(asset, "uri", str(asset)),
+                "timestamp": timestamp.isoformat() if hasattr(timestamp, "isoformat") else timestamp,
+                "source_dag_id": getattr(event, "source_dag_id", None),
+                "source_run_id": getattr(event, "source_run_id", None),
+                "source_task_id": getattr(event, "source_task_id", None),
+                "extra": dict(getattr(event, "extra", None) or {}),
+            })
+    return sorted(events, key=lambda event: str(event["timestamp"]))
+
+
+def record(project: str, run_id: str, **_: Any) -> None:
+    """The run's last task: its record; with MLOPS_DVC_PUSH=1 (the compose stack), `dvc push` to the remote."""
+    from mlops.orchestration.runs import record as write_record
+
+    write_record(Path(project), run_id)
+    if os.environ.get("MLOPS_DVC_PUSH") == "1":
+        result = subprocess.run(["dvc", "push"], cwd=project, capture_output=True, text=True, timeout=3600)
+        print(result.stdout + result.stderr, flush=True)
+        if result.returncode != 0:
+            raise AirflowException(f"dvc push failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}")
+
+
+def on_failure(context: Any) -> None:
+    """Task failure callback: a one-paragraph summary in the log and in reports/runs/<run id>/failure.md."""
+    from mlops.orchestration.runs import failure_summary
+
+    task = context.get("task")
+    project = getattr(task, "project", None) or (getattr(task, "op_kwargs", None) or {}).get("project")
+    paragraph = failure_summary(Path(project or os.getcwd()), context)
+    print(f"FAILURE SUMMARY: {paragraph}", flush=True)
+
+
+def gate_passed(project: str, decision: str, **_: Any) -> bool:
+    """The branch after `gate`: True lets packaging run; False skips it, and the log says why."""
+    import json
+
+    path = Path(project) / decision
+    if not path.is_file():
+        raise AirflowFailException(f"the gate wrote no decision at {path}")
+    verdict = json.loads(path.read_text(encoding="utf-8"))
+    state = "ACCEPTED" if verdict["accepted"] else "REJECTED: packaging and deployment are skipped"
+    print(f"gate {state} ({verdict['basis']})", flush=True)
+    for reason in verdict["reasons"]:
+        print(f"  - {reason}", flush=True)
+    return bool(verdict["accepted"])
+
+
+def read_monitoring_summary(project: str, run_id: str) -> tuple[dict[str, Any], Path]:
+    from mlops.orchestration.runs import monitoring_run_dir
+
+    path = monitoring_run_dir(Path(project), run_id) / "summary.json"
+    if not path.is_file():
+        raise AirflowFailException(f"mlops monitor wrote no summary at {path}")
+    return json.loads(path.read_text(encoding="utf-8")), path
+
+
+def drift_detected(project: str, run_id: str, **_: Any) -> bool:
+    """The monitoring DAG's branch: True (announce drift, retrain) only for the verdict "drift"."""
+    from mlops.core.errors import MlopsError
+    from mlops.orchestration.runs import drift_status, drifted_signals
+
+    summary, path = read_monitoring_summary(project, run_id)
+    try:
+        status = drift_status(summary)
+    except MlopsError as error:
+        raise AirflowFailException(f"{path}: {error}") from None
+    rows = f"{summary.get('current_rows', '?')} current rows vs {summary.get('reference_rows', '?')} reference"
+    verdict = {"drift": "DRIFT: announcing it, which starts a lifecycle run (retraining)",
+               "no_drift": "no drift: nothing to do",
+               "insufficient_data": "insufficient data: no verdict, no retraining"}[status]
+    print(f"monitoring: {verdict} ({rows}); report {path.parent / 'report.html'}", flush=True)
+    for name, signal_ in (summary.get("signals") or {}).items():
+        if isinstance(signal_, dict):
+            mark = "DRIFTED" if signal_.get("drifted") else "ok"
+            print(f"  {name}: score {signal_.get('score')} (threshold {signal_.get('threshold')}) {mark}", flush=True)
+    drifted = drifted_signals(summary)
+    if status == "drift":
+        print(f"  drifted: {', '.join(drifted) or 'none named'}", flush=True)
+    return status == "drift"
+
+
+def announce_drift(project: str, run_id: str, outlet_events: Any, **_: Any) -> dict[str, Any]:
+    """Emit the drift asset's event, its `extra` naming the report; the lifecycle DAG is scheduled on it."""
+    from mlops.orchestration.assets import DRIFT_ASSET
+    from mlops.orchestration.runs import drifted_signals
+
+    summary, path = read_monitoring_summary(project, run_id)
+    extra = {"report": str((path.parent / "report.html").resolve()), "summary": str(path.resolve()),
+             "drifted": sorted(drifted_signals(summary)), "monitoring_run_id": run_id}
+    outlet_events[DRIFT_ASSET].extra = extra
+    print(f"announce_drift: event of {DRIFT_ASSET.uri} with {json.dumps(extra)}", flush=True)
+    return extra

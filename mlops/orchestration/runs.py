@@ -1,0 +1,255 @@
+"""One lifecycle run triggered from Airflow: its parameters, its record, its failure summary.
+
+A run is triggered with a few Airflow Params (the knobs users change most,
+each mapped to a dotted params.yaml key below). Airflow validates them
+against their JSON schema when the run is triggered; the run's first task,
+`configure`, merges the ones that were given into params.yaml (as `dvc exp
+run -S key=value` does) after the whole merged file passed the strict
+settings, so a bad combination fails there, naming the key. The stages then
+run as they always do, reading params.yaml, and DVC re-runs exactly the
+stages whose parameters changed.
+
+Runs never overlap (the DAG allows one active run; the others queue), and
+each run leaves its own record under reports/runs/<run id>/: the overrides,
+the params it ran with, its metrics, gate decision and package result, or a
+failure summary. Later runs change the workspace outputs, never another run's
+record. A run started by drift (an event of the `monitoring` DAG's asset)
+also records the monitoring report(s) that started it (trigger.json, and
+`triggered_by` in run.json); each monitoring run writes its own report under
+reports/monitoring-runs/<run id>/.
+
+Only the standard library and PyYAML are imported here: the DAG file imports
+this module, and parsing it must stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlops.core.errors import MlopsError
+
+# Trigger form: name -> (params.yaml key, JSON schema without null, help).
+# Every field defaults to null, meaning "as params.yaml says".
+TRIGGER_PARAMS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "data_source": ("data.source.path", {"type": "string", "minLength": 1},
+                    "Labelled data: a local path (CSV, TSV, JSONL, Parquet) or an http(s)/s3 URL."),
+    "data_format": ("data.source.format", {"type": "string", "enum": ["auto", "csv", "tsv", "jsonl", "parquet"]},
+                    "Format of data_source."),
+    "generated_rows": ("data.generated.rows", {"type": "integer", "minimum": 50, "maximum": 1_000_000},
+                       "Rows of the generated offline corpus (when data_source is that corpus)."),
+    "base_model": ("model.base", {"type": "string", "minLength": 1},
+                   "Base model: a local directory, all-MiniLM-L6-v2, or a Hugging Face hub name."),
+    "max_length": ("model.max_length", {"type": "integer", "minimum": 8, "maximum": 4096},
+                   "Tokens per text after truncation."),
+    "epochs": ("train.epochs", {"type": "number", "exclusiveMinimum": 0, "maximum": 1000},
+               "Training epochs (fractions allowed)."),
+    "batch_size": ("train.batch_size", {"type": "integer", "minimum": 1, "maximum": 4096},
+                   "Training batch size per device."),
+    "learning_rate": ("train.lr", {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                      "Peak learning rate."),
+    "max_train_samples": ("train.max_train_samples", {"type": "integer", "minimum": 1},
+                          "Cap on training rows."),
+    "seed": ("seed", {"type": "integer", "minimum": 0}, "Seed for splitting, sampling and training."),
+    "min_accuracy": ("gate.min_accuracy", {"type": "number", "minimum": 0, "maximum": 1},
+                     "Gate: lowest test accuracy a candidate may have."),
+    "min_macro_f1": ("gate.min_macro_f1", {"type": "number", "minimum": 0, "maximum": 1},
+                     "Gate: lowest test macro-F1 a candidate may have."),
+}
+
+RUNS_DIR = Path("reports/runs")
+MONITORING_RUNS_DIR = Path("reports/monitoring-runs")  # one folder per run of the monitoring DAG
+TRIGGER_FILE = "trigger.json"  # in an asset-triggered run's record: the drift report(s) that started it
+STATUSES = ("drift", "no_drift", "insufficient_data")  # of `mlops monitor`'s summary.json
+RECORDED = ("metrics/train.json", "metrics/evaluate.json", "reports/gate/decision.json", "reports/package.json",
+            "reports/monitoring/summary.json", "reports/validation/summary.json")
+
+
+def safe_name(run_id: str) -> str:
+    """A run id as a folder name: characters a path should not hold replaced by `_`."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
+
+
+def run_dir(project: Path, run_id: str) -> Path:
+    """reports/runs/<safe run id>: the record of one lifecycle run."""
+    return Path(project) / RUNS_DIR / safe_name(run_id)
+
+
+def monitoring_run_dir(project: Path, run_id: str) -> Path:
+    """reports/monitoring-runs/<safe run id>: where one monitoring run's `mlops monitor` writes."""
+    return Path(project) / MONITORING_RUNS_DIR / safe_name(run_id)
+
+
+def current_value(params: dict[str, Any], dotted: str) -> Any:
+    value: Any = params
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def overrides_of(values: dict[str, Any], conf_keys: list[str] | None = None) -> dict[str, Any]:
+    """The dotted params.yaml overrides for the trigger values given (nulls are "keep")."""
+    unknown = sorted(set(conf_keys or ()) - set(TRIGGER_PARAMS))
+    if unknown:
+        raise MlopsError(f"unknown trigger parameter(s): {', '.join(unknown)}; "
+                         f"known: {', '.join(TRIGGER_PARAMS)}")
+    return {TRIGGER_PARAMS[name][0]: value for name, value in values.items()
+            if name in TRIGGER_PARAMS and value is not None}
+
+
+def write_text(path: Path, text: str) -> None:
+    from mlops.core.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def configure(project: Path, run_id: str, values: dict[str, Any], conf_keys: list[str] | None = None) -> dict:
+    """Validate the run's overrides with the whole params file, apply them, and start the run's record."""
+    from mlops.core.params import apply_overrides
+
+    project = Path(project)
+    overrides = overrides_of(values, conf_keys)
+    params_file = project / "params.yaml"
+    if overrides:
+        text = apply_overrides(overrides, params_file, origin=f"run {run_id}")
+    else:
+        from mlops.core.settings import load_settings
+
+        load_settings(params_file)  # a run without overrides still refuses a broken params.yaml
+        text = params_file.read_text(encoding="utf-8")
+    folder = run_dir(project, run_id)
+    if folder.exists():
+        shutil.rmtree(folder)  # a cleared and re-run configure starts the record afresh
+    folder.mkdir(parents=True)
+    write_text(folder / "params.yaml", text)
+    write_text(folder / "overrides.json", json.dumps(overrides, indent=2) + "\n")
+    shown = ", ".join(f"{key}={value!r}" for key, value in overrides.items()) or "none (params.yaml as it is)"
+    print(f"configure: run {run_id}: overrides {shown}; validated; record in {folder.relative_to(project)}")
+    return overrides
+
+
+def drift_status(summary: dict[str, Any]) -> str:
+    """The monitor's verdict: its `status`, or for a summary without one, from the `drift` flag."""
+    status = summary.get("status")
+    if status is None:
+        if "drift" not in summary:
+            raise MlopsError("the monitoring summary has neither `status` nor `drift`")
+        return "drift" if summary["drift"] else "no_drift"
+    if status not in STATUSES:
+        raise MlopsError(f"the monitoring summary's status {status!r} is none of {', '.join(STATUSES)}")
+    return status
+
+
+def drifted_signals(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The signals that drifted, each with its score and threshold."""
+    return {name: signal for name, signal in (summary.get("signals") or {}).items()
+            if isinstance(signal, dict) and signal.get("drifted")}
+
+
+def record_trigger(project: Path, run_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write which drift report(s) started this run into its record (trigger.json); returns what it wrote.
+
+    `events` are the triggering asset events as plain dicts (`asset`, `timestamp`,
+    `source_dag_id`, `source_run_id`, `source_task_id`, `extra`); the `extra` of
+    a monitoring event holds `report`, `summary`, `drifted` and `monitoring_run_id`.
+    """
+    reports = [event["extra"]["report"] for event in events if (event.get("extra") or {}).get("report")]
+    trigger = {"run_id": run_id, "run_type": "asset_triggered", "reports": reports, "events": events}
+    folder = run_dir(project, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(folder / TRIGGER_FILE, json.dumps(trigger, indent=2, default=str) + "\n")
+    for event in events:
+        extra = event.get("extra") or {}
+        source = extra.get("monitoring_run_id") or event.get("source_run_id") or "unknown run"
+        drifted = ", ".join(extra.get("drifted") or []) or "not stated"
+        report = extra.get("report") or "no report named"
+        print(f"configure: run {run_id} was started by drift in monitoring run {source} (asset "
+              f"{event.get('asset')}, drifted: {drifted}): [drift report]({report})", flush=True)
+    return trigger
+
+
+def record(project: Path, run_id: str) -> dict[str, Any]:
+    """Copy what this run produced into its record and write run.json, a one-file summary of it."""
+    project = Path(project)
+    folder = run_dir(project, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    for name in RECORDED:
+        source = project / name
+        if source.is_file():
+            target = folder / name.replace("/", "__")
+            shutil.copyfile(source, target)
+            results[name] = json.loads(source.read_text(encoding="utf-8"))
+    if results.get("reports/gate/decision.json", {}).get("accepted") is False:
+        # the gate_decision branch skipped packaging: a package.json left by an earlier run is not this run's
+        results["reports/package.json"] = {"status": "skipped", "reason": "the gate rejected the model"}
+        (folder / "reports__package.json").unlink(missing_ok=True)
+    params_file = folder / "params.yaml"
+    summary = {
+        "run_id": run_id,
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "overrides": json.loads((folder / "overrides.json").read_text()) if (folder / "overrides.json").is_file()
+        else {},
+        "params": yaml.safe_load(params_file.read_text()) if params_file.is_file() else None,
+        "results": results,
+    }
+    trigger_file = folder / TRIGGER_FILE
+    if trigger_file.is_file():  # an asset-triggered run: the drift report(s) that started it
+        trigger = json.loads(trigger_file.read_text(encoding="utf-8"))
+        summary["triggered_by"] = {"reports": trigger["reports"], "events": trigger["events"]}
+    write_text(folder / "run.json", json.dumps(summary, indent=2, default=str) + "\n")
+    decision = results.get("reports/gate/decision.json", {})
+    package = results.get("reports/package.json", {})
+    started_by = (f"; started by drift report(s) {', '.join(summary['triggered_by']['reports'])}"
+                  if "triggered_by" in summary else "")
+    print(f"record: run {run_id}: gate {'accepted' if decision.get('accepted') else 'rejected'}, "
+          f"package {package.get('status')}; {folder.relative_to(project) / 'run.json'}{started_by}")
+    return summary
+
+
+def last_error_line(text: str) -> str:
+    """The most telling line of a failure: the stage's own `error:` line, else DVC's, else the last one."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for wanted in (lambda line: line.startswith("error:"),
+                   lambda line: line.startswith("ERROR:") or "Error" in line.split(":")[0]):
+        for line in reversed(lines):
+            if wanted(line):
+                return line
+    return lines[-1] if lines else ""
+
+
+def failure_summary(project: Path, context: dict[str, Any]) -> str:
+    """One paragraph on why a task failed, written to reports/runs/<run id>/failure.md; returns it."""
+    ti = context.get("ti") or context.get("task_instance")
+    run_id = str(context.get("run_id") or getattr(ti, "run_id", "unknown-run"))
+    task_id = getattr(ti, "task_id", "unknown-task")
+    try_number = getattr(ti, "try_number", None)
+    task = context.get("task")
+    retries = getattr(task, "retries", None)
+    exception = context.get("exception")
+    cause = last_error_line(str(exception)) if exception else "no exception was recorded"
+    params = context.get("params") or {}
+    given = ", ".join(f"{name}={value!r}" for name, value in dict(params).items()
+                      if value is not None and name in TRIGGER_PARAMS) or "none"
+    folder = run_dir(project, run_id)
+    attempts = f"after {try_number} attempt(s)" if try_number else "after its attempts"
+    if retries is not None:
+        attempts += f" (retries allowed: {retries})"
+    paragraph = (
+        f"Run {run_id} of the lifecycle DAG failed at task `{task_id}` {attempts} at "
+        f"{datetime.now(UTC).isoformat(timespec='seconds')}: {cause}. "
+        f"Trigger parameters given: {given}. Stages that finished before it keep their outputs in the DVC "
+        f"cache, so after fixing the cause a new run (or clearing this task) re-runs only `{task_id}` and the "
+        f"stages after it; the task log in Airflow has the stage's full output, and {folder.relative_to(project)} "
+        f"holds this run's params."
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(folder / "failure.md", paragraph + "\n")
+    return paragraph

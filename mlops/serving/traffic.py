@@ -1,0 +1,122 @@
+"""The served-traffic log that monitoring reads.
+
+One JSON line per classified text: the text (or, with `serve.traffic.hash_texts`,
+a keyed HMAC-SHA256 of it plus its descriptors, so monitoring still works
+without ever storing the text), the prediction, its confidence, the model's
+sentence embedding (float16, base64), the model version, the request latency
+and a timestamp. Files are per UTC day and numbered parts: a part that grows
+past `max_file_mb` is closed and a new one started, and the oldest parts
+beyond `keep_files` are deleted, so the log never fills the disk and a
+monitoring window is a cheap read of the newest files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlops.core.errors import MlopsError
+from mlops.core.settings import TrafficSettings
+
+PART = re.compile(r"^traffic-(\d{8})-(\d{4})\.jsonl$")
+
+
+def list_parts(directory: Path) -> list[Path]:
+    """The log's files, oldest first (day, then part number)."""
+    return sorted(p for p in Path(directory).glob("traffic-*.jsonl") if PART.match(p.name))
+
+
+class TrafficLog:
+    def __init__(self, directory: Path, settings: TrafficSettings | None = None) -> None:
+        self.directory = Path(directory)
+        self.settings = settings or TrafficSettings()
+        self.key: bytes | None = None
+        if self.settings.hash_texts:
+            secret = os.environ.get(self.settings.salt_env, "")
+            if not secret:
+                raise MlopsError(f"serve.traffic.hash_texts is on but ${self.settings.salt_env} is not set: "
+                                 "the texts' hashes need a secret key (an unkeyed hash of a short text is "
+                                 "reversible by guessing)")
+            self.key = secret.encode()
+        self.day, self.part = "", 0
+
+    def current_file(self, day: str) -> Path:
+        if day != self.day:  # first write, or a new day: continue the day's newest part
+            parts = [int(PART.match(p.name).group(2)) for p in list_parts(self.directory) if p.name[8:16] == day]
+            self.day, self.part = day, max(parts, default=0)
+        return self.directory / f"traffic-{self.day}-{self.part:04d}.jsonl"
+
+    def identify(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        """Per text, what the log keeps of it: the text, or its keyed hash and descriptors (one pass for all)."""
+        if self.key is None:
+            return [{"text": text} for text in texts]
+        from mlops.ml.descriptors import describe
+
+        return [{"text_hmac": hmac.new(self.key, text.encode(), hashlib.sha256).hexdigest(), **described}
+                for text, described in zip(texts, describe(texts).round(4).to_dict("records"), strict=True)]
+
+    def append(self, texts: Sequence[str], results: Sequence[dict[str, Any]], latency_ms: float,
+               embeddings: Sequence[str | None] | None = None) -> None:
+        now = datetime.now(UTC)
+        stamp, latency = now.isoformat(), round(latency_ms, 2)
+        lines = []
+        for identity, result, embedding in zip(self.identify(texts), results, embeddings or [None] * len(texts),
+                                               strict=True):
+            entry = {"timestamp": stamp, **identity, "prediction": result["label"],
+                     "confidence": round(result["score"], 6), "model_version": result["model_version"],
+                     "latency_ms": latency}
+            if embedding is not None:
+                entry["embedding"] = embedding
+            lines.append(json.dumps(entry) + "\n")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.current_file(f"{now:%Y%m%d}")
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write("".join(lines))
+            size = handle.tell()
+        if size > self.settings.max_file_mb * 2**20:
+            self.part += 1
+            self.prune()
+
+    def prune(self) -> None:
+        """Delete the oldest closed parts, leaving room for the new one within `keep_files`."""
+        parts = list_parts(self.directory)
+        for old in parts[:max(0, len(parts) - (self.settings.keep_files - 1))]:
+            old.unlink(missing_ok=True)
+
+
+def read_traffic(path: Path, window_rows: int, window_hours: float | None = None) -> pd.DataFrame:
+    """The newest `window_rows` records (of the last `window_hours`, when given) of a log file or directory."""
+    path = Path(path)
+    files = list_parts(path) if path.is_dir() else [path]
+    if not files or not all(f.is_file() for f in files):
+        raise MlopsError(f"no traffic log at {path}")
+    frames, rows = [], 0
+    for file in reversed(files):  # newest first, until the window is full
+        if not file.stat().st_size:
+            continue
+        try:
+            frame = pd.read_json(file, lines=True, dtype=False)
+        except ValueError as error:
+            raise MlopsError(f"traffic log {file}: not JSON lines: {error}") from None
+        frames.append(frame)
+        rows += len(frame)
+        if rows >= window_rows:
+            break
+    if not frames:
+        raise MlopsError(f"traffic log at {path} is empty")
+    window = pd.concat(reversed(frames), ignore_index=True)
+    if window_hours is not None:
+        if "timestamp" not in window.columns:
+            raise MlopsError(f"traffic log at {path} has no timestamp column; a window in hours needs one")
+        since = pd.Timestamp(datetime.now(UTC) - timedelta(hours=window_hours))
+        window = window[pd.to_datetime(window["timestamp"], utc=True, format="ISO8601") >= since]
+    return window.tail(window_rows).reset_index(drop=True)

@@ -1,0 +1,183 @@
+"""Stage `evaluate`: how good is the candidate, on examples it never saw.
+
+Beyond accuracy and F1 it measures what the gate and the people deciding need:
+calibration (expected calibration error), quality per text-length slice,
+single-text CPU latency, size on disk, and the behavioural suite. It also
+writes the scored validation and test splits (every prediction with its
+probabilities and the model's sentence embedding): the gate pairs champion
+and challenger on the same test rows, and monitoring uses the scored
+validation split as its reference. When serving is set to int8
+(`serve.precision`), the test split is scored a second time by the quantised
+model, and the accuracy it loses is reported for the gate.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops.core.io import atomic_path, read_table, write_json, write_table
+from mlops.core.settings import EvaluateSettings, Settings
+from mlops.ml.behaviour import load_suite, run_suite
+from mlops.ml.model import Classifier, set_cpu_threads
+
+
+def score(classifier: Classifier, frame: pd.DataFrame) -> pd.DataFrame:
+    """Add `prediction`, `confidence`, one `proba_<label>` column per class and the `embedding`."""
+    proba, embeddings = classifier.predict(frame["text"].tolist())
+    scored = frame.copy()
+    scored["prediction"] = [classifier.labels[i] for i in proba.argmax(axis=1)]
+    scored["confidence"] = proba.max(axis=1)
+    for index, label in enumerate(classifier.labels):
+        scored[f"proba_{label}"] = proba[:, index]
+    scored["embedding"] = list(embeddings)
+    return scored
+
+
+def int8_metrics(model_dir: Path, scored_test: pd.DataFrame, fp32: dict[str, Any],
+                 config: EvaluateSettings) -> dict[str, Any]:
+    """The int8 serving option's quality and speed against the fp32 model's `metrics`, on the same test rows."""
+    quantised = Classifier.load(model_dir, device="cpu", precision="int8")
+    scored = score(quantised, scored_test[["text", "label"]])
+    quality = compute_metrics(scored, quantised.labels)
+    latency = measure_latency(quantised, scored_test["text"].head(200).tolist(), config.latency_samples)
+    return {"accuracy": quality["accuracy"], "macro_f1": quality["macro_f1"],
+            "accuracy_drop_points": round(100 * (fp32["accuracy"] - quality["accuracy"]), 2),
+            "agreement_with_fp32": round(float((scored["prediction"] == scored_test["prediction"]).mean()), 4),
+            "latency": latency, "speedup_p50": round(fp32["latency"]["p50_ms"] / max(latency["p50_ms"], 1e-9), 2)}
+
+
+def compute_metrics(scored: pd.DataFrame, labels: list[str]) -> dict[str, Any]:
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    truth, predicted = scored["label"].astype(str), scored["prediction"].astype(str)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, predicted, labels=labels, zero_division=0
+    )
+    return {
+        "rows": len(scored),
+        "accuracy": round(float(accuracy_score(truth, predicted)), 4),
+        "macro_f1": round(float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0)), 4),
+        "per_class": {
+            label: {"precision": round(float(p), 4), "recall": round(float(r), 4), "f1": round(float(f), 4),
+                    "support": int(s)}
+            for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
+        },
+        "labels": labels,
+        "confusion_matrix": confusion_matrix(truth, predicted, labels=labels).tolist(),
+    }
+
+
+def expected_calibration_error(scored: pd.DataFrame, bins: int) -> float:
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
+    confidence = scored["confidence"].to_numpy()
+    correct = (scored["prediction"].astype(str) == scored["label"].astype(str)).to_numpy()
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return round(float(error), 4)
+
+
+def slice_metrics(scored: pd.DataFrame, labels: list[str], edges: tuple[int, ...]) -> dict[str, Any]:
+    """Accuracy and macro-F1 per text-length bucket (characters)."""
+    from sklearn.metrics import f1_score
+
+    lengths = scored["text"].str.len()
+    bounds = [0, *edges, np.inf]
+    slices = {}
+    for low, high in zip(bounds[:-1], bounds[1:], strict=True):
+        part = scored[(lengths >= low) & (lengths < high)]
+        name = f"chars {low}-{int(high) - 1}" if np.isfinite(high) else f"chars {low}+"
+        if len(part):
+            truth, predicted = part["label"].astype(str), part["prediction"].astype(str)
+            slices[name] = {"rows": len(part), "accuracy": round(float((truth == predicted).mean()), 4),
+                            "macro_f1": round(float(f1_score(truth, predicted, labels=labels, average="macro",
+                                                             zero_division=0)), 4)}
+    return slices
+
+
+def measure_latency(classifier: Classifier, texts: list[str], samples: int) -> dict[str, float]:
+    """Single-text CPU latency, as one request of the service would see it (after warm-up)."""
+    texts = (texts * (samples // max(1, len(texts)) + 1))[:samples]
+    for text in texts[:5]:
+        classifier.predict_proba([text])
+    timings = []
+    for text in texts:
+        started = time.perf_counter()
+        classifier.predict_proba([text])
+        timings.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": round(float(np.percentile(timings, 50)), 2),
+            "p95_ms": round(float(np.percentile(timings, 95)), 2), "samples": len(timings)}
+
+
+def model_size_mb(model_dir: Path) -> float:
+    return round(sum(f.stat().st_size for f in Path(model_dir).rglob("*") if f.is_file()) / 2**20, 2)
+
+
+def extended_metrics(classifier: Classifier, scored: pd.DataFrame, model_dir: Path,
+                     config: EvaluateSettings) -> dict[str, Any]:
+    return {
+        "ece": expected_calibration_error(scored, config.calibration_bins),
+        "slices": slice_metrics(scored, classifier.labels, config.length_buckets),
+        "latency": measure_latency(classifier, scored["text"].head(200).tolist(), config.latency_samples),
+        "size_mb": model_size_mb(model_dir),
+        "behaviour": run_suite(load_suite(config.behaviour_suite), classifier.labels, classifier.predict_proba),
+    }
+
+
+def plot_confusion(matrix: list[list[int]], labels: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = np.array(matrix)
+    size = max(4.0, 0.9 * len(labels) + 2)
+    figure, axis = plt.subplots(figsize=(size, size * 0.85))
+    axis.imshow(values, cmap="Blues")
+    axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axis.set_yticks(range(len(labels)), labels)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("actual")
+    for (row, column), value in np.ndenumerate(values):
+        colour = "white" if value > values.max() / 2 else "black"
+        axis.text(column, row, str(value), ha="center", va="center", color=colour)
+    axis.set_title("Confusion matrix (test split)")
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
+
+
+def run(settings: Settings, model_dir: Path, split_dir: Path, scored_dir: Path, metrics_path: Path,
+        plots_dir: Path) -> dict[str, Any]:
+    set_cpu_threads()
+    classifier = Classifier.load(model_dir)
+    for name in ("validation", "test"):
+        scored = score(classifier, read_table(split_dir / f"{name}.parquet"))
+        write_table(scored, scored_dir / f"{name}.parquet")
+    metrics = compute_metrics(scored, classifier.labels) | extended_metrics(classifier, scored, model_dir,
+                                                                             settings.evaluate)
+    if settings.serve.precision == "int8":
+        metrics["int8"] = int8_metrics(model_dir, scored, metrics, settings.evaluate)
+    write_json(metrics, metrics_path)
+    confusion = pd.DataFrame({"actual": scored["label"].astype(str), "predicted": scored["prediction"]})
+    with atomic_path(plots_dir / "confusion.csv") as tmp:
+        confusion.to_csv(tmp, index=False)
+    plot_confusion(metrics["confusion_matrix"], classifier.labels, plots_dir / "confusion_matrix.png")
+    print(f"evaluate: test accuracy {metrics['accuracy']}, macro-F1 {metrics['macro_f1']} on {metrics['rows']} rows, "
+          f"ECE {metrics['ece']}, latency p50/p95 {metrics['latency']['p50_ms']}/{metrics['latency']['p95_ms']} ms, "
+          f"{metrics['size_mb']} MB, behaviour {metrics['behaviour']['pass_rate']:.0%} "
+          f"of {metrics['behaviour']['cases']} cases -> {metrics_path}")
+    if "int8" in metrics:
+        print(f"evaluate: int8 accuracy {metrics['int8']['accuracy']} ({metrics['int8']['accuracy_drop_points']} "
+              f"points below fp32), single-text p50 {metrics['int8']['speedup_p50']}x faster")
+    return metrics

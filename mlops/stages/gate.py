@@ -1,0 +1,245 @@
+"""Stage `gate`: promote only a model that is good enough and beats the champion.
+
+Every check is written down with its observed value, threshold and verdict, so
+that a decision explains itself, and a model card records what was decided on
+which data, code and parameters. With no champion yet the absolute thresholds
+decide alone, and the decision says so rather than silently skipping the
+comparison. Against a champion, both models are scored on the same test rows
+and the macro-F1 difference is judged with a paired bootstrap: a difference
+inside the noise is neither a regression nor an improvement.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops.core import registry
+from mlops.core.io import atomic_path, file_digest, read_json, read_table, write_json
+from mlops.core.settings import Settings
+from mlops.ml.model import LABEL_MAP, Classifier, set_cpu_threads
+from mlops.stages.evaluate import score
+
+
+def check(name: str, observed: float, threshold: float, passed: bool, rule: str) -> dict[str, Any]:
+    return {"check": name, "observed": round(float(observed), 4), "threshold": round(float(threshold), 4),
+            "rule": rule, "passed": bool(passed)}
+
+
+def absolute_checks(metrics: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
+    gate = settings.gate
+    recalls = {label: values["recall"] for label, values in metrics["per_class"].items()}
+    worst = min(recalls, key=recalls.get)
+    p95, size = metrics["latency"]["p95_ms"], metrics["size_mb"]
+    behaviour = metrics["behaviour"]["pass_rate"]
+    int8 = []
+    if "int8" in metrics:  # served quantised: it must not lose more than allowed
+        drop = metrics["int8"]["accuracy_drop_points"]
+        int8 = [check("max_int8_accuracy_drop_points", drop, gate.max_int8_accuracy_drop_points,
+                      drop <= gate.max_int8_accuracy_drop_points, "int8 accuracy loss (points) <= threshold")]
+    return [
+        check("min_accuracy", metrics["accuracy"], gate.min_accuracy, metrics["accuracy"] >= gate.min_accuracy,
+              "accuracy >= threshold"),
+        check("min_macro_f1", metrics["macro_f1"], gate.min_macro_f1, metrics["macro_f1"] >= gate.min_macro_f1,
+              "macro-F1 >= threshold"),
+        check("min_class_recall", recalls[worst], gate.min_class_recall, recalls[worst] >= gate.min_class_recall,
+              f"every class's recall >= threshold (lowest: {worst})"),
+        check("max_latency_p95_ms", p95, gate.max_latency_p95_ms, p95 <= gate.max_latency_p95_ms,
+              "single-text CPU latency p95 <= threshold"),
+        check("max_model_mb", size, gate.max_model_mb, size <= gate.max_model_mb, "size on disk <= threshold"),
+        check("min_behaviour_pass_rate", behaviour, gate.min_behaviour_pass_rate,
+              behaviour >= gate.min_behaviour_pass_rate, "behavioural tests passed >= threshold"),
+        *int8,
+    ]
+
+
+def macro_f1_batch(truth: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """Macro-F1 of each row of (resamples, n) label-id arrays, vectorised."""
+    scores = np.zeros(truth.shape[0])
+    for c in range(classes):
+        is_true, is_pred = truth == c, predicted == c
+        tp = (is_true & is_pred).sum(axis=1)
+        denominator = is_true.sum(axis=1) + is_pred.sum(axis=1)
+        scores += np.divide(2 * tp, denominator, out=np.zeros(len(tp)), where=denominator > 0)
+    return scores / classes
+
+
+def paired_bootstrap(truth: np.ndarray, champion: np.ndarray, challenger: np.ndarray, classes: int,
+                     samples: int, confidence: float, seed: int) -> dict[str, Any]:
+    """Confidence interval of macro-F1(challenger) - macro-F1(champion), resampling test rows jointly."""
+    rng = np.random.default_rng(seed)
+    n = len(truth)
+    differences = []
+    for start in range(0, samples, 250):  # chunks keep memory flat on large test sets
+        index = rng.integers(0, n, size=(min(250, samples - start), n))
+        differences.append(macro_f1_batch(truth[index], challenger[index], classes)
+                           - macro_f1_batch(truth[index], champion[index], classes))
+    diffs = np.concatenate(differences)
+    alpha = 1 - confidence
+    point = float(macro_f1_batch(truth[None], challenger[None], classes)[0]
+                  - macro_f1_batch(truth[None], champion[None], classes)[0])
+    return {"difference": round(point, 4), "ci_low": round(float(np.quantile(diffs, alpha / 2)), 4),
+            "ci_high": round(float(np.quantile(diffs, 1 - alpha / 2)), 4), "confidence": confidence,
+            "samples": samples, "p_not_better": round(float((diffs <= 0).mean()), 4)}
+
+
+def compare_with_champion(champion_dir: Path, tag: str, scored_test: pd.DataFrame, labels: list[str],
+                          settings: Settings) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    classifier = Classifier.load(champion_dir)
+    champion_scored = score(classifier, scored_test[["text", "label"]])
+    ids = {label: i for i, label in enumerate(labels)}
+    truth = scored_test["label"].map(ids).to_numpy()
+    challenger = scored_test["prediction"].map(ids).to_numpy()
+    champion = champion_scored["prediction"].map(ids).to_numpy()
+    gate = settings.gate
+    stats = paired_bootstrap(truth, champion, challenger, len(labels), gate.bootstrap_samples, gate.confidence,
+                             settings.seed)
+    verdict = ("better" if stats["ci_low"] > 0 else "non_inferior" if stats["ci_low"] > -gate.max_regression
+               else "worse")
+    comparison = {"champion": tag, "verdict": verdict, "rows": len(truth),
+                  "champion_macro_f1": round(float(macro_f1_batch(truth[None], champion[None], len(labels))[0]), 4),
+                  "challenger_macro_f1": round(float(macro_f1_batch(truth[None], challenger[None], len(labels))[0]),
+                                               4), **stats}
+    level = f"{gate.confidence:.0%} CI of the macro-F1 difference vs {tag}"
+    checks = [check("no_regression_vs_champion", stats["ci_low"], -gate.max_regression,
+                    stats["ci_low"] > -gate.max_regression, f"lower bound of the {level} > -max_regression")]
+    if gate.promote_if == "better":
+        checks.append(check("better_than_champion", stats["ci_low"], 0.0, stats["ci_low"] > 0,
+                            f"lower bound of the {level} > 0 (a significant improvement)"))
+    return checks, comparison
+
+
+def decide(settings: Settings, metrics: dict[str, Any], model_dir: Path, scored_test: Path) -> dict[str, Any]:
+    checks = absolute_checks(metrics, settings)
+    current = registry.champion()
+    digest = registry.model_digest(model_dir)
+    comparison = None
+    if current is None:
+        basis = "first run: no champion yet, absolute thresholds alone"
+    elif current.get("digest") == digest:
+        basis = f"the candidate is already the champion ({current['model']}): absolute thresholds alone"
+    else:
+        champion_dir = registry.model_path(current["model"])
+        champion_labels = json.loads((champion_dir / LABEL_MAP).read_text())["labels"]
+        if sorted(champion_labels) != sorted(metrics["labels"]):
+            basis = (f"the champion {current['model']} predicts other labels ({', '.join(champion_labels)}): "
+                     "not comparable, absolute thresholds alone")
+        else:
+            basis = f"absolute thresholds and a paired bootstrap against the champion {current['model']}"
+            more, comparison = compare_with_champion(champion_dir, current["model"], read_table(scored_test),
+                                                     metrics["labels"], settings)
+            checks += more
+    failed = [c for c in checks if not c["passed"]]
+    reasons = [f"{c['check']}: observed {c['observed']} vs {c['threshold']} ({c['rule']})" for c in failed]
+    return {
+        "accepted": not failed,
+        "basis": basis,
+        "champion": None if current is None else current["model"],
+        "candidate_digest": digest,
+        "comparison": comparison,
+        "checks": checks,
+        "reasons": reasons or ["all checks passed"],
+        "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def file_md5(path: Path) -> str:
+    """The hash DVC records for a file: the md5 of its bytes."""
+    return file_digest(path, "md5")
+
+
+def git_commit() -> str:
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return "unknown (not a git checkout)"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    return head.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+
+
+def lineage(settings: Settings, train_path: Path, scored_test: Path, decision: dict[str, Any]) -> dict[str, Any]:
+    return {"data": {"source": settings.data.source.path, "train_md5": file_md5(train_path),
+                     "test_md5": file_md5(scored_test)},
+            "git_commit": git_commit(), "digest": decision["candidate_digest"],
+            "params": settings.model_dump(mode="json", by_alias=True, include={"seed", "data", "model", "train"})}
+
+
+def model_card(settings: Settings, metrics: dict[str, Any], decision: dict[str, Any],
+               origin: dict[str, Any]) -> str:
+    verdict = "ACCEPTED" if decision["accepted"] else "REJECTED"
+    per_class = "\n".join(f"| {label} | {v['precision']} | {v['recall']} | {v['f1']} | {v['support']} |"
+                          for label, v in metrics["per_class"].items())
+    slices = "\n".join(f"| {name} | {v['rows']} | {v['accuracy']} | {v['macro_f1']} |"
+                       for name, v in metrics["slices"].items())
+    checks = "\n".join(f"| {c['check']} | {c['observed']} | {c['threshold']} | {'pass' if c['passed'] else 'FAIL'} |"
+                       for c in decision["checks"])
+    worst = min(metrics["slices"].items(), key=lambda item: item[1]["accuracy"])
+    calibration = "reasonably" if metrics["ece"] < 0.05 else "not well"
+    failures = "\n".join(f"- {f['kind']}: {f['case']} (expected {f['expected']}, got {f['observed']})"
+                         for f in metrics["behaviour"]["failures"][:10]) or "- none"
+    comparison = decision["comparison"]
+    compared = (f"Against {comparison['champion']}: macro-F1 {comparison['challenger_macro_f1']} vs "
+                f"{comparison['champion_macro_f1']}, difference {comparison['difference']} "
+                f"({comparison['confidence']:.0%} CI {comparison['ci_low']} to {comparison['ci_high']}, "
+                f"paired bootstrap over {comparison['rows']} test rows): **{comparison['verdict']}**."
+                if comparison else "No comparison with a champion: " + decision["basis"] + ".")
+    return f"""# Model card: text classifier `{decision['candidate_digest'][:12]}`
+
+Gate decision: **{verdict}** ({decision['basis']}), {decision['decided_at']}.
+{compared}
+
+## Intended use
+Classifies short English texts into one of: {', '.join(metrics['labels'])}. Trained on
+`{origin['data']['source']}`; it is meant for texts like those, as a triage aid whose
+predictions carry a probability. It is not meant for other languages or label sets, or for
+decisions about people without human review.
+
+## Limits
+- Weakest text-length slice: {worst[0]} (accuracy {worst[1]['accuracy']} on {worst[1]['rows']} rows).
+- Expected calibration error {metrics['ece']}: probabilities are {calibration} calibrated.
+- Texts longer than {settings.model.max_length} tokens are truncated.
+- Behavioural tests passed: {metrics['behaviour']['pass_rate']:.0%} of {metrics['behaviour']['cases']}; failures:
+{failures}
+
+## Lineage
+- Data: `{origin['data']['source']}`; train split md5 `{origin['data']['train_md5']}`, scored test split md5
+  `{origin['data']['test_md5']}` (the hashes DVC records).
+- Code: git commit `{origin['git_commit']}`.
+- Base model: `{settings.model.base}`; training: {json.dumps(settings.train.model_dump())}.
+
+## Metrics (test split, {metrics['rows']} rows)
+Accuracy {metrics['accuracy']}, macro-F1 {metrics['macro_f1']}, ECE {metrics['ece']}, single-text CPU latency
+p50 {metrics['latency']['p50_ms']} ms / p95 {metrics['latency']['p95_ms']} ms, size {metrics['size_mb']} MB.
+
+| class | precision | recall | F1 | support |
+| --- | --- | --- | --- | --- |
+{per_class}
+
+| slice | rows | accuracy | macro-F1 |
+| --- | --- | --- | --- |
+{slices}
+
+## Gate checks
+| check | observed | threshold | result |
+| --- | --- | --- | --- |
+{checks}
+"""
+
+
+def run(settings: Settings, metrics_path: Path, model_dir: Path, scored_test: Path, train_path: Path, out: Path,
+        card_path: Path) -> dict[str, Any]:
+    set_cpu_threads()
+    metrics = read_json(metrics_path)
+    decision = decide(settings, metrics, model_dir, scored_test)
+    decision["lineage"] = lineage(settings, train_path, scored_test, decision)
+    write_json(decision, out)
+    with atomic_path(card_path) as tmp:
+        tmp.write_text(model_card(settings, metrics, decision, decision["lineage"]), encoding="utf-8")
+    verdict = "ACCEPTED" if decision["accepted"] else "REJECTED"
+    print(f"gate: {verdict} ({decision['basis']}): {'; '.join(decision['reasons'])} -> {out}, {card_path}")
+    return decision

@@ -1,0 +1,130 @@
+"""Stage `package`: register an accepted model, build its Bento, make it champion.
+
+Only a model the gate accepted gets here; a rejected one is reported and goes
+no further. The model enters the BentoML store with its lineage and model card
+(it becomes the challenger), a Bento is built from bentofile.yaml around
+exactly that model, and only when both exist does the registry switch its
+champion to them, atomically: a failed build never leaves a champion that
+cannot be served. When the champion is already this model but what its Bento
+is built from changed (the service code, bentofile.yaml, the `serve:` params),
+a new Bento is built around the same model and promoted: a serving change
+reaches `make serve` without retraining.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mlops.core import registry
+from mlops.core.errors import MlopsError
+from mlops.core.io import read_json, read_table, write_json, write_table
+from mlops.core.settings import Settings
+
+
+def build_bento(model_tag: str, bentofile: Path) -> str:
+    """`bentoml build` in a subprocess, pinned to `model_tag`; return the Bento's tag."""
+    env = {**os.environ, "MLOPS_MODEL_TAG": model_tag}
+    venv_bin = str(Path(sys.executable).parent)  # `bentoml build` calls the uv found on PATH
+    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    result = subprocess.run(
+        [os.path.join(venv_bin, "bentoml"), "build", "-f", str(bentofile), "--output", "tag", str(bentofile.parent)],
+        env=env, capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise MlopsError(f"bentoml build failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
+    for line in result.stdout.splitlines():
+        if line.startswith("__tag__:"):
+            return line.removeprefix("__tag__:").strip()
+    raise MlopsError(f"bentoml build printed no tag: {result.stdout.strip()[-200:]}")
+
+
+def build_digest(bentofile: Path, settings: Settings) -> str:
+    """What a Bento is built from besides its model: bentofile.yaml, the code it includes, the serve settings.
+
+    params.yaml travels whole in the Bento, but only its `serve:` section
+    changes how the service behaves, so a gate threshold does not count.
+    """
+    import yaml
+
+    digest = hashlib.sha256(bentofile.read_bytes())
+    root = bentofile.resolve().parent
+    for pattern in sorted((yaml.safe_load(bentofile.read_text()) or {}).get("include") or []):
+        for path in sorted(root.glob(pattern)):
+            if path.is_file() and path.name != "params.yaml":
+                digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    digest.update(json.dumps(settings.serve.model_dump(), sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+REFERENCE = "monitoring_reference.parquet"
+REFERENCE_COLUMNS = ["text", "label", "prediction", "confidence", "embedding"]
+
+
+def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metrics: dict[str, Any],
+            bentofile: Path, card: Path, reference: Path | None = None) -> dict[str, Any]:
+    if not decision["accepted"]:
+        return {"status": "rejected", "reasons": decision["reasons"]}
+    current = registry.champion()
+    build = build_digest(bentofile, settings)
+    if current and current.get("digest") == decision["candidate_digest"]:
+        if current.get("build") == build:
+            return {"status": "unchanged", "model": current["model"], "bento": current["bento"]}
+        bento_tag = build_bento(current["model"], bentofile)
+        registry.promote({**{k: v for k, v in current.items() if k != "promoted_at"}, "bento": bento_tag,
+                          "build": build})
+        return {"status": "rebuilt", "model": current["model"], "bento": bento_tag}
+    headline = {k: metrics[k] for k in ("accuracy", "macro_f1", "ece", "size_mb")}
+    lineage = decision["lineage"]
+    metadata = {  # BentoML metadata takes no None values: nested documents go in as JSON strings
+        "digest": decision["candidate_digest"], "metrics": headline, "gate": decision["basis"],
+        "git_commit": lineage["git_commit"], "data": lineage["data"], "params": json.dumps(lineage["params"]),
+        "decision": json.dumps({k: decision[k] for k in ("accepted", "basis", "checks", "comparison")}),
+    }
+    # The model card and monitoring's reference (the scored validation split,
+    # embeddings included) travel inside the stored model: traffic served by
+    # this version is compared with this version's own view of its data.
+    with tempfile.TemporaryDirectory() as staging:
+        staged = Path(staging) / "model"
+        shutil.copytree(model_dir, staged)
+        shutil.copy2(card, staged / "MODEL_CARD.md")
+        if reference is not None:
+            scored = read_table(reference)
+            write_table(scored[[c for c in REFERENCE_COLUMNS if c in scored.columns]], staged / REFERENCE)
+        model_tag = registry.register_model(settings.serve.name, staged, metadata)
+    bento_tag = build_bento(model_tag, bentofile)
+    registry.promote({"model": model_tag, "bento": bento_tag, "digest": decision["candidate_digest"],
+                      "metrics": headline, "build": build})
+    return {"status": "promoted", "model": model_tag, "bento": bento_tag}
+
+
+def run(settings: Settings, decision_path: Path, model_dir: Path, metrics_path: Path, bentofile: Path, card: Path,
+        out: Path, reference: Path | None = None) -> dict[str, Any]:
+    result = package(settings, read_json(decision_path), model_dir, read_json(metrics_path), bentofile, card,
+                     reference)
+    write_json(result, out)
+    if result["status"] == "rejected":
+        print(f"package: SKIPPED, the gate rejected the model: {'; '.join(result['reasons'])}")
+    else:
+        print(f"package: {result['status']}: model {result['model']}, bento {result['bento']} -> {out}")
+    return result
+
+
+def promote_existing(model_tag: str, bentofile: Path) -> dict[str, Any]:
+    """`mlops registry promote TAG`: make a stored model champion, building its Bento if needed."""
+    import bentoml
+
+    path = registry.model_path(model_tag)
+    tag = str(bentoml.models.get(model_tag).tag)
+    metadata = bentoml.models.get(tag).info.metadata
+    bento = next((str(b.tag) for b in bentoml.bentos.list() if any(str(m.tag) == tag for m in b.info.all_models)),
+                 None) or build_bento(tag, bentofile)
+    return registry.promote({"model": tag, "bento": bento, "digest": registry.model_digest(path),
+                             "metrics": metadata.get("metrics", {}), "promoted_by": "hand"})

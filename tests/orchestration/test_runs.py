@@ -1,0 +1,197 @@
+"""Triggered runs: parameter overrides, the run record, the failure summary, and the DAG's trigger form."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from mlops.core.errors import MlopsError
+from mlops.core.params import apply_overrides, nest
+from mlops.core.settings import parse_settings
+from mlops.orchestration.runs import TRIGGER_PARAMS, configure, failure_summary, overrides_of, record, run_dir
+from tests.helpers import ROOT, project_env
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    return tmp_path
+
+
+def test_every_trigger_param_maps_to_a_params_key(repo_params):
+    from mlops.orchestration.runs import current_value
+
+    for name, (key, schema, _) in TRIGGER_PARAMS.items():
+        assert current_value(repo_params, key) is not None or key == "train.max_train_samples", name
+        assert schema["type"] in ("string", "integer", "number"), name
+
+
+def test_nest_and_overrides_of():
+    assert nest({"train.epochs": 1, "train.lr": 0.1, "seed": 3}) == {"train": {"epochs": 1, "lr": 0.1}, "seed": 3}
+    assert overrides_of({"epochs": 2, "base_model": None, "seed": 0}) == {"train.epochs": 2, "seed": 0}
+    with pytest.raises(MlopsError, match="unknown trigger parameter.*epoch; known"):
+        overrides_of({"epochs": 2}, conf_keys=["epoch"])
+
+
+def test_apply_overrides_keeps_comments_and_validates(project):
+    params = project / "params.yaml"
+    apply_overrides({"train.epochs": 1, "model.base": "some/dir"}, params)
+    text = params.read_text()
+    assert "# Every knob of the lifecycle" in text
+    settings = parse_settings(yaml.safe_load(text))
+    assert settings.train.epochs == 1 and settings.model.base == "some/dir"
+    before = params.read_text()
+    with pytest.raises(MlopsError, match=r"train\.batch_size"):
+        apply_overrides({"train.batch_size": 0}, params)
+    with pytest.raises(MlopsError, match=r"train\.epoch: unknown key"):
+        apply_overrides({"train.epoch": 3}, params)
+    assert params.read_text() == before  # a refused override changes nothing
+
+
+def test_configure_then_record_keep_the_run_apart(project):
+    run_id = "manual__2026-11-22T11:00:00+00:00"
+    overrides = configure(project, run_id, {"epochs": 3, "seed": 5, "base_model": None}, conf_keys=["epochs", "seed"])
+    assert overrides == {"train.epochs": 3, "seed": 5}
+    folder = run_dir(project, run_id)
+    assert folder.name == "manual__2026-11-22T11_00_00_00_00"
+    assert yaml.safe_load((folder / "params.yaml").read_text())["train"]["epochs"] == 3
+    (project / "metrics").mkdir()
+    (project / "metrics/train.json").write_text(json.dumps({"epochs": 3.0}))
+    summary = record(project, run_id)
+    assert summary["params"]["seed"] == 5 and summary["results"]["metrics/train.json"]["epochs"] == 3
+    assert json.loads((folder / "run.json").read_text())["overrides"] == overrides
+    assert (folder / "metrics__train.json").is_file()
+    with pytest.raises(MlopsError, match=r"gate\.min_accuracy"):
+        configure(project, "other", {"min_accuracy": 2})
+
+
+def test_failure_summary_is_one_paragraph_naming_task_and_cause(project):
+    context = {
+        "run_id": "r1", "ti": SimpleNamespace(task_id="validate", try_number=3),
+        "task": SimpleNamespace(retries=2),
+        "exception": RuntimeError("stage validate failed\nRunning stage\nerror: validate: 3 rows < min_rows 50\n"
+                                  "ERROR: failed to reproduce 'validate': exited with 2"),
+        "params": {"epochs": 1, "seed": None},
+    }
+    paragraph = failure_summary(project, context)
+    assert "\n" not in paragraph
+    assert "`validate`" in paragraph and "error: validate: 3 rows < min_rows 50" in paragraph
+    assert "epochs=1" in paragraph and "seed" not in paragraph
+    assert (run_dir(project, "r1") / "failure.md").read_text().strip() == paragraph
+
+
+DAG_PROBE = """
+import copy, json, time
+from airflow.dag_processing.dagbag import DagBag
+started = time.perf_counter()
+bag = DagBag('dags')
+fill = time.perf_counter() - started
+dag = bag.dags['lifecycle']
+refused = {}
+for name, value in json.loads(__import__('sys').argv[1]).items():
+    params = copy.deepcopy(dag.params)
+    try:
+        params.update({name: value})
+        params.validate()
+    except Exception as error:
+        refused[name] = str(error).splitlines()[0]
+print(json.dumps({'fill': fill, 'errors': {k: str(v) for k, v in bag.import_errors.items()}, 'refused': refused,
+                  'queues': {t.task_id: t.queue for t in dag.tasks}, 'retries': dag.default_args['retries'],
+                  'backoff': dag.default_args['retry_exponential_backoff'],
+                  'timeouts': {t.task_id: t.execution_timeout.total_seconds() for t in dag.tasks},
+                  'params': sorted(dag.params)}))
+"""
+
+
+def test_dag_imports_fast_with_trigger_form_retries_timeouts_and_gpu_queue(tmp_path):
+    bad = {"epochs": 0, "data_format": "xml", "batch_size": "big", "min_accuracy": 1.5, "max_length": 4}
+    env = project_env(ROOT) | {"AIRFLOW_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", DAG_PROBE, json.dumps(bad)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"lifecycle DAG file parsed (DagBag fill) in {report['fill']:.3f}s")
+    assert report["errors"] == {}
+    assert report["fill"] < 2.0
+    assert report["params"] == sorted(TRIGGER_PARAMS)
+    for name in bad:
+        assert f"Invalid input for param {name}" in report["refused"].get(name, ""), (name, report["refused"])
+    assert report["queues"]["train"] == "gpu"
+    assert {queue for task, queue in report["queues"].items() if task != "train"} == {"default"}
+    assert report["retries"] >= 1 and report["backoff"] is True
+    assert all(0 < seconds <= 8 * 3600 for seconds in report["timeouts"].values())
+
+
+
+def stage_operator(tmp_path, name: str, body: str):
+    """A StageOperator for `train` whose `dvc` is a bash script with `body`."""
+    from mlops.orchestration.airflow_tasks import StageOperator
+
+    project = tmp_path / name
+    (project / "bin").mkdir(parents=True)
+    script = project / "bin" / "dvc"
+    script.write_text(f"#!/usr/bin/env bash\n{body}\n")
+    script.chmod(0o755)
+    return StageOperator(task_id="train", stage="train", project=str(project),
+                         env={"PATH": f"{project / 'bin'}:/usr/bin:/bin"})
+
+
+def test_stage_streams_output_and_fails_without_retry_on_a_user_error(tmp_path, capsys):
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    stage_operator(tmp_path, "ok", """echo "Running stage '$3'"; echo 'train: 10 rows'""").execute({})
+    out = capsys.readouterr().out
+    assert "$ dvc repro --single-item train" in out and "Running stage 'train'" in out and "train: 10 rows" in out
+    refused = """echo 'error: train: bad'; echo "ERROR: failed to reproduce 'train': exited with 2"; exit 255"""
+    with pytest.raises(AirflowFailException, match="error: train: bad"):  # no retry: a person must fix it
+        stage_operator(tmp_path, "refused", refused).execute({})
+    crashed = """echo "ERROR: failed to reproduce 'train': exited with -9"; exit 255"""
+    with pytest.raises(AirflowException) as caught:  # Airflow retries this one
+        stage_operator(tmp_path, "crashed", crashed).execute({})
+    assert not isinstance(caught.value, AirflowFailException)
+
+
+def test_killed_stage_takes_its_process_group_with_it(tmp_path):
+    import threading
+    import time
+
+    from airflow.sdk.exceptions import AirflowException
+
+    marker = tmp_path / "child.pid"
+    operator = stage_operator(tmp_path, "slow", f"sleep 300 & echo $! > {marker}; wait")
+    outcome = []
+
+    def run() -> None:
+        try:
+            operator.execute({})
+            outcome.append("finished")
+        except AirflowException:
+            outcome.append("failed")
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not marker.is_file() or not marker.read_text().strip():
+        assert time.monotonic() < deadline, "fake stage did not start"
+        time.sleep(0.1)
+    child = int(marker.read_text())
+    operator.on_kill()  # what Airflow calls when the task is killed
+    thread.join(timeout=30)
+    assert not thread.is_alive() and outcome == ["failed"]
+
+    def running(pid: int) -> bool:  # a zombie (killed, not yet reaped by init) does not run
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+        except (OSError, IndexError):
+            return False
+
+    deadline = time.monotonic() + 10
+    while running(child):  # the stage's own children are gone too
+        assert time.monotonic() < deadline, f"stage child {child} survived the kill"
+        time.sleep(0.2)

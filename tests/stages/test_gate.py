@@ -1,0 +1,137 @@
+"""Model-behaviour tests of the gate: thresholds, the paired comparison with the champion, the model card."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from mlops.core import registry
+from mlops.stages import gate
+from tests.helpers import train_and_evaluate
+
+
+@pytest.fixture
+def metrics(trained):
+    _, root, _ = trained
+    return json.loads((root / "metrics.json").read_text())
+
+
+def lenient(settings, **gate_overrides):
+    values = {"min_accuracy": 0.0, "min_macro_f1": 0.0, **gate_overrides}
+    return settings.model_copy(update={"gate": settings.gate.model_copy(update=values)})
+
+
+def as_champion(monkeypatch, model_dir, digest="champion-digest"):
+    monkeypatch.setattr(registry, "champion", lambda: {"model": "text-classifier:champ", "digest": digest})
+    monkeypatch.setattr(registry, "model_path", lambda tag: model_dir)
+
+
+def test_first_run_passes_on_absolute_thresholds_and_says_so(trained, metrics, bentoml_home):
+    settings, root, _ = trained
+    decision = gate.decide(settings, metrics, root / "model", root / "scored" / "test.parquet")
+    assert decision["accepted"] and decision["champion"] is None and decision["comparison"] is None
+    assert decision["basis"].startswith("first run: no champion yet, absolute thresholds alone")
+    assert [c["check"] for c in decision["checks"]] == ["min_accuracy", "min_macro_f1", "min_class_recall",
+                                                       "max_latency_p95_ms", "max_model_mb",
+                                                       "min_behaviour_pass_rate"]
+
+
+def test_absolute_thresholds_reject_with_reasons(trained, metrics, bentoml_home):
+    settings, root, _ = trained
+    strict = settings.model_copy(update={"gate": settings.gate.model_copy(update={
+        "min_accuracy": 1.0, "min_class_recall": 1.0, "max_model_mb": 0.01})})
+    decision = gate.decide(strict, metrics, root / "model", root / "scored" / "test.parquet")
+    assert not decision["accepted"]
+    failed = {reason.split(":")[0] for reason in decision["reasons"]}
+    assert "max_model_mb" in failed
+    assert ("min_accuracy" in failed) == (metrics["accuracy"] < 1.0)
+    lowest_recall = min(v["recall"] for v in metrics["per_class"].values())
+    assert ("min_class_recall" in failed) == (lowest_recall < 1.0)
+    assert any(reason.startswith(f"max_model_mb: observed {metrics['size_mb']} vs 0.01") for reason in
+               decision["reasons"])
+
+
+def test_shuffled_label_challenger_is_rejected_against_a_good_champion(trained, tmp_path, monkeypatch,
+                                                                        bentoml_home):
+    settings, root, _ = trained
+    bad = train_and_evaluate(tmp_path, settings, shuffle_labels=True)
+    as_champion(monkeypatch, root / "model")
+    decision = gate.decide(lenient(settings), bad, tmp_path / "model", tmp_path / "scored" / "test.parquet")
+    assert not decision["accepted"]
+    comparison = decision["comparison"]
+    assert comparison["verdict"] == "worse" and comparison["ci_high"] < 0
+    assert comparison["challenger_macro_f1"] < comparison["champion_macro_f1"]
+    assert any(reason.startswith("no_regression_vs_champion") for reason in decision["reasons"])
+
+
+def test_challenger_equal_within_noise_is_not_reported_better(trained, metrics, tmp_path, monkeypatch,
+                                                               bentoml_home):
+    from safetensors.torch import load_file, save_file
+
+    settings, root, _ = trained
+    twin = tmp_path / "twin"
+    shutil.copytree(root / "model", twin)  # the same model, weights nudged far below any decision boundary
+    weights = load_file(twin / "model.safetensors")
+    save_file({k: v + 1e-7 if v.is_floating_point() else v for k, v in weights.items()}, twin / "model.safetensors",
+              metadata={"format": "pt"})
+    as_champion(monkeypatch, root / "model")
+    decision = gate.decide(lenient(settings), metrics, twin, root / "scored" / "test.parquet")
+    comparison = decision["comparison"]
+    assert comparison["verdict"] != "better" and comparison["ci_low"] <= 0 <= comparison["ci_high"]
+    assert not decision["accepted"]  # promote_if: better, and it is not
+    assert [c["check"] for c in decision["checks"] if not c["passed"]] == ["better_than_champion"]
+    non_inferior = gate.decide(lenient(settings, promote_if="non_inferior"), metrics, twin,
+                               root / "scored" / "test.parquet")
+    assert non_inferior["accepted"] and non_inferior["comparison"]["verdict"] == "non_inferior"
+
+
+def test_paired_bootstrap_sees_a_real_improvement_and_ignores_noise():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, 2000)
+    champion = np.where(rng.random(2000) < 0.8, truth, rng.integers(0, 4, 2000))
+    better = np.where(rng.random(2000) < 0.5, truth, champion)  # fixes half of the champion's errors
+    noisy = champion.copy()  # as many new errors as fixed ones: the same quality, other mistakes
+    right, wrong = np.flatnonzero(champion == truth), np.flatnonzero(champion != truth)
+    broken, fixed = rng.choice(right, 15, replace=False), rng.choice(wrong, 15, replace=False)
+    noisy[broken], noisy[fixed] = (truth[broken] + 1) % 4, truth[fixed]
+    improved = gate.paired_bootstrap(truth, champion, better, 4, 1000, 0.95, seed=1)
+    assert improved["ci_low"] > 0 and improved["p_not_better"] < 0.05
+    same = gate.paired_bootstrap(truth, champion, noisy, 4, 1000, 0.95, seed=1)
+    assert same["ci_low"] < 0 < same["ci_high"]
+
+
+def test_macro_f1_matches_sklearn():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(3)
+    truth, predicted = rng.integers(0, 5, 300), rng.integers(0, 5, 300)
+    expected = f1_score(truth, predicted, labels=range(5), average="macro", zero_division=0)
+    assert gate.macro_f1_batch(truth[None], predicted[None], 5)[0] == pytest.approx(expected)
+
+
+def test_champion_itself_is_not_compared_with_itself(trained, metrics, monkeypatch, bentoml_home):
+    settings, root, _ = trained
+    as_champion(monkeypatch, root / "model", digest=registry.model_digest(root / "model"))
+    decision = gate.decide(settings, metrics, root / "model", root / "scored" / "test.parquet")
+    assert decision["accepted"] and "already the champion" in decision["basis"]
+
+
+def test_champion_with_other_labels_is_not_comparable(trained, metrics, monkeypatch, bentoml_home):
+    settings, root, _ = trained
+    as_champion(monkeypatch, root / "model")
+    decision = gate.decide(settings, {**metrics, "labels": ["World", "Sports"]}, root / "model",
+                           root / "scored" / "test.parquet")
+    assert decision["accepted"] and "not comparable, absolute thresholds alone" in decision["basis"]
+
+
+def test_run_writes_decision_and_model_card(trained, tmp_path, bentoml_home):
+    settings, root, _ = trained
+    decision = gate.run(settings, root / "metrics.json", root / "model", root / "scored" / "test.parquet",
+                        root / "split" / "train.parquet", tmp_path / "decision.json", tmp_path / "card.md")
+    assert json.loads((tmp_path / "decision.json").read_text())["accepted"] == decision["accepted"]
+    card = (tmp_path / "card.md").read_text()
+    for section in ("## Intended use", "## Limits", "## Lineage", "## Metrics", "## Gate checks"):
+        assert section in card
+    assert gate.file_md5(root / "split" / "train.parquet") in card
+    assert decision["lineage"]["params"]["train"]["epochs"] == settings.train.epochs

@@ -1,0 +1,179 @@
+"""Monitoring: signals, verdicts, the traffic log it reads, and its history."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops.core.errors import MlopsError
+from mlops.core.settings import TrafficSettings
+from mlops.ml.model import Classifier, decode_embedding
+from mlops.ml.monitor_history import read_history
+from mlops.serving.traffic import TrafficLog, list_parts, read_traffic
+from mlops.stages import monitor
+from mlops.stages.evaluate import score
+from mlops.stages.generate import generate_corpus
+
+
+@pytest.fixture(scope="module")
+def classifier(trained):
+    return Classifier.load(trained[1] / "model")
+
+
+@pytest.fixture(scope="module")
+def reference(trained, classifier):
+    return score(classifier, generate_corpus(400, trained[0].data.generated.classes, seed=1))
+
+
+def signals(frame):
+    return monitor.signal_frame(frame, "test", None)
+
+
+def test_same_distribution_does_not_drift(trained, classifier, reference):
+    current = score(classifier, generate_corpus(400, trained[0].data.generated.classes, seed=2))
+    verdict, _ = monitor.compare(signals(reference), signals(current), trained[0].monitor)
+    assert verdict["status"] == "no_drift", verdict
+    assert set(verdict["signals"]) == set(monitor.SIGNALS)
+
+
+def test_other_text_drifts_on_text_and_embeddings(trained, classifier, reference):
+    other = pd.DataFrame({"text": [f"GOAL!!! {i}-{i + 2} at 90+{i % 7}' :: {'#' * (i % 5)} http://x.io/{i}"
+                                   for i in range(300)]})
+    verdict, _ = monitor.compare(signals(reference), signals(score(classifier, other)), trained[0].monitor)
+    drifted = {name for name, s in verdict["signals"].items() if s["drifted"]}
+    assert verdict["drift"] and {"non_letter_share", "embedding"} <= drifted, verdict
+
+
+def test_label_mix_shift_drifts(trained, classifier, reference):
+    corpus = generate_corpus(1200, trained[0].data.generated.classes, seed=3)
+    first = trained[0].data.generated.classes[0]
+    skewed = pd.concat([corpus[corpus["label"] == first], corpus[corpus["label"] != first].head(40)])
+    verdict, _ = monitor.compare(signals(reference), signals(score(classifier, skewed)), trained[0].monitor)
+    drifted = {name for name, s in verdict["signals"].items() if s["drifted"]}
+    assert verdict["drift"] and "prediction" in drifted, verdict
+
+
+def traffic_from(frame, directory, version="text-classifier:v1", settings=None):
+    from mlops.ml.model import encode_embedding
+
+    log = TrafficLog(directory, settings)
+    for row in frame.itertuples():
+        log.append([row.text], [{"label": row.prediction, "score": row.confidence, "model_version": version}],
+                   latency_ms=5.0, embeddings=[encode_embedding(row.embedding)])
+    return log
+
+
+def test_run_on_traffic_log_writes_report_and_history(tmp_path, trained, reference):
+    settings = trained[0].model_copy(update={"monitor": trained[0].monitor.model_copy(
+        update={"history_dir": str(tmp_path / "history")})})
+    reference.to_parquet(tmp_path / "reference.parquet")
+    traffic_from(reference.head(150), tmp_path / "traffic")
+    for out in ("one", "two"):
+        summary = monitor.run(settings, tmp_path / "reference.parquet", str(tmp_path / "traffic"),
+                              tmp_path / "unused.parquet", tmp_path / out)
+    assert summary["current_rows"] == 150 and summary["current"].startswith("served traffic")
+    assert summary["status"] in ("drift", "no_drift") and len(summary["signals"]) == 6
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["drift"] == summary["drift"]
+    assert (tmp_path / "two" / "report.html").stat().st_size > 10_000
+    history = read_history(tmp_path / "history")
+    assert len(history) == 2 and all((tmp_path / "history" / name / "report.html").is_file() for name, _ in history)
+    index = (tmp_path / "history" / "index.html").read_text()
+    assert index.count("/report.html") == 2 and "embedding" in index
+    assert (tmp_path / "history" / "drift_over_time.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_too_few_rows_give_no_verdict(tmp_path, trained, reference):
+    reference.to_parquet(tmp_path / "reference.parquet")
+    traffic_from(reference.head(20), tmp_path / "traffic")
+    summary = monitor.run(trained[0], tmp_path / "reference.parquet", str(tmp_path / "traffic"),
+                          tmp_path / "unused.parquet", tmp_path / "out", history=False)
+    assert summary["status"] == "insufficient_data" and summary["drift"] is False
+    assert "No verdict" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_a_plain_text_file_is_scored_by_the_model(tmp_path, trained, reference):
+    reference.to_parquet(tmp_path / "reference.parquet")
+    reference[["text"]].head(120).to_csv(tmp_path / "texts.csv", index=False)
+    summary = monitor.run(trained[0], tmp_path / "reference.parquet", str(tmp_path / "texts.csv"),
+                          tmp_path / "unused.parquet", tmp_path / "out", model_dir=trained[1] / "model",
+                          history=False)
+    assert summary["current"] == f"data file {tmp_path / 'texts.csv'}" and summary["current_rows"] == 120
+    assert summary["signals"]["embedding"]["score"] < trained[0].monitor.embedding_threshold  # same texts
+
+
+def test_window_keeps_only_the_newest_model_version(tmp_path, reference):
+    traffic_from(reference.head(30), tmp_path, version="m:old")
+    traffic_from(reference.head(50), tmp_path, version="m:new")
+    window, version, note = monitor.one_model_version(read_traffic(tmp_path, 1000))
+    assert version == "m:new" and len(window) == 50 and "30 rows served by older versions" in note
+
+
+def test_bad_current_inputs_are_named(tmp_path, trained, reference):
+    reference.to_parquet(tmp_path / "reference.parquet")
+    with pytest.raises(MlopsError, match="monitor.current: not found"):
+        monitor.run(trained[0], tmp_path / "reference.parquet", str(tmp_path / "nope"), tmp_path / "x",
+                    tmp_path / "out", history=False)
+    reference[["label"]].head(120).to_csv(tmp_path / "no_text.csv", index=False)
+    with pytest.raises(MlopsError, match="no `text` column"):
+        monitor.run(trained[0], tmp_path / "reference.parquet", str(tmp_path / "no_text.csv"), tmp_path / "x",
+                    tmp_path / "out", history=False)
+    reference[["text"]].head(120).to_csv(tmp_path / "texts.csv", index=False)
+    with pytest.raises(MlopsError, match="no model at"):
+        monitor.run(trained[0], tmp_path / "reference.parquet", str(tmp_path / "texts.csv"), tmp_path / "x",
+                    tmp_path / "out", model_dir=tmp_path / "missing", history=False)
+
+
+# --- the traffic log ---------------------------------------------------------------------------------------
+
+def answer(label="a"):
+    return {"label": label, "score": 0.9, "model_version": "m"}
+
+
+def test_traffic_window_is_the_newest_rows(tmp_path):
+    log = TrafficLog(tmp_path)
+    for index in range(30):
+        log.append([f"text {index}"], [answer()], latency_ms=1)
+    window = read_traffic(tmp_path, window_rows=10)
+    assert window["text"].tolist() == [f"text {i}" for i in range(20, 30)]
+
+
+def test_traffic_window_by_hours(tmp_path):
+    TrafficLog(tmp_path).append(["now"], [answer()], latency_ms=1)
+    old = {"timestamp": "2020-01-01T00:00:00+00:00", "text": "old", "prediction": "a", "confidence": 0.9,
+           "model_version": "m", "latency_ms": 1}
+    (tmp_path / "traffic-20200101-0000.jsonl").write_text(json.dumps(old) + "\n")
+    assert read_traffic(tmp_path, 100)["text"].tolist() == ["old", "now"]
+    assert read_traffic(tmp_path, 100, window_hours=1)["text"].tolist() == ["now"]
+
+
+def test_traffic_log_rotates_and_keeps_the_newest_parts(tmp_path):
+    log = TrafficLog(tmp_path, TrafficSettings(max_file_mb=0.001, keep_files=3))  # ~1 KB parts
+    for index in range(40):
+        log.append([f"text number {index} " * 3], [answer()], latency_ms=1)
+    parts = list_parts(tmp_path)
+    assert len(parts) == 3 and all(p.stat().st_size < 2048 for p in parts)
+    assert read_traffic(tmp_path, 1)["text"].iloc[0].startswith("text number 39")
+    again = TrafficLog(tmp_path, TrafficSettings(max_file_mb=0.001, keep_files=3))  # a restart continues the part
+    again.append(["after restart"], [answer()], latency_ms=1)
+    assert list_parts(tmp_path)[-1] == parts[-1]
+
+
+def test_hashed_traffic_keeps_no_text_and_still_monitors(tmp_path, monkeypatch, trained, reference):
+    settings = TrafficSettings(hash_texts=True, salt_env="TEST_SALT")
+    monkeypatch.delenv("TEST_SALT", raising=False)
+    with pytest.raises(MlopsError, match=r"\$TEST_SALT is not set"):
+        TrafficLog(tmp_path, settings)
+    monkeypatch.setenv("TEST_SALT", "s3cret")
+    traffic_from(reference.head(120), tmp_path / "traffic", settings=settings)
+    raw = "".join(p.read_text() for p in list_parts(tmp_path / "traffic"))
+    assert reference["text"].iloc[0] not in raw and '"text"' not in raw and "text_hmac" in raw
+    first = json.loads(raw.splitlines()[0])
+    assert len(first["text_hmac"]) == 64 and first["text_length"] == len(reference["text"].iloc[0])
+    np.testing.assert_allclose(decode_embedding(first["embedding"]), reference["embedding"].iloc[0], atol=2e-3)
+    reference.to_parquet(tmp_path / "reference.parquet")
+    summary = monitor.run(trained[0], tmp_path / "reference.parquet", str(tmp_path / "traffic"),
+                          tmp_path / "unused.parquet", tmp_path / "out", history=False)
+    assert summary["status"] == "no_drift", summary  # the same rows, through hashes and descriptors
+    assert os.environ["TEST_SALT"] not in raw

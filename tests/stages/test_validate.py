@@ -1,0 +1,115 @@
+"""Unit tests of the validation stage on the generated corpus (the AG News catalogue is in test_data_catalogue)."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from mlops.stages import validate
+from mlops.stages.generate import generate_corpus
+
+
+@pytest.fixture
+def clean(tiny_settings) -> pd.DataFrame:
+    frame = generate_corpus(400, tiny_settings.data.generated.classes, seed=3)
+    frame["subset"] = "main"
+    return frame
+
+
+def test_clean_data_passes(clean, tiny_settings):
+    verdict = validate.validate_frame(clean, tiny_settings)
+    assert verdict.success and verdict.quarantined.empty and len(verdict.accepted) == len(clean)
+    assert all(o.success for o in verdict.outcomes)
+
+
+def test_row_problems_are_quarantined_with_reasons(clean, tiny_settings):
+    frame = clean.copy()
+    frame.loc[3, "text"] = "   "
+    frame.loc[7, "label"] = "refunds"
+    frame.loc[9, "text"] = frame.loc[9, "text"] + " Ã© broken"
+    frame = pd.concat([frame, frame.iloc[[20]]], ignore_index=True)  # an exact duplicate, row 400
+    verdict = validate.validate_frame(frame, tiny_settings)
+    assert verdict.success
+    reasons = dict(zip(verdict.quarantined["row"], verdict.quarantined["reason"], strict=True))
+    assert reasons == {3: "text_not_blank", 7: "label_known", 9: "mojibake", 400: "duplicate"}
+    assert len(verdict.accepted) + len(verdict.quarantined) == len(frame)
+
+
+def test_several_reasons_for_one_row(clean, tiny_settings):
+    frame = clean.copy()
+    frame.loc[5, ["text", "label"]] = ["x\ufffd", "refunds"]
+    verdict = validate.validate_frame(frame, tiny_settings)
+    assert set(verdict.quarantined.loc[0, "reason"].split(";")) == {"text_length", "label_known",
+                                                                      "replacement_char"}
+
+
+def test_too_many_row_problems_reject_the_batch(clean, tiny_settings):
+    frame = clean.assign(label=clean["label"].where(clean.index % 10 != 0, "refunds"))
+    verdict = validate.validate_frame(frame, tiny_settings)
+    assert not verdict.success
+    failed = {o.name for o in verdict.outcomes if not o.success}
+    assert {"label_known", "quarantine_share"} <= failed
+
+
+def test_conflicting_duplicates_flag_every_copy(clean, tiny_settings):
+    twin = clean.iloc[[0]].assign(label="feedback" if clean.loc[0, "label"] != "feedback" else "billing")
+    verdict = validate.validate_frame(pd.concat([clean, twin], ignore_index=True), tiny_settings)
+    assert sorted(verdict.quarantined["row"]) == [0, 400]
+    assert set(verdict.quarantined["reason"]) == {"label_conflict"}
+
+
+def test_leakage_keeps_the_test_row_and_quarantines_the_training_copy(clean, tiny_settings):
+    frame = pd.concat([clean, clean.iloc[[4]].assign(subset="test")], ignore_index=True)
+    verdict = validate.validate_frame(frame, tiny_settings)
+    assert verdict.quarantined[["row", "reason"]].to_dict("records") == [{"row": 4, "reason": "test_leakage"}]
+    assert (verdict.accepted["subset"] == "test").sum() == 1
+
+
+@pytest.mark.parametrize(
+    "corrupt, expected",
+    [
+        (lambda f: f.head(20), "row_count"),
+        (lambda f: pd.concat([f, f.head(60)], ignore_index=True), "duplicate_share"),
+        (lambda f: f.drop(columns="subset"), "columns"),
+        (lambda f: f.assign(label="billing"), "two_classes"),
+        (lambda f: pd.concat([f[f["label"] != "account"], f[f["label"] == "account"].head(2)]), "class_share"),
+    ],
+)
+def test_table_problems_reject_the_batch(clean, tiny_settings, corrupt, expected):
+    verdict = validate.validate_frame(corrupt(clean), tiny_settings)
+    assert not verdict.success
+    assert expected in {o.name for o in verdict.outcomes if o.kind == "table" and not o.success}
+
+
+def test_rejection_writes_reports_but_no_data(tmp_path, clean, tiny_settings, capsys):
+    data = tmp_path / "in.parquet"
+    clean.assign(label=clean["label"].where(clean.index % 10 != 0, "refunds")).to_parquet(data)
+    out, quarantine = tmp_path / "validated.parquet", tmp_path / "quarantine.parquet"
+    with pytest.raises(validate.ValidationFailed, match="quarantine_share"):
+        validate.run(tiny_settings, data, out, tmp_path / "report", quarantine)
+    assert not out.exists() and not quarantine.exists()
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["success"] is False and summary["failed"] == ["quarantine_share"]
+    assert summary["quarantine_reasons"] == {"label_known": 40}
+    assert "REJECTED" in (tmp_path / "report" / "report.html").read_text()
+    printed = capsys.readouterr().out
+    assert "QUARANTINE label_known" in printed and "refunds" in printed
+    assert "CRITICAL quarantine_share" in printed
+
+
+def test_pass_writes_accepted_quarantine_and_profile(tmp_path, clean, tiny_settings):
+    data = tmp_path / "in.parquet"
+    clean.to_parquet(data)
+    summary = validate.run(tiny_settings, data, tmp_path / "out.parquet", tmp_path / "report",
+                           tmp_path / "q.parquet", tmp_path / "profile.json")
+    assert summary["success"] and pd.read_parquet(tmp_path / "out.parquet").equals(clean)
+    assert pd.read_parquet(tmp_path / "q.parquet").empty
+    assert json.loads((tmp_path / "profile.json").read_text())["rows"] == len(clean)
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "ACCEPTED" in html and "http" not in html and "<script" not in html  # renders offline
+
+
+def test_validate_any_csv_on_demand(tmp_path, clean, tiny_settings):
+    path = tmp_path / "any.csv"
+    clean[["text", "label"]].to_csv(path, index=False)
+    assert validate.run(tiny_settings, path, None, tmp_path / "report")["success"]

@@ -55,6 +55,21 @@ def inside(path: str, out: str) -> bool:
     return path == out or path.startswith(out + "/")
 
 
+UNSUPPORTED = ("foreach", "matrix", "vars")
+
+
+def refuse_unsupported(spec: dict[str, Any]) -> None:
+    """This reader knows plain stages and ${params} templates; anything else would be misread, so say so."""
+    if "vars" in spec:
+        raise MlopsError("dvc.yaml uses top-level `vars`, which the DAG's dvc.yaml reader (mlops/core/pipeline.py) "
+                         "does not support: use params.yaml values")
+    for name, body in (spec.get("stages") or {}).items():
+        used = [key for key in UNSUPPORTED if key in (body or {})]
+        if used:
+            raise MlopsError(f"dvc.yaml stage {name} uses `{used[0]}`, which the DAG's dvc.yaml reader "
+                             f"(mlops/core/pipeline.py) does not support: write the stages out")
+
+
 def load_stages(project: Path) -> list[Stage]:
     """The stages of `project/dvc.yaml` in file order, each with its upstream stages."""
     project = Path(project)
@@ -63,6 +78,7 @@ def load_stages(project: Path) -> list[Stage]:
         params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as error:
         raise MlopsError(f"cannot read the lifecycle definition in {project}: {error}") from None
+    refuse_unsupported(spec)
     raw_stages = spec.get("stages") or {}
     produced: dict[str, tuple[str, ...]] = {
         name: sum((paths_of(body.get(kind), params) for kind in ("outs", "metrics", "plots")), ())

@@ -24,6 +24,10 @@ from mlops.core.io import file_digest, read_json, write_json
 EMPTY: dict[str, Any] = {"champion": None, "challenger": None, "history": []}
 
 
+# A stored model's monitoring reference (its scored validation rows), beside its weights.
+REFERENCE_FILE = "monitoring_reference.parquet"
+
+
 def bentoml_home() -> Path:
     return Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml"))
 

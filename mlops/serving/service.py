@@ -44,6 +44,7 @@ from typing import Annotated, Any  # noqa: E402
 import bentoml  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, model_validator  # noqa: E402
 
+from mlops.adapters.bentoml_batching import NonBlockSema, make_dispatcher  # noqa: E402
 from mlops.core.settings import load_settings  # noqa: E402
 from mlops.serving.guard import RequestGuard  # noqa: E402
 from mlops.serving.traffic import TrafficLog  # noqa: E402
@@ -88,17 +89,21 @@ def overloaded() -> Any:
 
 
 def batch_size_histogram(service_name: str) -> Any:
-    """BentoML's own `bentoml_service_adaptive_batch_size` histogram, which its batchable APIs fill."""
-    from bentoml._internal.configuration.containers import BentoMLContainer
-    from bentoml._internal.context import server_context
-    from bentoml._internal.utils.metrics import exponential_buckets
+    """`bentoml_service_adaptive_batch_size`, the histogram BentoML's batchable APIs fill, filled by this service.
 
-    return BentoMLContainer.metrics_client.get().Histogram(
-        namespace="bentoml_service", name="adaptive_batch_size", documentation="Service adaptive batch size",
+    prometheus_client is imported here, in the worker, after BentoML has set up
+    its multiprocess metrics directory (what BentoML's deprecated
+    `bentoml.metrics` defers for the same reason).
+    """
+    import prometheus_client
+
+    return prometheus_client.Histogram(
+        name="adaptive_batch_size", namespace="bentoml_service", documentation="Service adaptive batch size",
         labelnames=["runner_name", "worker_index", "method_name", "service_version", "service_name"],
-        buckets=exponential_buckets(1, 2, SERVE.max_batch_size),
-    ).labels(runner_name=service_name, worker_index=server_context.worker_index, method_name="classify",
-             service_version=server_context.bento_version, service_name=server_context.bento_name or service_name)
+        buckets=sorted({2 ** power for power in range(SERVE.max_batch_size.bit_length())} | {SERVE.max_batch_size}),
+    ).labels(runner_name=service_name, worker_index=bentoml.server_context.worker_index, method_name="classify",
+             service_version=bentoml.server_context.bento_version,
+             service_name=bentoml.server_context.bento_name or service_name)
 
 
 @bentoml.service(name=SERVE.name, workers=SERVE.workers, traffic={"timeout": 60, "max_concurrency": 1024})
@@ -106,8 +111,6 @@ class TextClassifier:
     model_ref = bentoml.models.BentoModel(model_tag())
 
     def __init__(self) -> None:
-        from bentoml._internal.marshal.dispatcher import CorkDispatcher, NonBlockSema
-
         from mlops.ml.model import Classifier, set_cpu_threads
 
         set_cpu_threads(SERVE.threads)
@@ -117,9 +120,8 @@ class TextClassifier:
         calls = SERVE.model_call_count()
         self.executor = ThreadPoolExecutor(max_workers=calls, thread_name_prefix="model")
         self.idle_calls = NonBlockSema(calls)  # model calls free right now, shared with the dispatcher
-        self.dispatcher = CorkDispatcher(max_latency_in_ms=SERVE.max_latency_ms, max_batch_size=SERVE.max_batch_size,
-                                         fallback=overloaded, get_batch_size=len, batch_dim=(0, 0),
-                                         shared_sema=self.idle_calls)
+        self.dispatcher = make_dispatcher(max_latency_ms=SERVE.max_latency_ms, max_batch_size=SERVE.max_batch_size,
+                                          fallback=overloaded, shared=self.idle_calls)
         self.batched = self.dispatcher(self.infer_merged)
         self.queued = 0  # requests waiting in the dispatcher
         try:

@@ -44,11 +44,11 @@ from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path, read_table, write_json
 from mlops.core.settings import MonitorSettings, Settings
 from mlops.ml.descriptors import DESCRIPTORS, describe
+from mlops.ml.drift import embedding_drift
 from mlops.serving.traffic import read_traffic
 
 SIGNALS = [*DESCRIPTORS, "prediction", "confidence", "embedding"]
 REPORT_COLUMNS = [*DESCRIPTORS, "prediction", "confidence"]
-EMBEDDING_PCA = 20
 NULL_DRAWS, NOISE_QUANTILE, NOISE_Z = 200, 0.99, 2.326  # z of the 99th percentile of a normal
 
 
@@ -87,14 +87,13 @@ def one_model_version(frame: pd.DataFrame) -> tuple[pd.DataFrame, str | None, st
 
 def stored_baseline(version: str) -> tuple[Path, Path] | None:
     """A registered version's model directory and its stored reference, if the store has them."""
-    from mlops.core.registry import model_path
-    from mlops.stages.package import REFERENCE
+    from mlops.core.registry import REFERENCE_FILE, model_path
 
     try:
         model_dir = model_path(version)
     except MlopsError:
         return None
-    return (model_dir, model_dir / REFERENCE) if (model_dir / REFERENCE).is_file() else None
+    return (model_dir, model_dir / REFERENCE_FILE) if (model_dir / REFERENCE_FILE).is_file() else None
 
 
 def embedding_matrix(values: pd.Series) -> np.ndarray | None:
@@ -202,15 +201,6 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, settings: Monit
                              drift_share=settings.drift_share)
     return Report([preset], include_tests=True).run(current_data=to_dataset(current),
                                                     reference_data=to_dataset(reference))
-
-
-def embedding_drift(reference: np.ndarray, current: np.ndarray) -> float:
-    """ROC AUC of a classifier separating reference from current embeddings (0.5: indistinguishable)."""
-    from evidently.legacy.metrics.data_drift.embedding_drift_methods import ModelDriftMethod
-
-    components = min(EMBEDDING_PCA, reference.shape[1], len(reference), len(current))
-    score, _, _ = ModelDriftMethod(pca_components=components)(pd.DataFrame(current), pd.DataFrame(reference))
-    return float(score)
 
 
 def report_scores(snapshot: Any) -> dict[str, float]:

@@ -64,7 +64,6 @@ def build_digest(bentofile: Path, settings: Settings) -> str:
     return digest.hexdigest()
 
 
-REFERENCE = "monitoring_reference.parquet"
 REFERENCE_COLUMNS = ["text", "label", "prediction", "confidence", "embedding"]
 
 
@@ -97,7 +96,7 @@ def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metri
         shutil.copy2(card, staged / "MODEL_CARD.md")
         if reference is not None:
             scored = read_table(reference)
-            write_table(scored[[c for c in REFERENCE_COLUMNS if c in scored.columns]], staged / REFERENCE)
+            write_table(scored[[c for c in REFERENCE_COLUMNS if c in scored.columns]], staged / registry.REFERENCE_FILE)
         model_tag = registry.register_model(settings.serve.name, staged, metadata)
     bento_tag = build_bento(model_tag, bentofile)
     registry.promote({"model": model_tag, "bento": bento_tag, "digest": decision["candidate_digest"],

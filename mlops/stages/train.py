@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from transformers import Trainer, TrainerCallback
-from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+from transformers import TrainerCallback
 
+from mlops.adapters.transformers_trainer import LifecycleTrainer
 from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path, read_table, write_json
 from mlops.core.settings import Settings
@@ -70,7 +70,6 @@ def compute_metrics(prediction: Any) -> dict[str, float]:
 
 def training_arguments(settings: Settings, output_dir: Path, steps_per_epoch: int,
                        group_by_length: bool = True) -> Any:
-    import torch
     from transformers import TrainingArguments
 
     cuda = torch.cuda.is_available()
@@ -118,7 +117,10 @@ def run_key(settings: Settings, split_dir: Path) -> str:
 
 
 def resumable_checkpoint(checkpoints: Path, key: str) -> str | None:
-    """The newest checkpoint of an interrupted run with the same key; otherwise start clean."""
+    """The newest checkpoint of an interrupted run with the same key; otherwise start clean.
+
+    Not transformers' get_last_checkpoint: after kill -9 the newest folder may be half-written (no trainer_state.json).
+    """
     marker = checkpoints / RUN_KEY
     if marker.is_file() and json.loads(marker.read_text()).get("key") == key:
         done = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
@@ -129,40 +131,6 @@ def resumable_checkpoint(checkpoints: Path, key: str) -> str | None:
     checkpoints.mkdir(parents=True)
     marker.write_text(json.dumps({"key": key}))
     return None
-
-
-class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
-    """Length-grouped batches whose shuffle depends only on (seed, epoch).
-
-    transformers' LengthGroupedSampler draws from the global RNG, which a
-    resumed run restores as it was mid-epoch, so the resumed epoch would see
-    another order than the interrupted one. Seeding per epoch (the Trainer
-    calls set_epoch) makes a resumed run replay the same batches.
-    """
-
-    def __init__(self, *args: Any, seed: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Any:
-        generator = torch.Generator()
-        generator.manual_seed(self.seed + self.epoch)
-        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
-
-
-class LifecycleTrainer(Trainer):
-    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-        if self.args.train_sampling_strategy != "group_by_length":
-            return super()._get_train_sampler(train_dataset)
-        return EpochSeededLengthGroupedSampler(
-            self.args.train_batch_size * self.args.gradient_accumulation_steps,
-            dataset=train_dataset if train_dataset is not None else self.train_dataset,
-            model_input_name=self.processing_class.model_input_names[0] if self.processing_class else None,
-            seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
-        )
 
 
 class ProgressLine(TrainerCallback):

@@ -152,11 +152,12 @@ def observed_value(result: dict[str, Any]) -> Any:
 def run_suite(frame: pd.DataFrame, checks: list[Check]) -> list[Outcome]:
     """Evaluate the checks with an ephemeral GE context (no files, no network)."""
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    from mlops.adapters.great_expectations_config import silence_progress_bars
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    silence_progress_bars(context)
     batch = (context.data_sources.add_pandas("lifecycle").add_dataframe_asset("dataset")
              .add_batch_definition_whole_dataframe("whole"))
     suite = context.suites.add(gx.ExpectationSuite(name="text_classification"))

@@ -86,3 +86,58 @@ def test_dvc_yaml_declares_outputs_of_every_stage():
     for name, body in spec["stages"].items():
         assert body.get("outs") or body.get("metrics"), name
         assert any(dep.startswith("mlops/") for dep in body["deps"]), f"{name} must depend on its code"
+
+
+def mlops_imports(path: Path) -> set[Path]:
+    """The project modules `path` imports, at module level or inside functions."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        for name in names:
+            if name.split(".")[0] == "mlops" and (ROOT / (name.replace(".", "/") + ".py")).is_file():
+                found.add(ROOT / (name.replace(".", "/") + ".py"))
+    return found
+
+
+def import_closure(module: Path) -> set[str]:
+    seen, todo = set(), [module]
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo.extend(mlops_imports(current))
+    return {str(path.relative_to(ROOT)) for path in seen}
+
+
+def test_each_stage_depends_on_every_module_it_imports():
+    """A change to shared code re-runs exactly the stages whose code reaches it."""
+    from mlops.core.pipeline import inside
+
+    for stage in load_stages(ROOT):
+        module = ROOT / "mlops" / "stages" / f"{stage.name}.py"
+        assert module.is_file(), f"stage {stage.name} has no module at mlops/stages/{stage.name}.py"
+        missing = sorted(path for path in import_closure(module) if not any(inside(path, dep) for dep in stage.deps))
+        assert not missing, f"dvc.yaml: stage {stage.name} imports {missing} but does not list them in deps"
+        stale = [dep for dep in stage.deps if dep.startswith("mlops/") and not (ROOT / dep).exists()]
+        assert not stale, f"dvc.yaml: stage {stage.name} depends on missing {stale}"
+
+
+@pytest.mark.parametrize("construct", ["foreach", "matrix", "vars"])
+def test_unsupported_dvc_yaml_constructs_are_refused_by_name(tmp_path, construct):
+    stage = {"cmd": "x"}
+    spec = {"stages": {"a": stage}}
+    if construct == "vars":
+        spec["vars"] = [{"x": 1}]
+    else:
+        stage[construct] = [1, 2] if construct == "foreach" else {"x": [1, 2]}
+        stage["do"] = {"cmd": "x"} if construct == "foreach" else None
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(spec))
+    (tmp_path / "params.yaml").write_text("seed: 1\n")
+    with pytest.raises(MlopsError, match=f"`{construct}`"):
+        load_stages(tmp_path)

@@ -47,10 +47,11 @@ from airflow.sdk import DAG, Param
 PROJECT = Path(os.environ.get("MLOPS_PROJECT_DIR", Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(PROJECT))
 
+from mlops.core.dotted import get_dotted  # noqa: E402
 from mlops.core.pipeline import load_stages  # noqa: E402
 from mlops.orchestration.airflow_tasks import StageOperator, configure, gate_passed, on_failure, record, task_env  # noqa: E402
 from mlops.orchestration.assets import DRIFT_ASSET  # noqa: E402
-from mlops.orchestration.runs import TRIGGER_PARAMS, current_value  # noqa: E402
+from mlops.orchestration.runs import TRIGGER_PARAMS  # noqa: E402
 
 GPU_QUEUE = os.environ.get("MLOPS_GPU_QUEUE", "gpu")
 GPU_STAGES = {"train"}
@@ -69,7 +70,7 @@ def trigger_params() -> dict[str, Param]:
             None, **nullable,
             title=name.replace("_", " "),
             description=f"{help_text} `{key}` in params.yaml; empty keeps it "
-                        f"(now: {current_value(current, key)!r}).",
+                        f"(now: {get_dotted(current, key, None)!r}).",
         )
     return params
 

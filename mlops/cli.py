@@ -7,26 +7,18 @@ not as a traceback.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 
 import click
 
-from mlops.core.errors import MlopsError
+from mlops.core.environment import apply_defaults
+from mlops.core.errors import EXIT_FILE_ENV, USER_ERROR_EXIT, MlopsError
 from mlops.core.settings import DEFAULT_PARAMS, Settings, load_settings
 
 PathArg = click.Path(path_type=Path)
-
-
-def project_defaults() -> None:
-    """Keep tool state inside the project unless the user chose otherwise."""
-    os.environ.setdefault("BENTOML_HOME", str(Path.cwd() / ".bentoml"))
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
-    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @click.group()
@@ -35,7 +27,7 @@ def project_defaults() -> None:
 @click.pass_context
 def cli(ctx: click.Context, params_path: Path) -> None:
     """The text-classification lifecycle, one stage per subcommand."""
-    project_defaults()
+    apply_defaults(Path.cwd())
     ctx.obj = params_path
 
 
@@ -249,17 +241,31 @@ def registry_rollback() -> None:
     click.echo(f"registry: rolled back; champion is now {entry['model']} (bento {entry['bento']})")
 
 
+def report_exit(code: int, error: str | None) -> None:
+    """Tell a driver that asked (MLOPS_EXIT_FILE) how this command ended."""
+    target = os.environ.get(EXIT_FILE_ENV)
+    if target:
+        Path(target).write_text(json.dumps({"exit": code, "error": error}), encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> None:
+    code, message = 0, None
     try:
         cli.main(args=argv, prog_name="mlops", standalone_mode=False)
     except MlopsError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(2)
+        code, message = USER_ERROR_EXIT, f"error: {error}"
+        click.echo(message, err=True)
     except click.exceptions.Abort:
-        sys.exit(130)
+        code = 130
     except click.ClickException as error:
         error.show()
-        sys.exit(error.exit_code)
+        code, message = error.exit_code, f"error: {error.format_message()}"
+    except BaseException as error:
+        report_exit(1, f"{type(error).__name__}: {error}")
+        raise
+    report_exit(code, message)
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

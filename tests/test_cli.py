@@ -65,3 +65,19 @@ def test_failed_validation_exits_non_zero(workdir, tmp_path):
 def test_registry_without_champion(workdir):
     write, params = workdir
     assert_one_line_error(mlops(write(params), "registry", "show"), "no champion yet")
+
+
+def test_exit_and_error_are_reported_to_a_driver_that_asks(workdir):
+    """A driver running the command through `dvc repro` learns its exit and error without parsing logs."""
+    import json
+
+    write, params = workdir
+    params["train"]["epocs"] = params["train"].pop("epochs")
+    cwd = write(params)
+    exit_file = cwd / "exit.json"
+    result = subprocess.run([sys.executable, "-m", "mlops", "ingest"], cwd=cwd, capture_output=True, text=True,
+                            timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(cwd),
+                                              "MLOPS_EXIT_FILE": str(exit_file)})
+    assert result.returncode == 2
+    reported = json.loads(exit_file.read_text())
+    assert reported["exit"] == 2 and "train.epocs: unknown key" in reported["error"]

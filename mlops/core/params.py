@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from mlops.core.dotted import nest
 from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path
 from mlops.core.settings import parse_settings
@@ -52,22 +53,6 @@ def apply(preset: Path, params: Path) -> list[str]:
         raise MlopsError(f"{preset}: expected a mapping of settings")
     merge_into_params(overlay, params, str(preset))
     return sorted(overlay)
-
-
-def nest(dotted: dict[str, Any]) -> dict[str, Any]:
-    """{"train.epochs": 1} -> {"train": {"epochs": 1}}."""
-    nested: dict[str, Any] = {}
-    for key, value in dotted.items():
-        parts = key.split(".")
-        if not all(parts):
-            raise MlopsError(f"override {key!r}: not a dotted params key")
-        node = nested
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise MlopsError(f"override {key!r} conflicts with another override")
-        node[parts[-1]] = value
-    return nested
 
 
 def apply_overrides(overrides: dict[str, Any], params: Path, origin: str = "overrides") -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from mlops.core.dotted import get_dotted
 from mlops.core.errors import MlopsError
 
 TEMPLATE = re.compile(r"\$\{\s*([\w.-]+)\s*\}")
@@ -30,12 +31,10 @@ class Stage:
 
 
 def lookup(params: dict[str, Any], dotted: str) -> Any:
-    value: Any = params
-    for part in dotted.split("."):
-        if not isinstance(value, dict) or part not in value:
-            raise MlopsError(f"dvc.yaml refers to ${{{dotted}}}, which params.yaml does not define")
-        value = value[part]
-    return value
+    try:
+        return get_dotted(params, dotted)
+    except KeyError:
+        raise MlopsError(f"dvc.yaml refers to ${{{dotted}}}, which params.yaml does not define") from None
 
 
 def interpolate(text: str, params: dict[str, Any]) -> str:

@@ -1,13 +1,14 @@
 """Airflow tasks of the lifecycle and monitoring DAGs: a command in the project, the run's configuration and
 record, the drift verdict and its asset event, the failure callback.
 
-`CommandOperator` runs a command in the project and streams its output into
-the task log line by line; on a timeout or a kill, the command's whole
-process group is stopped, so no orphaned training keeps the DVC lock.
-`StageOperator` runs `dvc repro --single-item <stage>` with it, and
-`MonitorOperator` runs `mlops monitor` on the served traffic. A command that
-exits with status 2 refused its input or its params (an mlops error a person
-has to fix): the task fails at once, without retries. Anything else (a killed
+`CommandOperator` runs a command in the project with Airflow's SubprocessHook,
+which streams its output into the task log; on a timeout or a kill, the
+command's whole process group is stopped, so no orphaned training keeps the
+DVC lock. `StageOperator` runs `dvc repro --single-item <stage>` with it, and
+`MonitorOperator` runs `mlops monitor` on the served traffic. An mlops command
+that refused its input or its params (exit 2, reported through
+MLOPS_EXIT_FILE, a problem a person has to fix) fails the task at once,
+without retries. Anything else (a killed
 process, a full disk, a flaky mount) fails the attempt, and Airflow retries it
 with exponential backoff.
 """
@@ -16,72 +17,71 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
-from collections import deque
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airflow.providers.standard.hooks.subprocess import SubprocessHook
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-USER_ERROR_EXIT = 2  # mlops.cli: a problem the user can fix
+from mlops.core.errors import EXIT_FILE_ENV, USER_ERROR_EXIT
 
 
 def task_env(project: Path | str) -> dict[str, str]:
     """What tasks add to the worker's environment: the project's venv on PATH, offline hub, project homes."""
     venv_bin = Path(project) / ".venv" / "bin"
     bin_dir = venv_bin if venv_bin.is_dir() else Path(sys.executable).parent
-    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
-            "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(Path(project) / ".bentoml")),
-            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    from mlops.core.environment import project_defaults
+
+    defaults = {key: os.environ.get(key, value) for key, value in project_defaults(project).items()}
+    return {**defaults, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """How a command ended: its exit code, its last output line, and what the mlops command in it reported."""
+
+    code: int
+    last_line: str
+    stage_exit: int | None = None
+    stage_error: str | None = None
+
+    def describe(self) -> str:
+        return self.stage_error or self.last_line
 
 
 class CommandOperator(BaseOperator):
-    """Base of the tasks that run a command in the project: streamed output, process-group cleanup."""
+    """Base of the tasks that run a command in the project, with Airflow's SubprocessHook.
+
+    The hook streams the output into the task log and runs the command in a
+    session of its own; on a kill or a timeout, on_kill stops its whole process
+    group, so no orphaned training keeps the DVC lock. The mlops command inside
+    reports its own exit code and error through MLOPS_EXIT_FILE.
+    """
 
     def __init__(self, *, project: str, env: dict[str, str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.project = project
         self.env = env
-        self._process: subprocess.Popen[str] | None = None
+        self.hook: SubprocessHook | None = None
 
-    def run_command(self, command: list[str]) -> tuple[int, str]:
-        """Run `command` in the project, echoing its output to the task log; its exit code and output tail."""
+    def run_command(self, command: list[str]) -> CommandResult:
         print(f"$ {' '.join(command)}  (in {self.project})", flush=True)
-        tail: deque[str] = deque(maxlen=40)
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        process = subprocess.Popen(command, cwd=self.project, env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True)
-        self._process = process
-        try:
-            assert process.stdout is not None
-            for line in process.stdout:
-                print(line.rstrip("\n"), flush=True)
-                tail.append(line.rstrip("\n"))
-            code = process.wait()
-        finally:
-            self.stop_stage()
-        return code, "\n".join(tail)
-
-    def stop_stage(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(process.pid, sig)
-                process.wait(timeout=wait)
-                return
-            except ProcessLookupError:
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        with tempfile.TemporaryDirectory(prefix="mlops-exit-") as scratch:
+            exit_file = Path(scratch) / "exit.json"
+            env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1", EXIT_FILE_ENV: str(exit_file)}
+            self.hook = SubprocessHook()
+            result = self.hook.run_command(command, env=env, cwd=self.project)
+            reported = json.loads(exit_file.read_text(encoding="utf-8")) if exit_file.is_file() else {}
+        return CommandResult(result.exit_code, result.output, reported.get("exit"), reported.get("error"))
 
     def on_kill(self) -> None:
-        self.stop_stage()
+        if self.hook is not None and self.hook.sub_process is not None and self.hook.sub_process.poll() is None:
+            self.hook.send_sigterm()
 
 
 class StageOperator(CommandOperator):
@@ -92,13 +92,12 @@ class StageOperator(CommandOperator):
         self.stage = stage
 
     def execute(self, context: Any) -> None:
-        code, output = self.run_command(["dvc", "repro", "--single-item", self.stage])
-        if code == 0:
+        result = self.run_command(["dvc", "repro", "--single-item", self.stage])
+        if result.code == 0:
             return
-        stage_exit = re.search(r"exited with (-?\d+)", output)
-        message = f"stage {self.stage} failed (dvc exit {code}):\n{output}"
-        if stage_exit and int(stage_exit.group(1)) == USER_ERROR_EXIT:
-            raise AirflowFailException(message)
+        message = f"stage {self.stage} failed (dvc exit {result.code}): {result.describe()}"
+        if result.stage_exit == USER_ERROR_EXIT:
+            raise AirflowFailException(message)  # the stage refused its input: a person must fix it
         raise AirflowException(message)
 
 
@@ -126,11 +125,11 @@ class MonitorOperator(CommandOperator):
             raise AirflowSkipException(f"no traffic log at {current} yet (the service has not served): "
                                        f"nothing to monitor")
         out_dir = monitoring_run_dir(Path(self.project), context["run_id"])
-        code, output = self.run_command(["mlops", "monitor", "--current", str(current), "--out-dir", str(out_dir)])
-        if code == USER_ERROR_EXIT:
-            raise AirflowFailException(f"mlops monitor refused its input (exit 2):\n{output}")
-        if code != 0:
-            raise AirflowException(f"mlops monitor failed (exit {code}):\n{output}")
+        result = self.run_command(["mlops", "monitor", "--current", str(current), "--out-dir", str(out_dir)])
+        if result.code == USER_ERROR_EXIT:
+            raise AirflowFailException(f"mlops monitor refused its input (exit 2): {result.describe()}")
+        if result.code != 0:
+            raise AirflowException(f"mlops monitor failed (exit {result.code}): {result.describe()}")
         return {"summary": str(out_dir / "summary.json"), "report": str(out_dir / "report.html")}
 
 

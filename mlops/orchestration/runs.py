@@ -86,13 +86,6 @@ def monitoring_run_dir(project: Path, run_id: str) -> Path:
     return Path(project) / MONITORING_RUNS_DIR / safe_name(run_id)
 
 
-def current_value(params: dict[str, Any], dotted: str) -> Any:
-    value: Any = params
-    for part in dotted.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
 def overrides_of(values: dict[str, Any], conf_keys: list[str] | None = None) -> dict[str, Any]:
     """The dotted params.yaml overrides for the trigger values given (nulls are "keep")."""
     unknown = sorted(set(conf_keys or ()) - set(TRIGGER_PARAMS))

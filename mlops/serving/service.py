@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import os
 
-# libgomp's default busy-wait makes torch threads spin against any other busy
-# process on a small machine (bs1 inference 55/s -> 2/s on 2 cores); set
-# before torch is first imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from mlops.core.environment import apply_defaults
+
+apply_defaults()  # before torch is first imported: OMP_WAIT_POLICY
 
 import asyncio  # noqa: E402
 import time  # noqa: E402

@@ -52,20 +52,20 @@ def int8_metrics(model_dir: Path, scored_test: pd.DataFrame, fp32: dict[str, Any
 
 
 def compute_metrics(scored: pd.DataFrame, labels: list[str]) -> dict[str, Any]:
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+    """Accuracy, macro-F1, per-class precision/recall/F1/support (scikit-learn's report) and the confusion matrix."""
+    from sklearn.metrics import classification_report, confusion_matrix
 
     truth, predicted = scored["label"].astype(str), scored["prediction"].astype(str)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        truth, predicted, labels=labels, zero_division=0
-    )
+    report = classification_report(truth, predicted, labels=labels, output_dict=True, zero_division=0)
     return {
         "rows": len(scored),
-        "accuracy": round(float(accuracy_score(truth, predicted)), 4),
-        "macro_f1": round(float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0)), 4),
+        "accuracy": round(float((truth == predicted).mean()), 4),
+        "macro_f1": round(float(report["macro avg"]["f1-score"]), 4),
         "per_class": {
-            label: {"precision": round(float(p), 4), "recall": round(float(r), 4), "f1": round(float(f), 4),
-                    "support": int(s)}
-            for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
+            label: {"precision": round(float(report[label]["precision"]), 4),
+                    "recall": round(float(report[label]["recall"]), 4),
+                    "f1": round(float(report[label]["f1-score"]), 4), "support": int(report[label]["support"])}
+            for label in labels
         },
         "labels": labels,
         "confusion_matrix": confusion_matrix(truth, predicted, labels=labels).tolist(),
@@ -138,18 +138,14 @@ def plot_confusion(matrix: list[list[int]], labels: list[str], path: Path) -> No
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
 
-    values = np.array(matrix)
     size = max(4.0, 0.9 * len(labels) + 2)
     figure, axis = plt.subplots(figsize=(size, size * 0.85))
-    axis.imshow(values, cmap="Blues")
-    axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    axis.set_yticks(range(len(labels)), labels)
+    ConfusionMatrixDisplay(np.array(matrix), display_labels=labels).plot(ax=axis, cmap="Blues", colorbar=False,
+                                                                        xticks_rotation=45)
     axis.set_xlabel("predicted")
     axis.set_ylabel("actual")
-    for (row, column), value in np.ndenumerate(values):
-        colour = "white" if value > values.max() / 2 else "black"
-        axis.text(column, row, str(value), ha="center", va="center", color=colour)
     axis.set_title("Confusion matrix (test split)")
     figure.tight_layout()
     with atomic_path(path) as tmp:

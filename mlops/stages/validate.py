@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import html
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +32,6 @@ import pandas as pd
 from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path, read_json, write_json, write_table
 from mlops.core.settings import Settings
-
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 ROW_ID = "_row"
 COLUMNS = ["text", "label", "subset"]

@@ -25,10 +25,10 @@ def project(tmp_path):
 
 
 def test_every_trigger_param_maps_to_a_params_key(repo_params):
-    from mlops.orchestration.runs import current_value
+    from mlops.core.dotted import get_dotted
 
     for name, (key, schema, _) in TRIGGER_PARAMS.items():
-        assert current_value(repo_params, key) is not None or key == "train.max_train_samples", name
+        assert get_dotted(repo_params, key, None) is not None or key == "train.max_train_samples", name
         assert schema["type"] in ("string", "integer", "number"), name
 
 
@@ -148,10 +148,11 @@ def test_stage_streams_output_and_fails_without_retry_on_a_user_error(tmp_path, 
     stage_operator(tmp_path, "ok", """echo "Running stage '$3'"; echo 'train: 10 rows'""").execute({})
     out = capsys.readouterr().out
     assert "$ dvc repro --single-item train" in out and "Running stage 'train'" in out and "train: 10 rows" in out
-    refused = """echo 'error: train: bad'; echo "ERROR: failed to reproduce 'train': exited with 2"; exit 255"""
+    # the stage's mlops command reports its own exit through MLOPS_EXIT_FILE; DVC's message is not read
+    refused = """echo '{"exit": 2, "error": "error: train: bad"}' > "$MLOPS_EXIT_FILE"; echo "ERROR: failed"; exit 255"""
     with pytest.raises(AirflowFailException, match="error: train: bad"):  # no retry: a person must fix it
         stage_operator(tmp_path, "refused", refused).execute({})
-    crashed = """echo "ERROR: failed to reproduce 'train': exited with -9"; exit 255"""
+    crashed = """echo "ERROR: failed to reproduce 'train': exited with 2"; exit 255"""  # killed: no report
     with pytest.raises(AirflowException) as caught:  # Airflow retries this one
         stage_operator(tmp_path, "crashed", crashed).execute({})
     assert not isinstance(caught.value, AirflowFailException)

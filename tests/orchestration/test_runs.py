@@ -149,7 +149,7 @@ def test_stage_streams_output_and_fails_without_retry_on_a_user_error(tmp_path, 
     out = capsys.readouterr().out
     assert "$ dvc repro --single-item train" in out and "Running stage 'train'" in out and "train: 10 rows" in out
     # the stage's mlops command reports its own exit through MLOPS_EXIT_FILE; DVC's message is not read
-    refused = """echo '{"exit": 2, "error": "error: train: bad"}' > "$MLOPS_EXIT_FILE"; echo "ERROR: failed"; exit 255"""
+    refused = """echo '{"exit": 2, "error": "error: train: bad"}' > "$MLOPS_EXIT_FILE"; echo ERROR; exit 255"""
     with pytest.raises(AirflowFailException, match="error: train: bad"):  # no retry: a person must fix it
         stage_operator(tmp_path, "refused", refused).execute({})
     crashed = """echo "ERROR: failed to reproduce 'train': exited with 2"; exit 255"""  # killed: no report

@@ -48,7 +48,7 @@ PROJECT = Path(os.environ.get("MLOPS_PROJECT_DIR", Path(__file__).resolve().pare
 sys.path.insert(0, str(PROJECT))
 
 from mlops.core.dotted import get_dotted  # noqa: E402
-from mlops.core.pipeline import load_stages  # noqa: E402
+from mlops.core.pipeline import load_stages, stage_path  # noqa: E402
 from mlops.orchestration.airflow_tasks import StageOperator, configure, gate_passed, on_failure, record, task_env  # noqa: E402
 from mlops.orchestration.assets import DRIFT_ASSET  # noqa: E402
 from mlops.orchestration.runs import TRIGGER_PARAMS  # noqa: E402
@@ -56,7 +56,7 @@ from mlops.orchestration.runs import TRIGGER_PARAMS  # noqa: E402
 GPU_QUEUE = os.environ.get("MLOPS_GPU_QUEUE", "gpu")
 GPU_STAGES = {"train"}
 TIMEOUTS = {"train": timedelta(hours=8)}  # every other task: default_args
-GATE, DECISION = "gate", "reports/gate/decision.json"  # stages after the gate run only if it accepted
+GATE = "gate"  # stages after the gate run only if it accepted (its decision: the gate command's --out)
 
 
 def trigger_params() -> dict[str, Param]:
@@ -119,7 +119,8 @@ with DAG(
         )
     gate_decision = ShortCircuitOperator(
         task_id="gate_decision", python_callable=gate_passed, retries=0,
-        op_kwargs={"project": str(PROJECT), "decision": DECISION}, ignore_downstream_trigger_rules=False,
+        op_kwargs={"project": str(PROJECT), "decision": str(stage_path(PROJECT, GATE, "out"))},
+        ignore_downstream_trigger_rules=False,
         doc_md="Branch on the gate's decision: a rejected model skips packaging, and this task's log says why.",
     )
     for stage in stages:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -19,6 +20,14 @@ from mlops.core.errors import EXIT_FILE_ENV, USER_ERROR_EXIT, MlopsError
 from mlops.core.settings import DEFAULT_PARAMS, Settings, load_settings
 
 PathArg = click.Path(path_type=Path)
+DVC_YAML = "as dvc.yaml passes it"
+
+
+def declared(stage: str, option: str) -> Callable[[], Path]:
+    """A default read from the stage's command in ./dvc.yaml when the option is left out: paths are written once."""
+    from mlops.core.pipeline import stage_path
+
+    return lambda: stage_path(Path.cwd(), stage, option)
 
 
 @click.group()
@@ -36,7 +45,7 @@ def settings_of(ctx: click.Context) -> Settings:
 
 
 @cli.command()
-@click.option("--out", type=PathArg, default=Path("data/generated/corpus.csv"), show_default=True)
+@click.option("--out", type=PathArg, default=declared("generate", "out"), show_default=DVC_YAML)
 @click.pass_context
 def generate(ctx: click.Context, out: Path) -> None:
     """Write the offline default corpus (data.generated) as a CSV."""
@@ -47,7 +56,7 @@ def generate(ctx: click.Context, out: Path) -> None:
 
 
 @cli.command()
-@click.option("--out", type=PathArg, default=Path("data/ingested.parquet"), show_default=True)
+@click.option("--out", type=PathArg, default=declared("ingest", "out"), show_default=DVC_YAML)
 @click.pass_context
 def ingest(ctx: click.Context, out: Path) -> None:
     """Read the configured source(s) into one table of text, label and subset."""
@@ -57,13 +66,13 @@ def ingest(ctx: click.Context, out: Path) -> None:
 
 
 @cli.command()
-@click.option("--data", type=PathArg, default=Path("data/ingested.parquet"), show_default=True,
+@click.option("--data", type=PathArg, default=declared("validate", "data"), show_default=DVC_YAML,
               help="Any dataset file (Parquet from ingest, or CSV/JSONL/Parquet mapped by data.source).")
 @click.option("--out", type=PathArg, default=None, help="Where to write the accepted rows.")
 @click.option("--quarantine", type=PathArg, default=None, help="Where to write the quarantined rows, with reasons.")
 @click.option("--profile", "profile_path", type=PathArg, default=None,
               help="The last accepted batch's profile: read for shift warnings, replaced on acceptance.")
-@click.option("--report-dir", type=PathArg, default=Path("reports/validation"), show_default=True)
+@click.option("--report-dir", type=PathArg, default=declared("validate", "report-dir"), show_default=DVC_YAML)
 @click.pass_context
 def validate(ctx: click.Context, data: Path, out: Path | None, quarantine: Path | None, profile_path: Path | None,
              report_dir: Path) -> None:
@@ -74,8 +83,8 @@ def validate(ctx: click.Context, data: Path, out: Path | None, quarantine: Path 
 
 
 @cli.command()
-@click.option("--data", type=PathArg, default=Path("data/validated.parquet"), show_default=True)
-@click.option("--out-dir", type=PathArg, default=Path("data/split"), show_default=True)
+@click.option("--data", type=PathArg, default=declared("split", "data"), show_default=DVC_YAML)
+@click.option("--out-dir", type=PathArg, default=declared("split", "out-dir"), show_default=DVC_YAML)
 @click.pass_context
 def split(ctx: click.Context, data: Path, out_dir: Path) -> None:
     """Stratified, seeded train/validation/test split."""
@@ -85,11 +94,11 @@ def split(ctx: click.Context, data: Path, out_dir: Path) -> None:
 
 
 @cli.command()
-@click.option("--split-dir", type=PathArg, default=Path("data/split"), show_default=True)
-@click.option("--out", type=PathArg, default=Path("models/candidate"), show_default=True)
-@click.option("--metrics", type=PathArg, default=Path("metrics/train.json"), show_default=True)
-@click.option("--live-dir", type=PathArg, default=Path("dvclive"), show_default=True)
-@click.option("--curves", type=PathArg, default=Path("plots/training_curves.png"), show_default=True)
+@click.option("--split-dir", type=PathArg, default=declared("train", "split-dir"), show_default=DVC_YAML)
+@click.option("--out", type=PathArg, default=declared("train", "out"), show_default=DVC_YAML)
+@click.option("--metrics", type=PathArg, default=declared("train", "metrics"), show_default=DVC_YAML)
+@click.option("--live-dir", type=PathArg, default=declared("train", "live-dir"), show_default=DVC_YAML)
+@click.option("--curves", type=PathArg, default=declared("train", "curves"), show_default=DVC_YAML)
 @click.pass_context
 def train(ctx: click.Context, split_dir: Path, out: Path, metrics: Path, live_dir: Path, curves: Path) -> None:
     """Fine-tune model.base on the train split with the Hugging Face Trainer (resumes an interrupted run)."""
@@ -99,11 +108,11 @@ def train(ctx: click.Context, split_dir: Path, out: Path, metrics: Path, live_di
 
 
 @cli.command()
-@click.option("--model", type=PathArg, default=Path("models/candidate"), show_default=True)
-@click.option("--split-dir", type=PathArg, default=Path("data/split"), show_default=True)
-@click.option("--scored-dir", type=PathArg, default=Path("data/scored"), show_default=True)
-@click.option("--metrics", type=PathArg, default=Path("metrics/evaluate.json"), show_default=True)
-@click.option("--plots-dir", type=PathArg, default=Path("plots"), show_default=True)
+@click.option("--model", type=PathArg, default=declared("evaluate", "model"), show_default=DVC_YAML)
+@click.option("--split-dir", type=PathArg, default=declared("evaluate", "split-dir"), show_default=DVC_YAML)
+@click.option("--scored-dir", type=PathArg, default=declared("evaluate", "scored-dir"), show_default=DVC_YAML)
+@click.option("--metrics", type=PathArg, default=declared("evaluate", "metrics"), show_default=DVC_YAML)
+@click.option("--plots-dir", type=PathArg, default=declared("evaluate", "plots-dir"), show_default=DVC_YAML)
 @click.pass_context
 def evaluate(ctx: click.Context, model: Path, split_dir: Path, scored_dir: Path, metrics: Path,
              plots_dir: Path) -> None:
@@ -114,12 +123,12 @@ def evaluate(ctx: click.Context, model: Path, split_dir: Path, scored_dir: Path,
 
 
 @cli.command()
-@click.option("--metrics", type=PathArg, default=Path("metrics/evaluate.json"), show_default=True)
-@click.option("--model", type=PathArg, default=Path("models/candidate"), show_default=True)
-@click.option("--scored-test", type=PathArg, default=Path("data/scored/test.parquet"), show_default=True)
-@click.option("--train", "train_path", type=PathArg, default=Path("data/split/train.parquet"), show_default=True)
-@click.option("--out", type=PathArg, default=Path("reports/gate/decision.json"), show_default=True)
-@click.option("--card", type=PathArg, default=Path("reports/gate/model_card.md"), show_default=True)
+@click.option("--metrics", type=PathArg, default=declared("gate", "metrics"), show_default=DVC_YAML)
+@click.option("--model", type=PathArg, default=declared("gate", "model"), show_default=DVC_YAML)
+@click.option("--scored-test", type=PathArg, default=declared("gate", "scored-test"), show_default=DVC_YAML)
+@click.option("--train", "train_path", type=PathArg, default=declared("gate", "train"), show_default=DVC_YAML)
+@click.option("--out", type=PathArg, default=declared("gate", "out"), show_default=DVC_YAML)
+@click.option("--card", type=PathArg, default=declared("gate", "card"), show_default=DVC_YAML)
 @click.pass_context
 def gate(ctx: click.Context, metrics: Path, model: Path, scored_test: Path, train_path: Path, out: Path,
          card: Path) -> None:
@@ -130,14 +139,14 @@ def gate(ctx: click.Context, metrics: Path, model: Path, scored_test: Path, trai
 
 
 @cli.command()
-@click.option("--decision", type=PathArg, default=Path("reports/gate/decision.json"), show_default=True)
-@click.option("--model", type=PathArg, default=Path("models/candidate"), show_default=True)
-@click.option("--metrics", type=PathArg, default=Path("metrics/evaluate.json"), show_default=True)
-@click.option("--bentofile", type=PathArg, default=Path("bentofile.yaml"), show_default=True)
-@click.option("--card", type=PathArg, default=Path("reports/gate/model_card.md"), show_default=True)
-@click.option("--reference", type=PathArg, default=Path("data/scored/validation.parquet"), show_default=True,
+@click.option("--decision", type=PathArg, default=declared("package", "decision"), show_default=DVC_YAML)
+@click.option("--model", type=PathArg, default=declared("package", "model"), show_default=DVC_YAML)
+@click.option("--metrics", type=PathArg, default=declared("package", "metrics"), show_default=DVC_YAML)
+@click.option("--bentofile", type=PathArg, default=declared("package", "bentofile"), show_default=DVC_YAML)
+@click.option("--card", type=PathArg, default=declared("package", "card"), show_default=DVC_YAML)
+@click.option("--reference", type=PathArg, default=declared("package", "reference"), show_default=DVC_YAML,
               help="Scored validation split stored with the model as monitoring's reference.")
-@click.option("--out", type=PathArg, default=Path("reports/package.json"), show_default=True)
+@click.option("--out", type=PathArg, default=declared("package", "out"), show_default=DVC_YAML)
 @click.pass_context
 def package(ctx: click.Context, decision: Path, model: Path, metrics: Path, bentofile: Path, card: Path,
             reference: Path, out: Path) -> None:
@@ -148,15 +157,15 @@ def package(ctx: click.Context, decision: Path, model: Path, metrics: Path, bent
 
 
 @cli.command()
-@click.option("--reference", type=PathArg, default=Path("data/scored/validation.parquet"), show_default=True,
+@click.option("--reference", type=PathArg, default=declared("monitor", "reference"), show_default=DVC_YAML,
               help="Scored validation split of --model; traffic of a registered version uses that version's own.")
-@click.option("--model", "model_dir", type=PathArg, default=Path("models/candidate"), show_default=True,
+@click.option("--model", "model_dir", type=PathArg, default=declared("monitor", "model"), show_default=DVC_YAML,
               help="Scores a current file that has no predictions or embeddings.")
 @click.option("--current", type=str, default=None,
               help="Traffic log (file or directory), or any CSV/TSV/JSONL/Parquet file with a text column; "
                    "`test` for the scored test split; default: monitor.current.")
-@click.option("--scored-test", type=PathArg, default=Path("data/scored/test.parquet"), show_default=True)
-@click.option("--out-dir", type=PathArg, default=Path("reports/monitoring"), show_default=True)
+@click.option("--scored-test", type=PathArg, default=declared("monitor", "scored-test"), show_default=DVC_YAML)
+@click.option("--out-dir", type=PathArg, default=declared("monitor", "out-dir"), show_default=DVC_YAML)
 @click.option("--no-history", is_flag=True, help="Do not archive this report in monitor.history_dir.")
 @click.pass_context
 def monitor(ctx: click.Context, reference: Path, model_dir: Path, current: str | None, scored_test: Path,

@@ -67,8 +67,17 @@ RUNS_DIR = Path("reports/runs")
 MONITORING_RUNS_DIR = Path("reports/monitoring-runs")  # one folder per run of the monitoring DAG
 TRIGGER_FILE = "trigger.json"  # in an asset-triggered run's record: the drift report(s) that started it
 STATUSES = ("drift", "no_drift", "insufficient_data")  # of `mlops monitor`'s summary.json
-RECORDED = ("metrics/train.json", "metrics/evaluate.json", "reports/gate/decision.json", "reports/package.json",
-            "reports/monitoring/summary.json", "reports/validation/summary.json")
+# What a run's record keeps: each stage's summary file, by (stage, option of its dvc.yaml command, file inside).
+RECORDED = (("train", "metrics", ""), ("evaluate", "metrics", ""), ("gate", "out", ""), ("package", "out", ""),
+            ("monitor", "out-dir", "summary.json"), ("validate", "report-dir", "summary.json"))
+
+
+def recorded_files(project: Path) -> list[str]:
+    """The project-relative paths of the files in RECORDED, as dvc.yaml declares them."""
+    from mlops.core.pipeline import stage_path
+
+    return [str(stage_path(project, stage, option) / inside) if inside else str(stage_path(project, stage, option))
+            for stage, option, inside in RECORDED]
 
 
 def safe_name(run_id: str) -> str:
@@ -174,16 +183,18 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
     folder = run_dir(project, run_id)
     folder.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
-    for name in RECORDED:
+    files = recorded_files(project)
+    decision_file, package_file = files[2], files[3]
+    for name in files:
         source = project / name
         if source.is_file():
             target = folder / name.replace("/", "__")
             shutil.copyfile(source, target)
             results[name] = json.loads(source.read_text(encoding="utf-8"))
-    if results.get("reports/gate/decision.json", {}).get("accepted") is False:
+    if results.get(decision_file, {}).get("accepted") is False:
         # the gate_decision branch skipped packaging: a package.json left by an earlier run is not this run's
-        results["reports/package.json"] = {"status": "skipped", "reason": "the gate rejected the model"}
-        (folder / "reports__package.json").unlink(missing_ok=True)
+        results[package_file] = {"status": "skipped", "reason": "the gate rejected the model"}
+        (folder / package_file.replace("/", "__")).unlink(missing_ok=True)
     params_file = folder / "params.yaml"
     summary = {
         "run_id": run_id,
@@ -198,8 +209,8 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
         trigger = json.loads(trigger_file.read_text(encoding="utf-8"))
         summary["triggered_by"] = {"reports": trigger["reports"], "events": trigger["events"]}
     write_text(folder / "run.json", json.dumps(summary, indent=2, default=str) + "\n")
-    decision = results.get("reports/gate/decision.json", {})
-    package = results.get("reports/package.json", {})
+    decision = results.get(decision_file, {})
+    package = results.get(package_file, {})
     started_by = (f"; started by drift report(s) {', '.join(summary['triggered_by']['reports'])}"
                   if "triggered_by" in summary else "")
     print(f"record: run {run_id}: gate {'accepted' if decision.get('accepted') else 'rejected'}, "

@@ -6,25 +6,36 @@ import json
 from pathlib import Path
 
 
-def read(path: str) -> dict:
+def monitor_history() -> Path:
+    from mlops.core.settings import load_settings
+
+    return Path(load_settings("params.yaml").monitor.history_dir)
+
+
+def read(path: str | Path) -> dict:
     file = Path(path)
     return json.loads(file.read_text()) if file.is_file() else {}
 
 
 def main() -> None:
-    metrics, decision = read("metrics/evaluate.json"), read("reports/gate/decision.json")
-    package, monitor = read("reports/package.json"), read("reports/monitoring/summary.json")
+    from mlops.core.pipeline import stage_path
+
+    metrics_path, decision_path = stage_path(".", "evaluate", "metrics"), stage_path(".", "gate", "out")
+    monitoring, validation = stage_path(".", "monitor", "out-dir"), stage_path(".", "validate", "report-dir")
+    metrics, decision = read(metrics_path), read(decision_path)
+    package, monitor = read(stage_path(".", "package", "out")), read(monitoring / "summary.json")
+    plots = stage_path(".", "evaluate", "plots-dir")
     verdict = "accepted" if decision.get("accepted") else "rejected"
     lines = [
         "",
         "Lifecycle finished.",
         f"  test metrics    accuracy {metrics.get('accuracy')}, macro-F1 {metrics.get('macro_f1')}"
-        "  (metrics/evaluate.json, plots/confusion_matrix.png)",
-        f"  gate            {verdict}: {'; '.join(decision.get('reasons', []))}  (reports/gate/decision.json)",
+        f"  ({metrics_path}, {plots / 'confusion_matrix.png'})",
+        f"  gate            {verdict}: {'; '.join(decision.get('reasons', []))}  ({decision_path})",
         f"  package         {package.get('status')}: bento {package.get('bento', '-')}  (make serve)",
         f"  monitoring      {monitor.get('status', '?').replace('_', ' ')}: {monitor.get('current')}"
-        "  (reports/monitoring/report.html, history: reports/monitoring-history/index.html)",
-        "  validation      reports/validation/report.html",
+        f"  ({monitoring / 'report.html'}, history: {monitor_history() / 'index.html'})",
+        f"  validation      {validation / 'report.html'}",
     ]
     print("\n".join(lines))
 

@@ -252,7 +252,10 @@ def run(settings: Settings, reference_path: Path, current: str | None, scored_te
     config = settings.monitor
     window, description = load_current(current or config.current, scored_test, config)
     window, version, note = one_model_version(window)
-    reference_path, model_dir, baseline = baseline_for(version, reference_path, model_dir or Path("models/candidate"))
+    from mlops.core.pipeline import stage_path
+
+    model_dir = model_dir or stage_path(".", "monitor", "model")
+    reference_path, model_dir, baseline = baseline_for(version, reference_path, model_dir)
     summary: dict[str, Any] = {"created": datetime.now(UTC).isoformat(timespec="seconds"),
                                "current": description + note, "baseline": baseline, "model_version": version,
                                "current_rows": len(window)}

@@ -141,3 +141,27 @@ def test_unsupported_dvc_yaml_constructs_are_refused_by_name(tmp_path, construct
     (tmp_path / "params.yaml").write_text("seed: 1\n")
     with pytest.raises(MlopsError, match=f"`{construct}`"):
         load_stages(tmp_path)
+
+
+def test_stage_paths_are_the_options_of_the_stage_command():
+    from mlops.core.pipeline import stage_path, stage_paths
+
+    assert stage_paths(ROOT, "split") == {"data": "data/validated.parquet", "out-dir": "data/split"}
+    assert stage_path(ROOT, "gate", "out") == Path("reports/gate/decision.json")
+    with pytest.raises(MlopsError, match="stage train passes no --nope"):
+        stage_path(ROOT, "train", "nope")
+    with pytest.raises(MlopsError, match="no stage 'nope'"):
+        stage_paths(ROOT, "nope")
+
+
+def test_no_output_path_of_dvc_yaml_is_written_again_in_the_code():
+    """dvc.yaml is the one place a stage's path is written: code reads it from there (stage_paths)."""
+    import ast
+
+    declared = {path for stage in load_stages(ROOT) for path in (*stage.outs, *stage.deps)
+                if not path.startswith("mlops/") and "/" in path}
+    for source in [*(ROOT / "mlops").rglob("*.py"), *(ROOT / "dags").glob("*.py")]:
+        literals = {node.value.rstrip("/") for node in ast.walk(ast.parse(source.read_text()))
+                    if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+        repeated = sorted(literals & declared)
+        assert not repeated, f"{source.relative_to(ROOT)} writes {repeated} again: read them from dvc.yaml"

@@ -14,7 +14,7 @@ def read(path: str) -> dict:
 def main() -> None:
     metrics, decision = read("metrics/evaluate.json"), read("reports/gate/decision.json")
     package, monitor = read("reports/package.json"), read("reports/monitoring/summary.json")
-    verdict = "accepted" if decision.get("accepted") else "rejected"
+    verdict = ("accepted" if decision.get("accepted") else "rejected") if decision else "not run"
     lines = [
         "",
         "Lifecycle finished.",

@@ -67,6 +67,14 @@ def test_read_json_of_a_missing_file_names_it(tmp_path):
         read_json(tmp_path / "nope.json")
 
 
+@pytest.mark.parametrize("content", [b'{"accuracy": 0.9', b"\xff\xfe not text", b""])
+def test_read_json_of_a_damaged_file_names_it(tmp_path, content):
+    path = tmp_path / "metrics.json"
+    path.write_bytes(content)
+    with pytest.raises(MlopsError, match=r"metrics\.json: not valid JSON: "):
+        read_json(path)
+
+
 def test_table_round_trip(tmp_path):
     frame = pd.DataFrame({"text": ["a", "b c"], "label": ["x", "y"], "score": [0.25, 1.0]})
     write_table(frame, tmp_path / "t.parquet")

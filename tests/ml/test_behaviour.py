@@ -76,9 +76,22 @@ def test_invariance_template_expands_every_combination():
     assert case.variants() == ["1-x", "1-y", "2-x", "2-y"]
 
 
-def test_invariance_without_texts_or_template_names_the_case():
-    with pytest.raises(MlopsError, match=r"invariance case 'lonely': give `texts`, or `template` with `fill`"):
-        Invariance(name="lonely", template="{a}").variants()
+@pytest.mark.parametrize(("case", "problem"), [
+    ("{name: lonely, template: '{a}'}", "invariance case 'lonely': give `texts`, or `template` with `fill`"),
+    ("{name: bare}", "invariance case 'bare': give `texts`, or `template` with `fill`"),
+    ("{name: typo, template: '{nme} x', fill: {name: [A, B]}}",
+     "invariance case 'typo': template placeholders ['nme'] differ from the `fill` keys ['name']"),
+    ("{name: extra, template: '{a} x', fill: {a: [A], b: [B]}}",
+     "invariance case 'extra': template placeholders ['a'] differ from the `fill` keys ['a', 'b']"),
+    ("{name: positional, template: '{} x', fill: {a: [A]}}", "template placeholders [''] differ"),
+])
+def test_invariance_case_that_cannot_make_variants_is_refused_on_load(tmp_path, case, problem):
+    """Found when the suite loads (and named), not as a KeyError after evaluate has scored every split."""
+    path = write(tmp_path, f"invariance:\n  - {case}\n")
+    with pytest.raises(MlopsError) as error:
+        load_suite(path)
+    assert f"{path}: invariance.0: Value error, " in str(error.value)
+    assert problem in str(error.value)
 
 
 # --- running -------------------------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def test_home_follows_airflow_home(tmp_path):
     assert lines[0] == str(tmp_path / ".airflow" / "standalone.pid")
 
 
-@pytest.mark.parametrize("content", [None, "", "not a pid", "-"])
+@pytest.mark.parametrize("content", [None, "", "not a pid", "-", "0", "-1"])
 def test_no_running_pid_without_a_valid_pid_file(home, content):
     if content is not None:
         home.mkdir()

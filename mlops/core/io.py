@@ -42,7 +42,10 @@ def read_json(path: Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise MlopsError(f"missing input {path}: run the stage that writes it first")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError: a hand-edited or foreign file
+        raise MlopsError(f"{path}: not valid JSON: {error}") from None
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:

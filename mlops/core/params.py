@@ -32,6 +32,8 @@ def merge_into_params(overlay: dict[str, Any], params: Path, origin: str) -> str
 
     yaml = YAML()  # round-trip: comments and key order survive
     yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.preserve_quotes = True  # and quoting, and `null` below: only the changed values differ in a diff
+    yaml.representer.add_representer(type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
     document = yaml.load(params.read_text(encoding="utf-8"))
     merge(document, overlay)
     buffer = io.StringIO()

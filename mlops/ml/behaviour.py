@@ -15,11 +15,12 @@ The gate requires a minimum pass rate over all cases.
 from __future__ import annotations
 
 import itertools
+import string
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlops.core.errors import MlopsError
 from mlops.core.settings import format_validation_error
@@ -40,11 +41,23 @@ class Invariance(Strict):
     template: str | None = None
     fill: dict[str, list[str]] | None = None
 
+    @model_validator(mode="after")
+    def check_variants(self) -> Invariance:
+        """Refuse a case that cannot make its variants when the suite loads, not after evaluate has scored."""
+        if self.texts:
+            return self
+        if not self.template or not self.fill:
+            raise ValueError(f"invariance case {self.name!r}: give `texts`, or `template` with `fill`")
+        placeholders = {field for _, field, _, _ in string.Formatter().parse(self.template) if field is not None}
+        if placeholders != set(self.fill):
+            raise ValueError(f"invariance case {self.name!r}: template placeholders {sorted(placeholders)} "
+                             f"differ from the `fill` keys {sorted(self.fill)}")
+        return self
+
     def variants(self) -> list[str]:
         if self.texts:
             return list(self.texts)
-        if not self.template or not self.fill:
-            raise MlopsError(f"invariance case {self.name!r}: give `texts`, or `template` with `fill`")
+        assert self.template and self.fill  # check_variants
         keys = list(self.fill)
         return [self.template.format(**dict(zip(keys, values, strict=True)))
                 for values in itertools.product(*(self.fill[k] for k in keys))]

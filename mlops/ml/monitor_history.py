@@ -13,6 +13,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path, read_json
 
 VERDICT_STYLE = {"drift": ("DRIFT", "#b42318", "#fef3f2"), "no_drift": ("no drift", "#067647", "#ecfdf3"),
@@ -25,7 +26,7 @@ def read_history(history_dir: Path) -> list[tuple[str, dict[str, Any]]]:
     for summary in sorted(Path(history_dir).glob("*/summary.json")):
         try:
             entries.append((summary.parent.name, read_json(summary)))
-        except (ValueError, OSError):
+        except (MlopsError, OSError):
             continue  # a run being archived at this moment
     return entries
 

@@ -27,6 +27,8 @@ def base_url() -> str:
 def running_pid() -> int | None:
     try:
         pid = int(PIDFILE.read_text())
+        if pid <= 0:  # kill(0) / kill(-1) would "find" our own group / every process, and stop() would signal them
+            return None
         os.kill(pid, 0)
         return pid
     except (OSError, ValueError):

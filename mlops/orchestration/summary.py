@@ -7,9 +7,12 @@ from pathlib import Path
 
 
 def monitor_history() -> Path:
+    """monitor.history_dir of the project's params.yaml, else of the params this code ships with."""
+    from mlops.core.pipeline import SHIPPED
     from mlops.core.settings import load_settings
 
-    return Path(load_settings("params.yaml").monitor.history_dir)
+    params = Path("params.yaml")
+    return Path(load_settings(params if params.is_file() else SHIPPED.with_name("params.yaml")).monitor.history_dir)
 
 
 def read(path: str | Path) -> dict:
@@ -25,7 +28,7 @@ def main() -> None:
     metrics, decision = read(metrics_path), read(decision_path)
     package, monitor = read(stage_path(".", "package", "out")), read(monitoring / "summary.json")
     plots = stage_path(".", "evaluate", "plots-dir")
-    verdict = "accepted" if decision.get("accepted") else "rejected"
+    verdict = ("accepted" if decision.get("accepted") else "rejected") if decision else "not run"
     lines = [
         "",
         "Lifecycle finished.",

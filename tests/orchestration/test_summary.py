@@ -1,0 +1,72 @@
+"""What `make run` prints at the end, from the files the lifecycle wrote in the project folder."""
+
+import json
+
+import pytest
+
+from mlops.orchestration import summary
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """An empty project folder, made the working directory (the summary reads paths relative to it)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def put(project, path, data):
+    file = project / path
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(data))
+
+
+def lines(capsys):
+    return capsys.readouterr().out.splitlines()
+
+
+def finished_lifecycle(project):
+    put(project, "metrics/evaluate.json", {"accuracy": 0.9132, "macro_f1": 0.9021, "rows": 600})
+    put(project, "reports/gate/decision.json", {"accepted": True, "reasons": ["accuracy 0.91 >= 0.8",
+                                                                              "macro-F1 0.90 >= 0.75"]})
+    put(project, "reports/package.json", {"status": "promoted", "model": "text-classifier:m1",
+                                         "bento": "text-classifier:abc123"})
+    put(project, "reports/monitoring/summary.json", {"status": "no_drift", "current": "data/test.parquet"})
+
+
+def test_summary_of_a_finished_lifecycle(project, capsys):
+    finished_lifecycle(project)
+    summary.main()
+    out = lines(capsys)
+    assert out[:2] == ["", "Lifecycle finished."]
+    assert out[2].startswith("  test metrics    accuracy 0.9132, macro-F1 0.9021  (metrics/evaluate.json")
+    assert out[3].startswith("  gate            accepted: accuracy 0.91 >= 0.8; macro-F1 0.90 >= 0.75  (")
+    assert out[4] == "  package         promoted: bento text-classifier:abc123  (make serve)"
+    assert out[5].startswith("  monitoring      no drift: data/test.parquet  (reports/monitoring/report.html")
+    assert out[6] == "  validation      reports/validation/report.html"
+
+
+def test_rejected_candidate_says_why(project, capsys):
+    finished_lifecycle(project)
+    put(project, "reports/gate/decision.json", {"accepted": False, "reasons": ["accuracy 0.41 < 0.8"]})
+    put(project, "reports/package.json", {"status": "rejected", "reasons": ["accuracy 0.41 < 0.8"]})
+    put(project, "reports/monitoring/summary.json", {"status": "insufficient_data", "current": "logs/traffic"})
+    summary.main()
+    out = lines(capsys)
+    assert out[3].startswith("  gate            rejected: accuracy 0.41 < 0.8  (")
+    assert out[4] == "  package         rejected: bento -  (make serve)"
+    assert out[5].startswith("  monitoring      insufficient data: logs/traffic  (")
+
+
+def test_missing_files_print_placeholders_not_a_traceback(project, capsys):
+    summary.main()
+    out = lines(capsys)
+    assert out[2].startswith("  test metrics    accuracy None, macro-F1 None  (")
+    assert out[3].startswith("  gate            not run:   (")  # no decision is not a rejection
+    assert out[4] == "  package         None: bento -  (make serve)"
+    assert out[5].startswith("  monitoring      ?: None  (")
+
+
+def test_read_of_a_missing_file_is_empty(project):
+    put(project, "a.json", {"k": 1})
+    assert summary.read("a.json") == {"k": 1}
+    assert summary.read("missing.json") == {}

@@ -77,8 +77,9 @@ def tiny_params(base: dict[str, Any], model_dir: Path) -> dict[str, Any]:
     return params
 
 
-def copy_project(dest: Path, params: dict[str, Any]) -> Path:
-    """Copy the project's tracked and untracked-not-ignored files; commit them in a new git repo."""
+def copy_project(dest: Path, params: dict[str, Any] | None = None) -> Path:
+    """Copy the project's tracked and untracked-not-ignored files, with `params` as params.yaml (None: the
+    project's own); commit them in a new git repo."""
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout.splitlines()
     for name in listed:
@@ -87,7 +88,8 @@ def copy_project(dest: Path, params: dict[str, Any]) -> Path:
             target = dest / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if params is not None:
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (dest / "dvc.lock").unlink(missing_ok=True)
     git = ["git", "-c", "user.email=test@example.com", "-c", "user.name=test"]
     subprocess.run([*git, "init", "-q"], cwd=dest, check=True)

@@ -1,17 +1,13 @@
 """Benchmark: the served classifier under load against the offline limit, fp32 and int8 (issue 6).
 
-On the same cores, over the project's test split (the AG News preset: its official 7,600-row test split):
-1. the offline limit: the champion in-process with all cores' threads, in subprocesses that exit before serving
-   starts, one per OpenMP wait policy (libgomp's default; PASSIVE, which the service sets): texts/s of
-   `predict_proba` at batch sizes 8-64 after a warm-up, and one text per call, fp32 and int8; the limit is the
-   best. Both precisions' labels give their accuracy;
-2. the served endpoint, per variant (batched fp32, unbatched fp32 = `serve.batching: false`, batched int8 =
-   `serve.precision: int8`, batched fp32 without the traffic log = `serve.traffic.enabled: false`): `bentoml serve`
-   of the champion Bento with a params file that changes only those serve: keys (MLOPS_PARAMS), then a closed loop
-   of exactly c clients sending single-text requests `{"text": ...}` in order, c = 1, 8, 32, 64: throughput, p50,
-   p99, errors by kind (status code or exception), the adaptive batch size the server reports, the client's and
-   the server's CPU; the served labels give each variant's accuracy and agreement with the offline model;
-3. the cost of one traffic-log append, in-process; 4. the issue's checks: observed value, target, verdict.
+On the same cores and the project's test split (AG News preset: the official 7,600-row test split), measures
+1. the offline limit: texts/s of the champion in-process (all cores' threads; batch sizes 8-64, and one text per
+   call; fp32 and int8) in one subprocess per OpenMP wait policy, exited before serving starts; their accuracy;
+2. per served variant (batched fp32, unbatched fp32, batched int8, batched fp32 without the traffic log: only
+   their serve: keys differ), `bentoml serve` of the champion Bento under a closed loop of exactly c clients
+   sending single-text requests, c = 1, 8, 32, 64: throughput, p50, p99, errors by kind, the server's batch size,
+   client and server CPU, and the served labels' accuracy and agreement with the offline model;
+3. the CPU cost of one traffic-log append, in-process; 4. the issue's checks, with target and verdict.
 Writes bench/results/serve.json (server logs in bench/results/serve-logs/). Run it on a quiet machine: on 2 cores
 any other busy process skews every figure.
 
@@ -70,10 +66,6 @@ FULL_LEVELS = "1:300,8:1200,32:2400,64:2400"
 BATCH_SIZES, WAIT_POLICIES, PRECISIONS = (8, 16, 32, 64), ("default", "PASSIVE"), ("fp32", "int8")
 TARGETS = {"served_vs_offline": 0.8, "batched_vs_unbatched": 1.0, "min_requests": 2000, "int8_speedup": 1.5,
            "int8_max_loss_points": 1.0, "traffic_log_max_cost": 0.05}
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def texts_per_second(classifier: Any, batches: list[list[str]], batch_size: int) -> float:
@@ -207,8 +199,10 @@ def run_level(server: subprocess.Popen, base: str, bodies: list[bytes], start: i
 
 
 def serve_variant(name: str, keys: dict[str, Any], project: Path, target: str, cwd: Path, base_params: dict[str, Any],
-                  bodies: list[bytes], levels: list[tuple[int, int]], warmup: int, workdir: Path) -> dict[str, Any]:
-    """Serve `target` with the serve: keys changed by `keys`, warm it up, and run every load level."""
+                  bodies: list[bytes], levels: list[tuple[int, int]], warmup: int, workdir: Path,
+                  reference: dict[str, list[str]]) -> dict[str, Any]:
+    """Serve `target` with the serve: keys changed by `keys`, warm it up, and run every load level; the served
+    labels' accuracy (`reference["gold"]`) and agreement with the offline labels of the variant's precision."""
     params = copy.deepcopy(base_params)
     params["serve"].update(keys)
     (workdir / f"{name}.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -237,7 +231,10 @@ def serve_variant(name: str, keys: dict[str, Any], project: Path, target: str, c
     finally:
         started = time.monotonic()
         result["stop"] = {"killed": stop(server, grace=10), "seconds": round(time.monotonic() - started, 1)}
-    return result | {"labels": labels}
+    agree, compared = agreement(labels, reference[params["serve"]["precision"]])
+    result["quality"] = {"texts": len(labels), "accuracy": agreement(labels, reference["gold"])[0],
+                         "agreement_with_offline": agree, "compared_with_offline": compared}
+    return result
 
 
 def traffic_log_append_cost(workdir: Path, texts: list[str], records: int = 2000) -> dict[str, Any]:
@@ -360,7 +357,7 @@ def main() -> None:
         "project": str(project), "model": champion["model"], "serving": target, "params_base": str(params_file),
         "quick": args.quick, "levels": levels, "texts": len(texts), "targets": TARGETS,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_average_start": load_average()},
+                    "load_average_start": os.getloadavg()},
         "versions": {name: version(name) for name in ("bentoml", "torch", "transformers", "aiohttp")},
     }
     print(f"project {project}: model {champion['model']}, serving {target}; {os.cpu_count()} CPUs, load "
@@ -368,23 +365,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         offline = run_offline(project, registry.model_path(champion["model"]), texts, 100 if args.quick else 1000,
                               min(len(texts), 760 if args.quick else len(texts)), Path(tmp))
+        reference = {"gold": gold, **{precision: offline[precision].pop("labels") for precision in PRECISIONS}}
+        for precision in PRECISIONS:
+            offline[precision]["accuracy"] = agreement(dict(enumerate(reference[precision])), gold)[0]
         bodies = [json.dumps({"text": text}).encode() for text in texts]
         served = {name: serve_variant(name, {**VARIANTS[name], **dict(args.overrides)}, project, target, cwd,
                                       yaml.safe_load(params_file.read_text()), bodies, levels,
-                                      16 if args.quick else 50, Path(tmp)) for name in variants}
-        result["traffic_log_append"] = traffic_log_append_cost(Path(tmp), texts)
-    offline_labels = {precision: offline[precision].pop("labels") for precision in PRECISIONS}
-    for precision, labels in offline_labels.items():
-        offline[precision]["accuracy"] = agreement(dict(enumerate(labels)), gold)[0]
-    result["served_quality"] = {}  # each variant's accuracy, and agreement with the offline model of its precision
-    for name, variant in served.items():
-        if labels := variant.pop("labels"):
-            agree, compared = agreement(labels, offline_labels[variant["serve"]["precision"]])
-            result["served_quality"][name] = {"texts": len(labels), "accuracy": agreement(labels, gold)[0],
-                                              "agreement_with_offline": agree, "compared_with_offline": compared}
-    result.update({"offline": offline, "served": served})
+                                      16 if args.quick else 50, Path(tmp), reference) for name in variants}
+        result.update({"offline": offline, "served": served,
+                       "traffic_log_append": traffic_log_append_cost(Path(tmp), texts)})
     result["checks"] = checks(offline, served, max(c for c, _ in levels), result["traffic_log_append"])
-    result["machine"]["load_average_end"] = load_average()
+    result["machine"]["load_average_end"] = os.getloadavg()
     path = write_result("serve", result, echo=False)
     for item in result["checks"]:
         print(f"{({True: 'PASS', False: 'FAIL', None: 'n/a '})[item['passed']]}  {item['check']}: "

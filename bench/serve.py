@@ -259,7 +259,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def check(name: str, observed: Any, op: str, target: float, passed: bool | None = None, **details: Any) -> dict:
-    if passed is None and observed is not None:
+    if passed is None and isinstance(observed, int | float):
         passed = observed <= target if op == "<=" else observed >= target
     return {"check": name, "observed": observed, "target": f"{op} {target}", "passed": passed, **details}
 

@@ -1,5 +1,6 @@
 """Helpers shared by tests and benchmarks: the project's paths, its environment, throw-away project copies,
-tiny params, free ports. Plain functions (no pytest fixtures), so bench/ scripts import them too."""
+tiny params, free ports, `bentoml serve` started and stopped. Plain functions (no pytest fixtures), so bench/
+scripts import them too."""
 
 from __future__ import annotations
 

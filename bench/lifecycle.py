@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,20 +20,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
 
+from results_file import write_result  # noqa: E402
 
-def copy_project(dest: Path) -> None:
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.splitlines()
-    for name in listed:
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    git = ["git", "-c", "user.email=bench@example.com", "-c", "user.name=bench"]
-    subprocess.run([*git, "init", "-q"], cwd=dest, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
-    subprocess.run([*git, "commit", "-qm", "bench"], cwd=dest, check=True)
+from tests.helpers import BIN, copy_project, project_env  # noqa: E402
 
 
 def timed(args: list[str], cwd: Path, env: dict[str, str]) -> float:
@@ -57,8 +47,7 @@ def main() -> None:
                 parser.error(f"--keep: give a new directory beside the project, in {ROOT.parent}")
             project.mkdir()
         copy_project(project)
-        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-               "BENTOML_HOME": str(project / ".bentoml"), "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1"}
+        env = project_env(project)  # what the Makefile gives commands, with the copy's own BentoML home
         if args.preset:
             subprocess.run([str(BIN / "mlops"), "params", "apply", str(args.preset)], cwd=project, env=env, check=True)
         full = timed([str(BIN / "dvc"), "repro"], project, env)
@@ -77,10 +66,7 @@ def main() -> None:
         "test_rows": metrics["rows"],
         "gate_accepted": decision["accepted"],
     }
-    out = ROOT / "bench" / "results" / f"lifecycle-{'default' if not args.preset else args.preset.stem}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(f"lifecycle-{'default' if not args.preset else args.preset.stem}", result)
 
 
 if __name__ == "__main__":

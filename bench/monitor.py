@@ -25,13 +25,13 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
 from results_file import write_result  # noqa: E402
 
 from mlops.ml.model import encode_embedding  # noqa: E402
 from mlops.serving.traffic import TrafficLog  # noqa: E402
+from tests.helpers import BIN, project_env  # noqa: E402
 
 
 def main() -> None:
@@ -60,7 +60,7 @@ def main() -> None:
                    "--no-history"]
         started = time.perf_counter()
         result = subprocess.run(command, cwd=args.project, capture_output=True, text=True,
-                                env={**os.environ, "BENTOML_HOME": str(work / "no-store")})
+                                env=project_env(args.project) | {"BENTOML_HOME": str(work / "no-store")})
         seconds = time.perf_counter() - started
         if result.returncode:
             sys.exit(result.stderr[-2000:])

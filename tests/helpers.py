@@ -1,8 +1,10 @@
 """Helpers shared by tests and benchmarks: the project's paths, its environment, throw-away project copies,
-tiny params, free ports. Plain functions (no pytest fixtures), so bench/ scripts import them too."""
+tiny params, free ports, `bentoml serve` started and stopped. Plain functions (no pytest fixtures), so bench/
+scripts import them too."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
@@ -76,8 +78,9 @@ def tiny_params(base: dict[str, Any], model_dir: Path) -> dict[str, Any]:
     return params
 
 
-def copy_project(dest: Path, params: dict[str, Any]) -> Path:
-    """Copy the project's tracked and untracked-not-ignored files; commit them in a new git repo."""
+def copy_project(dest: Path, params: dict[str, Any] | None = None) -> Path:
+    """Copy the project's tracked and untracked-not-ignored files, with `params` as params.yaml (None: the
+    project's own); commit them in a new git repo."""
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout.splitlines()
     for name in listed:
@@ -86,7 +89,8 @@ def copy_project(dest: Path, params: dict[str, Any]) -> Path:
             target = dest / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if params is not None:
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (dest / "dvc.lock").unlink(missing_ok=True)
     git = ["git", "-c", "user.email=test@example.com", "-c", "user.name=test"]
     subprocess.run([*git, "init", "-q"], cwd=dest, check=True)
@@ -145,11 +149,36 @@ def wait_ready(base: str, server: subprocess.Popen, timeout: float = 120) -> Non
         time.sleep(1)
 
 
-def stop(process: subprocess.Popen) -> None:
-    """Stop a server started in its own session: SIGTERM to its group, SIGKILL if it lingers."""
+def start_server(target: str, cwd: Path, env: dict[str, str], port: int, log: Path | None = None) -> subprocess.Popen:
+    """`bentoml serve <target>` (a Bento tag or a service import path) on loopback, in its own session so that
+    `stop` ends it whole; its output goes to `log`, else nowhere."""
+    output = open(log, "wb") if log else subprocess.DEVNULL  # the child keeps its own copy of the descriptor
     try:
+        return subprocess.Popen([str(BIN / "bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        if log:
+            output.close()
+
+
+def stop(process: subprocess.Popen, grace: float = 30) -> list[str]:
+    """Stop a server started in its own session: SIGTERM to its group, SIGKILL to whatever of its process tree
+    outlives `grace`. The tree is listed before the signal, as BentoML's workers run in process groups of their
+    own. Returns the command lines of the processes that had to be killed."""
+    import psutil
+
+    try:
+        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+    _, alive = psutil.wait_procs(tree, timeout=grace)
+    killed = []
+    for survivor in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            killed.append(" ".join(survivor.cmdline()[:4]))
+            survivor.kill()
+    psutil.wait_procs(alive, timeout=10)
+    process.wait(timeout=10)
+    return killed

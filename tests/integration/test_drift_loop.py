@@ -32,6 +32,7 @@ from tests.helpers import (
     post,
     project_env,
     run_cmd,
+    start_server,
     stop,
     tiny_params,
     wait_ready,
@@ -52,13 +53,9 @@ def write_traffic(folder: Path, texts: list[str], predictions: list[str], confid
 
 def serve_and_send(project: Path, env: dict[str, str], texts: list[str]) -> None:
     """Send the texts, ten per request, to the champion under `bentoml serve`; it logs them as traffic."""
-    import subprocess
-
     bento = json.loads((project / ".bentoml/registry.json").read_text())["champion"]["bento"]
     port = free_port()
-    server = subprocess.Popen([str(BIN / "bentoml"), "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
-                              cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    server = start_server(bento, project, env, port)
     try:
         wait_ready(f"http://127.0.0.1:{port}", server)
         for start in range(0, len(texts), 10):

@@ -20,7 +20,19 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import BIN, ROOT, copy_project, free_port, post, project_env, run_cmd, stop, tiny_params, wait_ready
+from tests.helpers import (
+    BIN,
+    ROOT,
+    copy_project,
+    free_port,
+    post,
+    project_env,
+    run_cmd,
+    start_server,
+    stop,
+    tiny_params,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -103,9 +115,7 @@ def test_serve_champion_classify_log_and_monitor(lifecycle):
     port = free_port()
     key = "test-key-" + str(port)
     env = project_env(project) | {"MLOPS_API_KEY": key}
-    server = subprocess.Popen([str(BIN / "bentoml"), "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
-                              cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    server = start_server(bento, project, env, port)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, server)

@@ -3,7 +3,8 @@
 BentoML stores immutable, versioned models and Bentos; it has no notion of
 which one is in production. The registry adds that: a JSON document in the
 BentoML home naming the champion (model and Bento tags, metrics, lineage), the
-challenger being packaged, and the champions before it, plus an append-only
+challenger (the candidate the last `package` stored: model and built Bento,
+waiting for `mlops promote`), and the champions before it, plus an append-only
 event log. The document is replaced atomically (temp file, fsync, rename), and
 promotion writes it only after the Bento exists, so a process killed at any
 point leaves the previous champion in place and servable.
@@ -70,6 +71,13 @@ def register_model(name: str, model_dir: Path, metadata: dict[str, Any]) -> str:
     write_json({**registry, "challenger": {"model": tag, "registered_at": now()}}, registry_path())
     log_event("registered", model=tag)
     return tag
+
+
+def set_candidate(entry: dict[str, Any]) -> None:
+    """Record a stored model and its built Bento as the challenger; the champion does not change."""
+    registry = read_registry()
+    write_json({**registry, "challenger": {**entry, "registered_at": now()}}, registry_path())
+    log_event("candidate", model=entry["model"], bento=entry.get("bento"))
 
 
 def model_path(tag: str) -> Path:

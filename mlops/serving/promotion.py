@@ -68,20 +68,21 @@ def start_server(bento: str, model_tag: str, settings: Settings, workdir: Path, 
            settings.serve.api_key_env: key, "BENTOML_DO_NOT_TRACK": "True"}
     log = open(workdir / "server.log", "w")  # noqa: SIM115 - closed in stop_server
     bentoml_bin = Path(sys.executable).parent / "bentoml"
+    # In our own process group: whoever stops `mlops promote` (a killed Airflow task) stops this server too.
     process = subprocess.Popen([str(bentoml_bin), "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
-                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
     process.log = log  # type: ignore[attr-defined]
     return process, f"http://127.0.0.1:{port}"
 
 
 def stop_server(process: Any) -> None:
-    """SIGTERM to the server's process group, SIGKILL if it lingers."""
+    """SIGTERM to the server (BentoML's arbiter stops its workers), SIGKILL if it lingers."""
     for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-            process.wait(timeout=wait)
+        if process.poll() is not None:
             break
-        except ProcessLookupError:
+        try:
+            process.send_signal(sig)
+            process.wait(timeout=wait)
             break
         except subprocess.TimeoutExpired:
             continue

@@ -14,6 +14,7 @@ def read(path: str) -> dict:
 def main() -> None:
     metrics, decision = read("metrics/evaluate.json"), read("reports/gate/decision.json")
     package, monitor = read("reports/package.json"), read("reports/monitoring/summary.json")
+    promotion = read("reports/promotion.json")
     verdict = "accepted" if decision.get("accepted") else "rejected"
     lines = [
         "",
@@ -21,7 +22,9 @@ def main() -> None:
         f"  test metrics    accuracy {metrics.get('accuracy')}, macro-F1 {metrics.get('macro_f1')}"
         "  (metrics/evaluate.json, plots/confusion_matrix.png)",
         f"  gate            {verdict}: {'; '.join(decision.get('reasons', []))}  (reports/gate/decision.json)",
-        f"  package         {package.get('status')}: bento {package.get('bento', '-')}  (make serve)",
+        f"  package         {package.get('status')}: bento {package.get('bento', '-')}",
+        f"  promotion       {'promoted' if promotion.get('promoted') else 'not promoted'}: "
+        f"{promotion.get('reason', '-')}  (reports/promotion.json; make serve)",
         f"  monitoring      {monitor.get('status', '?').replace('_', ' ')}: {monitor.get('current')}"
         "  (reports/monitoring/report.html, history: reports/monitoring-history/index.html)",
         "  validation      reports/validation/report.html",

@@ -80,6 +80,28 @@ def set_candidate(entry: dict[str, Any]) -> None:
     log_event("candidate", model=entry["model"], bento=entry.get("bento"))
 
 
+def find_stored(name: str, digest: str, build: str) -> dict[str, Any] | None:
+    """A model already stored with these weights, and its Bento if one was built from the same sources.
+
+    A run that re-runs `package` on a model it has seen (params restored after
+    an Airflow run, a reverted experiment) reuses them instead of storing a copy.
+    """
+    import bentoml
+
+    try:
+        models = [m for m in bentoml.models.list(name) if m.info.metadata.get("digest") == digest]
+    except bentoml.exceptions.NotFound:  # nothing stored under this name yet
+        return None
+    if not models:
+        return None
+    model = str(max(models, key=lambda m: m.info.creation_time).tag)
+    registry = read_registry()
+    known = [e for e in [registry["champion"], registry["challenger"], *registry["history"]] if e]
+    bento = next((e["bento"] for e in known if e.get("model") == model and e.get("build") == build
+                  and bento_exists(e.get("bento"))), None)
+    return {"model": model, "bento": bento}
+
+
 def model_path(tag: str) -> Path:
     import bentoml
 

@@ -82,8 +82,14 @@ def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metri
         entry = {**{k: v for k, v in current.items() if k not in ("promoted_at", "promoted_by")},
                  "bento": bento_tag, "build": build}
         registry.set_candidate(entry)
-        return {"status": "candidate", "rebuilt": True, **entry}
+        return {"status": "candidate", "rebuilt": True, "reused": True, **entry}
     headline = {k: metrics[k] for k in ("accuracy", "macro_f1", "ece", "size_mb")}
+    stored = registry.find_stored(settings.serve.name, decision["candidate_digest"], build)
+    if stored is not None:  # seen before: the same weights are not stored twice
+        entry = {"model": stored["model"], "bento": stored["bento"] or build_bento(stored["model"], bentofile),
+                 "digest": decision["candidate_digest"], "metrics": headline, "build": build}
+        registry.set_candidate(entry)
+        return {"status": "candidate", "rebuilt": stored["bento"] is None, "reused": True, **entry}
     lineage = decision["lineage"]
     metadata = {  # BentoML metadata takes no None values: nested documents go in as JSON strings
         "digest": decision["candidate_digest"], "metrics": headline, "gate": decision["basis"],
@@ -105,7 +111,7 @@ def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metri
     entry = {"model": model_tag, "bento": bento_tag, "digest": decision["candidate_digest"], "metrics": headline,
              "build": build}
     registry.set_candidate(entry)
-    return {"status": "candidate", "rebuilt": False, **entry}
+    return {"status": "candidate", "rebuilt": False, "reused": False, **entry}
 
 
 def run(settings: Settings, decision_path: Path, model_dir: Path, metrics_path: Path, bentofile: Path, card: Path,

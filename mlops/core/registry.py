@@ -153,6 +153,21 @@ def rollback() -> dict[str, Any]:
     return restored
 
 
+def retired_by_rollback(model: str) -> bool:
+    """Whether the last promotion or rollback that concerned `model` rolled it back (the event log says)."""
+    path = bentoml_home() / "registry-events.jsonl"
+    if not path.is_file():
+        return False
+    retired = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        event = json.loads(line)
+        if event.get("event") == "promoted" and event.get("model") == model:
+            retired = False
+        elif event.get("event") == "rolled_back" and event.get("retired") == model:
+            retired = True
+    return retired
+
+
 def list_models(name: str) -> list[dict[str, Any]]:
     """Every stored version of `name`, newest first, with its alias and headline metrics."""
     import bentoml

@@ -280,6 +280,13 @@ def promote_candidate(settings: Settings, package_path: Path, scored: Path | Non
         return result
     entry = {k: package[k] for k in ("model", "bento") if k in package}
     entry.update({k: package[k] for k in ("digest", "metrics", "build") if k in package})
+    if registry.retired_by_rollback(entry["model"]):  # `make run` after a rollback must not undo it
+        result = {"promoted": False, "candidate": entry,
+                  "reason": f"{entry['model']} was rolled back; `mlops registry promote {entry['model']}` "
+                            "deploys it again on purpose"}
+        write_json(result, out)
+        print(f"promote: nothing promoted: {result['reason']}")
+        return result
     return promote_entry(entry, settings, scored, out, by="pipeline")
 
 

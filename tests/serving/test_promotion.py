@@ -60,3 +60,15 @@ def test_promote_after_a_rejected_gate_promotes_nothing(settings, store, tmp_pat
     assert registry.champion()["model"] == "m:1"
     with pytest.raises(MlopsError, match="no package result"):
         promotion.promote_candidate(settings, tmp_path / "missing.json", None, tmp_path / "promotion.json")
+
+
+def test_make_run_after_a_rollback_does_not_undo_it(settings, store, tmp_path, monkeypatch):
+    monkeypatch.setattr(promotion, "infra_validate", lambda entry, settings, scored: validation(True))
+    package = tmp_path / "package.json"
+    package.write_text(json.dumps({"status": "candidate", "model": "m:2", "bento": "b:2"}))
+    assert promotion.promote_candidate(settings, package, None, tmp_path / "promotion.json")["promoted"]
+    registry.rollback()
+    again = promotion.promote_candidate(settings, package, None, tmp_path / "promotion.json")
+    assert not again["promoted"] and "was rolled back" in again["reason"] and registry.champion()["model"] == "m:1"
+    by_hand = promotion.promote_entry({"model": "m:2", "bento": "b:2"}, settings, None, tmp_path / "p.json", "hand")
+    assert by_hand["promoted"] and not registry.retired_by_rollback("m:2")

@@ -146,13 +146,19 @@ class Load:
         with self.lock:
             return [version for started, _, _, version in self.answers if started >= moment]
 
-    def switch_seconds(self, moment: float, old: str, new: str) -> float:
-        """From `moment` to the end of the last answer by `old` to a request sent after it; new ones seen."""
+    def switch_seconds(self, moment: float, old: str, new: str) -> tuple[float, float]:
+        """From `moment` to the first answer by `new`, and to the last answer by `old` to a request sent after it."""
         with self.lock:
             after = [(started, ended, version) for started, ended, _, version in self.answers if started >= moment]
-        assert any(version == new for _, _, version in after), f"no answer from {new} after the switch"
+        first_new = min((ended for _, ended, version in after if version == new), default=None)
+        assert first_new is not None, f"no answer from {new} after the switch"
         last_old = max((ended for _, ended, version in after if version == old), default=moment)
-        return last_old - moment
+        return first_new - moment, last_old - moment
+
+
+def registry_written(project: Path) -> float:
+    """When registry.json was last replaced, on the monotonic clock the load's timestamps use."""
+    return time.monotonic() - (time.time() - (project / ".bentoml/registry.json").stat().st_mtime)
 
 
 def wait_for(load: Load, moment: float, version: str, timeout: float = 60) -> None:
@@ -196,13 +202,13 @@ def test_promotion_and_rollback_under_load_lose_nothing(project, state):
 
             # The experiment's candidate, promoted by hand through the same checks.
             promoted = mlops(project, "registry", "promote", experiment).stdout
-            promoted_at = time.monotonic()
+            promoted_at = registry_written(project)  # the moment the registry named the new champion
             assert f"champion is now {experiment}" in promoted
             wait_for(load, promoted_at, experiment)
             to_new = load.switch_seconds(promoted_at, first, experiment)
 
             mlops(project, "registry", "rollback")
-            rolled_back_at = time.monotonic()
+            rolled_back_at = registry_written(project)
             wait_for(load, rolled_back_at, first)
             to_old = load.switch_seconds(rolled_back_at, experiment, first)
             time.sleep(2)
@@ -212,10 +218,11 @@ def test_promotion_and_rollback_under_load_lose_nothing(project, state):
     failed = [status for status in statuses if status != 200]
     versions = {version for *_, version in load.answers}
     print(f"{len(statuses)} requests from 32 clients: {len(failed)} lost; versions {sorted(versions)}; "
-          f"switch after promotion {to_new:.1f} s, after rollback {to_old:.1f} s; /readyz {len(load.ready)} probes "
+          f"after the registry write: promotion first/last-old answer {to_new[0]:.1f}/{to_new[1]:.1f} s, "
+          f"rollback {to_old[0]:.1f}/{to_old[1]:.1f} s; /readyz {len(load.ready)} probes "
           f"{sorted(set(map(str, load.ready)))}; "
           f"refused Bento failed at: {decision['infra_validation']['checks'][-1]['detail'][:160]}")
     assert not failed, failed[:5]
     assert load.ready and set(load.ready) == {200}, [r for r in load.ready if r != 200][:5]
     assert versions == {first, experiment}  # the broken model never answered
-    assert to_new < 30 and to_old < 30
+    assert max(to_new) < 30 and max(to_old) < 30

@@ -22,7 +22,9 @@ many at a time as there are model-call threads. Limits (texts per request, chara
 text, body size), precision and the traffic log come from params.yaml, which
 the Bento carries (`MLOPS_PARAMS` names another file); an API key, when its
 environment variable is set, is required on every endpoint but health,
-metrics and docs.
+metrics and docs. The model sits in a swappable slot (mlops/serving/swap.py):
+a served champion follows the registry's promotions and rollbacks without a
+restart; `self.slot.active` is the (version, model) answering new requests.
 """
 
 from __future__ import annotations

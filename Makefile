@@ -38,8 +38,9 @@ setup: $(BIN)/python  ## create .venv, install the locked dependencies, initiali
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
 	@echo "setup: done. Next: make run"
 
-run:  ## run the whole lifecycle with DVC (stages that are up to date are skipped)
+run:  ## run the whole lifecycle with DVC (stages that are up to date are skipped), then promote what the gate accepted
 	$(BIN)/dvc repro
+	$(BIN)/mlops promote
 	$(BIN)/dvc push -q
 	@$(BIN)/python -m mlops.orchestration.summary
 

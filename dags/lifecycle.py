@@ -10,14 +10,17 @@ each field defaults to null, "as params.yaml says". Airflow checks every
 value against its JSON schema when the run is triggered; the first task,
 `configure`, merges the given ones into params.yaml once the whole merged
 file passed the strict settings (a bad value or combination fails there,
-naming the key), and the last task, `record`, writes the run's record under
-reports/runs/<run id>/. One run is active at a time; later ones queue, so
-two runs never write the same workspace at once (DVC also locks it).
-Overrides stay in params.yaml afterwards, as with `dvc exp run -S`.
+naming the key), `record` writes the run's record under reports/runs/<run
+id>/ (with the parameters the run used), and the last task, `restore_params`,
+which runs whatever happened before it, puts params.yaml back byte for byte:
+a trigger's parameters apply to that run only. One run is active at a time;
+later ones queue, so two runs never write the same workspace at once (DVC
+also locks it).
 
 After `gate`, the `gate_decision` branch lets `package` run only for an
 accepted model; a rejected one skips packaging, and the branch's log lists
-the gate's reasons.
+the gate's reasons. `package` only builds the candidate; `promote` (not a DVC
+stage: `mlops promote`) starts its Bento, checks it and makes it champion.
 
 The DAG is scheduled on the drift asset (`mlops.orchestration.assets.DRIFT_ASSET`, which
 the `monitoring` DAG emits when served traffic has drifted): each drift event
@@ -49,7 +52,16 @@ sys.path.insert(0, str(PROJECT))
 
 from mlops.core.dotted import get_dotted  # noqa: E402
 from mlops.core.pipeline import load_stages, stage_path  # noqa: E402
-from mlops.orchestration.airflow_tasks import StageOperator, configure, gate_passed, on_failure, record, task_env  # noqa: E402
+from mlops.orchestration.airflow_tasks import (  # noqa: E402
+    PromoteOperator,
+    StageOperator,
+    configure,
+    gate_passed,
+    on_failure,
+    record,
+    restore,
+    task_env,
+)
 from mlops.orchestration.assets import DRIFT_ASSET  # noqa: E402
 from mlops.orchestration.runs import TRIGGER_PARAMS  # noqa: E402
 
@@ -57,6 +69,7 @@ GPU_QUEUE = os.environ.get("MLOPS_GPU_QUEUE", "gpu")
 GPU_STAGES = {"train"}
 TIMEOUTS = {"train": timedelta(hours=8)}  # every other task: default_args
 GATE = "gate"  # stages after the gate run only if it accepted (its decision: the gate command's --out)
+PACKAGE = "package"  # builds the candidate; `promote` follows it
 
 
 def trigger_params() -> dict[str, Param]:
@@ -131,7 +144,18 @@ with DAG(
                 tasks[upstream] >> tasks[stage.name]
         if not stage.upstream:
             configure_task >> tasks[stage.name]
+    promote_task = PromoteOperator(
+        task_id="promote", project=str(PROJECT), env=env, retries=0, execution_timeout=timedelta(minutes=30),
+        doc_md="`mlops promote`: start the candidate Bento, check it, make it champion (mlops.serving.promotion).",
+    )
+    restore_task = PythonOperator(
+        task_id="restore_params", python_callable=restore, op_kwargs={"project": str(PROJECT)},
+        retries=2, execution_timeout=timedelta(minutes=5), trigger_rule="all_done",
+        doc_md="Put params.yaml back as it was before this run's overrides "
+               "(`mlops.orchestration.runs.restore_params`).",
+    )
+    tasks[PACKAGE] >> promote_task >> record_task >> restore_task
     downstream = {upstream for stage in stages for upstream in stage.upstream}
     for stage in stages:
-        if stage.name not in downstream:
+        if stage.name not in downstream and stage.name != PACKAGE:
             tasks[stage.name] >> record_task

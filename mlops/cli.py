@@ -17,6 +17,7 @@ import click
 
 from mlops.core.environment import apply_defaults
 from mlops.core.errors import EXIT_FILE_ENV, USER_ERROR_EXIT, MlopsError
+from mlops.core.registry import PROMOTION_RECORD
 from mlops.core.settings import DEFAULT_PARAMS, Settings, load_settings
 
 PathArg = click.Path(path_type=Path)
@@ -150,10 +151,30 @@ def gate(ctx: click.Context, metrics: Path, model: Path, scored_test: Path, trai
 @click.pass_context
 def package(ctx: click.Context, decision: Path, model: Path, metrics: Path, bentofile: Path, card: Path,
             reference: Path, out: Path) -> None:
-    """Register an accepted model, build its Bento and make it the champion."""
+    """Store an accepted model and build its Bento: the candidate (`mlops promote` makes it champion)."""
     from mlops.stages import package as stage
 
     stage.run(settings_of(ctx), decision, model, metrics, bentofile, card, out, reference)
+
+
+SCORED_TEST = click.option("--scored-test", type=PathArg, default=declared("gate", "scored-test"),
+                           show_default=DVC_YAML,
+                           help="Rows the started Bento must label as the offline model does (missing: the "
+                                "reference stored with the model).")
+PROMOTION_OUT = click.option("--out", type=PathArg, default=Path(PROMOTION_RECORD), show_default=True,
+                             help="Where the promotion decision (every infra-validation check) is written.")
+
+
+@cli.command()
+@click.option("--package-result", type=PathArg, default=declared("package", "out"), show_default=DVC_YAML)
+@SCORED_TEST
+@PROMOTION_OUT
+@click.pass_context
+def promote(ctx: click.Context, package_result: Path, scored_test: Path, out: Path) -> None:
+    """Promote the candidate the gate accepted, after starting its Bento and checking it (not a DVC stage)."""
+    from mlops.serving.promotion import promote_candidate
+
+    promote_candidate(settings_of(ctx), package_result, scored_test, out)
 
 
 @cli.command()
@@ -233,12 +254,16 @@ def registry_list(ctx: click.Context) -> None:
 @registry.command("promote")
 @click.argument("model_tag")
 @click.option("--bentofile", type=PathArg, default=Path("bentofile.yaml"), show_default=True)
-def registry_promote(model_tag: str, bentofile: Path) -> None:
-    """Make a stored model the champion by hand (its Bento is built if missing)."""
-    from mlops.stages.package import promote_existing
+@SCORED_TEST
+@PROMOTION_OUT
+@click.pass_context
+def registry_promote(ctx: click.Context, model_tag: str, bentofile: Path, scored_test: Path, out: Path) -> None:
+    """Make a stored model the champion by hand, through the same checks (its Bento is built if missing)."""
+    from mlops.serving.promotion import promote_by_hand
 
-    entry = promote_existing(model_tag, bentofile)
-    click.echo(f"registry: champion is now {entry['model']} (bento {entry['bento']})")
+    result = promote_by_hand(settings_of(ctx.find_root()), model_tag, bentofile, scored_test, out)
+    if result.get("promoted"):
+        click.echo(f"registry: champion is now {result['champion']} (bento {result['candidate']['bento']})")
 
 
 @registry.command("rollback")

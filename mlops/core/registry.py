@@ -3,7 +3,8 @@
 BentoML stores immutable, versioned models and Bentos; it has no notion of
 which one is in production. The registry adds that: a JSON document in the
 BentoML home naming the champion (model and Bento tags, metrics, lineage), the
-challenger being packaged, and the champions before it, plus an append-only
+challenger (the candidate the last `package` stored: model and built Bento,
+waiting for `mlops promote`), and the champions before it, plus an append-only
 event log. The document is replaced atomically (temp file, fsync, rename), and
 promotion writes it only after the Bento exists, so a process killed at any
 point leaves the previous champion in place and servable.
@@ -26,6 +27,8 @@ EMPTY: dict[str, Any] = {"champion": None, "challenger": None, "history": []}
 
 # A stored model's monitoring reference (its scored validation rows), beside its weights.
 REFERENCE_FILE = "monitoring_reference.parquet"
+# `mlops promote`'s decision in a project (promotion is a step after the pipeline, not a dvc.yaml stage).
+PROMOTION_RECORD = "reports/promotion.json"
 
 
 def bentoml_home() -> Path:
@@ -74,6 +77,35 @@ def register_model(name: str, model_dir: Path, metadata: dict[str, Any]) -> str:
     write_json({**registry, "challenger": {"model": tag, "registered_at": now()}}, registry_path())
     log_event("registered", model=tag)
     return tag
+
+
+def set_candidate(entry: dict[str, Any]) -> None:
+    """Record a stored model and its built Bento as the challenger; the champion does not change."""
+    registry = read_registry()
+    write_json({**registry, "challenger": {**entry, "registered_at": now()}}, registry_path())
+    log_event("candidate", model=entry["model"], bento=entry.get("bento"))
+
+
+def find_stored(name: str, digest: str, build: str) -> dict[str, Any] | None:
+    """A model already stored with these weights, and its Bento if one was built from the same sources.
+
+    A run that re-runs `package` on a model it has seen (params restored after
+    an Airflow run, a reverted experiment) reuses them instead of storing a copy.
+    """
+    import bentoml
+
+    try:
+        models = [m for m in bentoml.models.list(name) if m.info.metadata.get("digest") == digest]
+    except bentoml.exceptions.NotFound:  # nothing stored under this name yet
+        return None
+    if not models:
+        return None
+    model = str(max(models, key=lambda m: m.info.creation_time).tag)
+    registry = read_registry()
+    known = [e for e in [registry["champion"], registry["challenger"], *registry["history"]] if e]
+    bento = next((e["bento"] for e in known if e.get("model") == model and e.get("build") == build
+                  and bento_exists(e.get("bento"))), None)
+    return {"model": model, "bento": bento}
 
 
 def model_path(tag: str) -> Path:
@@ -125,6 +157,21 @@ def rollback() -> dict[str, Any]:
     log_event("rolled_back", model=restored["model"], bento=restored["bento"],
               retired=retired["model"] if retired else None)
     return restored
+
+
+def retired_by_rollback(model: str) -> bool:
+    """Whether the last promotion or rollback that concerned `model` rolled it back (the event log says)."""
+    path = bentoml_home() / "registry-events.jsonl"
+    if not path.is_file():
+        return False
+    retired = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        event = json.loads(line)
+        if event.get("event") == "promoted" and event.get("model") == model:
+            retired = False
+        elif event.get("event") == "rolled_back" and event.get("retired") == model:
+            retired = True
+    return retired
 
 
 def list_models(name: str) -> list[dict[str, Any]]:

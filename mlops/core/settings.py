@@ -107,7 +107,8 @@ class GateSettings(Strict):
     min_accuracy: float = Field(ge=0, le=1)
     min_macro_f1: float = Field(ge=0, le=1)
     min_class_recall: float = Field(ge=0, le=1)
-    max_latency_p95_ms: float = Field(gt=0)
+    max_latency_p95_ms: float | None = Field(default=None, gt=0)  # absolute, opt-in: it moves with the load
+    max_latency_ratio: float = Field(default=1.5, gt=0)  # candidate p95 / champion p95, measured side by side
     max_model_mb: float = Field(gt=0)
     min_behaviour_pass_rate: float = Field(ge=0, le=1)
     max_int8_accuracy_drop_points: float = Field(default=1.0, ge=0)
@@ -140,6 +141,8 @@ class ServeSettings(Strict):
     model_calls: int | Literal["auto"] = "auto"
     precision: Literal["fp32", "int8"]
     traffic: TrafficSettings = TrafficSettings()
+    follow_registry: bool = True   # a served champion swaps to the registry's new champion without a restart
+    registry_poll_s: float = Field(default=2.0, gt=0)
 
     @field_validator("model_calls")
     @classmethod
@@ -159,6 +162,12 @@ class ServeSettings(Strict):
         if isinstance(self.model_calls, int):
             return self.model_calls
         return max(1, (os.cpu_count() or 1) // self.threads)
+
+
+class PromoteSettings(Strict):
+    agreement_rows: int = Field(default=64, ge=1)
+    latency_samples: int = Field(default=30, ge=5)
+    ready_timeout_s: float = Field(default=180, gt=0)
 
 
 class MonitorSettings(Strict):
@@ -190,6 +199,7 @@ class Settings(Strict):
     evaluate: EvaluateSettings
     gate: GateSettings
     serve: ServeSettings
+    promote: PromoteSettings = PromoteSettings()
     monitor: MonitorSettings
 
 

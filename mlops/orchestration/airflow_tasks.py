@@ -184,6 +184,32 @@ def record(project: str, run_id: str, **_: Any) -> None:
             raise AirflowException(f"dvc push failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}")
 
 
+def restore(project: str, **_: Any) -> None:
+    """The run's very last task, whatever happened before: params.yaml back to its bytes before the run."""
+    from mlops.orchestration.runs import restore_params
+
+    if not restore_params(Path(project)):
+        print("restore_params: this run changed no parameters; params.yaml untouched", flush=True)
+
+
+class PromoteOperator(CommandOperator):
+    """`mlops promote` after the gate's branch and `package`: the candidate's Bento is started, checked, promoted.
+
+    A candidate that fails infra validation fails this task at once (exit 2, no
+    retries): the decision in reports/promotion.json names the check, and the
+    champion is unchanged.
+    """
+
+    ui_color = "#3fa34d"
+
+    def execute(self, context: Any) -> None:
+        code, output = self.run_command(["mlops", "promote"])
+        if code == USER_ERROR_EXIT:
+            raise AirflowFailException(f"mlops promote refused the candidate (exit 2):\n{output}")
+        if code != 0:
+            raise AirflowException(f"mlops promote failed (exit {code}):\n{output}")
+
+
 def on_failure(context: Any) -> None:
     """Task failure callback: a one-paragraph summary in the log and in reports/runs/<run id>/failure.md."""
     from mlops.orchestration.runs import failure_summary

@@ -3,11 +3,16 @@
 A run is triggered with a few Airflow Params (the knobs users change most,
 each mapped to a dotted params.yaml key below). Airflow validates them
 against their JSON schema when the run is triggered; the run's first task,
-`configure`, merges the ones that were given into params.yaml (as `dvc exp
-run -S key=value` does) after the whole merged file passed the strict
-settings, so a bad combination fails there, naming the key. The stages then
-run as they always do, reading params.yaml, and DVC re-runs exactly the
-stages whose parameters changed.
+`configure`, keeps params.yaml's exact bytes aside, then merges the ones that
+were given into it after the whole merged file passed the strict settings,
+so a bad combination fails there, naming the key. The stages then run as
+they always do, reading params.yaml, and DVC re-runs exactly the stages whose
+parameters changed. The run's last task, `restore_params` (which runs whatever
+happened before it), puts the kept bytes back: a trigger's parameters apply to
+that run only, never to the next one or to a drift-triggered run. The run's
+record keeps the parameters it ran with. A run whose worker died before
+restoring leaves the kept copy behind; the next run's `configure` restores it
+before anything else.
 
 Runs never overlap (the DAG allows one active run; the others queue), and
 each run leaves its own record under reports/runs/<run id>/: the overrides,
@@ -64,6 +69,7 @@ TRIGGER_PARAMS: dict[str, tuple[str, dict[str, Any], str]] = {
 }
 
 RUNS_DIR = Path("reports/runs")
+PARAMS_KEPT = RUNS_DIR / "params.before-run.yaml"  # params.yaml's bytes while a run's overrides are applied
 MONITORING_RUNS_DIR = Path("reports/monitoring-runs")  # one folder per run of the monitoring DAG
 TRIGGER_FILE = "trigger.json"  # in an asset-triggered run's record: the drift report(s) that started it
 STATUSES = ("drift", "no_drift", "insufficient_data")  # of `mlops monitor`'s summary.json
@@ -75,9 +81,10 @@ RECORDED = (("train", "metrics", ""), ("evaluate", "metrics", ""), ("gate", "out
 def recorded_files(project: Path) -> list[str]:
     """The project-relative paths of the files in RECORDED, as dvc.yaml declares them."""
     from mlops.core.pipeline import stage_path
+    from mlops.core.registry import PROMOTION_RECORD
 
-    return [str(stage_path(project, stage, option) / inside) if inside else str(stage_path(project, stage, option))
-            for stage, option, inside in RECORDED]
+    return [*(str(stage_path(project, stage, option) / inside) if inside else str(stage_path(project, stage, option))
+              for stage, option, inside in RECORDED), PROMOTION_RECORD]
 
 
 def safe_name(run_id: str) -> str:
@@ -119,7 +126,9 @@ def configure(project: Path, run_id: str, values: dict[str, Any], conf_keys: lis
     project = Path(project)
     overrides = overrides_of(values, conf_keys)
     params_file = project / "params.yaml"
+    restore_params(project)  # a run that died before its last task left its overrides in place
     if overrides:
+        keep_params(project)
         text = apply_overrides(overrides, params_file, origin=f"run {run_id}")
     else:
         from mlops.core.settings import load_settings
@@ -135,6 +144,31 @@ def configure(project: Path, run_id: str, values: dict[str, Any], conf_keys: lis
     shown = ", ".join(f"{key}={value!r}" for key, value in overrides.items()) or "none (params.yaml as it is)"
     print(f"configure: run {run_id}: overrides {shown}; validated; record in {folder.relative_to(project)}")
     return overrides
+
+
+def keep_params(project: Path) -> Path:
+    """Keep params.yaml's exact bytes aside until `restore_params` puts them back."""
+    from mlops.core.io import atomic_path
+
+    kept = Path(project) / PARAMS_KEPT
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(kept) as tmp:
+        tmp.write_bytes((Path(project) / "params.yaml").read_bytes())
+    return kept
+
+
+def restore_params(project: Path) -> bool:
+    """Put back the params.yaml kept by `keep_params` (byte for byte) and drop the copy; False if none was kept."""
+    from mlops.core.io import atomic_path
+
+    kept = Path(project) / PARAMS_KEPT
+    if not kept.is_file():
+        return False
+    with atomic_path(Path(project) / "params.yaml") as tmp:
+        tmp.write_bytes(kept.read_bytes())
+    kept.unlink()
+    print(f"params.yaml restored to what it was before the run's overrides (from {PARAMS_KEPT})", flush=True)
+    return True
 
 
 def drift_status(summary: dict[str, Any]) -> str:
@@ -184,7 +218,7 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     files = recorded_files(project)
-    decision_file, package_file = files[2], files[3]
+    decision_file, package_file, promotion_file = files[2], files[3], files[-1]
     for name in files:
         source = project / name
         if source.is_file():
@@ -194,7 +228,9 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
     if results.get(decision_file, {}).get("accepted") is False:
         # the gate_decision branch skipped packaging: a package.json left by an earlier run is not this run's
         results[package_file] = {"status": "skipped", "reason": "the gate rejected the model"}
+        results[promotion_file] = {"promoted": False, "reason": "the gate rejected the model"}
         (folder / package_file.replace("/", "__")).unlink(missing_ok=True)
+        (folder / promotion_file.replace("/", "__")).unlink(missing_ok=True)
     params_file = folder / "params.yaml"
     summary = {
         "run_id": run_id,

@@ -22,7 +22,9 @@ many at a time as there are model-call threads. Limits (texts per request, chara
 text, body size), precision and the traffic log come from params.yaml, which
 the Bento carries (`MLOPS_PARAMS` names another file); an API key, when its
 environment variable is set, is required on every endpoint but health,
-metrics and docs.
+metrics and docs. The model sits in a swappable slot (mlops/serving/swap.py):
+a served champion follows the registry's promotions and rollbacks without a
+restart; `self.slot.active` is the (version, model) answering new requests.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator  # noqa: E402
 from mlops.adapters.bentoml_batching import NonBlockSema, make_dispatcher  # noqa: E402
 from mlops.core.settings import load_settings  # noqa: E402
 from mlops.serving.guard import RequestGuard  # noqa: E402
+from mlops.serving.swap import Active, ModelSlot, Pinned, group_by_model  # noqa: E402
 from mlops.serving.traffic import TrafficLog  # noqa: E402
 
 SETTINGS = load_settings(os.environ.get("MLOPS_PARAMS", "params.yaml"))
@@ -60,6 +63,18 @@ def model_tag() -> str:
 
     current = champion()
     return current["model"] if current else f"{SERVE.name}:latest"
+
+
+def follow_registry(version: str, classifier: Any) -> ModelSlot:
+    """The served model in a swappable slot; a champion (no MLOPS_MODEL_TAG pinned) follows the registry."""
+    from mlops.core.registry import champion, model_path
+    from mlops.ml.model import Classifier
+
+    slot = ModelSlot(version, classifier, lambda tag: Classifier.load(model_path(tag), precision=SERVE.precision),
+                     lambda: (champion() or {}).get("model"), SERVE.registry_poll_s)
+    if SERVE.follow_registry and not os.environ.get("MLOPS_MODEL_TAG"):
+        slot.follow()
+    return slot
 
 
 Text = Annotated[str, Field(min_length=1, max_length=SERVE.max_text_chars)]
@@ -115,6 +130,7 @@ class TextClassifier:
         set_cpu_threads(SERVE.threads)
         self.classifier = Classifier.load(Path(self.model_ref.path), precision=SERVE.precision)
         self.version = str(self.model_ref.tag)
+        self.slot = follow_registry(self.version, self.classifier)  # hot swap: mlops/serving/swap.py
         self.traffic = TrafficLog(Path(os.environ.get("MLOPS_TRAFFIC_DIR", "logs/traffic")), SERVE.traffic)
         calls = SERVE.model_call_count()
         self.executor = ThreadPoolExecutor(max_workers=calls, thread_name_prefix="model")
@@ -128,30 +144,34 @@ class TextClassifier:
         except Exception:  # metrics off or a BentoML without them: batching works the same
             self.batch_sizes = None
 
-    def answer(self, texts: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    def answer(self, texts: list[str], active: Active | None = None) -> tuple[list[dict[str, Any]], list[str]]:
         """Per text: label, score, all probabilities, model version; and its embedding for the traffic log."""
         from mlops.ml.model import encode_embedding
 
-        proba, embeddings = self.classifier.predict(texts, batch_size=SERVE.micro_batch)
-        labels = self.classifier.labels
+        version, classifier = active or self.slot.active
+        proba, embeddings = classifier.predict(texts, batch_size=SERVE.micro_batch)
+        labels = classifier.labels
         results = [{"label": labels[int(row.argmax())], "score": float(row.max()),
                     "probabilities": {label: float(p) for label, p in zip(labels, row, strict=True)},
-                    "model_version": self.version} for row in proba]
+                    "model_version": version} for row in proba]
         return results, [encode_embedding(vector) for vector in embeddings]
 
     async def infer(self, texts: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self.answer, texts)
+        active = getattr(texts, "active", None) or self.slot.active  # the model this request started on
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self.answer, texts, active)
 
     async def infer_merged(self, requests: Sequence[list[str]]) -> list[tuple[list[dict[str, Any]], list[str]]]:
-        """The texts of many concurrent requests in one model call, answers split back per request."""
-        merged = [text for texts in requests for text in texts]
+        """The texts of many concurrent requests in one model call (per model, across a swap), split back."""
         if self.batch_sizes is not None:
-            self.batch_sizes.observe(len(merged))
-        results, embeddings = await self.infer(merged)
-        out, start = [], 0
-        for texts in requests:
-            out.append((results[start:start + len(texts)], embeddings[start:start + len(texts)]))
-            start += len(texts)
+            self.batch_sizes.observe(sum(len(texts) for texts in requests))
+        out: list[Any] = [None] * len(requests)
+        for active, indexes in group_by_model(requests, self.slot.active):
+            merged = Pinned([text for i in indexes for text in requests[i]], active)
+            results, embeddings = await self.infer(merged)
+            start = 0
+            for i in indexes:
+                out[i] = (results[start:start + len(requests[i])], embeddings[start:start + len(requests[i])])
+                start += len(requests[i])
         return out
 
     async def infer_batched(self, texts: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -176,7 +196,7 @@ class TextClassifier:
     async def classify(self, text: str | None = None,
                        texts: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]:
         """Classify one text or a list: per text, the label, its score, all probabilities and the model version."""
-        batch = [text] if texts is None else texts
+        batch = Pinned([text] if texts is None else texts, self.slot.active)
         started = time.perf_counter()
         results, embeddings = await (self.infer_batched(batch) if SERVE.batching else self.infer(batch))
         if SERVE.traffic.enabled:

@@ -1,14 +1,15 @@
-"""Stage `package`: register an accepted model, build its Bento, make it champion.
+"""Stage `package`: store an accepted model and its built Bento as the candidate; never the champion.
 
 Only a model the gate accepted gets here; a rejected one is reported and goes
-no further. The model enters the BentoML store with its lineage and model card
-(it becomes the challenger), a Bento is built from bentofile.yaml around
-exactly that model, and only when both exist does the registry switch its
-champion to them, atomically: a failed build never leaves a champion that
-cannot be served. When the champion is already this model but what its Bento
-is built from changed (the service code, bentofile.yaml, the `serve:` params),
-a new Bento is built around the same model and promoted: a serving change
-reaches `make serve` without retraining.
+no further. The model enters the BentoML store with its lineage and model card,
+a Bento is built from bentofile.yaml around exactly that model, and the
+registry records the pair as its candidate. Making it champion is a separate,
+explicit step (`mlops promote`, mlops/serving/promotion.py) that first starts
+the Bento and checks it: a DVC stage that promoted would let `dvc exp run`
+replace the served model. When the champion is already this model but what
+its Bento is built from changed (the service code, bentofile.yaml, the
+`serve:` params), a new Bento is built around the same model and becomes the
+candidate, so a serving change reaches `make serve` without retraining.
 """
 
 from __future__ import annotations
@@ -77,10 +78,17 @@ def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metri
         if current.get("build") == build:
             return {"status": "unchanged", "model": current["model"], "bento": current["bento"]}
         bento_tag = build_bento(current["model"], bentofile)
-        registry.promote({**{k: v for k, v in current.items() if k != "promoted_at"}, "bento": bento_tag,
-                          "build": build})
-        return {"status": "rebuilt", "model": current["model"], "bento": bento_tag}
+        entry = {**{k: v for k, v in current.items() if k not in ("promoted_at", "promoted_by")},
+                 "bento": bento_tag, "build": build}
+        registry.set_candidate(entry)
+        return {"status": "candidate", "rebuilt": True, "reused": True, **entry}
     headline = {k: metrics[k] for k in ("accuracy", "macro_f1", "ece", "size_mb")}
+    stored = registry.find_stored(settings.serve.name, decision["candidate_digest"], build)
+    if stored is not None:  # seen before: the same weights are not stored twice
+        entry = {"model": stored["model"], "bento": stored["bento"] or build_bento(stored["model"], bentofile),
+                 "digest": decision["candidate_digest"], "metrics": headline, "build": build}
+        registry.set_candidate(entry)
+        return {"status": "candidate", "rebuilt": stored["bento"] is None, "reused": True, **entry}
     lineage = decision["lineage"]
     metadata = {  # BentoML metadata takes no None values: nested documents go in as JSON strings
         "digest": decision["candidate_digest"], "metrics": headline, "gate": decision["basis"],
@@ -99,9 +107,10 @@ def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metri
             write_table(scored[[c for c in REFERENCE_COLUMNS if c in scored.columns]], staged / registry.REFERENCE_FILE)
         model_tag = registry.register_model(settings.serve.name, staged, metadata)
     bento_tag = build_bento(model_tag, bentofile)
-    registry.promote({"model": model_tag, "bento": bento_tag, "digest": decision["candidate_digest"],
-                      "metrics": headline, "build": build})
-    return {"status": "promoted", "model": model_tag, "bento": bento_tag}
+    entry = {"model": model_tag, "bento": bento_tag, "digest": decision["candidate_digest"], "metrics": headline,
+             "build": build}
+    registry.set_candidate(entry)
+    return {"status": "candidate", "rebuilt": False, "reused": False, **entry}
 
 
 def run(settings: Settings, decision_path: Path, model_dir: Path, metrics_path: Path, bentofile: Path, card: Path,
@@ -112,18 +121,21 @@ def run(settings: Settings, decision_path: Path, model_dir: Path, metrics_path: 
     if result["status"] == "rejected":
         print(f"package: SKIPPED, the gate rejected the model: {'; '.join(result['reasons'])}")
     else:
-        print(f"package: {result['status']}: model {result['model']}, bento {result['bento']} -> {out}")
+        print(f"package: {result['status']}: model {result['model']}, bento {result['bento']} -> {out}"
+              + ("; `mlops promote` makes it champion after checking the running Bento"
+                 if result["status"] == "candidate" else ""))
     return result
 
 
-def promote_existing(model_tag: str, bentofile: Path) -> dict[str, Any]:
-    """`mlops registry promote TAG`: make a stored model champion, building its Bento if needed."""
+def candidate_of(model_tag: str, bentofile: Path, settings: Settings) -> dict[str, Any]:
+    """A stored model as a registry entry: its newest Bento built from the current sources, else a new build."""
     import bentoml
 
     path = registry.model_path(model_tag)
-    tag = str(bentoml.models.get(model_tag).tag)
-    metadata = bentoml.models.get(tag).info.metadata
-    bento = next((str(b.tag) for b in bentoml.bentos.list() if any(str(m.tag) == tag for m in b.info.all_models)),
-                 None) or build_bento(tag, bentofile)
-    return registry.promote({"model": tag, "bento": bento, "digest": registry.model_digest(path),
-                             "metrics": metadata.get("metrics", {}), "promoted_by": "hand"})
+    model = bentoml.models.get(model_tag)
+    tag = str(model.tag)
+    bentos = sorted((b for b in bentoml.bentos.list() if any(str(m.tag) == tag for m in b.info.all_models)),
+                    key=lambda b: b.info.creation_time, reverse=True)
+    bento = str(bentos[0].tag) if bentos else build_bento(tag, bentofile)
+    return {"model": tag, "bento": bento, "digest": registry.model_digest(path),
+            "metrics": model.info.metadata.get("metrics", {}), "build": build_digest(bentofile, settings)}

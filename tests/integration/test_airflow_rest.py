@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 
 def test_rest_triggered_runs_with_params_are_validated_and_isolated(tmp_path, repo_params, tiny_model_dir):
     project = copy_project(tmp_path / "project", tiny_params(repo_params, tiny_model_dir))
+    params_before = (project / "params.yaml").read_bytes()
     port = free_port()
     env = project_env(project) | {
         "AIRFLOW__API__PORT": str(port),
@@ -94,8 +95,12 @@ def test_rest_triggered_runs_with_params_are_validated_and_isolated(tmp_path, re
         assert record["results"]["metrics/train.json"]["epochs"] == epochs
         accepted = record["results"]["reports/gate/decision.json"]["accepted"]
         status = record["results"]["reports/package.json"]["status"]
-        assert status in ("promoted", "unchanged") if accepted else status == "skipped"  # the gate branch
+        assert status in ("candidate", "unchanged") if accepted else status == "skipped"  # the gate branch
+        if accepted:
+            assert record["results"]["reports/promotion.json"]["infra_validation"]["passed"] or \
+                "already the champion" in record["results"]["reports/promotion.json"]["reason"]
     assert json.loads((run_dir(project, first["dag_run_id"]) / "overrides.json").read_text()) == {
         "train.epochs": 1, "seed": 7, "gate.min_accuracy": 0.0, "gate.min_macro_f1": 0.0}
-    # The workspace holds the last run's outputs and params.
+    # The workspace holds the last run's outputs; params.yaml is as it was before the runs.
     assert json.loads((project / "metrics/train.json").read_text())["epochs"] == 2
+    assert (project / "params.yaml").read_bytes() == params_before

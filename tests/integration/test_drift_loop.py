@@ -81,6 +81,7 @@ def test_drift_starts_a_lifecycle_run_that_names_the_report(tmp_path, repo_param
     project = copy_project(tmp_path / "project", params)
     started = time.monotonic()
     run_cmd([str(BIN / "dvc"), "repro"], cwd=project, timeout=900)
+    run_cmd([str(BIN / "mlops"), "promote"], cwd=project, timeout=600)  # as `make run` does
     print(f"dvc repro on the tiny config: {time.monotonic() - started:.0f}s")
 
     version = json.loads((project / "reports/package.json").read_text())["model"]

@@ -42,7 +42,10 @@ def lifecycle(tmp_path_factory, tiny_model_dir):
     repo_params = yaml.safe_load((ROOT / "params.yaml").read_text())
     project = copy_project(tmp_path_factory.mktemp("lifecycle"), tiny_params(repo_params, tiny_model_dir))
     result = run_cmd([str(BIN / "dvc"), "repro"], cwd=project, timeout=900)
-    return project, result.stdout
+    assert not (project / ".bentoml/registry.json").is_file() or \
+        read_json(project / ".bentoml/registry.json")["champion"] is None  # the pipeline promotes nothing
+    promoted = run_cmd([str(BIN / "mlops"), "promote"], cwd=project, timeout=600)  # as `make run` does
+    return project, result.stdout + promoted.stdout
 
 
 def read_json(path: Path):
@@ -58,7 +61,12 @@ def test_repro_runs_every_stage_and_leaves_a_servable_champion(lifecycle):
     decision = read_json(project / "reports/gate/decision.json")
     assert decision["accepted"] and decision["basis"].startswith("first run")
     package = read_json(project / "reports/package.json")
-    assert package["status"] == "promoted"
+    assert package["status"] == "candidate"
+    promotion = read_json(project / "reports/promotion.json")
+    assert promotion["promoted"] and promotion["infra_validation"]["passed"], promotion
+    assert [c["check"] for c in promotion["infra_validation"]["checks"]] == [
+        "ready", "one_text", "list", "bad_request", "metrics", "agreement", "latency"]
+    print(f"infra validation: {promotion['infra_validation']['checks']}")
     registry = read_json(project / ".bentoml/registry.json")
     assert registry["champion"]["bento"] == package["bento"]
     name, version = package["bento"].split(":")
@@ -104,7 +112,9 @@ def test_serving_change_rebuilds_the_bento_around_the_same_model(lifecycle):
     output = run_cmd([str(BIN / "dvc"), "repro"], cwd=project).stdout
     assert [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")] == ["package"]
     after = read_json(project / "reports/package.json")
-    assert after["status"] == "rebuilt" and after["model"] == before["model"] and after["bento"] != before["bento"]
+    assert after["status"] == "candidate" and after["rebuilt"]
+    assert after["model"] == before["model"] and after["bento"] != before["bento"]
+    run_cmd([str(BIN / "mlops"), "promote"], cwd=project)
     champion = read_json(project / ".bentoml/registry.json")["champion"]
     assert (champion["model"], champion["bento"]) == (after["model"], after["bento"])
 
@@ -190,6 +200,7 @@ def test_rollback_then_make_serve_serves_the_previous_champion(lifecycle):
     params["gate"].update({"promote_if": "non_inferior", "max_regression": 1.0})
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run_cmd([str(BIN / "dvc"), "repro"], cwd=project)
+    run_cmd([str(BIN / "mlops"), "promote"], cwd=project)
     second = read_json(project / ".bentoml/registry.json")["champion"]
     assert second["model"] != first["model"], read_json(project / "reports/gate/decision.json")["reasons"]
     assert read_json(project / "reports/gate/decision.json")["comparison"]["champion"] == first["model"]
@@ -256,11 +267,14 @@ def test_airflow_dags_test_runs_the_lifecycle(tmp_path, repo_params, tiny_model_
     result = run_cmd([str(BIN / "airflow"), "dags", "test", "lifecycle"], cwd=project, env=env, timeout=900,
                      check=False)
     assert result.returncode == 0, (result.stdout[-5000:], result.stderr[-5000:])
-    assert read_json(project / "reports/package.json")["status"] == "promoted"
+    assert read_json(project / "reports/package.json")["status"] == "candidate"
+    assert read_json(project / "reports/promotion.json")["promoted"]  # the `promote` task after `package`
     assert read_json(project / "reports/monitoring/summary.json")["current_rows"] > 0
     champion = read_json(project / ".bentoml/registry.json")["champion"]["model"]
 
-    # A rejected model: the gate_decision branch skips packaging and says why.
+    # A rejected model: the gate_decision branch skips packaging and says why; the trigger's parameter
+    # applies to that run only: params.yaml is byte-identical afterwards.
+    params_before = (project / "params.yaml").read_bytes()
     result = run_cmd([str(BIN / "airflow"), "dags", "test", "lifecycle", "-c", '{"min_accuracy": 0.999}'],
                      cwd=project, env=env, timeout=900, check=False)
     assert result.returncode == 0, (result.stdout[-5000:], result.stderr[-5000:])
@@ -270,3 +284,5 @@ def test_airflow_dags_test_runs_the_lifecycle(tmp_path, repo_params, tiny_model_
     assert last["overrides"] == {"gate.min_accuracy": 0.999}
     assert last["results"]["reports/package.json"]["status"] == "skipped"
     assert read_json(project / ".bentoml/registry.json")["champion"]["model"] == champion  # nothing deployed
+    assert last["params"]["gate"]["min_accuracy"] == 0.999  # the record keeps the parameters the run used
+    assert (project / "params.yaml").read_bytes() == params_before

@@ -196,3 +196,27 @@ def test_killed_stage_takes_its_process_group_with_it(tmp_path):
     while running(child):  # the stage's own children are gone too
         assert time.monotonic() < deadline, f"stage child {child} survived the kill"
         time.sleep(0.2)
+
+
+def test_a_runs_overrides_apply_to_that_run_only(project):
+    """configure keeps params.yaml's bytes, restore puts them back; a run that died is restored by the next one."""
+    from mlops.orchestration.runs import restore_params
+
+    params = project / "params.yaml"
+    before = params.read_bytes()
+    configure(project, "run-1", {"epochs": 1, "seed": 7}, conf_keys=["epochs", "seed"])
+    assert yaml.safe_load(params.read_text())["train"]["epochs"] == 1  # the stages see the run's value
+    record(project, "run-1")
+    assert yaml.safe_load((run_dir(project, "run-1") / "params.yaml").read_text())["seed"] == 7  # the record keeps it
+    assert restore_params(project) and params.read_bytes() == before
+    assert not restore_params(project)  # nothing kept: nothing to do
+
+    configure(project, "run-2", {"epochs": 3}, conf_keys=["epochs"])  # ... and its worker dies before restoring
+    configure(project, "run-3", {"seed": 9}, conf_keys=["seed"])  # the next run starts from the original file
+    assert yaml.safe_load(params.read_text())["train"]["epochs"] != 3
+    restore_params(project)
+    assert params.read_bytes() == before
+    with pytest.raises(MlopsError, match=r"gate\.min_accuracy"):
+        configure(project, "bad", {"min_accuracy": 2})
+    restore_params(project)
+    assert params.read_bytes() == before

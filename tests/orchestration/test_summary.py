@@ -31,6 +31,7 @@ def finished_lifecycle(project):
     put(project, "reports/package.json", {"status": "promoted", "model": "text-classifier:m1",
                                          "bento": "text-classifier:abc123"})
     put(project, "reports/monitoring/summary.json", {"status": "no_drift", "current": "data/test.parquet"})
+    put(project, "reports/promotion.json", {"promoted": True, "reason": "every infra-validation check passed"})
 
 
 def test_summary_of_a_finished_lifecycle(project, capsys):
@@ -40,9 +41,11 @@ def test_summary_of_a_finished_lifecycle(project, capsys):
     assert out[:2] == ["", "Lifecycle finished."]
     assert out[2].startswith("  test metrics    accuracy 0.9132, macro-F1 0.9021  (metrics/evaluate.json")
     assert out[3].startswith("  gate            accepted: accuracy 0.91 >= 0.8; macro-F1 0.90 >= 0.75  (")
-    assert out[4] == "  package         promoted: bento text-classifier:abc123  (make serve)"
-    assert out[5].startswith("  monitoring      no drift: data/test.parquet  (reports/monitoring/report.html")
-    assert out[6] == "  validation      reports/validation/report.html"
+    assert out[4] == "  package         promoted: bento text-classifier:abc123"
+    assert out[5] == ("  promotion       promoted: every infra-validation check passed  "
+                      "(reports/promotion.json; make serve)")
+    assert out[6].startswith("  monitoring      no drift: data/test.parquet  (reports/monitoring/report.html")
+    assert out[7] == "  validation      reports/validation/report.html"
 
 
 def test_rejected_candidate_says_why(project, capsys):
@@ -53,8 +56,8 @@ def test_rejected_candidate_says_why(project, capsys):
     summary.main()
     out = lines(capsys)
     assert out[3].startswith("  gate            rejected: accuracy 0.41 < 0.8  (")
-    assert out[4] == "  package         rejected: bento -  (make serve)"
-    assert out[5].startswith("  monitoring      insufficient data: logs/traffic  (")
+    assert out[4] == "  package         rejected: bento -"
+    assert out[6].startswith("  monitoring      insufficient data: logs/traffic  (")
 
 
 def test_missing_files_print_placeholders_not_a_traceback(project, capsys):
@@ -62,8 +65,9 @@ def test_missing_files_print_placeholders_not_a_traceback(project, capsys):
     out = lines(capsys)
     assert out[2].startswith("  test metrics    accuracy None, macro-F1 None  (")
     assert out[3].startswith("  gate            not run:   (")  # no decision is not a rejection
-    assert out[4] == "  package         None: bento -  (make serve)"
-    assert out[5].startswith("  monitoring      ?: None  (")
+    assert out[4] == "  package         None: bento -"
+    assert out[5].startswith("  promotion       not promoted: -  (")
+    assert out[6].startswith("  monitoring      ?: None  (")
 
 
 def test_read_of_a_missing_file_is_empty(project):

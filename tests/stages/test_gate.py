@@ -135,3 +135,56 @@ def test_run_writes_decision_and_model_card(trained, tmp_path, bentoml_home):
         assert section in card
     assert gate.file_md5(root / "split" / "train.parquet") in card
     assert decision["lineage"]["params"]["train"]["epochs"] == settings.train.epochs
+
+
+def cpu_hogs(count: int) -> list:
+    """`count` busy-looping processes, one per core: the other job on the machine."""
+    import subprocess
+    import sys
+
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def test_latency_verdict_is_the_same_with_a_cpu_hog_beside_it(trained, metrics, tmp_path, monkeypatch,
+                                                              bentoml_home):
+    """The latency check compares candidate and champion measured side by side, so a busy machine slows both."""
+    import os
+
+    from mlops.ml.model import Classifier
+    from mlops.stages.evaluate import measure_latency
+
+    settings, root, _ = trained
+    twin = tmp_path / "twin"
+    shutil.copytree(root / "model", twin)  # same architecture: as fast as the champion
+    as_champion(monkeypatch, root / "model")
+    texts = __import__("pandas").read_parquet(root / "scored" / "test.parquet")["text"].head(50).tolist()
+    relaxed = lenient(settings, promote_if="non_inferior", max_regression=1.0, max_latency_p95_ms=None)
+    demanding = lenient(settings, promote_if="non_inferior", max_regression=1.0, max_latency_p95_ms=None,
+                        max_latency_ratio=0.5)  # the candidate would have to be twice as fast: it is not
+    relaxed = relaxed.model_copy(update={"evaluate": settings.evaluate.model_copy(update={"latency_samples": 60})})
+    demanding = demanding.model_copy(update={"evaluate": relaxed.evaluate})
+    classifier = Classifier.load(twin, device="cpu")
+
+    def verdicts() -> dict:
+        out = {}
+        for name, config in (("relaxed", relaxed), ("demanding", demanding)):
+            decision = gate.decide(config, metrics, twin, root / "scored" / "test.parquet")
+            latency = decision["comparison"]["latency"]
+            out[name] = (decision["accepted"], latency)
+        out["absolute_p95_ms"] = measure_latency(classifier, texts, 60)["p95_ms"]
+        return out
+
+    quiet = verdicts()
+    hogs = cpu_hogs(os.cpu_count() or 2)
+    try:
+        busy = verdicts()
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    for name in ("relaxed", "demanding"):
+        print(f"{name}: quiet accepted={quiet[name][0]} {quiet[name][1]}; "
+              f"with {len(hogs)} CPU hogs accepted={busy[name][0]} {busy[name][1]}")
+    print(f"absolute single-text p95: quiet {quiet['absolute_p95_ms']} ms, busy {busy['absolute_p95_ms']} ms")
+    assert quiet["relaxed"][0] and busy["relaxed"][0]  # as fast as the champion: accepted, load or not
+    assert not quiet["demanding"][0] and not busy["demanding"][0]  # not twice as fast: rejected, load or not

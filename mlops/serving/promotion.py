@@ -1,0 +1,298 @@
+"""Promotion: the one step that changes the champion, and only for a Bento that was seen serving.
+
+The pipeline (DVC stages) builds and judges: `package` leaves a candidate, a
+stored model and its built Bento. `mlops promote` (after `dvc repro` in `make
+run`, after the gate's branch in the lifecycle DAG) and `mlops registry
+promote TAG` (by hand) both end here. As TFX's InfraValidator does, the
+candidate Bento is started as a real server on a free loopback port and
+queried before the registry points at it: one text, a list, a bad request
+(4xx), /readyz, /metrics, agreement with the offline model on scored test
+rows (every label for fp32; the gate's int8 allowance for int8), and its p95
+latency. The first check that fails stops the promotion; the decision
+(reports/promotion.json) names it, and the champion stays as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlops.core import registry
+from mlops.core.errors import MlopsError
+from mlops.core.io import read_json, read_table, write_json
+from mlops.core.settings import Settings
+
+
+class CheckFailed(Exception):
+    """One infra-validation check did not hold; its message says what was seen."""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http(method: str, url: str, body: Any = None, key: str | None = None, raw: bytes | None = None,
+         timeout: float = 60) -> tuple[int, str]:
+    """One request; status and text, 4xx/5xx included, no exception for an HTTP error."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+
+
+def start_server(bento: str, model_tag: str, settings: Settings, workdir: Path, key: str) -> tuple[Any, str]:
+    """`bentoml serve BENTO` pinned to `model_tag`, on a free loopback port, logging traffic to a scratch dir."""
+    import sys
+
+    port = free_port()
+    env = {**os.environ, "MLOPS_MODEL_TAG": model_tag, "MLOPS_TRAFFIC_DIR": str(workdir / "traffic"),
+           settings.serve.api_key_env: key, "BENTOML_DO_NOT_TRACK": "True"}
+    log = open(workdir / "server.log", "w")  # noqa: SIM115 - closed in stop_server
+    bentoml_bin = Path(sys.executable).parent / "bentoml"
+    # In our own process group: whoever stops `mlops promote` (a killed Airflow task) stops this server too.
+    process = subprocess.Popen([str(bentoml_bin), "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    process.log = log  # type: ignore[attr-defined]
+    return process, f"http://127.0.0.1:{port}"
+
+
+def stop_server(process: Any) -> None:
+    """SIGTERM to the server (BentoML's arbiter stops its workers), SIGKILL if it lingers."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        if process.poll() is not None:
+            break
+        try:
+            process.send_signal(sig)
+            process.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    process.log.close()
+
+
+def log_tail(workdir: Path, lines: int = 3) -> str:
+    text = (workdir / "server.log").read_text(errors="replace").strip().splitlines()
+    return " | ".join(line.strip() for line in text[-lines:]) or "no output"
+
+
+def wait_ready(process: Any, base: str, timeout: float, workdir: Path) -> float:
+    """Seconds until /readyz answered 200; CheckFailed if the server exits or the time runs out."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise CheckFailed(f"the server exited with status {process.returncode}: {log_tail(workdir)}")
+        try:
+            if http("GET", f"{base}/readyz", timeout=2)[0] == 200:
+                return round(time.monotonic() - started, 1)
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise CheckFailed(f"/readyz did not answer 200 within {timeout:.0f} s: {log_tail(workdir)}")
+
+
+def expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise CheckFailed(message)
+
+
+def check_one_text(base: str, key: str, text: str, labels: list[str], model_tag: str) -> str:
+    status, body = http("POST", f"{base}/classify", {"text": text}, key)
+    expect(status == 200, f"status {status}: {body[:200]}")
+    answer = json.loads(body)
+    expect(isinstance(answer, dict) and answer.get("label") in labels, f"not one labelled answer: {body[:200]}")
+    expect(answer.get("model_version") == model_tag,
+           f"answered by {answer.get('model_version')!r}, not the candidate {model_tag}")
+    return f"label {answer['label']} from {model_tag}"
+
+
+def check_list(base: str, key: str, texts: list[str], labels: list[str]) -> str:
+    status, body = http("POST", f"{base}/classify", {"texts": texts}, key)
+    expect(status == 200, f"status {status}: {body[:200]}")
+    answers = json.loads(body)
+    expect(isinstance(answers, list) and len(answers) == len(texts)
+           and all(a.get("label") in labels for a in answers), f"not {len(texts)} labelled answers: {body[:200]}")
+    return f"{len(answers)} answers"
+
+
+def check_bad_request(base: str, key: str) -> str:
+    status, body = http("POST", f"{base}/classify", raw=b'{"texts": []}', key=key)
+    expect(400 <= status < 500, f"an empty list got {status}, not a 4xx: {body[:200]}")
+    return f"an empty list got {status}"
+
+
+def check_metrics(base: str) -> str:
+    status, body = http("GET", f"{base}/metrics")
+    expect(status == 200 and "bentoml_service" in body, f"/metrics answered {status} without BentoML's metrics")
+    return f"{len(body.splitlines())} lines"
+
+
+def offline_labels(model_tag: str, texts: list[str]) -> list[str]:
+    """The stored model's own labels for `texts`, in this process, fp32: what the server must reproduce."""
+    from mlops.ml.model import Classifier
+
+    classifier = Classifier.load(registry.model_path(model_tag), device="cpu")
+    proba = classifier.predict_proba(texts)
+    return [classifier.labels[int(i)] for i in proba.argmax(axis=1)]
+
+
+def served_labels(base: str, key: str, texts: list[str], chunk: int) -> list[str]:
+    labels = []
+    for start in range(0, len(texts), chunk):
+        status, body = http("POST", f"{base}/classify", {"texts": texts[start:start + chunk]}, key)
+        expect(status == 200, f"status {status} on scored rows: {body[:200]}")
+        labels += [answer["label"] for answer in json.loads(body)]
+    return labels
+
+
+def check_agreement(base: str, key: str, texts: list[str], expected: list[str], required: float,
+                    chunk: int) -> tuple[str, float]:
+    served = served_labels(base, key, texts, chunk)
+    share = float(np.mean([a == b for a, b in zip(served, expected, strict=True)]))
+    expect(share >= required, f"served labels agree with the offline model on {share:.1%} of {len(texts)} rows, "
+                              f"below {required:.1%}")
+    return f"{share:.1%} of {len(texts)} rows", share
+
+
+def measure_p95(base: str, key: str, texts: list[str], samples: int) -> float:
+    """Single-text request latency through the server, sequential, after a warm-up."""
+    timings = []
+    for i in range(samples + 3):
+        started = time.perf_counter()
+        status, body = http("POST", f"{base}/classify", {"text": texts[i % len(texts)]}, key)
+        expect(status == 200, f"status {status}: {body[:200]}")
+        if i >= 3:
+            timings.append((time.perf_counter() - started) * 1000)
+    return round(float(np.percentile(timings, 95)), 2)
+
+
+def scored_texts(scored: Path | None, model_tag: str, rows: int) -> list[str]:
+    """Texts to check agreement on: the scored test split, else the reference stored with the model."""
+    from mlops.stages.package import REFERENCE
+
+    source = scored if scored is not None and scored.is_file() else registry.model_path(model_tag) / REFERENCE
+    if not source.is_file():
+        raise MlopsError(f"no scored rows to check the candidate on: neither {scored} nor {source} exists")
+    return read_table(source)["text"].astype(str).head(rows).tolist()
+
+
+def infra_validate(entry: dict[str, Any], settings: Settings, scored: Path | None) -> dict[str, Any]:
+    """Start the candidate's Bento and run every check; the first failure ends it. Returns the checks."""
+    promote = settings.promote
+    texts = scored_texts(scored, entry["model"], promote.agreement_rows)
+    labels_path = registry.model_path(entry["model"]) / "label_map.json"
+    labels = json.loads(labels_path.read_text())["labels"]
+    precision = settings.serve.precision
+    required = 1.0 if precision == "fp32" else 1 - settings.gate.max_int8_accuracy_drop_points / 100
+    key = secrets.token_urlsafe(16)
+    checks: list[dict[str, Any]] = []
+    p95 = None
+    with tempfile.TemporaryDirectory(prefix="infra-validation-") as scratch:
+        workdir = Path(scratch)
+        process, base = start_server(entry["bento"], entry["model"], settings, workdir, key)
+        steps = [
+            ("ready", lambda: f"/readyz 200 after {wait_ready(process, base, promote.ready_timeout_s, workdir)} s"),
+            ("one_text", lambda: check_one_text(base, key, texts[0], labels, entry["model"])),
+            ("list", lambda: check_list(base, key, texts[:8], labels)),
+            ("bad_request", lambda: check_bad_request(base, key)),
+            ("metrics", lambda: check_metrics(base)),
+            ("agreement", lambda: check_agreement(base, key, texts, offline_labels(entry["model"], texts),
+                                                  required, settings.serve.max_texts)[0]),
+            ("latency", lambda: f"p95 {measure_p95(base, key, texts, promote.latency_samples)} ms"),
+        ]
+        try:
+            for name, step in steps:
+                try:
+                    detail = step()
+                except CheckFailed as error:
+                    checks.append({"check": name, "passed": False, "detail": str(error)})
+                    break
+                except (OSError, ValueError, KeyError) as error:
+                    checks.append({"check": name, "passed": False, "detail": f"{type(error).__name__}: {error}"})
+                    break
+                checks.append({"check": name, "passed": True, "detail": detail})
+                if name == "latency":
+                    p95 = float(detail.split()[1])
+        finally:
+            stop_server(process)
+    failed = next((c for c in checks if not c["passed"]), None)
+    return {"passed": failed is None, "failed_check": failed["check"] if failed else None, "checks": checks,
+            "served_p95_ms": p95, "precision": precision, "agreement_required": required, "rows": len(texts)}
+
+
+def promote_entry(entry: dict[str, Any], settings: Settings, scored: Path | None, out: Path,
+                  by: str) -> dict[str, Any]:
+    """Infra-validate `entry` (model and Bento) and promote it if every check passed; write the decision."""
+    current = registry.champion()
+    if current and (current["model"], current["bento"]) == (entry["model"], entry["bento"]):
+        result = {"promoted": False, "reason": f"{entry['model']} (bento {entry['bento']}) is already the champion",
+                  "candidate": entry, "champion": current["model"]}
+        write_json(result, out)
+        print(f"promote: nothing to do: {result['reason']}")
+        return result
+    validation = infra_validate(entry, settings, scored)
+    result = {"candidate": entry, "champion_before": current["model"] if current else None,
+              "infra_validation": validation, "promoted_by": by, "decided_at": registry.now()}
+    if not validation["passed"]:
+        failed = validation["checks"][-1]
+        result.update(promoted=False, reason=f"infra validation failed at `{failed['check']}`: {failed['detail']}")
+        write_json(result, out)
+        registry.log_event("promotion_refused", model=entry["model"], bento=entry["bento"],
+                           failed_check=failed["check"])
+        raise MlopsError(f"{entry['model']} NOT promoted: {result['reason']} (decision in {out}); the champion "
+                         f"is still {current['model'] if current else 'none'}")
+    promoted = registry.promote({**entry, "promoted_by": by, "served_p95_ms": validation["served_p95_ms"]})
+    result.update(promoted=True, reason="every infra-validation check passed", champion=promoted["model"])
+    write_json(result, out)
+    summary = ", ".join(f"{c['check']} ok" for c in validation["checks"])
+    print(f"promote: {entry['model']} (bento {entry['bento']}) is the champion; {summary}; "
+          f"served p95 {validation['served_p95_ms']} ms -> {out}")
+    return result
+
+
+def promote_candidate(settings: Settings, package_path: Path, scored: Path | None, out: Path) -> dict[str, Any]:
+    """`mlops promote`: promote the candidate the gate accepted and `package` built, if it serves."""
+    if not package_path.is_file():
+        raise MlopsError(f"no package result at {package_path}: run the pipeline (dvc repro) first")
+    package = read_json(package_path)
+    if package["status"] not in ("candidate", "unchanged"):
+        result = {"promoted": False, "reason": f"the gate rejected the model: {'; '.join(package['reasons'])}"}
+        write_json(result, out)
+        print(f"promote: nothing promoted: {result['reason']}")
+        return result
+    entry = {k: package[k] for k in ("model", "bento") if k in package}
+    entry.update({k: package[k] for k in ("digest", "metrics", "build") if k in package})
+    if registry.retired_by_rollback(entry["model"]):  # `make run` after a rollback must not undo it
+        result = {"promoted": False, "candidate": entry,
+                  "reason": f"{entry['model']} was rolled back; `mlops registry promote {entry['model']}` "
+                            "deploys it again on purpose"}
+        write_json(result, out)
+        print(f"promote: nothing promoted: {result['reason']}")
+        return result
+    return promote_entry(entry, settings, scored, out, by="pipeline")
+
+
+def promote_by_hand(settings: Settings, model_tag: str, bentofile: Path, scored: Path | None,
+                    out: Path) -> dict[str, Any]:
+    """`mlops registry promote TAG`: any stored model, through the same checks."""
+    from mlops.stages.package import candidate_of
+
+    return promote_entry(candidate_of(model_tag, bentofile, settings), settings, scored, out, by="hand")

@@ -181,6 +181,10 @@ class MonitorSettings(Strict):
         return self
 
 
+class FeedbackSettings(Strict):
+    max_items: int = Field(default=256, ge=1)
+
+
 class Settings(Strict):
     seed: int
     data: DataSettings
@@ -191,6 +195,7 @@ class Settings(Strict):
     gate: GateSettings
     serve: ServeSettings
     monitor: MonitorSettings
+    feedback: FeedbackSettings = FeedbackSettings()
 
 
 def format_validation_error(error: ValidationError, origin: str) -> str:

@@ -249,6 +249,56 @@ def registry_rollback() -> None:
     click.echo(f"registry: rolled back; champion is now {entry['model']} (bento {entry['bento']})")
 
 
+@cli.group()
+def feedback() -> None:
+    """Labels from production and from labelling tools: batches of new data, the labelling queue."""
+
+
+@feedback.command("import")
+@click.argument("file", type=PathArg)
+@click.pass_context
+def feedback_import(ctx: click.Context, file: Path) -> None:
+    """Add a labelled CSV or JSONL file (columns text, label; optional id) as a new data batch."""
+    from mlops.loop.batches import import_file
+
+    path, rows = import_file(settings_of(ctx), file)
+    click.echo(f"feedback: imported {rows} labelled texts from {file} -> {path}")
+
+
+@feedback.command("collect")
+@click.option("--log", "log_path", type=PathArg, default=None,
+              help="The feedback log (default: $MLOPS_FEEDBACK_DIR/feedback.jsonl, else logs/feedback/).")
+@click.pass_context
+def feedback_collect(ctx: click.Context, log_path: Path | None) -> None:
+    """Turn labels posted to /feedback that no batch holds yet into a new data batch."""
+    from mlops.loop.batches import collect_served
+    from mlops.serving.feedback import FEEDBACK_FILE, feedback_dir
+
+    log_path = log_path or feedback_dir() / FEEDBACK_FILE
+    path, rows, skipped = collect_served(settings_of(ctx), log_path)
+    note = f" ({skipped} without their text: hashed traffic log)" if skipped else ""
+    click.echo(f"feedback: {rows} new labels from {log_path}" + (f" -> {path}" if path else ": no new batch") + note)
+
+
+@feedback.command("queue")
+@click.option("--current", type=str, default=None,
+              help="Traffic log directory or file (default: $MLOPS_TRAFFIC_DIR, else logs/traffic).")
+@click.option("--out-dir", type=PathArg, default=None, help="Where to write the queue (default: feedback.queue_dir).")
+@click.pass_context
+def feedback_queue(ctx: click.Context, current: str | None, out_dir: Path | None) -> None:
+    """Write the labelling queue of the newest traffic window: least confident first, de-duplicated."""
+    from mlops.loop.queue import write_queue
+    from mlops.serving.feedback import traffic_dir
+    from mlops.serving.traffic import read_traffic
+
+    settings = settings_of(ctx)
+    window = read_traffic(Path(current) if current else traffic_dir(), settings.monitor.window_rows,
+                          settings.monitor.window_hours)
+    path, rows = write_queue(settings, window, out_dir)
+    click.echo(f"feedback: {rows} texts queued for labelling at {path} "
+               f"(and {path.with_name('queue.labelstudio.json')})")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="mlops", standalone_mode=False)

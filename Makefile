@@ -39,6 +39,7 @@ setup: $(BIN)/python  ## create .venv, install the locked dependencies, initiali
 	@echo "setup: done. Next: make run"
 
 run:  ## run the whole lifecycle with DVC (stages that are up to date are skipped)
+	mkdir -p data/feedback
 	$(BIN)/dvc repro
 	$(BIN)/dvc push -q
 	@$(BIN)/python -m mlops.orchestration.summary

@@ -128,13 +128,15 @@ def evaluate(ctx: click.Context, model: Path, split_dir: Path, scored_dir: Path,
 @click.option("--train", "train_path", type=PathArg, default=Path("data/split/train.parquet"), show_default=True)
 @click.option("--out", type=PathArg, default=Path("reports/gate/decision.json"), show_default=True)
 @click.option("--card", type=PathArg, default=Path("reports/gate/model_card.md"), show_default=True)
+@click.option("--scored-recent", type=PathArg, default=Path("data/scored/recent.parquet"), show_default=True,
+              help="The scored recent set (held-out feedback); judged with gate.promote_if when large enough.")
 @click.pass_context
 def gate(ctx: click.Context, metrics: Path, model: Path, scored_test: Path, train_path: Path, out: Path,
-         card: Path) -> None:
+         card: Path, scored_recent: Path) -> None:
     """Decide whether the candidate may replace the champion; write the reasons and a model card."""
     from mlops.stages import gate as stage
 
-    stage.run(settings_of(ctx), metrics, model, scored_test, train_path, out, card)
+    stage.run(settings_of(ctx), metrics, model, scored_test, train_path, out, card, scored_recent)
 
 
 @cli.command()

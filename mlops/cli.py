@@ -301,6 +301,49 @@ def feedback_queue(ctx: click.Context, current: str | None, out_dir: Path | None
                f"(and {path.with_name('queue.labelstudio.json')})")
 
 
+@cli.command("retrain-on-drift")
+@click.option("--summary", "summary_path", type=PathArg, default=None,
+              help="The monitoring summary that found the drift (default: take the drift as given).")
+@click.pass_context
+def retrain_on_drift(ctx: click.Context, summary_path: Path | None) -> None:
+    """A drift-triggered lifecycle run from the command line, as the Airflow asset event starts one.
+
+    Collects the labels posted to /feedback; with new labelled batches, runs `dvc repro` (retrain, gate, promote
+    if accepted); without, ends (exit 0) saying so, with the labelling queue's size and path.
+    """
+    import json
+    import subprocess
+    from datetime import UTC, datetime
+
+    from mlops.loop.retrain import prepare, write_loop_record
+    from mlops.orchestration import runs
+
+    if summary_path is not None:
+        status = json.loads(Path(summary_path).read_text(encoding="utf-8")).get("status") \
+            if Path(summary_path).is_file() else None
+        if status is None:
+            raise MlopsError(f"no monitoring summary at {summary_path}")
+        if status != "drift":
+            click.echo(f"retrain-on-drift: {summary_path} says {status}, not drift: nothing to do")
+            return
+    project = Path.cwd()
+    run_id = f"cli_drift__{datetime.now(UTC):%Y-%m-%dT%H:%M:%S}"
+    folder = runs.run_dir(project, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text(Path(ctx.obj).read_text(encoding="utf-8"), encoding="utf-8")
+    result = prepare(project, [str(summary_path)] if summary_path else [])
+    write_loop_record(folder, result)
+    click.echo(f"retrain-on-drift: {result['message']}")
+    if result["status"] == "retrain":
+        code = subprocess.run(["dvc", "repro"], cwd=project).returncode
+        if code != 0:
+            raise MlopsError(f"dvc repro failed (exit {code}); the run's record is in {folder}")
+    runs.record(project, run_id)
+    if result["status"] == "retrain":
+        from mlops.orchestration.summary import main as print_summary
+
+        print_summary()
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="mlops", standalone_mode=False)

@@ -45,13 +45,18 @@ def settings_of(ctx: click.Context) -> Settings:
 
 @cli.command()
 @click.option("--out", type=PathArg, default=Path("data/generated/corpus.csv"), show_default=True)
+@click.option("--variant", type=click.Choice(["original", "shifted"]), default="original", show_default=True,
+              help="shifted: the same classes in new products' vocabulary and new phrasing (drifted traffic).")
+@click.option("--rows", type=int, default=None, help="Rows to write (default: data.generated.rows).")
+@click.option("--seed", type=int, default=None, help="Seed (default: the params' seed).")
 @click.pass_context
-def generate(ctx: click.Context, out: Path) -> None:
-    """Write the offline default corpus (data.generated) as a CSV."""
+def generate(ctx: click.Context, out: Path, variant: str, rows: int | None, seed: int | None) -> None:
+    """Write the offline default corpus (data.generated) as a CSV, or its shifted variant."""
     from mlops.stages import generate as stage
 
     settings = settings_of(ctx)
-    stage.run(settings.data.generated.rows, settings.data.generated.classes, settings.seed, out)
+    stage.run(rows or settings.data.generated.rows, settings.data.generated.classes,
+              settings.seed if seed is None else seed, out, variant)
 
 
 @cli.command()

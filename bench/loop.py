@@ -113,6 +113,8 @@ def main() -> None:
     parser.add_argument("--traffic", type=int, default=1000, help="shifted texts sent to /classify")
     parser.add_argument("--heldout", type=int, default=None, help="held-out shifted texts (default 1000; AG 3600)")
     parser.add_argument("--oversample", type=int, default=None, help="feedback.oversample for the retrain")
+    parser.add_argument("--rows", type=int, default=None, help="data.generated.rows (a cheaper default corpus)")
+    parser.add_argument("--epochs", type=float, default=None, help="train.epochs (cheaper training)")
     parser.add_argument("--keep", action="store_true", help="keep the project copy")
     args = parser.parse_args()
     heldout_rows = args.heldout or (3600 if args.preset else 1000)
@@ -129,6 +131,10 @@ def main() -> None:
     current["gate"]["max_latency_p95_ms"] = 5000
     if args.oversample:
         current["feedback"]["oversample"] = args.oversample
+    if args.rows:
+        current["data"]["generated"]["rows"] = args.rows
+    if args.epochs:
+        current["train"]["epochs"] = args.epochs
     (project / "params.yaml").write_text(yaml.safe_dump(current, sort_keys=False))
     subprocess.run(["git", "-c", "user.email=b@e", "-c", "user.name=b", "commit", "-qam", "bench params"],
                    cwd=project, check=True)
@@ -203,6 +209,9 @@ def main() -> None:
         "heldout_shifted": scores["heldout_shifted"], "original_test": scores["original_test"],
         "loss_points_on_shift": round(100 * loss, 2),
         "share_of_loss_won_back": round(won_back, 3) if won_back is not None else None,
+        "params": {"generated_rows": current["data"]["generated"]["rows"], "epochs": current["train"]["epochs"],
+                   "oversample": current["feedback"]["oversample"],
+                   "recent_share": current["feedback"]["recent_share"]},
         "wall_seconds": times,
     }
     name = "loop" if not args.preset else f"loop-{args.preset.stem}"

@@ -187,8 +187,10 @@ def main() -> None:
     scores = {}
     for name, frame in (("heldout_shifted", heldout), ("original_test", test)):
         predictions = {}
-        for which, tag in (("old", old_tag), ("new", new_tag)):
-            classifier = Classifier.load(model_dir(project, tag))
+        # the new champion, or (if the gate rejected it) the retrained candidate, so the figures still say why
+        new_dir = model_dir(project, new_tag) if new_tag != old_tag else project / "models" / "candidate"
+        for which, directory in (("old", model_dir(project, old_tag)), ("new", new_dir)):
+            classifier = Classifier.load(directory)
             proba = classifier.predict_proba(frame["text"].tolist())
             predictions[which] = np.array(classifier.labels)[proba.argmax(axis=1)]
         scores[name] = accuracy_difference(frame["label"].to_numpy(), predictions["old"], predictions["new"])
@@ -205,7 +207,8 @@ def main() -> None:
         "retrain_message": [line for line in out.splitlines() if "retrain-on-drift:" in line],
         "gate": {"accepted": decision["accepted"], "reasons": decision["reasons"],
                  "recent": (decision.get("comparison") or {}).get("recent")},
-        "old_champion": old_tag, "new_champion": new_tag, "new_champion_serving": served_by,
+        "old_champion": old_tag, "new_champion": new_tag, "promoted": new_tag != old_tag,
+        "new_champion_serving": served_by,
         "heldout_shifted": scores["heldout_shifted"], "original_test": scores["original_test"],
         "loss_points_on_shift": round(100 * loss, 2),
         "share_of_loss_won_back": round(won_back, 3) if won_back is not None else None,

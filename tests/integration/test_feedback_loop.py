@@ -29,7 +29,7 @@ def test_drift_labels_retrain_and_a_run_without_labels(tmp_path, tiny_model_dir)
     project = copy_project(tmp_path / "project", params)
     env = project_env(project) | {"MLOPS_FEEDBACK_DIR": str(project / "logs" / "feedback"),
                                   "PYTHONPATH": str(project)}
-    run_cmd([str(BIN / "dvc"), "repro"], cwd=project, env=env)
+    run_cmd([str(BIN / "dvc"), "repro"], cwd=project, env=env, timeout=1800)  # minutes on a busy 2-core machine
     first = read_json(project / ".bentoml/registry.json")["champion"]
 
     shifted = generate_corpus(160, params["data"]["generated"]["classes"], seed=77, variant="shifted")
@@ -61,7 +61,7 @@ def test_drift_labels_retrain_and_a_run_without_labels(tmp_path, tiny_model_dir)
         stop(server)
 
     out = run_cmd([str(BIN / "mlops"), "retrain-on-drift", "--summary", "reports/live/summary.json"], cwd=project,
-                  env=env, timeout=1200).stdout
+                  env=env, timeout=1800).stdout
     assert "new labelled batch(es) since the champion's data" in out and "Lifecycle finished." in out, out
     batch = next((project / "data/feedback").glob("batch-*-served.csv")).name
     validation = read_json(project / "reports/validation/summary.json")

@@ -20,6 +20,7 @@ def read_json(path):
     return json.loads(path.read_text())
 
 
+@pytest.mark.timeout(3600)  # two lifecycles and a served phase: over 15 minutes on a busy 2-core machine
 def test_drift_labels_retrain_and_a_run_without_labels(tmp_path, tiny_model_dir):
     from mlops.stages.generate import generate_corpus
 

@@ -39,6 +39,7 @@ setup: $(BIN)/python  ## create .venv, install the locked dependencies, initiali
 	@echo "setup: done. Next: make run"
 
 run:  ## run the whole lifecycle with DVC (stages that are up to date are skipped), then promote what the gate accepted
+	mkdir -p data/feedback
 	$(BIN)/dvc repro
 	$(BIN)/mlops promote
 	$(BIN)/dvc push -q

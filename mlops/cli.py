@@ -47,13 +47,18 @@ def settings_of(ctx: click.Context) -> Settings:
 
 @cli.command()
 @click.option("--out", type=PathArg, default=declared("generate", "out"), show_default=DVC_YAML)
+@click.option("--variant", type=click.Choice(["original", "shifted"]), default="original", show_default=True,
+              help="shifted: the same classes in new products' vocabulary and new phrasing (drifted traffic).")
+@click.option("--rows", type=int, default=None, help="Rows to write (default: data.generated.rows).")
+@click.option("--seed", type=int, default=None, help="Seed (default: the params' seed).")
 @click.pass_context
-def generate(ctx: click.Context, out: Path) -> None:
-    """Write the offline default corpus (data.generated) as a CSV."""
+def generate(ctx: click.Context, out: Path, variant: str, rows: int | None, seed: int | None) -> None:
+    """Write the offline default corpus (data.generated) as a CSV, or its shifted variant."""
     from mlops.stages import generate as stage
 
     settings = settings_of(ctx)
-    stage.run(settings.data.generated.rows, settings.data.generated.classes, settings.seed, out)
+    stage.run(rows or settings.data.generated.rows, settings.data.generated.classes,
+              settings.seed if seed is None else seed, out, variant)
 
 
 @cli.command()
@@ -130,13 +135,15 @@ def evaluate(ctx: click.Context, model: Path, split_dir: Path, scored_dir: Path,
 @click.option("--train", "train_path", type=PathArg, default=declared("gate", "train"), show_default=DVC_YAML)
 @click.option("--out", type=PathArg, default=declared("gate", "out"), show_default=DVC_YAML)
 @click.option("--card", type=PathArg, default=declared("gate", "card"), show_default=DVC_YAML)
+@click.option("--scored-recent", type=PathArg, default=declared("gate", "scored-recent"), show_default=DVC_YAML,
+              help="The scored recent set (held-out feedback); judged with gate.promote_if when large enough.")
 @click.pass_context
 def gate(ctx: click.Context, metrics: Path, model: Path, scored_test: Path, train_path: Path, out: Path,
-         card: Path) -> None:
+         card: Path, scored_recent: Path) -> None:
     """Decide whether the candidate may replace the champion; write the reasons and a model card."""
     from mlops.stages import gate as stage
 
-    stage.run(settings_of(ctx), metrics, model, scored_test, train_path, out, card)
+    stage.run(settings_of(ctx), metrics, model, scored_test, train_path, out, card, scored_recent)
 
 
 @cli.command()
@@ -274,6 +281,99 @@ def registry_rollback() -> None:
     entry = store.rollback()
     click.echo(f"registry: rolled back; champion is now {entry['model']} (bento {entry['bento']})")
 
+
+@cli.group()
+def feedback() -> None:
+    """Labels from production and from labelling tools: batches of new data, the labelling queue."""
+
+
+@feedback.command("import")
+@click.argument("file", type=PathArg)
+@click.pass_context
+def feedback_import(ctx: click.Context, file: Path) -> None:
+    """Add a labelled CSV or JSONL file (columns text, label; optional id) as a new data batch."""
+    from mlops.loop.batches import import_file
+
+    path, rows = import_file(settings_of(ctx), file)
+    click.echo(f"feedback: imported {rows} labelled texts from {file} -> {path}")
+
+
+@feedback.command("collect")
+@click.option("--log", "log_path", type=PathArg, default=None,
+              help="The feedback log (default: $MLOPS_FEEDBACK_DIR/feedback.jsonl, else logs/feedback/).")
+@click.pass_context
+def feedback_collect(ctx: click.Context, log_path: Path | None) -> None:
+    """Turn labels posted to /feedback that no batch holds yet into a new data batch."""
+    from mlops.loop.batches import collect_served
+    from mlops.serving.feedback import FEEDBACK_FILE, feedback_dir
+
+    log_path = log_path or feedback_dir() / FEEDBACK_FILE
+    path, rows, skipped = collect_served(settings_of(ctx), log_path)
+    note = f" ({skipped} without their text: hashed traffic log)" if skipped else ""
+    click.echo(f"feedback: {rows} new labels from {log_path}" + (f" -> {path}" if path else ": no new batch") + note)
+
+
+@feedback.command("queue")
+@click.option("--current", type=str, default=None,
+              help="Traffic log directory or file (default: $MLOPS_TRAFFIC_DIR, else logs/traffic).")
+@click.option("--out-dir", type=PathArg, default=None, help="Where to write the queue (default: feedback.queue_dir).")
+@click.pass_context
+def feedback_queue(ctx: click.Context, current: str | None, out_dir: Path | None) -> None:
+    """Write the labelling queue of the newest traffic window: least confident first, de-duplicated."""
+    from mlops.loop.queue import write_queue
+    from mlops.serving.feedback import traffic_dir
+    from mlops.serving.traffic import read_traffic
+
+    settings = settings_of(ctx)
+    window = read_traffic(Path(current) if current else traffic_dir(), settings.monitor.window_rows,
+                          settings.monitor.window_hours)
+    path, rows = write_queue(settings, window, out_dir)
+    click.echo(f"feedback: {rows} texts queued for labelling at {path} "
+               f"(and {path.with_name('queue.labelstudio.json')})")
+
+
+@cli.command("retrain-on-drift")
+@click.option("--summary", "summary_path", type=PathArg, default=None,
+              help="The monitoring summary that found the drift (default: take the drift as given).")
+@click.pass_context
+def retrain_on_drift(ctx: click.Context, summary_path: Path | None) -> None:
+    """A drift-triggered lifecycle run from the command line, as the Airflow asset event starts one.
+
+    Collects the labels posted to /feedback; with new labelled batches, runs `dvc repro` (retrain, gate, promote
+    if accepted); without, ends (exit 0) saying so, with the labelling queue's size and path.
+    """
+    import json
+    import subprocess
+    from datetime import UTC, datetime
+
+    from mlops.loop.retrain import prepare, write_loop_record
+    from mlops.orchestration import runs
+
+    if summary_path is not None:
+        status = json.loads(Path(summary_path).read_text(encoding="utf-8")).get("status") \
+            if Path(summary_path).is_file() else None
+        if status is None:
+            raise MlopsError(f"no monitoring summary at {summary_path}")
+        if status != "drift":
+            click.echo(f"retrain-on-drift: {summary_path} says {status}, not drift: nothing to do")
+            return
+    project = Path.cwd()
+    run_id = f"cli_drift__{datetime.now(UTC):%Y-%m-%dT%H:%M:%S}"
+    folder = runs.run_dir(project, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text(Path(ctx.obj).read_text(encoding="utf-8"), encoding="utf-8")
+    result = prepare(project, [str(summary_path)] if summary_path else [])
+    write_loop_record(folder, result)
+    click.echo(f"retrain-on-drift: {result['message']}")
+    if result["status"] == "retrain":
+        code = subprocess.run(["dvc", "repro"], cwd=project).returncode
+        if code != 0:
+            raise MlopsError(f"dvc repro failed (exit {code}); the run's record is in {folder}")
+    runs.record(project, run_id)
+    if result["status"] == "retrain":
+        from mlops.orchestration.summary import main as print_summary
+
+        print_summary()
 
 def report_exit(code: int, error: str | None) -> None:
     """Tell a driver that asked (MLOPS_EXIT_FILE) how this command ended."""

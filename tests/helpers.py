@@ -92,6 +92,7 @@ def copy_project(dest: Path, params: dict[str, Any] | None = None) -> Path:
     if params is not None:
         (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (dest / "dvc.lock").unlink(missing_ok=True)
+    (dest / "data" / "feedback").mkdir(parents=True, exist_ok=True)  # the feedback batches ingest depends on
     git = ["git", "-c", "user.email=test@example.com", "-c", "user.name=test"]
     subprocess.run([*git, "init", "-q"], cwd=dest, check=True)
     subprocess.run([*git, "add", "-A"], cwd=dest, check=True)

@@ -190,6 +190,16 @@ class MonitorSettings(Strict):
         return self
 
 
+class FeedbackSettings(Strict):
+    max_items: int = Field(default=256, ge=1)
+    batches_dir: str = Field(default="data/feedback", min_length=1)
+    queue_dir: str = Field(default="reports/labelling", min_length=1)
+    queue_size: int = Field(default=500, ge=1)
+    recent_share: float = Field(default=0.5, gt=0, lt=1)
+    min_recent_rows: int = Field(default=100, ge=1)
+    oversample: int = Field(default=1, ge=1, le=100)
+
+
 class Settings(Strict):
     seed: int
     data: DataSettings
@@ -201,6 +211,7 @@ class Settings(Strict):
     serve: ServeSettings
     promote: PromoteSettings = PromoteSettings()
     monitor: MonitorSettings
+    feedback: FeedbackSettings = FeedbackSettings()
 
 
 def format_validation_error(error: ValidationError, origin: str) -> str:

@@ -152,7 +152,29 @@ def configure(project: str, params: dict[str, Any], dag_run: Any, run_id: str,
     events = asset_events(triggering_asset_events)
     if events:
         record_trigger(Path(project), run_id, events)
+        drift_run(project, run_id, events)
+    else:
+        from mlops.core.settings import load_settings
+
+        (Path(project) / load_settings(Path(project) / "params.yaml").feedback.batches_dir).mkdir(
+            parents=True, exist_ok=True)  # ingest depends on the feedback batches directory
     return overrides
+
+
+def drift_run(project: str, run_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """In a run started by drift: collect posted labels and say whether it retrains (mlops.loop.retrain).
+
+    Without new labels the stages still run, as DVC no-ops (nothing they read changed), and the record says
+    "drift, no new labels since the champion's data: N texts queued for labelling at <path>".
+    """
+    from mlops.loop.retrain import prepare, write_loop_record
+    from mlops.orchestration.runs import run_dir
+
+    summaries = [event["extra"]["summary"] for event in events if (event.get("extra") or {}).get("summary")]
+    result = prepare(Path(project), summaries)
+    write_loop_record(run_dir(Path(project), run_id), result)
+    print(f"configure: {result['message']}", flush=True)
+    return result
 
 
 def asset_events(triggering_asset_events: Any) -> list[dict[str, Any]]:

@@ -244,11 +244,20 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
     if trigger_file.is_file():  # an asset-triggered run: the drift report(s) that started it
         trigger = json.loads(trigger_file.read_text(encoding="utf-8"))
         summary["triggered_by"] = {"reports": trigger["reports"], "events": trigger["events"]}
+    loop_file = folder / "loop.json"
+    if loop_file.is_file():  # a drift-triggered run: did it find new labels (mlops.loop.retrain)?
+        summary["loop"] = json.loads(loop_file.read_text(encoding="utf-8"))
     write_text(folder / "run.json", json.dumps(summary, indent=2, default=str) + "\n")
     decision = results.get(decision_file, {})
     package = results.get(package_file, {})
     started_by = (f"; started by drift report(s) {', '.join(summary['triggered_by']['reports'])}"
                   if "triggered_by" in summary else "")
+    if summary.get("loop", {}).get("status") == "no_new_labels":  # nothing was retrained: no gate to report
+        print(f"record: run {run_id}: {summary['loop']['message']}; {folder.relative_to(project) / 'run.json'}"
+              f"{started_by}")
+        return summary
+    if "loop" in summary:
+        started_by += f"; {summary['loop']['message']}"
     print(f"record: run {run_id}: gate {'accepted' if decision.get('accepted') else 'rejected'}, "
           f"package {package.get('status')}; {folder.relative_to(project) / 'run.json'}{started_by}")
     return summary

@@ -47,12 +47,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator  # noqa: E402
 
 from mlops.adapters.bentoml_batching import NonBlockSema, make_dispatcher  # noqa: E402
 from mlops.core.settings import load_settings  # noqa: E402
+from mlops.serving.feedback import FeedbackEndpoint, FeedbackRoute  # noqa: E402
 from mlops.serving.guard import RequestGuard  # noqa: E402
 from mlops.serving.swap import Active, ModelSlot, Pinned, group_by_model  # noqa: E402
-from mlops.serving.traffic import TrafficLog  # noqa: E402
+from mlops.serving.traffic import TrafficLog, new_ids  # noqa: E402
 
 SETTINGS = load_settings(os.environ.get("MLOPS_PARAMS", "params.yaml"))
 SERVE = SETTINGS.serve
+FEEDBACK = FeedbackEndpoint(max_items=SETTINGS.feedback.max_items)  # POST /feedback (mlops/serving/feedback.py)
 
 
 def model_tag() -> str:
@@ -131,6 +133,7 @@ class TextClassifier:
         self.classifier = Classifier.load(Path(self.model_ref.path), precision=SERVE.precision)
         self.version = str(self.model_ref.tag)
         self.slot = follow_registry(self.version, self.classifier)  # hot swap: mlops/serving/swap.py
+        FEEDBACK.attach(lambda: self.slot.active[1].labels)  # the labels of the model serving now
         self.traffic = TrafficLog(Path(os.environ.get("MLOPS_TRAFFIC_DIR", "logs/traffic")), SERVE.traffic)
         calls = SERVE.model_call_count()
         self.executor = ThreadPoolExecutor(max_workers=calls, thread_name_prefix="model")
@@ -195,10 +198,12 @@ class TextClassifier:
     @bentoml.api(route="/classify", input_spec=ClassifyRequest)
     async def classify(self, text: str | None = None,
                        texts: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]:
-        """Classify one text or a list: per text, the label, its score, all probabilities and the model version."""
+        """Classify one text or a list: per text, its id, the label, its score, all probabilities, the model version."""
         batch = Pinned([text] if texts is None else texts, self.slot.active)
         started = time.perf_counter()
         results, embeddings = await (self.infer_batched(batch) if SERVE.batching else self.infer(batch))
+        for result, request_id in zip(results, new_ids(len(results)), strict=True):
+            result["id"] = request_id  # what POST /feedback names to label this text
         if SERVE.traffic.enabled:
             self.traffic.append(batch, results, (time.perf_counter() - started) * 1000, embeddings)
         return results[0] if texts is None else results
@@ -214,3 +219,4 @@ async def docs_page(scope: dict[str, Any], receive: Any, send: Any) -> None:
 TextClassifier.mount_asgi_app(docs_page, path="/docs")
 TextClassifier.add_asgi_middleware(RequestGuard, max_body_bytes=SERVE.max_body_kb * 1024,
                                    api_key_env=SERVE.api_key_env)
+TextClassifier.add_asgi_middleware(FeedbackRoute, endpoint=FEEDBACK)  # after the guard, which runs first

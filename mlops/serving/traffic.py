@@ -1,6 +1,7 @@
-"""The served-traffic log that monitoring reads.
+"""The served-traffic log that monitoring reads and feedback refers to.
 
-One JSON line per classified text: the text (or, with `serve.traffic.hash_texts`,
+One JSON line per classified text: its id (the one its answer carried, which
+`POST /feedback` names to label it), the text (or, with `serve.traffic.hash_texts`,
 a keyed HMAC-SHA256 of it plus its descriptors, so monitoring still works
 without ever storing the text), the prediction, its confidence, the model's
 sentence embedding (float16, base64), the model version, the request latency
@@ -17,6 +18,8 @@ import hmac
 import json
 import os
 import re
+import secrets
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +31,34 @@ from mlops.core.errors import MlopsError
 from mlops.core.settings import TrafficSettings
 
 PART = re.compile(r"^traffic-(\d{8})-(\d{4})\.jsonl$")
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+
+
+def new_ids(count: int) -> list[str]:
+    """`count` ULIDs: 48 bits of milliseconds, then 80 random bits, in Crockford base32 (26 characters).
+
+    Random bits from the OS make them unique across worker processes and
+    restarts with no coordination (two ids collide only if the same
+    millisecond draws the same 80 bits); the time prefix tells feedback which
+    day's traffic files hold an id, and sorts ids by when they were served.
+    """
+    millis = time.time_ns() // 1_000_000
+    ids = []
+    for _ in range(count):
+        value = (millis << 80) | secrets.randbits(80)
+        ids.append("".join(CROCKFORD[(value >> shift) & 31] for shift in range(125, -5, -5)))
+    return ids
+
+
+def id_time(request_id: str) -> datetime | None:
+    """When an id was made (UTC), or None for a string that is not one of our ids."""
+    if not ULID.match(request_id) or request_id[0] > "7":  # a 26-character ULID holds 130 bits; the top 2 are 0
+        return None
+    value = 0
+    for char in request_id:
+        value = value * 32 + CROCKFORD.index(char)
+    return datetime.fromtimestamp((value >> 80) / 1000, UTC)
 
 
 def list_parts(directory: Path) -> list[Path]:
@@ -71,7 +102,8 @@ class TrafficLog:
         lines = []
         for identity, result, embedding in zip(self.identify(texts), results, embeddings or [None] * len(texts),
                                                strict=True):
-            entry = {"timestamp": stamp, **identity, "prediction": result["label"],
+            served_id = {"id": result["id"]} if "id" in result else {}
+            entry = {"timestamp": stamp, **served_id, **identity, "prediction": result["label"],
                      "confidence": round(result["score"], 6), "model_version": result["model_version"],
                      "latency_ms": latency}
             if embedding is not None:

@@ -118,6 +118,34 @@ def measure_latency(classifier: Classifier, texts: list[str], samples: int) -> d
             "p95_ms": round(float(np.percentile(timings, 95)), 2), "samples": len(timings)}
 
 
+def accuracy_interval(scored: pd.DataFrame, z: float = 1.96) -> list[float]:
+    """The Wilson 95% interval of the accuracy: how far a set of this size pins it down."""
+    n = len(scored)
+    if n == 0:
+        return [0.0, 1.0]
+    p = float((scored["prediction"].astype(str) == scored["label"].astype(str)).mean())
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (
+        1 + z * z / n)
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+
+
+def score_recent(classifier: Classifier, split_path: Path, scored_path: Path) -> dict[str, Any] | None:
+    """Score the recent set (held-out feedback) when there is one; its metrics (None without it).
+
+    The scored file is always written (empty without a recent set), so that the gate's input exists.
+    """
+    frame = read_table(split_path) if Path(split_path).is_file() else pd.DataFrame(columns=["text", "label"])
+    if frame.empty:
+        write_table(frame.assign(prediction=pd.Series(dtype=str), confidence=pd.Series(dtype=float)), scored_path)
+        return None
+    scored = score(classifier, frame)
+    write_table(scored, scored_path)
+    quality = compute_metrics(scored, classifier.labels)
+    return {"rows": quality["rows"], "accuracy": quality["accuracy"], "accuracy_ci": accuracy_interval(scored),
+            "macro_f1": quality["macro_f1"],
+            "batches": sorted(frame["batch"].astype(str).unique()) if "batch" in frame else []}
+
+
 def model_size_mb(model_dir: Path) -> float:
     return round(sum(f.stat().st_size for f in Path(model_dir).rglob("*") if f.is_file()) / 2**20, 2)
 
@@ -162,6 +190,10 @@ def run(settings: Settings, model_dir: Path, split_dir: Path, scored_dir: Path, 
         write_table(scored, scored_dir / f"{name}.parquet")
     metrics = compute_metrics(scored, classifier.labels) | extended_metrics(classifier, scored, model_dir,
                                                                              settings.evaluate)
+    metrics["accuracy_ci"] = accuracy_interval(scored)
+    recent = score_recent(classifier, split_dir / "recent.parquet", scored_dir / "recent.parquet")
+    if recent is not None:
+        metrics["recent"] = recent
     if settings.serve.precision == "int8":
         metrics["int8"] = int8_metrics(model_dir, scored, metrics, settings.evaluate)
     write_json(metrics, metrics_path)
@@ -173,6 +205,11 @@ def run(settings: Settings, model_dir: Path, split_dir: Path, scored_dir: Path, 
           f"ECE {metrics['ece']}, latency p50/p95 {metrics['latency']['p50_ms']}/{metrics['latency']['p95_ms']} ms, "
           f"{metrics['size_mb']} MB, behaviour {metrics['behaviour']['pass_rate']:.0%} "
           f"of {metrics['behaviour']['cases']} cases -> {metrics_path}")
+    if "recent" in metrics:
+        recent = metrics["recent"]
+        print(f"evaluate: recent set (held-out feedback) accuracy {recent['accuracy']} (95% CI "
+              f"{recent['accuracy_ci'][0]}-{recent['accuracy_ci'][1]}), macro-F1 {recent['macro_f1']} on "
+              f"{recent['rows']} rows")
     if "int8" in metrics:
         print(f"evaluate: int8 accuracy {metrics['int8']['accuracy']} ({metrics['int8']['accuracy_drop_points']} "
               f"points below fp32), single-text p50 {metrics['int8']['speedup_p50']}x faster")

@@ -134,29 +134,57 @@ def latency_check(candidate_dir: Path, champion_dir: Path, texts: list[str],
                  "candidate p95 / champion p95, single texts, measured side by side <= threshold"), measured
 
 
-def compare_with_champion(champion_dir: Path, tag: str, scored_test: pd.DataFrame, labels: list[str],
-                          settings: Settings, candidate_dir: Path | None = None,
-                          ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    classifier = Classifier.load(champion_dir)
-    champion_scored = score(classifier, scored_test[["text", "label"]])
+def paired_comparison(classifier: Classifier, tag: str, scored: pd.DataFrame, labels: list[str],
+                      settings: Settings) -> dict[str, Any]:
+    """Champion and challenger on the same rows: both macro-F1s and accuracies, and the paired bootstrap."""
+    champion_scored = score(classifier, scored[["text", "label"]])
     ids = {label: i for i, label in enumerate(labels)}
-    truth = scored_test["label"].map(ids).to_numpy()
-    challenger = scored_test["prediction"].map(ids).to_numpy()
+    truth = scored["label"].map(ids).to_numpy()
+    challenger = scored["prediction"].map(ids).to_numpy()
     champion = champion_scored["prediction"].map(ids).to_numpy()
     gate = settings.gate
     stats = paired_bootstrap(truth, champion, challenger, len(labels), gate.bootstrap_samples, gate.confidence,
                              settings.seed)
     verdict = ("better" if stats["ci_low"] > 0 else "non_inferior" if stats["ci_low"] > -gate.max_regression
                else "worse")
-    comparison = {"champion": tag, "verdict": verdict, "rows": len(truth),
-                  "champion_macro_f1": round(float(macro_f1_batch(truth[None], champion[None], len(labels))[0]), 4),
-                  "challenger_macro_f1": round(float(macro_f1_batch(truth[None], challenger[None], len(labels))[0]),
-                                               4), **stats}
+    return {"champion": tag, "verdict": verdict, "rows": len(truth),
+            "champion_macro_f1": round(float(macro_f1_batch(truth[None], champion[None], len(labels))[0]), 4),
+            "challenger_macro_f1": round(float(macro_f1_batch(truth[None], challenger[None], len(labels))[0]), 4),
+            "champion_accuracy": round(float((champion == truth).mean()), 4),
+            "challenger_accuracy": round(float((challenger == truth).mean()), 4), **stats}
+
+
+def compare_with_champion(champion_dir: Path, tag: str, scored_test: pd.DataFrame, labels: list[str],
+                          settings: Settings, scored_recent: pd.DataFrame | None = None,
+                          candidate_dir: Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Non-inferior on the test split always; `promote_if` on the recent set when it is large enough to show a
+    difference, else (said so in the comparison) on the test split as before."""
+    classifier = Classifier.load(champion_dir)
+    comparison = paired_comparison(classifier, tag, scored_test, labels, settings)
+    gate = settings.gate
     level = f"{gate.confidence:.0%} CI of the macro-F1 difference vs {tag}"
-    checks = [check("no_regression_vs_champion", stats["ci_low"], -gate.max_regression,
-                    stats["ci_low"] > -gate.max_regression, f"lower bound of the {level} > -max_regression")]
-    if gate.promote_if == "better":
-        checks.append(check("better_than_champion", stats["ci_low"], 0.0, stats["ci_low"] > 0,
+    checks = [check("no_regression_vs_champion", comparison["ci_low"], -gate.max_regression,
+                    comparison["ci_low"] > -gate.max_regression, f"lower bound of the {level} > -max_regression")]
+    judged_on_recent = False
+    if scored_recent is not None and len(scored_recent):
+        recent = paired_comparison(classifier, tag, scored_recent, labels, settings)
+        minimum = settings.feedback.min_recent_rows
+        if len(scored_recent) < minimum:
+            recent["too_small"] = (f"{len(scored_recent)} recent rows, fewer than feedback.min_recent_rows "
+                                   f"({minimum}): too small to show a difference; judged on the test split alone")
+        else:
+            judged_on_recent = True
+            on_recent = f"{level} on the {len(scored_recent)} recent (held-out feedback) rows"
+            if gate.promote_if == "better":
+                checks.append(check("better_than_champion_on_recent", recent["ci_low"], 0.0, recent["ci_low"] > 0,
+                                    f"lower bound of the {on_recent} > 0 (a significant improvement)"))
+            else:
+                checks.append(check("non_inferior_on_recent", recent["ci_low"], -gate.max_regression,
+                                    recent["ci_low"] > -gate.max_regression,
+                                    f"lower bound of the {on_recent} > -max_regression"))
+        comparison["recent"] = recent
+    if gate.promote_if == "better" and not judged_on_recent:
+        checks.append(check("better_than_champion", comparison["ci_low"], 0.0, comparison["ci_low"] > 0,
                             f"lower bound of the {level} > 0 (a significant improvement)"))
     if candidate_dir is not None:
         latency, comparison["latency"] = latency_check(candidate_dir, champion_dir,
@@ -165,7 +193,8 @@ def compare_with_champion(champion_dir: Path, tag: str, scored_test: pd.DataFram
     return checks, comparison
 
 
-def decide(settings: Settings, metrics: dict[str, Any], model_dir: Path, scored_test: Path) -> dict[str, Any]:
+def decide(settings: Settings, metrics: dict[str, Any], model_dir: Path, scored_test: Path,
+           scored_recent: Path | None = None) -> dict[str, Any]:
     checks = absolute_checks(metrics, settings)
     current = registry.champion()
     digest = registry.model_digest(model_dir)
@@ -182,8 +211,10 @@ def decide(settings: Settings, metrics: dict[str, Any], model_dir: Path, scored_
                      "not comparable, absolute thresholds alone")
         else:
             basis = f"absolute thresholds and a paired bootstrap against the champion {current['model']}"
+            recent = read_table(scored_recent) if scored_recent is not None and Path(scored_recent).is_file() \
+                else None
             more, comparison = compare_with_champion(champion_dir, current["model"], read_table(scored_test),
-                                                     metrics["labels"], settings, candidate_dir=model_dir)
+                                                     metrics["labels"], settings, recent, candidate_dir=model_dir)
             checks += more
     failed = [c for c in checks if not c["passed"]]
     reasons = [f"{c['check']}: observed {c['observed']} vs {c['threshold']} ({c['rule']})" for c in failed]
@@ -219,6 +250,29 @@ def lineage(settings: Settings, train_path: Path, scored_test: Path, decision: d
             "params": settings.model_dump(mode="json", by_alias=True, include={"seed", "data", "model", "train"})}
 
 
+def recent_lines(metrics: dict[str, Any], comparison: dict[str, Any] | None) -> str:
+    """The recent set (held-out feedback) in the card: the candidate's accuracy and, against the champion, the
+    paired comparison, or why it did not decide."""
+    test_ci = metrics.get("accuracy_ci")
+    lines = [f"Test split: {metrics['rows']} rows, accuracy {metrics['accuracy']}"
+             + (f" (95% CI {test_ci[0]}-{test_ci[1]})" if test_ci else "") + "."]
+    recent = metrics.get("recent")
+    if not recent:
+        lines.append("Recent set: none (no labelled feedback batches yet).")
+        return "\n".join(lines)
+    lines.append(f"Recent set (held-out feedback of {len(recent['batches'])} batch(es)): {recent['rows']} rows, "
+                 f"accuracy {recent['accuracy']} (95% CI {recent['accuracy_ci'][0]}-{recent['accuracy_ci'][1]}), "
+                 f"macro-F1 {recent['macro_f1']}.")
+    on_recent = (comparison or {}).get("recent")
+    if on_recent:
+        lines.append(f"Against {on_recent['champion']} on the recent set: accuracy {on_recent['challenger_accuracy']} "
+                     f"vs {on_recent['champion_accuracy']}, macro-F1 difference {on_recent['difference']} "
+                     f"({on_recent['confidence']:.0%} CI {on_recent['ci_low']} to {on_recent['ci_high']}, paired "
+                     f"bootstrap over {on_recent['rows']} rows): **{on_recent['verdict']}**"
+                     + (f" ({on_recent['too_small']})" if on_recent.get("too_small") else "") + ".")
+    return "\n".join(lines)
+
+
 def model_card(settings: Settings, metrics: dict[str, Any], decision: dict[str, Any],
                origin: dict[str, Any]) -> str:
     verdict = "ACCEPTED" if decision["accepted"] else "REJECTED"
@@ -238,6 +292,7 @@ def model_card(settings: Settings, metrics: dict[str, Any], decision: dict[str, 
                 f"({comparison['confidence']:.0%} CI {comparison['ci_low']} to {comparison['ci_high']}, "
                 f"paired bootstrap over {comparison['rows']} test rows): **{comparison['verdict']}**."
                 if comparison else "No comparison with a champion: " + decision["basis"] + ".")
+    compared += "\n" + recent_lines(metrics, comparison)
     return f"""# Model card: text classifier `{decision['candidate_digest'][:12]}`
 
 Gate decision: **{verdict}** ({decision['basis']}), {decision['decided_at']}.
@@ -282,10 +337,14 @@ p50 {metrics['latency']['p50_ms']} ms / p95 {metrics['latency']['p95_ms']} ms, s
 
 
 def run(settings: Settings, metrics_path: Path, model_dir: Path, scored_test: Path, train_path: Path, out: Path,
-        card_path: Path) -> dict[str, Any]:
+        card_path: Path, scored_recent: Path | None = None) -> dict[str, Any]:
     set_cpu_threads()
     metrics = read_json(metrics_path)
-    decision = decide(settings, metrics, model_dir, scored_test)
+    decision = decide(settings, metrics, model_dir, scored_test, scored_recent)
+    decision["sets"] = {"test": {"rows": metrics["rows"], "accuracy": metrics["accuracy"],
+                                 "accuracy_ci": metrics.get("accuracy_ci")},
+                        "recent": {key: metrics["recent"][key] for key in ("rows", "accuracy", "accuracy_ci")}
+                        if metrics.get("recent") else None}
     decision["lineage"] = lineage(settings, train_path, scored_test, decision)
     write_json(decision, out)
     with atomic_path(card_path) as tmp:

@@ -146,6 +146,99 @@ CLASSES: dict[str, tuple[list[str], dict[str, list[str]]]] = {
     ),
 }
 
+# The shifted variant: the same five classes a year later, when the company
+# sells streaming subscriptions and smart-home gadgets and customers write
+# short chat messages. New products, new vocabulary, new phrasing: a model
+# trained on the original corpus has seen almost none of these words.
+SHIFTED_OPENERS = ["yo", "hey", "fyi", "@support", "ok so", "hiya", "quick one -", "", "", "", "ugh,", "{name} again,"]
+SHIFTED_CLOSERS = ["thx", "ty", "pls fix", "asap pls", "lmk", "cheers m8", "", "", "", "smh", "!!", "kthx"]
+GADGETS = ["the doorbell cam", "my smart plug", "the thermostat hub", "the streaming stick", "my e-scooter",
+           "the robot vacuum", "the smart speaker", "the VR headset", "the baby monitor", "my smartwatch"]
+MOMENTS = ["since the weekend", "all day", "for ages", "since update 4.2", "this arvo", "since I moved flat",
+           "rn", "every evening", "since the promo ended", "after the outage"]
+SHIFTED_CLASSES: dict[str, tuple[list[str], dict[str, list[str]]]] = {
+    "billing": (
+        [
+            "my {plan} sub renewed at {price} without asking, want that back",
+            "got debited {price} twice on {wallet} for {product}",
+            "promo code {promo} didnt apply so I paid full whack",
+            "why is the {plan} tier {price} now, it was cheaper {time}",
+            "cancelled my {plan} plan but you still took {price} via {wallet}",
+            "can u split the {price} for {product} into instalments",
+            "the {plan} bundle price on my statement isnt what the ad said",
+        ],
+        {
+            "plan": ["Premium", "Family", "Ultra HD", "Student", "annual", "Duo", "Plus"],
+            "price": ["14.99", "9 quid", "30 bucks", "AUD 22", "CHF 18", "a tenner"],
+            "wallet": ["Apple Pay", "Google Pay", "Klarna", "my Revolut", "Venmo", "my Monzo card"],
+            "promo": ["SPRING24", "WELCOME10", "BLACKFRI", "FAMILY3"],
+        },
+    ),
+    "delivery": (
+        [
+            "{product} still stuck at the {locker} locker {time}",
+            "drone drop for {product} got cancelled again",
+            "locker pin {pin} expired before I could grab {product}",
+            "rider says dropped {product} at {place} but nope",
+            "can the van leave {product} at {place} instead",
+            "click and collect for {product} says ready but shop says no",
+            "{product} box turned up dented and soggy {time}",
+        ],
+        {
+            "locker": ["InPost", "Amazon Hub", "DHL Packstation", "corner shop", "train station"],
+            "pin": ["4471", "0932", "7788", "1206"],
+            "place": ["the concierge", "my back gate", "the parcel room", "next door", "the garage"],
+        },
+    ),
+    "technical": (
+        [
+            "{product} wont pair with {device} {time}",
+            "streams keep buffering on {device} even on fibre",
+            "subtitles out of sync on {device} after casting",
+            "{product} firmware bricked itself mid install",
+            "{device} app just black screens when I hit play",
+            "{product} drops off the mesh network {time}",
+            "voice commands to {product} do nothing, led just blinks {colour}",
+        ],
+        {
+            "device": ["my Roku", "the Chromecast", "the Fire TV", "my PS5", "the LG TV", "my iPad", "the Xbox"],
+            "colour": ["orange", "red", "purple", "white"],
+        },
+    ),
+    "account": (
+        [
+            "face id login stopped letting me in {time}",
+            "some rando is streaming on my login from {city}",
+            "kids profile shows all my watch history, how do I lock it",
+            "passkey not accepted on {device}, cant get in",
+            "pls wipe my profile and everything u store, GDPR",
+            "how do I kick {city} devices off my household",
+            "need to swap the profile owner to my partner",
+        ],
+        {
+            "city": ["Lagos", "Jakarta", "Lima", "Oslo", "Manila", "Kyiv"],
+            "device": ["my Pixel", "the new iPhone", "my Galaxy", "the smart TV"],
+        },
+    ),
+    "feedback": (
+        [
+            "loving the new {show} picks, spot on",
+            "the redesign is a mess tbh, bring back the old {screen}",
+            "would defo pay extra for {wish}",
+            "5 stars, setting up {product} took like a minute",
+            "the {show} section feels {mood} lately",
+            "big up whoever built the {screen}, so smooth",
+            "honestly {wish} would make me stay",
+        ],
+        {
+            "show": ["anime", "true crime", "k-drama", "cooking", "nature doc"],
+            "screen": ["home tab", "watchlist", "remote app", "setup wizard", "widget"],
+            "wish": ["offline downloads on the TV", "a no-ads tier", "shared watch parties", "4K on the cheap plan"],
+            "mood": ["stale", "repetitive", "fresh", "so much better"],
+        },
+    ),
+}
+
 # Real labels are noisy and real messages wander off topic; a corpus without
 # either would let any model score 100% and make the gate meaningless.
 DISTRACTOR_SHARE = 0.2
@@ -155,8 +248,9 @@ TYPOS = {"the": "teh", "receive": "recieve", "account": "acount", "password": "p
          "please": "pls", "because": "becuase", "again": "agian"}
 
 
-def _fill(template: str, vocab: dict[str, list[str]], rng: random.Random) -> str:
-    slots = {"product": PRODUCTS, "time": TIMES, "name": NAMES, **vocab}
+def _fill(template: str, vocab: dict[str, list[str]], rng: random.Random, shifted: bool = False) -> str:
+    slots = {"product": GADGETS if shifted else PRODUCTS, "time": MOMENTS if shifted else TIMES, "name": NAMES,
+             **vocab}
     values = {key: rng.choice(options) for key, options in slots.items()}
     return template.format(**values)
 
@@ -173,22 +267,30 @@ def _add_noise(text: str, rng: random.Random) -> str:
     return text
 
 
-def generate_message(label: str, rng: random.Random) -> str:
-    templates, vocab = CLASSES[label]
-    body = [_fill(rng.choice(templates), vocab, rng)]
+def generate_message(label: str, rng: random.Random, shifted: bool = False) -> str:
+    catalogue = SHIFTED_CLASSES if shifted else CLASSES
+    templates, vocab = catalogue[label]
+    body = [_fill(rng.choice(templates), vocab, rng, shifted)]
     if rng.random() < 0.3:
-        body.append(_fill(rng.choice(templates), vocab, rng))
+        body.append(_fill(rng.choice(templates), vocab, rng, shifted))
     if rng.random() < DISTRACTOR_SHARE:  # a side remark about another topic
-        other_templates, other_vocab = CLASSES[rng.choice([c for c in CLASSES if c != label])]
-        aside = _fill(rng.choice(other_templates), other_vocab, rng)
-        body.append(f"Also, {aside[0].lower()}{aside[1:]}")
-    opener = rng.choice(OPENERS).format(name=rng.choice(NAMES))
-    closer = rng.choice(CLOSERS).format(name=rng.choice(NAMES))
+        other_templates, other_vocab = catalogue[rng.choice([c for c in catalogue if c != label])]
+        aside = _fill(rng.choice(other_templates), other_vocab, rng, shifted)
+        body.append(f"{'also' if shifted else 'Also,'} {aside[0].lower()}{aside[1:]}")
+    opener = rng.choice(SHIFTED_OPENERS if shifted else OPENERS).format(name=rng.choice(NAMES))
+    closer = rng.choice(SHIFTED_CLOSERS if shifted else CLOSERS).format(name=rng.choice(NAMES))
     return _add_noise(" ".join(part for part in [opener, *body, closer] if part), rng)
 
 
-def generate_corpus(rows: int, classes: tuple[str, ...] | list[str], seed: int) -> pd.DataFrame:
-    """Return `rows` distinct (text, label) rows, balanced over `classes` up to the label noise."""
+def generate_corpus(rows: int, classes: tuple[str, ...] | list[str], seed: int,
+                    variant: str = "original") -> pd.DataFrame:
+    """Return `rows` distinct (text, label) rows, balanced over `classes` up to the label noise.
+
+    `variant="shifted"`: the same classes in the new products' vocabulary and the customers' new phrasing
+    (the loop's benchmark and tests: served traffic that has drifted, in the same label space).
+    """
+    if variant not in ("original", "shifted"):
+        raise MlopsError(f"generate: unknown variant {variant!r} (original or shifted)")
     unknown = sorted(set(classes) - set(CLASSES))
     if unknown:
         raise MlopsError(
@@ -200,7 +302,7 @@ def generate_corpus(rows: int, classes: tuple[str, ...] | list[str], seed: int) 
     attempts = 0
     while len(records) < rows:
         label = classes[len(records) % len(classes)]
-        text = generate_message(label, rng)
+        text = generate_message(label, rng, variant == "shifted")
         attempts += 1
         if attempts > rows * 50:
             raise MlopsError(f"data.generated.rows: cannot make {rows} distinct messages; ask for fewer")
@@ -214,9 +316,10 @@ def generate_corpus(rows: int, classes: tuple[str, ...] | list[str], seed: int) 
     return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
-def run(rows: int, classes: tuple[str, ...], seed: int, out: Path) -> pd.DataFrame:
-    frame = generate_corpus(rows, classes, seed)
+def run(rows: int, classes: tuple[str, ...], seed: int, out: Path, variant: str = "original") -> pd.DataFrame:
+    frame = generate_corpus(rows, classes, seed, variant)
     with atomic_path(out) as tmp:
         frame.to_csv(tmp, index=False)
-    print(f"generate: {len(frame)} rows over {len(classes)} classes -> {out}")
+    print(f"generate: {len(frame)} {variant + ' ' if variant != 'original' else ''}rows over {len(classes)} "
+          f"classes -> {out}")
     return frame

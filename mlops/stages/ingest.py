@@ -3,8 +3,17 @@
 Whatever the source looks like (headerless CSV, JSONL, Parquet, a URL or a
 hub dataset), the rest of the lifecycle sees the same schema: `text`, `label`
 (a class name, as a string) and `subset` (`main`, or `test` for rows of a
-held-out test source). Reading problems surface here, once, with the file and
+held-out test source; `feedback` for labelled feedback) and `batch` (the file
+a row came from). Reading problems surface here, once, with the file and
 column named.
+
+Data grows in two ways. `data.source.path` may be a directory of batch files
+(CSV, TSV, JSONL or Parquet, read in name order with the source's column
+mapping): a new export dropped in is new data. And every batch of labelled
+feedback in `feedback.batches_dir` (`mlops feedback import`/`collect`) joins
+as `subset: feedback`, its labels already class names; `split` holds a share
+of each out as the recent test set. Both directories are dependencies of
+this stage in dvc.yaml, so a new batch re-runs the lifecycle.
 """
 
 from __future__ import annotations
@@ -18,7 +27,8 @@ from mlops.core.errors import MlopsError
 from mlops.core.io import write_table
 from mlops.core.settings import Settings, SourceSettings
 
-COLUMNS = ["text", "label", "subset"]
+COLUMNS = ["text", "label", "subset", "batch"]
+BATCH_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 REMOTE_PREFIXES = ("http://", "https://", "s3://", "gs://", "az://")
 
 
@@ -101,11 +111,38 @@ def map_columns(frame: pd.DataFrame, source: SourceSettings, subset: str) -> pd.
     return pd.DataFrame({"text": joined.astype("string"), "label": labels, "subset": subset})
 
 
+def read_source(source: SourceSettings, subset: str) -> pd.DataFrame:
+    """A source file, or every batch file of a source directory (name order), in the lifecycle schema."""
+    path = source.path
+    if path.startswith(("hf:", *REMOTE_PREFIXES)) or not Path(path).is_dir():
+        return map_columns(read_raw(source), source, subset).assign(batch=Path(path.split("?")[0]).name)
+    files = sorted(p for p in Path(path).iterdir() if p.is_file() and p.suffix.lower() in BATCH_SUFFIXES)
+    if not files:
+        raise MlopsError(f"data directory {path}: no batch files ({', '.join(BATCH_SUFFIXES)})")
+    frames = []
+    for file in files:
+        spec = source.model_copy(update={"path": str(file)})
+        frames.append(map_columns(read_raw(spec), spec, subset).assign(batch=file.name))
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_feedback_batches(directory: Path) -> pd.DataFrame:
+    """The labelled feedback batches, as `subset: feedback` rows."""
+    from mlops.loop.batches import read_batches
+
+    rows = read_batches(directory)
+    return pd.DataFrame({"text": rows["text"].astype("string"), "label": rows["label"].astype("string"),
+                         "subset": "feedback", "batch": rows["batch"].astype("string")})
+
+
 def ingest(settings: Settings) -> pd.DataFrame:
     data = settings.data
-    frames = [map_columns(read_raw(data.source), data.source, "main")]
+    frames = [read_source(data.source, "main")]
     if data.test_source is not None:
-        frames.append(map_columns(read_raw(data.test_source), data.test_source, "test"))
+        frames.append(read_source(data.test_source, "test"))
+    feedback = read_feedback_batches(Path(settings.feedback.batches_dir))
+    if len(feedback):
+        frames.append(feedback)
     return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
@@ -113,5 +150,6 @@ def run(settings: Settings, out: Path) -> pd.DataFrame:
     frame = ingest(settings)
     write_table(frame, out)
     counts = frame["subset"].value_counts().to_dict()
-    print(f"ingest: {len(frame)} rows ({counts}) -> {out}")
+    batches = frame.loc[frame["subset"] == "feedback", "batch"].nunique()
+    print(f"ingest: {len(frame)} rows ({counts}; {batches} feedback batches) -> {out}")
     return frame

@@ -271,10 +271,18 @@ def run(settings: Settings, reference_path: Path, current: str | None, scored_te
         summary |= {"reference_rows": len(reference[0]), **verdict}
         with atomic_path(out_dir / "report.html") as tmp:
             snapshot.save_html(str(tmp))
+        if verdict["drift"]:  # the drifted window's texts that most need a label, for the next turn of the loop
+            from mlops.loop.queue import write_queue
+
+            queue_path, queued = write_queue(settings, window)
+            summary["labelling_queue"] = {"path": str(queue_path.resolve()), "rows": queued}
     write_json(summary, out_dir / "summary.json")
     if history:
         archive(out_dir, Path(config.history_dir))
     print(f"monitor: {describe_verdict(summary)}; current = {summary['current']} -> {out_dir}")
+    if "labelling_queue" in summary:
+        print(f"monitor: {summary['labelling_queue']['rows']} texts queued for labelling at "
+              f"{summary['labelling_queue']['path']}")
     return summary
 
 

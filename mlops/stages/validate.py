@@ -204,8 +204,10 @@ def table_checks(frame: pd.DataFrame, accepted: pd.DataFrame, quarantined_share:
 
 def profile(frame: pd.DataFrame) -> dict[str, Any]:
     lengths = frame["text"].astype("string").str.len()
+    batches = sorted(frame["batch"].astype(str).unique()) if "batch" in frame else []
     return {"rows": len(frame), "length_quantiles": [float(q) for q in lengths.quantile([0.1, 0.25, 0.5, 0.75, 0.9])],
-            "label_shares": {str(k): float(v) for k, v in frame["label"].value_counts(normalize=True).items()}}
+            "label_shares": {str(k): float(v) for k, v in frame["label"].value_counts(normalize=True).items()},
+            "batches": batches}
 
 
 def shift_warnings(current: dict[str, Any], previous: dict[str, Any] | None, settings: Settings) -> list[Outcome]:
@@ -265,9 +267,35 @@ def validate_frame(frame: pd.DataFrame, settings: Settings, previous: dict[str, 
                                                                       np.flatnonzero(bad)]).reset_index(drop=True)
     share = float(bad.mean()) if len(frame) else 0.0
     outcomes += table_checks(frame, accepted, share, settings)
+    outcomes += declared_classes_present(accepted, known_labels(settings))
     if len(accepted):
         outcomes += shift_warnings(profile(accepted), previous, settings)
     return Verdict(outcomes, accepted, quarantined)
+
+
+def declared_classes_present(accepted: pd.DataFrame, labels: list[str] | None) -> list[Outcome]:
+    """The label set's other direction: a declared class with no accepted row at all (a model trained on this
+    data could never predict it). Unknown labels are the row check `label_known`."""
+    if labels is None:
+        return []
+    missing = sorted(set(labels) - set(accepted["label"].astype(str)))
+    return [Outcome("declared_labels_present", "warning", f"every declared class ({', '.join(labels)}) has rows",
+                    not missing, {"missing": missing} if missing else "all present")]
+
+
+def batch_report(verdict: Verdict, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """Per batch (source file or feedback batch): rows, accepted, quarantined; and which are new since the
+    last accepted run's profile."""
+    if "batch" not in verdict.accepted.columns:
+        return {"batches": {}, "new_batches": []}
+    count = {name: {"rows": 0, "accepted": 0, "quarantined": 0} for name in
+             pd.concat([verdict.accepted["batch"], verdict.quarantined["batch"]]).astype(str).unique()}
+    for frame, key in ((verdict.accepted, "accepted"), (verdict.quarantined, "quarantined")):
+        for name, rows in frame["batch"].astype(str).value_counts().items():
+            count[name][key] += int(rows)
+            count[name]["rows"] += int(rows)
+    known = set((previous or {}).get("batches", []))
+    return {"batches": count, "new_batches": sorted(name for name in count if name not in known)}
 
 
 def render_html(verdict: Verdict, summary: dict[str, Any]) -> str:
@@ -282,6 +310,10 @@ def render_html(verdict: Verdict, summary: dict[str, Any]) -> str:
     )
     reasons = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>"
                       for k, v in summary["quarantine_reasons"].items()) or "<tr><td colspan=2>none</td></tr>"
+    new = set(summary.get("new_batches", []))
+    batches = "".join(f"<tr><td>{html.escape(name)}{' <b>(new)</b>' if name in new else ''}</td><td>{c['rows']}</td>"
+                      f"<td>{c['accepted']}</td><td>{c['quarantined']}</td></tr>"
+                      for name, c in summary.get("batches", {}).items()) or "<tr><td colspan=4>none</td></tr>"
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Data validation: {status}</title>
 <style>
 body{{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1100px;color:#222}}
@@ -301,6 +333,8 @@ tr.ok td:nth-child(4){{color:#1e7b34}}code{{font-size:.85em;word-break:break-all
 <div class="card"><b>{len(summary['warnings'])}</b>warnings</div></div>
 <h2>Checks</h2><table id="checks"><tr><th>check</th><th>severity</th><th>expectation</th><th>result</th>
 <th>observed</th></tr>{rows}</table>
+<h2>Batches</h2><table id="batches"><tr><th>batch</th><th>rows</th><th>accepted</th><th>quarantined</th></tr>
+{batches}</table>
 <h2>Quarantined rows by reason</h2><table id="quarantine"><tr><th>reason</th><th>rows</th></tr>{reasons}</table>
 </body></html>"""
 
@@ -344,7 +378,7 @@ def run(settings: Settings, data: Path, out: Path | None, report_dir: Path, quar
     frame = read_any(settings, data)
     previous = read_json(profile_path) if profile_path and Path(profile_path).is_file() else None
     verdict = validate_frame(frame, settings, previous)
-    summary = summarise(verdict, str(data))
+    summary = summarise(verdict, str(data)) | batch_report(verdict, previous)
     write_json(summary, report_dir / "summary.json")
     with atomic_path(report_dir / "report.html") as tmp:
         tmp.write_text(render_html(verdict, summary), encoding="utf-8")
@@ -361,6 +395,10 @@ def run(settings: Settings, data: Path, out: Path | None, report_dir: Path, quar
         write_table(verdict.quarantined, quarantine)
     if profile_path is not None:
         write_json(profile(verdict.accepted), profile_path)
+    if summary["new_batches"]:
+        print("validate: new batches: " + ", ".join(f"{name} ({summary['batches'][name]['accepted']} of "
+                                                      f"{summary['batches'][name]['rows']} rows accepted)"
+                                                      for name in summary["new_batches"]))
     print(f"validate: ACCEPTED {len(verdict.accepted)} rows, quarantined {len(verdict.quarantined)} "
           f"({summary['quarantine_reasons'] or 'none'}), {len(summary['warnings'])} warnings "
           f"-> {out or '(report only)'}")

@@ -188,3 +188,38 @@ def test_latency_verdict_is_the_same_with_a_cpu_hog_beside_it(trained, metrics, 
     print(f"absolute single-text p95: quiet {quiet['absolute_p95_ms']} ms, busy {busy['absolute_p95_ms']} ms")
     assert quiet["relaxed"][0] and busy["relaxed"][0]  # as fast as the champion: accepted, load or not
     assert not quiet["demanding"][0] and not busy["demanding"][0]  # not twice as fast: rejected, load or not
+
+
+def test_recent_set_decides_with_promote_if_and_a_small_one_is_said_so(trained, metrics, tmp_path, monkeypatch,
+                                                                        bentoml_home):
+    import pandas as pd
+
+    settings, root, _ = trained
+    as_champion(monkeypatch, root / "model")
+    test = pd.read_parquet(root / "scored" / "test.parquet")
+    recent = test[["text", "label"]].copy()
+    labels = metrics["labels"]
+    shifted = recent.index[::2]  # on half the rows the truth moved to another class: the champion is wrong there
+    recent.loc[shifted, "label"] = [labels[(labels.index(v) + 1) % len(labels)] for v in recent.loc[shifted, "label"]]
+    recent["prediction"] = recent["label"]  # and the challenger learnt it
+    recent.to_parquet(tmp_path / "recent.parquet")
+    twin = root / "model"  # the champion's weights under another digest: identical on the test split
+    settings = lenient(settings)
+    wide = settings.model_copy(update={"feedback": settings.feedback.model_copy(update={"min_recent_rows": 40})})
+    monkeypatch.setattr(registry, "model_digest", lambda _: "challenger-digest")
+    decision = gate.decide(wide, metrics, twin, root / "scored" / "test.parquet", tmp_path / "recent.parquet")
+    names = [c["check"] for c in decision["checks"]]
+    assert "better_than_champion_on_recent" in names and "better_than_champion" not in names
+    on_recent = decision["comparison"]["recent"]
+    assert on_recent["verdict"] == "better" and on_recent["rows"] == len(recent) and on_recent["ci_low"] > 0
+    assert on_recent["challenger_accuracy"] == 1.0 and on_recent["champion_accuracy"] < 0.6
+    assert decision["accepted"], decision["reasons"]  # non-inferior on test (same model), better on recent
+    small = gate.decide(settings, metrics, twin, root / "scored" / "test.parquet", tmp_path / "recent.parquet")
+    assert "too small to show a difference" in small["comparison"]["recent"]["too_small"]
+    assert "better_than_champion" in [c["check"] for c in small["checks"]]  # judged on the test split alone
+    assert not small["accepted"]
+    card = gate.model_card(wide, metrics | {"recent": {"rows": len(recent), "accuracy": 1.0,
+                                                        "accuracy_ci": [0.96, 1.0], "macro_f1": 1.0,
+                                                        "batches": ["b1"]}}, decision, {
+        "data": {"source": "s", "train_md5": "x", "test_md5": "y"}, "git_commit": "c"})
+    assert "Recent set (held-out feedback of 1 batch(es)): 90 rows" in card and "on the recent set" in card

@@ -93,3 +93,25 @@ def test_ingest_appends_held_out_test_source(tmp_path, tiny_settings):
     data = tiny_settings.data.model_copy(update={"source": source(main), "test_source": source(test)})
     frame = ingest.ingest(tiny_settings.model_copy(update={"data": data}))
     assert frame["subset"].tolist() == ["main", "main", "test"]
+
+
+def test_a_source_directory_of_batches_and_the_feedback_batches_are_read_together(tmp_path, repo_params):
+    from mlops.core.settings import parse_settings
+    from mlops.loop.batches import write_batch
+
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    (exports / "2026-01.csv").write_text("text,label\nlate parcel,delivery\n")
+    (exports / "2026-02.jsonl").write_text('{"text": "double charge", "label": "billing"}\n')
+    (exports / "notes.md").write_text("not a batch")
+    write_batch(pd.DataFrame({"id": ["a"], "text": ["app crash"], "label": ["technical"]}), tmp_path / "fb", "served")
+    repo_params["data"]["source"]["path"] = str(exports)
+    repo_params["feedback"]["batches_dir"] = str(tmp_path / "fb")
+    frame = ingest.ingest(parse_settings(repo_params))
+    assert frame["text"].tolist() == ["late parcel", "double charge", "app crash"]
+    assert frame["subset"].tolist() == ["main", "main", "feedback"]
+    assert frame["batch"].tolist()[:2] == ["2026-01.csv", "2026-02.jsonl"] and frame["batch"][2].startswith("batch-")
+    (exports / "2026-01.csv").unlink()
+    (exports / "2026-02.jsonl").unlink()
+    with pytest.raises(MlopsError, match="no batch files"):
+        ingest.ingest(parse_settings(repo_params))

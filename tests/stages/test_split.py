@@ -15,6 +15,7 @@ def frame(tiny_settings) -> pd.DataFrame:
 
 def test_shares_stratified_and_disjoint(frame, tiny_settings):
     parts = split.split(frame, tiny_settings)
+    assert len(parts.pop("recent")) == 0  # no feedback batches: no recent set
     assert {name: len(part) for name, part in parts.items()} == {"train": 420, "validation": 90, "test": 90}
     texts = [set(part["text"]) for part in parts.values()]
     assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
@@ -39,3 +40,18 @@ def test_test_label_unseen_in_training_fails(frame, tiny_settings):
     held = pd.DataFrame({"text": ["new"], "label": ["weather"], "subset": ["test"]})
     with pytest.raises(MlopsError, match="never occur in the training data"):
         split.split(pd.concat([frame, held]), tiny_settings)
+
+
+def test_each_feedback_batch_gives_a_seeded_stratified_recent_share(frame, tiny_settings):
+    feedback = generate_corpus(200, tiny_settings.data.generated.classes, seed=9).assign(subset="feedback")
+    feedback["batch"] = ["batch-a.csv"] * 120 + ["batch-b.csv"] * 80
+    parts = split.split(pd.concat([frame.assign(batch="corpus.csv"), feedback], ignore_index=True), tiny_settings)
+    recent = parts["recent"]
+    share = tiny_settings.feedback.recent_share
+    assert recent["batch"].value_counts().to_dict() == {"batch-a.csv": round(120 * share),
+                                                         "batch-b.csv": round(80 * share)}
+    assert not set(recent["text"]) & set(parts["train"]["text"])
+    assert len(parts["train"]) == 420 + 200 - len(recent)  # the rest of each batch is learnt from
+    assert set(recent["label"]) == set(feedback["label"])
+    again = split.split(pd.concat([frame.assign(batch="corpus.csv"), feedback], ignore_index=True), tiny_settings)
+    assert again["recent"].equals(recent)

@@ -113,3 +113,30 @@ def test_validate_any_csv_on_demand(tmp_path, clean, tiny_settings):
     path = tmp_path / "any.csv"
     clean[["text", "label"]].to_csv(path, index=False)
     assert validate.run(tiny_settings, path, None, tmp_path / "report")["success"]
+
+
+def test_report_names_new_batches_and_quarantines_their_bad_rows(tmp_path, clean, tiny_settings):
+    first = clean.assign(batch="corpus.csv")
+    data = tmp_path / "in.parquet"
+    first.to_parquet(data)
+    summary = validate.run(tiny_settings, data, tmp_path / "out.parquet", tmp_path / "report", tmp_path / "q.parquet",
+                           tmp_path / "profile.json")
+    assert summary["new_batches"] == ["corpus.csv"]
+    batch = generate_corpus(30, tiny_settings.data.generated.classes, seed=8).assign(subset="feedback",
+                                                                                    batch="batch-1-served.csv")
+    batch.loc[0, "label"] = "refund"  # outside the label set: quarantined like any row
+    pd.concat([first, batch], ignore_index=True).to_parquet(data)
+    summary = validate.run(tiny_settings, data, tmp_path / "out.parquet", tmp_path / "report", tmp_path / "q.parquet",
+                           tmp_path / "profile.json")
+    assert summary["new_batches"] == ["batch-1-served.csv"]
+    assert summary["batches"]["batch-1-served.csv"] == {"rows": 30, "accepted": 29, "quarantined": 1}
+    assert "label_known" in summary["quarantined_by"]
+    assert "batch-1-served.csv <b>(new)</b>" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_a_declared_class_missing_from_the_data_is_reported(clean, tiny_settings):
+    verdict = validate.validate_frame(clean[clean["label"] != "billing"], tiny_settings)
+    outcome = next(o for o in verdict.outcomes if o.name == "declared_labels_present")
+    assert not outcome.success and outcome.observed == {"missing": ["billing"]}
+    assert next(o for o in validate.validate_frame(clean, tiny_settings).outcomes
+                if o.name == "declared_labels_present").success

@@ -1,0 +1,181 @@
+"""Labelled feedback as data batches: the files that make the data grow.
+
+Labels come back two ways: through `POST /feedback` (the service's feedback
+log, which holds each label with the text it labels) and as files from a
+labelling tool (`mlops feedback import`). Either way they end as one new
+batch file in `feedback.batches_dir`: a CSV of `id`, `text`, `label`, named
+by the time it was made, never rewritten. That directory is a dependency of
+`ingest` in dvc.yaml, so DVC hashes it and `dvc repro` re-runs ingest and
+everything after it exactly when a batch arrives. A bad file fails with one
+line naming the problem and writes nothing; a batch is written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from mlops.core.errors import MlopsError
+from mlops.core.io import atomic_path
+from mlops.core.settings import Settings
+
+BATCH = re.compile(r"^batch-\d{8}T\d{6}\d*Z-[A-Za-z0-9_.-]+\.csv$")
+BATCH_COLUMNS = ["id", "text", "label"]
+
+
+def label_set(settings: Settings) -> list[str]:
+    """The model's label set: declared in params (validate.labels, else data.source.label_names), else the
+    champion's, else the candidate's label map."""
+    from mlops.stages.validate import known_labels
+
+    declared = known_labels(settings)
+    if declared:
+        return declared
+    candidates = []
+    try:
+        from mlops.core import registry
+
+        current = registry.champion()
+        if current:
+            candidates.append(registry.model_path(current["model"]))
+    except Exception:  # no BentoML store here: fall back to the candidate
+        pass
+    from mlops.core.pipeline import stage_path
+
+    candidates.append(stage_path(".", "train", "out"))  # the candidate the pipeline trained
+    for directory in candidates:
+        label_map = Path(directory) / "label_map.json"
+        if label_map.is_file():
+            return list(json.loads(label_map.read_text(encoding="utf-8"))["labels"])
+    raise MlopsError("no label set: declare validate.labels in params.yaml (or train a model first)")
+
+
+def list_batches(directory: Path) -> list[Path]:
+    """The batch files of a directory, oldest first (their names start with the time they were made)."""
+    directory = Path(directory)
+    return sorted(p for p in directory.glob("batch-*.csv") if BATCH.match(p.name)) if directory.is_dir() else []
+
+
+def read_batch(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+
+
+def write_batch(frame: pd.DataFrame, directory: Path, kind: str) -> Path:
+    """Write `frame` (id, text, label) as a new batch file, atomically; its path."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    path = Path(directory) / f"batch-{stamp}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', kind)}.csv"
+    with atomic_path(path) as tmp:
+        frame[BATCH_COLUMNS].to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL, encoding="utf-8")
+    return path
+
+
+def parse_labelled_file(path: Path) -> pd.DataFrame:
+    """A CSV or JSONL file with `text` and `label` columns (and optionally `id`), or MlopsError in one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise MlopsError(f"{path}: file not found")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise MlopsError(f"{path}: empty file")
+    try:
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise MlopsError(f"{path}: not UTF-8 (byte 0x{raw[error.start]:02x} at position {error.start})") from None
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        try:
+            frame = pd.read_csv(io.StringIO(content), dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, ValueError) as error:
+            raise MlopsError(f"{path}: not a readable CSV: {str(error).splitlines()[0]}") from None
+    elif suffix in (".jsonl", ".json"):
+        rows = []
+        for number, line in enumerate(content.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise MlopsError(f"{path}: line {number} is not JSON: {error.msg}") from None
+            if not isinstance(row, dict):
+                raise MlopsError(f"{path}: line {number} is not a JSON object")
+            rows.append(row)
+        frame = pd.DataFrame(rows)
+    else:
+        raise MlopsError(f"{path}: expected a .csv or .jsonl file")
+    missing = [column for column in ("text", "label") if column not in frame.columns]
+    if missing:
+        raise MlopsError(f"{path}: no column {missing[0]!r} (columns: {', '.join(map(str, frame.columns)) or 'none'})")
+    if frame.empty:
+        raise MlopsError(f"{path}: no rows")
+    for column in ("text", "label"):
+        values = frame[column]
+        bad = [i for i, value in enumerate(values) if not isinstance(value, str) or not value.strip()]
+        if bad:
+            raise MlopsError(f"{path}: row {bad[0] + 1}: {column} is empty or not a string")
+    if "id" not in frame.columns:
+        frame["id"] = ""
+    frame["id"] = frame["id"].fillna("").astype(str)
+    return frame[BATCH_COLUMNS].reset_index(drop=True)
+
+
+def check_label_set(frame: pd.DataFrame, labels: list[str], origin: str) -> None:
+    unknown = frame.index[~frame["label"].isin(labels)]
+    if len(unknown):
+        row = int(unknown[0])
+        raise MlopsError(f"{origin}: row {row + 1}: label {frame['label'][row]!r} is not one of the model's labels "
+                         f"({', '.join(labels)}); {len(unknown)} row(s) like it")
+
+
+def import_file(settings: Settings, path: Path) -> tuple[Path, int]:
+    """Check a labelled file whole, then write it as one new batch; (batch path, rows)."""
+    frame = parse_labelled_file(path)
+    check_label_set(frame, label_set(settings), str(path))
+    from mlops.serving.traffic import new_ids
+
+    missing_ids = frame["id"] == ""
+    frame.loc[missing_ids, "id"] = new_ids(int(missing_ids.sum()))
+    return write_batch(frame, Path(settings.feedback.batches_dir), f"import-{Path(path).stem}"), len(frame)
+
+
+def batched_labels(directory: Path) -> dict[str, str]:
+    """The latest label of every id already in a batch."""
+    latest: dict[str, str] = {}
+    for path in list_batches(directory):
+        frame = read_batch(path)
+        latest.update(zip(frame["id"], frame["label"], strict=True))
+    return latest
+
+
+def collect_served(settings: Settings, feedback_log: Path) -> tuple[Path | None, int, int]:
+    """Labels posted to /feedback that no batch holds yet, as one new batch: (path or None, rows, skipped).
+
+    A label for a text whose log line holds only its hash (serve.traffic.hash_texts) cannot train a model:
+    it is counted as skipped.
+    """
+    from mlops.serving.feedback import read_feedback
+
+    directory = Path(settings.feedback.batches_dir)
+    done = batched_labels(directory)
+    records = [r for r in read_feedback(feedback_log) if done.get(r["id"]) != r["label"]]
+    usable = [r for r in records if isinstance(r.get("text"), str) and r["text"].strip()]
+    if not usable:
+        return None, 0, len(records)
+    frame = pd.DataFrame([{"id": r["id"], "text": r["text"], "label": r["label"]} for r in usable])
+    check_label_set(frame, label_set(settings), str(feedback_log))
+    return write_batch(frame, directory, "served"), len(frame), len(records) - len(usable)
+
+
+def read_batches(directory: Path) -> pd.DataFrame:
+    """Every batch's rows with the batch's file name; a relabelled id keeps only its latest label."""
+    frames = [read_batch(path).assign(batch=path.name) for path in list_batches(directory)]
+    if not frames:
+        return pd.DataFrame(columns=[*BATCH_COLUMNS, "batch"], dtype="string")
+    rows = pd.concat(frames, ignore_index=True)
+    with_id = rows[rows["id"] != ""].drop_duplicates("id", keep="last")
+    return pd.concat([with_id, rows[rows["id"] == ""]]).sort_index().reset_index(drop=True)

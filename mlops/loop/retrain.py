@@ -1,0 +1,91 @@
+"""A drift-triggered lifecycle run: retrain on new labels, or say plainly that there are none.
+
+Drift alone is no reason to retrain: the same data gives the same model. What
+a drift-triggered run needs is labels for the drifted traffic. So it first
+turns the labels posted to `/feedback` since the last collection into a new
+batch, then compares the feedback batches on disk with those the last
+ingested data held (the data the current champion was judged on). New
+batches: the lifecycle runs as usual (DVC sees the batches directory change,
+so ingest and everything after it re-run; the gate judges the candidate on
+the recent set too; an accepted model is packaged and promoted). None: the
+run ends, not failed, with "drift, no new labels since the champion's data:
+N texts queued for labelling at <path>" in its record and summary; the
+queue is the one monitoring wrote when it found the drift.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlops.core.settings import Settings, load_settings
+
+LOOP_FILE = "loop.json"  # in a drift-triggered run's record
+
+
+def ingested_batches(project: Path) -> set[str]:
+    """The feedback batches the last ingested data held."""
+    path = project / "data" / "ingested.parquet"
+    if not path.is_file():
+        return set()
+    frame = pd.read_parquet(path, columns=None)
+    if "batch" not in frame or "subset" not in frame:
+        return set()
+    return set(frame.loc[frame["subset"] == "feedback", "batch"].astype(str))
+
+
+def queue_of(project: Path, settings: Settings, summaries: list[str]) -> tuple[int, str]:
+    """The labelling queue of the drift that started the run (from its monitoring summary), else the queue dir's."""
+    for summary in reversed(summaries):
+        path = Path(summary)
+        if path.is_file():
+            queue = json.loads(path.read_text(encoding="utf-8")).get("labelling_queue")
+            if queue:
+                return int(queue["rows"]), str(queue["path"])
+    from mlops.loop.queue import QUEUE_CSV
+
+    path = (project / settings.feedback.queue_dir / QUEUE_CSV).resolve()
+    return (len(pd.read_csv(path)) if path.is_file() else 0), str(path)
+
+
+def prepare(project: Path, summaries: list[str] | None = None) -> dict[str, Any]:
+    """Collect posted labels into a batch and decide: `retrain` (new labelled batches) or `no_new_labels`."""
+    import os
+
+    from mlops.loop.batches import collect_served, list_batches
+    from mlops.serving.feedback import FEEDBACK_FILE
+
+    project = Path(project).resolve()
+    settings = load_settings(project / "params.yaml")
+    batches_dir = project / settings.feedback.batches_dir
+    batches_dir.mkdir(parents=True, exist_ok=True)
+    log = Path(os.environ.get("MLOPS_FEEDBACK_DIR") or project / "logs" / "feedback") / FEEDBACK_FILE
+    here = Path.cwd()
+    try:
+        os.chdir(project)  # batches_dir and the label set resolve against the project
+        batch, collected, skipped = collect_served(settings, log)
+    finally:
+        os.chdir(here)
+    new = sorted({path.name for path in list_batches(batches_dir)} - ingested_batches(project))
+    result: dict[str, Any] = {"collected": collected, "collected_batch": str(batch) if batch else None,
+                              "skipped_without_text": skipped, "new_batches": new}
+    if new:
+        result |= {"status": "retrain",
+                   "message": f"drift, {len(new)} new labelled batch(es) since the champion's data "
+                              f"({', '.join(new)}): retraining"}
+    else:
+        queued, path = queue_of(project, settings, summaries or [])
+        result |= {"status": "no_new_labels", "queued": queued, "queue": path,
+                   "message": f"drift, no new labels since the champion's data: {queued} texts queued for "
+                              f"labelling at {path}"}
+    return result
+
+
+def write_loop_record(folder: Path, result: dict[str, Any]) -> None:
+    from mlops.orchestration.runs import write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(folder / LOOP_FILE, json.dumps(result, indent=2) + "\n")

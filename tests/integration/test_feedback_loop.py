@@ -1,0 +1,89 @@
+"""The loop end to end on the tiny config: serve, shifted traffic, drift and the labelling queue, labels through
+/feedback, a drift-triggered retrain on them (new batch validated, recent set held out, gate judging both sets),
+and a second drift run without new labels that says so and retrains nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.helpers import BIN, ROOT, copy_project, free_port, post, project_env, run_cmd, stop, tiny_params, wait_ready
+
+pytestmark = pytest.mark.slow
+
+
+def read_json(path):
+    return json.loads(path.read_text())
+
+
+@pytest.mark.timeout(3600)  # two lifecycles and a served phase: over 15 minutes on a busy 2-core machine
+def test_drift_labels_retrain_and_a_run_without_labels(tmp_path, tiny_model_dir):
+    from mlops.stages.generate import generate_corpus
+
+    params = tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()), tiny_model_dir)
+    params["feedback"].update({"min_recent_rows": 20, "oversample": 2, "queue_size": 200})
+    params["gate"]["promote_if"] = "non_inferior"
+    project = copy_project(tmp_path / "project", params)
+    env = project_env(project) | {"MLOPS_FEEDBACK_DIR": str(project / "logs" / "feedback"),
+                                  "PYTHONPATH": str(project)}
+    run_cmd([str(BIN / "dvc"), "repro"], cwd=project, env=env, timeout=1800)  # minutes on a busy 2-core machine
+    first = read_json(project / ".bentoml/registry.json")["champion"]
+
+    shifted = generate_corpus(160, params["data"]["generated"]["classes"], seed=77, variant="shifted")
+    port = free_port()
+    server = subprocess.Popen([str(BIN / "bentoml"), "serve", first["bento"], "--host", "127.0.0.1", "--port",
+                               str(port)], cwd=project, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, server)
+        answers = []
+        for at in range(0, len(shifted), 16):
+            status, body = post(f"{base}/classify", json.dumps({"texts": shifted["text"][at:at + 16].tolist()}
+                                                               ).encode())
+            assert status == 200, body
+            answers += json.loads(body)
+        truth = dict(zip([a["id"] for a in answers], shifted["label"], strict=True))
+        out = run_cmd([str(BIN / "mlops"), "monitor", "--current", str(project / "logs/traffic"), "--out-dir",
+                       "reports/live"], cwd=project, env=env).stdout
+        summary = read_json(project / "reports/live/summary.json")
+        assert summary["status"] == "drift", out
+        queue = pd.read_csv(summary["labelling_queue"]["path"], dtype=str, keep_default_na=False)
+        assert len(queue) == summary["labelling_queue"]["rows"] == 160 and "texts queued for labelling" in out
+        assert queue["confidence"].astype(float).is_monotonic_increasing  # least confident first
+        body = json.dumps([{"id": i, "label": truth[i]} for i in queue["id"][:120]]).encode()
+        status, answer = post(f"{base}/feedback", body)
+        assert status == 200 and all(a["status"] == "recorded" for a in json.loads(answer)), answer
+    finally:
+        stop(server)
+
+    out = run_cmd([str(BIN / "mlops"), "retrain-on-drift", "--summary", "reports/live/summary.json"], cwd=project,
+                  env=env, timeout=1800).stdout
+    assert "new labelled batch(es) since the champion's data" in out and "Lifecycle finished." in out, out
+    batch = next((project / "data/feedback").glob("batch-*-served.csv")).name
+    validation = read_json(project / "reports/validation/summary.json")
+    assert validation["new_batches"] == [batch] and validation["batches"][batch]["rows"] == 120
+    recent = pd.read_parquet(project / "data/split/recent.parquet")
+    assert len(recent) == 60 and set(recent["batch"]) == {batch}
+    metrics = read_json(project / "metrics/evaluate.json")
+    assert metrics["recent"]["rows"] == 60 and len(metrics["recent"]["accuracy_ci"]) == 2
+    decision = read_json(project / "reports/gate/decision.json")
+    assert decision["comparison"]["recent"]["rows"] == 60 and decision["sets"]["recent"]["rows"] == 60
+    assert any(c["check"] == "non_inferior_on_recent" for c in decision["checks"])
+    assert "recent set" in out and "vs champion" in out
+    champion = read_json(project / ".bentoml/registry.json")["champion"]
+    assert (champion["model"] != first["model"]) == decision["accepted"]  # promoted exactly when accepted
+    record = read_json(next((project / "reports/runs").glob("cli_drift*/run.json")))
+    assert record["loop"]["status"] == "retrain" and record["loop"]["new_batches"] == [batch]
+
+    again = run_cmd([str(BIN / "mlops"), "retrain-on-drift", "--summary", "reports/live/summary.json"],
+                    cwd=project, env=env).stdout
+    assert ("drift, no new labels since the champion's data: 160 texts queued for labelling at "
+            f"{summary['labelling_queue']['path']}") in again, again
+    assert "Lifecycle finished." not in again  # nothing retrained
+    status = run_cmd([str(BIN / "dvc"), "status"], cwd=project, env=env).stdout
+    assert "up to date" in status

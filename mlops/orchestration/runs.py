@@ -67,8 +67,8 @@ RUNS_DIR = Path("reports/runs")
 MONITORING_RUNS_DIR = Path("reports/monitoring-runs")  # one folder per run of the monitoring DAG
 TRIGGER_FILE = "trigger.json"  # in an asset-triggered run's record: the drift report(s) that started it
 STATUSES = ("drift", "no_drift", "insufficient_data")  # of `mlops monitor`'s summary.json
-RECORDED = ("metrics/train.json", "metrics/evaluate.json", "reports/gate/decision.json", "reports/package.json",
-            "reports/monitoring/summary.json", "reports/validation/summary.json")
+RECORDED = ("metrics/train.json", "metrics/evaluate.json", "metrics/evaluate_detail.json", "reports/gate/decision.json",
+            "reports/package.json", "reports/monitoring/summary.json", "reports/validation/summary.json")
 
 
 def safe_name(run_id: str) -> str:

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 
 from mlops.core import registry
-from mlops.core.io import atomic_path, file_digest, read_json, read_table, write_json
+from mlops.core.io import atomic_path, file_digest, read_table, write_json
 from mlops.core.settings import Settings
 from mlops.ml.model import LABEL_MAP, Classifier, set_cpu_threads
-from mlops.stages.evaluate import score
+from mlops.stages.evaluate import read_metrics, score
 
 
 def check(name: str, observed: float, threshold: float, passed: bool, rule: str) -> dict[str, Any]:
@@ -234,7 +234,7 @@ p50 {metrics['latency']['p50_ms']} ms / p95 {metrics['latency']['p95_ms']} ms, s
 def run(settings: Settings, metrics_path: Path, model_dir: Path, scored_test: Path, train_path: Path, out: Path,
         card_path: Path) -> dict[str, Any]:
     set_cpu_threads()
-    metrics = read_json(metrics_path)
+    metrics = read_metrics(metrics_path)  # the headline and its per-class/per-slice detail
     decision = decide(settings, metrics, model_dir, scored_test)
     decision["lineage"] = lineage(settings, train_path, scored_test, decision)
     write_json(decision, out)

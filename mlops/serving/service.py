@@ -22,7 +22,7 @@ many at a time as there are model-call threads. Limits (texts per request, chara
 text, body size), precision and the traffic log come from params.yaml, which
 the Bento carries (`MLOPS_PARAMS` names another file); an API key, when its
 environment variable is set, is required on every endpoint but health,
-metrics and docs.
+metrics and docs. `/metrics` adds the model's own metrics (mlops/serving/model_metrics.py).
 """
 
 from __future__ import annotations
@@ -126,6 +126,9 @@ class TextClassifier:
             self.batch_sizes = batch_size_histogram(SERVE.name)
         except Exception:  # metrics off or a BentoML without them: batching works the same
             self.batch_sizes = None
+        from mlops.serving.model_metrics import ModelMetrics
+
+        self.model_metrics = ModelMetrics(self.version, SERVE.precision).start()  # predictions and drift
 
     def answer(self, texts: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
         """Per text: label, score, all probabilities, model version; and its embedding for the traffic log."""
@@ -180,6 +183,7 @@ class TextClassifier:
         results, embeddings = await (self.infer_batched(batch) if SERVE.batching else self.infer(batch))
         if SERVE.traffic.enabled:
             self.traffic.append(batch, results, (time.perf_counter() - started) * 1000, embeddings)
+        self.model_metrics.observe(results)
         return results[0] if texts is None else results
 
 

@@ -156,6 +156,18 @@ def test_serve_champion_classify_log_and_monitor(lifecycle):
         assert batch["label"].tolist() == [answer["label"] for answer in served]
         assert set(batch["model_version"]) == {served[0]["model_version"]}
         assert max(abs(b - a["score"]) for b, a in zip(batch["score"], served, strict=True)) < 1e-3
+        # the model's own metrics: answers by label, their scores, the version served, the latest drift verdict
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+            exposed = response.read().decode()
+        version = served[0]["model_version"]
+        counted = sum(float(line.rsplit(" ", 1)[1]) for line in exposed.splitlines()
+                      if line.startswith("mlops_predictions_total{") and f'model_version="{version}"' in line)
+        assert counted >= 12 + 1 + 24, counted
+        assert f'mlops_prediction_confidence_count{{model_version="{version}"}}' in exposed
+        assert f'mlops_model_info{{model_version="{version}"' in exposed
+        status = read_json(project / "reports/monitoring/summary.json")["status"]
+        assert f'mlops_drift_status{{status="{status}"}} 1.0' in exposed
+        assert 'mlops_drift_signal_score{signal="embedding"}' in exposed
         too_many = json.dumps({"texts": ["hello"] * 65}).encode()
         too_long = json.dumps({"texts": ["x" * 5001]}).encode()
         huge = json.dumps({"texts": ["y" * 4000] * 400}).encode()  # 1.6 MB

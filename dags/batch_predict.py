@@ -25,6 +25,7 @@ PROJECT = Path(os.environ.get("MLOPS_PROJECT_DIR", Path(__file__).resolve().pare
 sys.path.insert(0, str(PROJECT))
 
 from mlops.orchestration.airflow_tasks import task_env  # noqa: E402
+from mlops.orchestration.alerts import WebhookNotifier  # noqa: E402
 from mlops.orchestration.batch_tasks import PATH_PATTERN, BatchPredictOperator  # noqa: E402
 
 with DAG(
@@ -43,7 +44,8 @@ with DAG(
         "model": Param(None, type=["null", "string"], minLength=1, title="model",
                        description="Model tag (text-classifier:<version>); empty: the registry's champion."),
     },
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=30), "execution_timeout": timedelta(hours=2)},
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=30), "execution_timeout": timedelta(hours=2),
+                  "on_failure_callback": WebhookNotifier("task_failed")},
     doc_md=__doc__,
 ) as dag:
     BatchPredictOperator(task_id="predict", project=str(PROJECT), env=task_env(PROJECT),

@@ -29,7 +29,8 @@ triggers, with or without parameters, work as before.
 Stage tasks retry transient failures with exponential backoff; a stage that
 refuses its input (exit 2) fails at once. Every task has a timeout, and a
 failed task writes a one-paragraph summary to its log and to
-reports/runs/<run id>/failure.md. `train` goes to the `gpu` queue, so that
+reports/runs/<run id>/failure.md, and alerts the `mlops_alerts` webhook
+connection when there is one (so does a rejected model). `train` goes to the `gpu` queue, so that
 under the CeleryExecutor GPU machines run training and CPU workers the rest.
 """
 
@@ -49,6 +50,7 @@ sys.path.insert(0, str(PROJECT))
 
 from mlops.core.pipeline import load_stages  # noqa: E402
 from mlops.orchestration.airflow_tasks import StageOperator, configure, gate_passed, on_failure, record, task_env  # noqa: E402
+from mlops.orchestration.alerts import RejectedModelNotifier, WebhookNotifier  # noqa: E402
 from mlops.orchestration.assets import DRIFT_ASSET  # noqa: E402
 from mlops.orchestration.runs import TRIGGER_PARAMS, current_value  # noqa: E402
 
@@ -90,7 +92,7 @@ with DAG(
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
         "execution_timeout": timedelta(hours=1),
-        "on_failure_callback": on_failure,
+        "on_failure_callback": [on_failure, WebhookNotifier("task_failed")],  # alert: see mlops/orchestration/alerts.py
     },
     doc_md=__doc__,
 ) as dag:
@@ -119,6 +121,7 @@ with DAG(
     gate_decision = ShortCircuitOperator(
         task_id="gate_decision", python_callable=gate_passed, retries=0,
         op_kwargs={"project": str(PROJECT), "decision": DECISION}, ignore_downstream_trigger_rules=False,
+        on_success_callback=RejectedModelNotifier(str(PROJECT), DECISION),
         doc_md="Branch on the gate's decision: a rejected model skips packaging, and this task's log says why.",
     )
     for stage in stages:

@@ -24,11 +24,12 @@ from mlops.core.io import atomic_path, read_json, read_table, write_json, write_
 from mlops.core.settings import EvaluateSettings, Settings
 from mlops.ml.behaviour import load_suite, run_suite
 from mlops.ml.model import Classifier, set_cpu_threads
+from mlops.ml.progress import predict_with_progress
 
 
 def score(classifier: Classifier, frame: pd.DataFrame) -> pd.DataFrame:
     """Add `prediction`, `confidence`, one `proba_<label>` column per class and the `embedding`."""
-    proba, embeddings = classifier.predict(frame["text"].tolist())
+    proba, embeddings = predict_with_progress(classifier, frame["text"].tolist(), "score")
     scored = frame.copy()
     scored["prediction"] = [classifier.labels[i] for i in proba.argmax(axis=1)]
     scored["confidence"] = proba.max(axis=1)

@@ -24,6 +24,7 @@ from mlops.core import registry
 from mlops.core.io import atomic_path, file_digest, read_table, write_json
 from mlops.core.settings import Settings
 from mlops.ml.model import LABEL_MAP, Classifier, set_cpu_threads
+from mlops.ml.progress import progress
 from mlops.stages.evaluate import read_metrics, score
 
 
@@ -76,7 +77,7 @@ def paired_bootstrap(truth: np.ndarray, champion: np.ndarray, challenger: np.nda
     rng = np.random.default_rng(seed)
     n = len(truth)
     differences = []
-    for start in range(0, samples, 250):  # chunks keep memory flat on large test sets
+    for start in progress(range(0, samples, 250), "bootstrap", unit="x250"):  # chunks keep memory flat
         index = rng.integers(0, n, size=(min(250, samples - start), n))
         differences.append(macro_f1_batch(truth[index], challenger[index], classes)
                            - macro_f1_batch(truth[index], champion[index], classes))

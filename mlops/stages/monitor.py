@@ -132,7 +132,9 @@ def signal_frame(frame: pd.DataFrame, origin: str, model_dir: Path | None) -> tu
 
     set_cpu_threads()
     classifier = Classifier.load(model_dir)
-    proba, embeddings = classifier.predict(texts)
+    from mlops.ml.progress import predict_with_progress
+
+    proba, embeddings = predict_with_progress(classifier, texts, "monitor: score")
     signals["prediction"] = [classifier.labels[i] for i in proba.argmax(axis=1)]
     signals["confidence"] = proba.max(axis=1)
     return signals, embeddings

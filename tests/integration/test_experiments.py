@@ -60,3 +60,13 @@ def test_experiments_show_side_by_side_and_reverted_params_restore(tmp_path, rep
     again = experiment_metrics(json.loads(run_cmd([dvc, "exp", "show", "--json"], cwd=project).stdout),
                                "lr-high-again")
     assert again["metrics/evaluate.json"] == high["metrics/evaluate.json"]
+
+    # hand runs of validate and monitor on the experiment's workspace leave the pipeline's outputs alone
+    validated = run_cmd([str(BIN / "mlops"), "validate"], cwd=project, check=False).stdout
+    monitored = run_cmd([str(BIN / "mlops"), "monitor", "--current", "test", "--no-history"], cwd=project).stdout
+    for output, command in ((validated, "validate"), (monitored, "monitor")):
+        assert f"{command}: no output folder given; this hand run writes to reports/adhoc/" in output, output
+    assert len(list((project / "reports/adhoc").glob("*/summary.json"))) == 2
+    assert not (project / "reports/monitoring").exists()
+    status = run_cmd([dvc, "status", "evaluate"], cwd=project).stdout
+    assert "Data and pipelines are up to date" in status, status

@@ -15,6 +15,7 @@ Writes bench/results/batch_predict.json.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the service and mlops predict set it
 
 from bench.results_file import write_result  # noqa: E402
 from mlops.core.settings import load_settings  # noqa: E402

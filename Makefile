@@ -63,7 +63,7 @@ lint:  ## ruff
 
 serve:  ## serve the champion Bento on 127.0.0.1:$(PORT)
 	@bento=$$($(BIN)/mlops registry show --field bento) && echo "serving $$bento on http://127.0.0.1:$(PORT)" && \
-	$(BIN)/bentoml serve $$bento --host 127.0.0.1 --port $(PORT)
+	MLOPS_PROJECT_DIR=$(CURDIR) $(BIN)/bentoml serve $$bento --host 127.0.0.1 --port $(PORT)
 
 airflow:  ## start Airflow standalone (SQLite, LocalExecutor) on 127.0.0.1:8080, in the background
 	@$(BIN)/python -m mlops.orchestration.airflow_ctl start

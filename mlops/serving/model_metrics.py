@@ -8,6 +8,9 @@
   `mlops_drift_signal_drifted{signal}`, `mlops_drift_last_run_timestamp_seconds`: the newest
   monitoring run's verdict and per-signal scores (its summary.json), re-read every `refresh_s` seconds.
 
+The monitoring runs are looked for under $MLOPS_PROJECT_DIR (`make serve` sets it; `bentoml serve <bento>`
+runs in the Bento's own folder, not the project), else the working directory.
+
 BentoML serves `/metrics` from prometheus_client's multiprocess files; its own `bentoml.metrics` module
 is a deprecated alias of prometheus_client that must not be touched before the worker has set
 PROMETHEUS_MULTIPROC_DIR, so the metrics are created in the service's `__init__` (inside the worker),

@@ -120,7 +120,9 @@ def test_serve_champion_classify_log_and_monitor(lifecycle):
     bento = read_json(project / ".bentoml/registry.json")["champion"]["bento"]
     port = free_port()
     key = "test-key-" + str(port)
-    env = project_env(project) | {"MLOPS_API_KEY": key}
+    # MLOPS_PROJECT_DIR: where the service finds the monitoring runs for its drift metrics (`bentoml serve <bento>`
+    # runs in the Bento's own folder)
+    env = project_env(project) | {"MLOPS_API_KEY": key, "MLOPS_PROJECT_DIR": str(project)}
     server = subprocess.Popen([str(BIN / "bentoml"), "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
                               cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)

@@ -5,8 +5,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
-# Any DVC remote URL (s3://bucket/path, gs://..., ssh://...); local by default.
+# Any DVC remote URL (s3://bucket/path, gs://..., ssh://...); local by default. An s3:// remote installs the
+# `s3` extra (dvc-s3); DVC_S3_ENDPOINT points it at an S3-compatible store. Credentials: AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY (or an AWS profile) in the environment, never in a config file.
 DVC_REMOTE ?= $(CURDIR)/.dvcstore
+DVC_S3_ENDPOINT ?=
 PORT ?= 3000
 
 include airflow.env
@@ -32,9 +35,15 @@ $(BIN)/python:
 setup: $(BIN)/python  ## create .venv, install the locked dependencies, initialise DVC, Airflow and BentoML homes
 	$(BIN)/python -m pip install -q -r requirements.lock
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	@# DVC talks to S3 through its dvc-s3 plugin: the `s3` extra, at the lock's versions
+	@case "$(DVC_REMOTE)" in s3://*) $(BIN)/python -m pip install -q -c requirements.lock --no-build-isolation \
+		-e '.[s3]' ;; esac
 	$(BIN)/dvc config core.analytics false
 	$(BIN)/dvc remote add --local --force --default storage $(DVC_REMOTE)
-	mkdir -p $(BENTOML_HOME) $(AIRFLOW_HOME) $(DVC_REMOTE)
+	@# an S3-compatible store other than AWS (MinIO, Ceph, moto): its URL; credentials stay in the environment
+	@if [ -n "$(DVC_S3_ENDPOINT)" ]; then $(BIN)/dvc remote modify --local storage endpointurl $(DVC_S3_ENDPOINT); fi
+	mkdir -p $(BENTOML_HOME) $(AIRFLOW_HOME)
+	@case "$(DVC_REMOTE)" in *://*) ;; *) mkdir -p $(DVC_REMOTE) ;; esac
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
 	@echo "setup: done. Next: make run"
 
@@ -56,7 +65,7 @@ lint:  ## ruff
 
 serve:  ## serve the champion Bento on 127.0.0.1:$(PORT)
 	@bento=$$($(BIN)/mlops registry show --field bento) && echo "serving $$bento on http://127.0.0.1:$(PORT)" && \
-	$(BIN)/bentoml serve $$bento --host 127.0.0.1 --port $(PORT)
+	MLOPS_PROJECT_DIR=$(CURDIR) $(BIN)/bentoml serve $$bento --host 127.0.0.1 --port $(PORT)
 
 airflow:  ## start Airflow standalone (SQLite, LocalExecutor) on 127.0.0.1:8080, in the background
 	@$(BIN)/python -m mlops.orchestration.airflow_ctl start

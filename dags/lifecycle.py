@@ -32,7 +32,8 @@ triggers, with or without parameters, work as before.
 Stage tasks retry transient failures with exponential backoff; a stage that
 refuses its input (exit 2) fails at once. Every task has a timeout, and a
 failed task writes a one-paragraph summary to its log and to
-reports/runs/<run id>/failure.md. `train` goes to the `gpu` queue, so that
+reports/runs/<run id>/failure.md, and alerts the `mlops_alerts` webhook
+connection when there is one (so does a rejected model). `train` goes to the `gpu` queue, so that
 under the CeleryExecutor GPU machines run training and CPU workers the rest.
 """
 
@@ -62,6 +63,7 @@ from mlops.orchestration.airflow_tasks import (  # noqa: E402
     restore,
     task_env,
 )
+from mlops.orchestration.alerts import RejectedModelNotifier, WebhookNotifier  # noqa: E402
 from mlops.orchestration.assets import DRIFT_ASSET  # noqa: E402
 from mlops.orchestration.runs import TRIGGER_PARAMS  # noqa: E402
 
@@ -104,7 +106,7 @@ with DAG(
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
         "execution_timeout": timedelta(hours=1),
-        "on_failure_callback": on_failure,
+        "on_failure_callback": [on_failure, WebhookNotifier("task_failed")],  # alert: see mlops/orchestration/alerts.py
     },
     doc_md=__doc__,
 ) as dag:
@@ -134,6 +136,7 @@ with DAG(
         task_id="gate_decision", python_callable=gate_passed, retries=0,
         op_kwargs={"project": str(PROJECT), "decision": str(stage_path(PROJECT, GATE, "out"))},
         ignore_downstream_trigger_rules=False,
+        on_success_callback=RejectedModelNotifier(str(PROJECT), str(stage_path(PROJECT, GATE, "out"))),
         doc_md="Branch on the gate's decision: a rejected model skips packaging, and this task's log says why.",
     )
     for stage in stages:

@@ -33,6 +33,7 @@ sys.path.insert(0, str(PROJECT))
 
 from mlops.core.settings import load_settings  # noqa: E402
 from mlops.orchestration.airflow_tasks import MonitorOperator, announce_drift, drift_detected, task_env  # noqa: E402
+from mlops.orchestration.alerts import DriftNotifier, WebhookNotifier  # noqa: E402
 from mlops.orchestration.assets import DRIFT_ASSET  # noqa: E402
 
 SCHEDULE = load_settings(PROJECT / "params.yaml").monitor.schedule
@@ -55,6 +56,7 @@ with DAG(
         "retries": 1,
         "retry_delay": timedelta(seconds=30),
         "execution_timeout": timedelta(minutes=30),
+        "on_failure_callback": WebhookNotifier("task_failed"),  # alert: see mlops/orchestration/alerts.py
     },
     doc_md=__doc__,
 ) as dag:
@@ -70,6 +72,7 @@ with DAG(
     announce = PythonOperator(
         task_id="announce_drift", python_callable=announce_drift, op_kwargs={"project": str(PROJECT)},
         outlets=[DRIFT_ASSET], retries=0, execution_timeout=timedelta(minutes=2),
+        on_success_callback=DriftNotifier(str(PROJECT)),  # alert the `mlops_alerts` webhook, if configured
         doc_md=f"Emit an event of `{DRIFT_ASSET.uri}` naming the report; the `lifecycle` DAG runs on it.",
     )
     monitor >> verdict >> announce

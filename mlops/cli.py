@@ -45,6 +45,23 @@ def settings_of(ctx: click.Context) -> Settings:
     return load_settings(ctx.obj)
 
 
+ADHOC_DIR = Path("reports/adhoc")
+
+
+def adhoc_dir(command: str) -> Path:
+    """A new folder of its own for a hand run: reports/adhoc/<UTC time>-<command>/.
+
+    dvc.yaml names the pipeline's output folders explicitly; a hand run that wrote there would make the
+    next `dvc repro` see the stage as changed and lose the pipeline's own report."""
+    from datetime import UTC, datetime
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    folder = ADHOC_DIR / f"{stamp}-{command}"
+    folder.mkdir(parents=True, exist_ok=False)
+    click.echo(f"{command}: no output folder given; this hand run writes to {folder}/")
+    return folder
+
+
 @cli.command()
 @click.option("--out", type=PathArg, default=declared("generate", "out"), show_default=DVC_YAML)
 @click.option("--variant", type=click.Choice(["original", "shifted"]), default="original", show_default=True,
@@ -78,13 +95,16 @@ def ingest(ctx: click.Context, out: Path) -> None:
 @click.option("--quarantine", type=PathArg, default=None, help="Where to write the quarantined rows, with reasons.")
 @click.option("--profile", "profile_path", type=PathArg, default=None,
               help="The last accepted batch's profile: read for shift warnings, replaced on acceptance.")
-@click.option("--report-dir", type=PathArg, default=declared("validate", "report-dir"), show_default=DVC_YAML)
+@click.option("--report-dir", type=PathArg, default=None,
+              help="Where summary.json and report.html go (dvc.yaml's path for the pipeline); "
+                   "default: a new reports/adhoc/<time>-validate/ folder.")
 @click.pass_context
 def validate(ctx: click.Context, data: Path, out: Path | None, quarantine: Path | None, profile_path: Path | None,
-             report_dir: Path) -> None:
+             report_dir: Path | None) -> None:
     """Run the Great Expectations suite; exit non-zero when the batch is rejected."""
     from mlops.stages import validate as stage
 
+    report_dir = report_dir or adhoc_dir("validate")
     stage.run(settings_of(ctx), data, out, report_dir, quarantine, profile_path)
 
 
@@ -193,16 +213,41 @@ def promote(ctx: click.Context, package_result: Path, scored_test: Path, out: Pa
               help="Traffic log (file or directory), or any CSV/TSV/JSONL/Parquet file with a text column; "
                    "`test` for the scored test split; default: monitor.current.")
 @click.option("--scored-test", type=PathArg, default=declared("monitor", "scored-test"), show_default=DVC_YAML)
-@click.option("--out-dir", type=PathArg, default=declared("monitor", "out-dir"), show_default=DVC_YAML)
+@click.option("--out-dir", type=PathArg, default=None,
+              help="Where the report goes (dvc.yaml's path for the pipeline); "
+                   "default: a new reports/adhoc/<time>-monitor/ folder.")
 @click.option("--no-history", is_flag=True, help="Do not archive this report in monitor.history_dir.")
 @click.pass_context
 def monitor(ctx: click.Context, reference: Path, model_dir: Path, current: str | None, scored_test: Path,
-            out_dir: Path, no_history: bool) -> None:
+            out_dir: Path | None, no_history: bool) -> None:
     """Compare served traffic (or a stand-in) with the reference; report drift. Exit 0 whatever the verdict."""
     from mlops.stages import monitor as stage
 
+    out_dir = out_dir or adhoc_dir("monitor")
     stage.run(settings_of(ctx), reference, current, scored_test, out_dir, model_dir=model_dir,
               history=not no_history)
+
+
+@cli.command()
+@click.option("--input", "input_path", type=PathArg, required=True, help="CSV, TSV, JSONL or Parquet file to score.")
+@click.option("--output", "output_path", type=PathArg, required=True,
+              help="Where the scored rows go (.csv, .tsv, .jsonl or .parquet); written whole or not at all.")
+@click.option("--model", "tag", default=None,
+              help="Model tag in the BentoML store (or a model directory); default: the registry's champion.")
+@click.option("--text", "text_columns", multiple=True, default=("text",), show_default=True,
+              help="Text column; give it several times to join columns with a space (as ingest does).")
+@click.option("--columns", default=None, help="Comma-separated column names of a headerless CSV/TSV.")
+@click.option("--chunk-size", type=int, default=512, show_default=True, help="Texts per model call.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.pass_context
+def predict(ctx: click.Context, input_path: Path, output_path: Path, tag: str | None, text_columns: tuple[str, ...],
+            columns: str | None, chunk_size: int, no_progress: bool) -> None:
+    """Score a file with the champion (or --model): per row, the API's label, score, probabilities, model version."""
+    from mlops.serving import batch
+
+    names = tuple(name.strip() for name in columns.split(",")) if columns else None
+    batch.run(settings_of(ctx), input_path, output_path, tag, tuple(text_columns), names, chunk_size,
+              progress=not no_progress)
 
 
 @cli.group()

@@ -62,6 +62,16 @@ def test_failed_validation_exits_non_zero(workdir, tmp_path):
     assert "CRITICAL duplicate_share" in result.stdout
 
 
+def test_hand_run_validate_writes_to_its_own_folder_and_says_where(workdir, tmp_path):
+    write, params = workdir
+    pd.DataFrame({"text": [f"text number {i}" for i in range(80)], "label": ["billing"] * 80}).to_csv(
+        tmp_path / "batch.csv", index=False)
+    result = mlops(write(params), "validate", "--data", "batch.csv")
+    assert "validate: no output folder given; this hand run writes to reports/adhoc/" in result.stdout
+    written = list((tmp_path / "reports/adhoc").glob("*-validate/summary.json"))
+    assert len(written) == 1 and not (tmp_path / "reports/validation").exists()
+
+
 def test_registry_without_champion(workdir):
     write, params = workdir
     assert_one_line_error(mlops(write(params), "registry", "show"), "no champion yet")

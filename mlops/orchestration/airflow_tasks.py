@@ -225,11 +225,11 @@ class PromoteOperator(CommandOperator):
     ui_color = "#3fa34d"
 
     def execute(self, context: Any) -> None:
-        code, output = self.run_command(["mlops", "promote"])
-        if code == USER_ERROR_EXIT:
-            raise AirflowFailException(f"mlops promote refused the candidate (exit 2):\n{output}")
-        if code != 0:
-            raise AirflowException(f"mlops promote failed (exit {code}):\n{output}")
+        result = self.run_command(["mlops", "promote"])
+        if result.code == USER_ERROR_EXIT:
+            raise AirflowFailException(f"mlops promote refused the candidate (exit 2): {result.describe()}")
+        if result.code != 0:
+            raise AirflowException(f"mlops promote failed (exit {result.code}): {result.describe()}")
 
 
 def on_failure(context: Any) -> None:

@@ -82,9 +82,11 @@ def recorded_files(project: Path) -> list[str]:
     """The project-relative paths of the files in RECORDED, as dvc.yaml declares them."""
     from mlops.core.pipeline import stage_path
     from mlops.core.registry import PROMOTION_RECORD
+    from mlops.stages.evaluate import detail_path
 
-    return [*(str(stage_path(project, stage, option) / inside) if inside else str(stage_path(project, stage, option))
-              for stage, option, inside in RECORDED), PROMOTION_RECORD]
+    files = [str(stage_path(project, stage, option) / inside) if inside else str(stage_path(project, stage, option))
+             for stage, option, inside in RECORDED]
+    return [*files, str(detail_path(stage_path(project, "evaluate", "metrics"))), PROMOTION_RECORD]
 
 
 def safe_name(run_id: str) -> str:

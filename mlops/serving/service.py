@@ -25,6 +25,7 @@ environment variable is set, is required on every endpoint but health,
 metrics and docs. The model sits in a swappable slot (mlops/serving/swap.py):
 a served champion follows the registry's promotions and rollbacks without a
 restart; `self.slot.active` is the (version, model) answering new requests.
+`/metrics` adds the model's own metrics (mlops/serving/model_metrics.py).
 """
 
 from __future__ import annotations
@@ -146,6 +147,9 @@ class TextClassifier:
             self.batch_sizes = batch_size_histogram(SERVE.name)
         except Exception:  # metrics off or a BentoML without them: batching works the same
             self.batch_sizes = None
+        from mlops.serving.model_metrics import ModelMetrics
+
+        self.model_metrics = ModelMetrics(self.version, SERVE.precision).start()  # predictions and drift
 
     def answer(self, texts: list[str], active: Active | None = None) -> tuple[list[dict[str, Any]], list[str]]:
         """Per text: label, score, all probabilities, model version; and its embedding for the traffic log."""
@@ -206,6 +210,7 @@ class TextClassifier:
             result["id"] = request_id  # what POST /feedback names to label this text
         if SERVE.traffic.enabled:
             self.traffic.append(batch, results, (time.perf_counter() - started) * 1000, embeddings)
+        self.model_metrics.observe(results)
         return results[0] if texts is None else results
 
 

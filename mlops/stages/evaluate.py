@@ -20,15 +20,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops.core.io import atomic_path, read_table, write_json, write_table
+from mlops.core.io import atomic_path, read_json, read_table, write_json, write_table
 from mlops.core.settings import EvaluateSettings, Settings
 from mlops.ml.behaviour import load_suite, run_suite
 from mlops.ml.model import Classifier, set_cpu_threads
+from mlops.ml.progress import predict_with_progress
 
 
 def score(classifier: Classifier, frame: pd.DataFrame) -> pd.DataFrame:
     """Add `prediction`, `confidence`, one `proba_<label>` column per class and the `embedding`."""
-    proba, embeddings = classifier.predict(frame["text"].tolist())
+    proba, embeddings = predict_with_progress(classifier, frame["text"].tolist(), "score")
     scored = frame.copy()
     scored["prediction"] = [classifier.labels[i] for i in proba.argmax(axis=1)]
     scored["confidence"] = proba.max(axis=1)
@@ -181,6 +182,29 @@ def plot_confusion(matrix: list[list[int]], labels: list[str], path: Path) -> No
     plt.close(figure)
 
 
+HEADLINE = ("rows", "accuracy", "macro_f1", "ece", "size_mb", "latency")  # one column each in `dvc exp show`
+
+
+def detail_path(metrics_path: Path) -> Path:
+    """metrics/evaluate.json -> metrics/evaluate_detail.json: where the per-class and per-slice figures go."""
+    path = Path(metrics_path)
+    return path.with_name(f"{path.stem}_detail{path.suffix}")
+
+
+def write_metrics(metrics: dict[str, Any], metrics_path: Path) -> None:
+    """Split the metrics in two files so `dvc exp show` stays readable: the headline figures in `metrics_path`,
+    everything else (per class, per slice, confusion matrix, behaviour cases, int8) in its detail file."""
+    write_json({key: metrics[key] for key in HEADLINE if key in metrics}, metrics_path)
+    write_json({key: value for key, value in metrics.items() if key not in HEADLINE}, detail_path(metrics_path))
+
+
+def read_metrics(metrics_path: Path) -> dict[str, Any]:
+    """The whole metrics document again: the headline file merged with its detail file (when there is one)."""
+    metrics = read_json(metrics_path)
+    detail = detail_path(metrics_path)
+    return {**metrics, **read_json(detail)} if detail.is_file() else metrics
+
+
 def run(settings: Settings, model_dir: Path, split_dir: Path, scored_dir: Path, metrics_path: Path,
         plots_dir: Path) -> dict[str, Any]:
     set_cpu_threads()
@@ -196,7 +220,7 @@ def run(settings: Settings, model_dir: Path, split_dir: Path, scored_dir: Path, 
         metrics["recent"] = recent
     if settings.serve.precision == "int8":
         metrics["int8"] = int8_metrics(model_dir, scored, metrics, settings.evaluate)
-    write_json(metrics, metrics_path)
+    write_metrics(metrics, metrics_path)
     confusion = pd.DataFrame({"actual": scored["label"].astype(str), "predicted": scored["prediction"]})
     with atomic_path(plots_dir / "confusion.csv") as tmp:
         confusion.to_csv(tmp, index=False)
@@ -204,7 +228,7 @@ def run(settings: Settings, model_dir: Path, split_dir: Path, scored_dir: Path, 
     print(f"evaluate: test accuracy {metrics['accuracy']}, macro-F1 {metrics['macro_f1']} on {metrics['rows']} rows, "
           f"ECE {metrics['ece']}, latency p50/p95 {metrics['latency']['p50_ms']}/{metrics['latency']['p95_ms']} ms, "
           f"{metrics['size_mb']} MB, behaviour {metrics['behaviour']['pass_rate']:.0%} "
-          f"of {metrics['behaviour']['cases']} cases -> {metrics_path}")
+          f"of {metrics['behaviour']['cases']} cases -> {metrics_path} (detail: {detail_path(metrics_path)})")
     if "recent" in metrics:
         recent = metrics["recent"]
         print(f"evaluate: recent set (held-out feedback) accuracy {recent['accuracy']} (95% CI "

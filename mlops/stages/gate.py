@@ -25,10 +25,11 @@ import numpy as np
 import pandas as pd
 
 from mlops.core import registry
-from mlops.core.io import atomic_path, file_digest, read_json, read_table, write_json
+from mlops.core.io import atomic_path, file_digest, read_table, write_json
 from mlops.core.settings import Settings
 from mlops.ml.model import LABEL_MAP, Classifier, set_cpu_threads
-from mlops.stages.evaluate import score
+from mlops.ml.progress import progress
+from mlops.stages.evaluate import read_metrics, score
 
 
 def check(name: str, observed: float, threshold: float, passed: bool, rule: str) -> dict[str, Any]:
@@ -82,7 +83,7 @@ def paired_bootstrap(truth: np.ndarray, champion: np.ndarray, challenger: np.nda
     rng = np.random.default_rng(seed)
     n = len(truth)
     differences = []
-    for start in range(0, samples, 250):  # chunks keep memory flat on large test sets
+    for start in progress(range(0, samples, 250), "bootstrap", unit="x250"):  # chunks keep memory flat
         index = rng.integers(0, n, size=(min(250, samples - start), n))
         differences.append(macro_f1_batch(truth[index], challenger[index], classes)
                            - macro_f1_batch(truth[index], champion[index], classes))
@@ -339,7 +340,7 @@ p50 {metrics['latency']['p50_ms']} ms / p95 {metrics['latency']['p95_ms']} ms, s
 def run(settings: Settings, metrics_path: Path, model_dir: Path, scored_test: Path, train_path: Path, out: Path,
         card_path: Path, scored_recent: Path | None = None) -> dict[str, Any]:
     set_cpu_threads()
-    metrics = read_json(metrics_path)
+    metrics = read_metrics(metrics_path)  # the headline and its per-class/per-slice detail
     decision = decide(settings, metrics, model_dir, scored_test, scored_recent)
     decision["sets"] = {"test": {"rows": metrics["rows"], "accuracy": metrics["accuracy"],
                                  "accuracy_ci": metrics.get("accuracy_ci")},

@@ -25,7 +25,9 @@ and its noise floor at this window's size (the 99th percentile of the same
 score between two resamples of the reference of the two windows' sizes, or
 for the ROC AUC its known null distribution). The floor shrinks as windows
 grow, the score's meaning does not change, and Evidently's report is given
-the same effective thresholds so its HTML and our verdict agree. Evidently writes the HTML report; every run
+the same effective thresholds so its HTML and our verdict agree: the report is built from the verdict (its
+headline, the six signals with their effective thresholds; mlops/ml/verdict_report.py), saved as report.html
+and report.json. Evidently writes the HTML report; every run
 is also archived in `monitor.history_dir` with an index page and a plot of
 the scores over time.
 """
@@ -131,7 +133,9 @@ def signal_frame(frame: pd.DataFrame, origin: str, model_dir: Path | None) -> tu
 
     set_cpu_threads()
     classifier = Classifier.load(model_dir)
-    proba, embeddings = classifier.predict(texts)
+    from mlops.ml.progress import predict_with_progress
+
+    proba, embeddings = predict_with_progress(classifier, texts, "monitor: score")
     signals["prediction"] = [classifier.labels[i] for i in proba.argmax(axis=1)]
     signals["confidence"] = proba.max(axis=1)
     return signals, embeddings
@@ -238,7 +242,12 @@ def compare(reference: tuple[pd.DataFrame, np.ndarray], current: tuple[pd.DataFr
     scores = {name: value for name, value in report_scores(snapshot).items() if name != "confidence"}
     scores["confidence"] = float(ref_frame["confidence"].mean() - cur_frame["confidence"].mean())
     scores["embedding"] = embedding_drift(ref_emb, cur_emb)
-    return judge(scores, settings, floors), snapshot
+    verdict = judge(scores, settings, floors)
+    # the report a user opens states this verdict, these six signals and thresholds (mlops/ml/verdict_report.py)
+    from mlops.ml.verdict_report import verdict_report
+
+    drawn = {name: "wasserstein" for name in DESCRIPTORS} | {"prediction": "jensenshannon"}
+    return verdict, verdict_report(verdict, to_dataset(ref_frame), to_dataset(cur_frame), drawn)
 
 
 def baseline_for(version: str | None, reference_path: Path, model_dir: Path) -> tuple[Path, Path, str]:
@@ -271,6 +280,8 @@ def run(settings: Settings, reference_path: Path, current: str | None, scored_te
         summary |= {"reference_rows": len(reference[0]), **verdict}
         with atomic_path(out_dir / "report.html") as tmp:
             snapshot.save_html(str(tmp))
+        with atomic_path(out_dir / "report.json") as tmp:  # the same report as data: what a test or a tool reads
+            snapshot.save_json(str(tmp))
         if verdict["drift"]:  # the drifted window's texts that most need a label, for the next turn of the loop
             from mlops.loop.queue import write_queue
 

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path, read_json, write_json, write_table
@@ -372,11 +374,45 @@ def read_any(settings: Settings, data: Path) -> pd.DataFrame:
     return map_columns(read_raw(source), source, "main")
 
 
+def locked_output(path: Path) -> Path | None:
+    """Where the DVC cache holds the version of `path` that dvc.lock records, if any.
+
+    `dvc repro` deletes a stage's outputs before running it. The profile of the last accepted batch is an
+    ordinary cached output (a `persist: true` one would turn DVC's run-cache off for this stage), so the
+    previous version is read back from the cache by the hash the lock file recorded for it."""
+    try:
+        from dvc.repo import Repo
+
+        repo = Repo(os.getcwd())
+    except Exception:  # not a DVC project (a hand run elsewhere): nothing to compare with
+        return None
+    with repo:
+        lock = Path(repo.root_dir) / "dvc.lock"
+        if not lock.is_file():
+            return None
+        wanted = Path(path).resolve()
+        for stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values():
+            for out in stage.get("outs", []):
+                if (Path(repo.root_dir) / out["path"]).resolve() == wanted and "md5" in out:
+                    cached = Path(repo.cache.local.oid_to_path(out["md5"]))
+                    return cached if cached.is_file() else None
+    return None
+
+
+def previous_profile(profile_path: Path | None) -> dict[str, Any] | None:
+    """The last accepted batch's profile: the file itself when it is there (a hand run), else the version
+    dvc.lock recorded (inside `dvc repro`, which removed the file before running the stage)."""
+    if profile_path is None:
+        return None
+    source = Path(profile_path) if Path(profile_path).is_file() else locked_output(profile_path)
+    return read_json(source) if source is not None else None
+
+
 def run(settings: Settings, data: Path, out: Path | None, report_dir: Path, quarantine: Path | None = None,
         profile_path: Path | None = None) -> dict[str, Any]:
     """Validate `data`; write accepted and quarantined rows only if the batch is accepted."""
     frame = read_any(settings, data)
-    previous = read_json(profile_path) if profile_path and Path(profile_path).is_file() else None
+    previous = previous_profile(profile_path)
     verdict = validate_frame(frame, settings, previous)
     summary = summarise(verdict, str(data)) | batch_report(verdict, previous)
     write_json(summary, report_dir / "summary.json")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -92,6 +93,23 @@ def test_second_repro_is_a_no_op(lifecycle):
     print(f"no-op dvc repro took {elapsed:.2f}s")
 
 
+def test_hand_runs_of_validate_and_monitor_leave_the_pipeline_alone(lifecycle):
+    project, _ = lifecycle
+    kept = ("reports/validation/summary.json", "reports/validation/report.html", "reports/monitoring/summary.json")
+    before = {name: (project / name).read_bytes() for name in kept}
+    ingested = pd.read_parquet(project / "data/ingested.parquet")
+    ingested.head(120)[["text", "label"]].to_csv(project / "sample.csv", index=False)
+    validated = run_cmd([str(BIN / "mlops"), "validate", "--data", "sample.csv"], cwd=project, check=False)
+    monitored = run_cmd([str(BIN / "mlops"), "monitor", "--current", "sample.csv"], cwd=project)
+    for result, command in ((validated, "validate"), (monitored, "monitor")):
+        found = re.search(rf"{command}: no output folder given; this hand run writes to (\S+)/", result.stdout)
+        assert found and found.group(1).startswith("reports/adhoc/"), result.stdout + result.stderr
+        assert (project / found.group(1) / "summary.json").is_file()
+    assert {name: (project / name).read_bytes() for name in kept} == before
+    status = run_cmd([str(BIN / "dvc"), "status"], cwd=project).stdout
+    assert "Data and pipelines are up to date" in status, status
+
+
 def test_gate_threshold_change_reruns_only_gate_and_after(lifecycle):
     project, _ = lifecycle
     params = yaml.safe_load((project / "params.yaml").read_text())
@@ -124,7 +142,9 @@ def test_serve_champion_classify_log_and_monitor(lifecycle):
     bento = read_json(project / ".bentoml/registry.json")["champion"]["bento"]
     port = free_port()
     key = "test-key-" + str(port)
-    env = project_env(project) | {"MLOPS_API_KEY": key}
+    # MLOPS_PROJECT_DIR: where the service finds the monitoring runs for its drift metrics (`bentoml serve <bento>`
+    # runs in the Bento's own folder)
+    env = project_env(project) | {"MLOPS_API_KEY": key, "MLOPS_PROJECT_DIR": str(project)}
     server = start_server(bento, project, env, port)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -150,6 +170,26 @@ def test_serve_champion_classify_log_and_monitor(lifecycle):
         served = [json.loads(body) for _, body in replies]
         assert [answer["label"] for answer in served] == scored["prediction"].astype(str).tolist()
         assert max(abs(a["score"] - c) for a, c in zip(served, scored["confidence"], strict=True)) < 1e-3
+        # batch scoring gives the same answers as the service, with the champion it serves
+        scored[["text"]].to_csv(project / "sample.csv", index=False)
+        run_cmd([str(BIN / "mlops"), "predict", "--input", "sample.csv", "--output", "sample.jsonl", "--no-progress"],
+                cwd=project)
+        batch = pd.read_json(project / "sample.jsonl", lines=True)
+        assert batch["label"].tolist() == [answer["label"] for answer in served]
+        assert set(batch["model_version"]) == {served[0]["model_version"]}
+        assert max(abs(b - a["score"]) for b, a in zip(batch["score"], served, strict=True)) < 1e-3
+        # the model's own metrics: answers by label, their scores, the version served, the latest drift verdict
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+            exposed = response.read().decode()
+        version = served[0]["model_version"]
+        counted = sum(float(line.rsplit(" ", 1)[1]) for line in exposed.splitlines()
+                      if line.startswith("mlops_predictions_total{") and f'model_version="{version}"' in line)
+        assert counted >= 12 + 1 + 24, counted
+        assert f'mlops_prediction_confidence_count{{model_version="{version}"}}' in exposed
+        assert f'mlops_model_info{{model_version="{version}"' in exposed
+        status = read_json(project / "reports/monitoring/summary.json")["status"]
+        assert f'mlops_drift_status{{status="{status}"}} 1.0' in exposed
+        assert 'mlops_drift_signal_score{signal="embedding"}' in exposed
         too_many = json.dumps({"texts": ["hello"] * 65}).encode()
         too_long = json.dumps({"texts": ["x" * 5001]}).encode()
         huge = json.dumps({"texts": ["y" * 4000] * 400}).encode()  # 1.6 MB

@@ -1,11 +1,14 @@
 """Stage `evaluate` without training: metrics against scikit-learn, calibration error on hand-computed cases,
 length slices, the confusion plot, and scoring/latency on a stand-in classifier."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from mlops.stages import evaluate
 from mlops.stages.evaluate import (
     compute_metrics,
     expected_calibration_error,
@@ -180,7 +183,7 @@ class FixedClassifier:
     def __init__(self):
         self.asked = []
 
-    def predict(self, texts):
+    def predict(self, texts, batch_size=64):
         proba = np.array([[0.9, 0.1] if "a" in text else [0.3, 0.7] for text in texts])
         return proba, np.arange(len(texts) * 2, dtype=np.float32).reshape(len(texts), 2)
 
@@ -213,3 +216,33 @@ def test_model_size_counts_every_file_below_the_folder(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"\0" * (1 << 20))
     (tmp_path / "sub" / "tokenizer.json").write_bytes(b"\0" * (1 << 19))
     assert model_size_mb(tmp_path) == 1.5
+
+
+# evaluate's metrics files: a headline `dvc exp show` can show at a glance, the detail in a file of its own
+
+FULL = {
+    "rows": 90, "accuracy": 0.8, "macro_f1": 0.79, "ece": 0.05, "size_mb": 17.5,
+    "latency": {"p50_ms": 9.1, "p95_ms": 12.3, "samples": 20},
+    "per_class": {"a": {"precision": 0.8, "recall": 0.7, "f1": 0.75, "support": 45},
+                  "b": {"precision": 0.8, "recall": 0.9, "f1": 0.85, "support": 45}},
+    "labels": ["a", "b"], "confusion_matrix": [[31, 14], [4, 41]],
+    "slices": {"chars 0-49": {"rows": 90, "accuracy": 0.8, "macro_f1": 0.79}},
+    "behaviour": {"pass_rate": 1.0, "cases": 3, "failures": []},
+    "int8": {"accuracy": 0.79, "accuracy_drop_points": 1.0},
+}
+
+
+def test_headline_holds_only_the_summary_figures_and_detail_the_rest(tmp_path):
+    path = tmp_path / "metrics" / "evaluate.json"
+    evaluate.write_metrics(FULL, path)
+    headline = json.loads(path.read_text())
+    assert set(headline) == {"rows", "accuracy", "macro_f1", "ece", "size_mb", "latency"}
+    detail = json.loads((tmp_path / "metrics" / "evaluate_detail.json").read_text())
+    assert {"per_class", "slices", "confusion_matrix", "behaviour", "int8", "labels"} == set(detail)
+    assert evaluate.read_metrics(path) == FULL  # the gate and the model card read the whole document back
+
+
+def test_read_metrics_without_detail_file_is_the_headline(tmp_path):
+    path = tmp_path / "evaluate.json"
+    path.write_text(json.dumps({"accuracy": 0.5}))
+    assert evaluate.read_metrics(path) == {"accuracy": 0.5}

@@ -55,6 +55,28 @@ def test_label_mix_shift_drifts(trained, classifier, reference):
     assert verdict["drift"] and "prediction" in drifted, verdict
 
 
+@pytest.mark.parametrize("window", ["clean", "drifted"])
+def test_evidently_report_states_the_verdict_of_summary_json(trained, classifier, reference, window):
+    from mlops.ml.verdict_report import read_verdict
+
+    if window == "clean":
+        current = score(classifier, generate_corpus(400, trained[0].data.generated.classes, seed=2))
+    else:
+        current = score(classifier, pd.DataFrame({"text": [f"GOAL!!! {i}-{i + 2} :: {'#' * (i % 5)} http://x.io/{i}"
+                                                            for i in range(300)]}))
+    verdict, snapshot = monitor.compare(signals(reference), signals(current), trained[0].monitor)
+    assert verdict["status"] == ("no_drift" if window == "clean" else "drift")
+    stated = read_verdict(json.loads(json.dumps(snapshot.dict(), default=str)))
+    assert stated["status"] == verdict["status"] and stated["drifted_share"] == verdict["drifted_share"]
+    assert stated["headline_test_passed"] is (not verdict["drift"])
+    assert set(stated["signals"]) == set(monitor.SIGNALS) == set(verdict["signals"])  # embedding included
+    for name, signal in verdict["signals"].items():
+        shown = stated["signals"][name]
+        assert shown["score"] == signal["score"]  # confidence: the fall of the mean, as the verdict measures it
+        assert shown["threshold"] == max(signal["threshold"], signal["noise_floor"])
+        assert shown["test_passed"] is (not signal["drifted"]), (name, shown, signal)
+
+
 def traffic_from(frame, directory, version="text-classifier:v1", settings=None):
     from mlops.ml.model import encode_embedding
 
@@ -77,6 +99,12 @@ def test_run_on_traffic_log_writes_report_and_history(tmp_path, trained, referen
     assert summary["status"] in ("drift", "no_drift") and len(summary["signals"]) == 6
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["drift"] == summary["drift"]
     assert (tmp_path / "two" / "report.html").stat().st_size > 10_000
+    from mlops.ml.verdict_report import read_verdict
+
+    saved = read_verdict(json.loads((tmp_path / "two" / "report.json").read_text()))  # the saved snapshot
+    assert saved["status"] == summary["status"] and len(saved["signals"]) == 6
+    assert {name: s["score"] for name, s in saved["signals"].items()} == {
+        name: s["score"] for name, s in summary["signals"].items()}
     history = read_history(tmp_path / "history")
     assert len(history) == 2 and all((tmp_path / "history" / name / "report.html").is_file() for name, _ in history)
     index = (tmp_path / "history" / "index.html").read_text()

@@ -1,6 +1,7 @@
 """Unit tests of the validation stage on the generated corpus (the AG News catalogue is in test_data_catalogue)."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -140,3 +141,28 @@ def test_a_declared_class_missing_from_the_data_is_reported(clean, tiny_settings
     assert not outcome.success and outcome.observed == {"missing": ["billing"]}
     assert next(o for o in validate.validate_frame(clean, tiny_settings).outcomes
                 if o.name == "declared_labels_present").success
+def test_previous_profile_comes_back_through_dvc_lock_when_dvc_removed_the_file(tmp_path, monkeypatch):
+    """Inside `dvc repro` the profile output is deleted before validate runs: the locked version is read."""
+    import hashlib
+    import subprocess
+
+    from tests.helpers import BIN
+
+    subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=tmp_path, check=True,
+                   env={"DVC_NO_ANALYTICS": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    content = json.dumps({"rows": 7, "length_quantiles": [1, 2, 3, 4, 5], "label_shares": {"a": 1.0}}).encode()
+    md5 = hashlib.md5(content).hexdigest()
+    cached = tmp_path / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(content)
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  validate:\n    cmd: mlops validate\n    outs:\n"
+        f"    - path: reports/validation/profile.json\n      hash: md5\n      md5: {md5}\n      size: {len(content)}\n")
+    monkeypatch.chdir(tmp_path)
+    profile = Path("reports/validation/profile.json")
+    assert validate.previous_profile(profile)["rows"] == 7  # from the cache, by the lock's hash
+    profile.parent.mkdir(parents=True)
+    profile.write_text(json.dumps({"rows": 9}))
+    assert validate.previous_profile(profile) == {"rows": 9}  # a hand run: the file itself
+    assert validate.previous_profile(None) is None
+    assert validate.previous_profile(Path("reports/other.json")) is None  # not in the lock: nothing to compare

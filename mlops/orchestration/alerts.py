@@ -1,0 +1,156 @@
+"""Alerts through Airflow's own notifier mechanism: a failed task, drift, a rejected model.
+
+`WebhookNotifier` is an Airflow `BaseNotifier`, attached to the DAGs as a
+callback (`on_failure_callback` for failed tasks, `on_success_callback` of
+`announce_drift` for drift and of `gate_decision` for a rejected model). It
+POSTs one JSON document to the URL of the Airflow connection `mlops_alerts`
+(`MLOPS_ALERT_CONN_ID` names another), e.g.
+
+    AIRFLOW_CONN_MLOPS_ALERTS='https://hooks.slack.com/services/T000/B000/XXXX'
+
+or a connection made in the UI / `airflow connections add`. The body has a
+`text` line (what Slack and most chat webhooks show) and the details as
+fields. No connection (the default): no alert, one log line saying so. A
+webhook that fails is logged, never fails the task.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from airflow.sdk import BaseNotifier
+
+DEFAULT_CONN_ID = "mlops_alerts"
+EVENTS = {
+    "task_failed": "task {task_id} of {dag_id} failed (run {run_id}, try {try_number})",
+    "drift": "drift in served traffic: {drifted} drifted (monitoring run {run_id})",
+    "model_rejected": "the gate rejected the candidate model: {reasons} (run {run_id})",
+}
+
+
+def conn_id() -> str:
+    return os.environ.get("MLOPS_ALERT_CONN_ID") or DEFAULT_CONN_ID
+
+
+def webhook_url(connection_id: str) -> str | None:
+    """The webhook URL of an Airflow connection, or None when the connection is not defined.
+
+    `extra.url` wins; else scheme (conn_type http/https), host, port and path (schema), the other extras as
+    query parameters, as Airflow parses `AIRFLOW_CONN_<ID>='https://host/path?k=v'`."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        connection = BaseHook.get_connection(connection_id)
+    except AirflowNotFoundException:
+        return None
+    extra = dict(connection.extra_dejson or {})
+    if extra.get("url"):
+        return str(extra["url"])
+    scheme = connection.conn_type if connection.conn_type in ("http", "https") else "https"
+    host = connection.host or ""
+    if "://" in host:  # a host given as a whole URL
+        base = host.rstrip("/")
+    else:
+        base = f"{scheme}://{host}" + (f":{connection.port}" if connection.port else "")
+    path = f"/{connection.schema.lstrip('/')}" if connection.schema else ""
+    return base + path + (f"?{urlencode(extra)}" if extra else "")
+
+
+def alert_body(event: str, context: Any, **details: Any) -> dict[str, Any]:
+    """The JSON an alert carries: a human line in `text` and the fields it was made from."""
+    task_instance = context.get("ti") or context.get("task_instance")
+    fields = {
+        "event": event,
+        "dag_id": getattr(context.get("dag"), "dag_id", None) or getattr(task_instance, "dag_id", None),
+        "task_id": getattr(task_instance, "task_id", None),
+        "run_id": context.get("run_id") or getattr(task_instance, "run_id", None),
+        "try_number": getattr(task_instance, "try_number", None),
+        **details,
+    }
+    exception = context.get("exception")
+    if exception is not None:
+        fields["error"] = str(exception).splitlines()[0][:500] if str(exception) else type(exception).__name__
+    text = EVENTS[event].format_map({k: ("-" if v is None else v) for k, v in fields.items()} | {
+        "drifted": ", ".join(details.get("drifted_signals") or []) or "signals",
+        "reasons": "; ".join(details.get("reasons") or []) or "see the decision",
+    })
+    return {"text": f"[mlops] {text}", **fields}
+
+
+def post(url: str, body: dict[str, Any], timeout: float = 10) -> int:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.status
+
+
+class WebhookNotifier(BaseNotifier):
+    """POST an alert for `event` to the webhook of the alert connection, if one is configured."""
+
+    def __init__(self, event: str, project: str | None = None) -> None:
+        super().__init__()
+        if event not in EVENTS:
+            raise ValueError(f"unknown alert event {event!r}; one of {', '.join(EVENTS)}")
+        self.event = event
+        self.project = project
+
+    def details(self, context: Any) -> dict[str, Any] | None:
+        """What this event adds to the alert; None: nothing to alert about."""
+        return {}
+
+    def notify(self, context: Any) -> None:
+        details = self.details(context)
+        if details is None:
+            return
+        connection_id = conn_id()
+        url = webhook_url(connection_id)
+        if url is None:
+            print(f"alert {self.event}: no Airflow connection {connection_id!r}, nothing sent", flush=True)
+            return
+        body = alert_body(self.event, context, **details)
+        try:
+            status = post(url, body)
+            print(f"alert {self.event}: sent to connection {connection_id!r} (HTTP {status})", flush=True)
+        except OSError as error:  # the alert is lost, the task's outcome is not changed
+            print(f"alert {self.event}: webhook of connection {connection_id!r} failed: {error}", flush=True)
+
+
+class DriftNotifier(WebhookNotifier):
+    """On `announce_drift`'s success (it runs only for a drift verdict): the drifted signals and the report."""
+
+    def __init__(self, project: str) -> None:
+        super().__init__("drift", project)
+
+    def details(self, context: Any) -> dict[str, Any] | None:
+        from mlops.orchestration.runs import monitoring_run_dir
+
+        folder = monitoring_run_dir(Path(self.project or "."), context["run_id"])
+        summary_path = folder / "summary.json"
+        summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+        if summary.get("status") != "drift":
+            return None
+        signals = summary.get("signals") or {}
+        return {"drifted_signals": sorted(name for name, s in signals.items() if s.get("drifted")),
+                "scores": {name: s.get("score") for name, s in signals.items()},
+                "report": str(folder / "report.html"), "summary": str(summary_path)}
+
+
+class RejectedModelNotifier(WebhookNotifier):
+    """On `gate_decision`'s success: an alert only when the gate's decision rejected the candidate."""
+
+    def __init__(self, project: str, decision: str) -> None:
+        super().__init__("model_rejected", project)
+        self.decision = decision
+
+    def details(self, context: Any) -> dict[str, Any] | None:
+        path = Path(self.project or ".") / self.decision
+        verdict = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if verdict.get("accepted", True):
+            return None
+        return {"reasons": verdict.get("reasons", []), "basis": verdict.get("basis"), "decision": str(path)}

@@ -1,0 +1,136 @@
+"""Alerts through Airflow notifiers: a loopback webhook receives one for a failed task, drift, a rejected model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from types import SimpleNamespace
+
+import pytest
+
+from mlops.orchestration.alerts import DriftNotifier, RejectedModelNotifier, WebhookNotifier, webhook_url
+from mlops.orchestration.runs import monitoring_run_dir
+from tests.helpers import ROOT, project_env
+
+
+@pytest.fixture
+def receiver(monkeypatch):
+    """A webhook on loopback, configured as the Airflow connection `mlops_alerts`; yields what it received."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            length = int(self.headers["Content-Length"])
+            received.append({"path": self.path, "body": json.loads(self.rfile.read(length))})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_ALERTS", f"http://127.0.0.1:{server.server_port}/hooks/mlops")
+    yield received
+    server.shutdown()
+
+
+def task_context(run_id="manual__1", task_id="train", **more):
+    ti = SimpleNamespace(task_id=task_id, dag_id="lifecycle", run_id=run_id, try_number=3)
+    return {"ti": ti, "run_id": run_id, **more}
+
+
+def test_failed_task_alert(receiver, capsys):
+    WebhookNotifier("task_failed").notify(task_context(exception=RuntimeError("stage train failed (dvc exit 1)")))
+    assert len(receiver) == 1 and receiver[0]["path"] == "/hooks/mlops"
+    body = receiver[0]["body"]
+    assert body["event"] == "task_failed" and body["task_id"] == "train" and body["dag_id"] == "lifecycle"
+    assert body["error"] == "stage train failed (dvc exit 1)" and body["try_number"] == 3
+    assert body["text"] == "[mlops] task train of lifecycle failed (run manual__1, try 3)"
+    assert "sent to connection 'mlops_alerts' (HTTP 204)" in capsys.readouterr().out
+
+
+def test_drift_alert_names_the_drifted_signals_and_the_report(receiver, tmp_path):
+    run_id = "scheduled__2026-12-01T10:00:00+00:00"
+    folder = monitoring_run_dir(tmp_path, run_id)
+    folder.mkdir(parents=True)
+    signals = {"embedding": {"score": 0.93, "drifted": True}, "text_length": {"score": 0.4, "drifted": True},
+               "confidence": {"score": 0.01, "drifted": False}}
+    (folder / "summary.json").write_text(json.dumps({"status": "drift", "signals": signals}))
+    DriftNotifier(str(tmp_path)).notify({"run_id": run_id})
+    body = receiver[0]["body"]
+    assert body["event"] == "drift" and body["drifted_signals"] == ["embedding", "text_length"]
+    assert body["scores"]["embedding"] == 0.93 and body["report"] == str(folder / "report.html")
+    assert body["text"].startswith("[mlops] drift in served traffic: embedding, text_length drifted")
+    (folder / "summary.json").write_text(json.dumps({"status": "no_drift", "signals": signals}))
+    DriftNotifier(str(tmp_path)).notify({"run_id": run_id})
+    assert len(receiver) == 1  # no drift, no alert
+
+
+def test_rejected_model_alert_only_when_rejected(receiver, tmp_path):
+    decision = tmp_path / "reports/gate/decision.json"
+    decision.parent.mkdir(parents=True)
+    decision.write_text(json.dumps({"accepted": True, "basis": "first run", "reasons": ["all passed"]}))
+    notifier = RejectedModelNotifier(str(tmp_path), "reports/gate/decision.json")
+    notifier.notify(task_context(task_id="gate_decision"))
+    assert receiver == []
+    decision.write_text(json.dumps({"accepted": False, "basis": "absolute thresholds",
+                                    "reasons": ["min_accuracy: observed 0.41 vs 0.8"]}))
+    notifier.notify(task_context(task_id="gate_decision"))
+    body = receiver[0]["body"]
+    assert body["event"] == "model_rejected" and body["reasons"] == ["min_accuracy: observed 0.41 vs 0.8"]
+    assert "rejected the candidate model: min_accuracy: observed 0.41 vs 0.8" in body["text"]
+
+
+def test_no_connection_no_alert_and_a_dead_webhook_never_fails_the_task(monkeypatch, capsys):
+    monkeypatch.delenv("AIRFLOW_CONN_MLOPS_ALERTS", raising=False)
+    WebhookNotifier("task_failed").notify(task_context())
+    assert "no Airflow connection 'mlops_alerts', nothing sent" in capsys.readouterr().out
+    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_ALERTS", "http://127.0.0.1:9/nothing-listens")
+    WebhookNotifier("task_failed").notify(task_context())
+    assert "webhook of connection 'mlops_alerts' failed" in capsys.readouterr().out
+
+
+def test_webhook_url_from_the_connection(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_ALERTS", "https://hooks.example.com/services/T0/B0/X?channel=ml")
+    assert webhook_url("mlops_alerts") == "https://hooks.example.com/services/T0/B0/X?channel=ml"
+    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_ALERTS", json.dumps({"conn_type": "http",
+                                                                "extra": {"url": "http://127.0.0.1:8/a"}}))
+    assert webhook_url("mlops_alerts") == "http://127.0.0.1:8/a"
+    assert webhook_url("no_such_connection") is None
+    with pytest.raises(ValueError, match="unknown alert event"):
+        WebhookNotifier("weather")
+
+
+PROBE = """
+import json
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag('dags')
+def names(callbacks):
+    callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+    return [type(c).__name__ if not callable(c) or hasattr(c, 'notify') else c.__name__ for c in callbacks if c]
+lifecycle, monitoring, batch = (bag.dags[d] for d in ('lifecycle', 'monitoring', 'batch_predict'))
+print(json.dumps({
+    'errors': {k: str(v) for k, v in bag.import_errors.items()},
+    'lifecycle_failure': {t.task_id: names(t.on_failure_callback) for t in lifecycle.tasks},
+    'gate': names(lifecycle.get_task('gate_decision').on_success_callback),
+    'drift': names(monitoring.get_task('announce_drift').on_success_callback),
+    'monitoring_failure': names(monitoring.get_task('monitor').on_failure_callback),
+    'batch_failure': names(batch.get_task('predict').on_failure_callback),
+}))
+"""
+
+
+def test_dags_attach_the_notifiers(tmp_path):
+    env = project_env(ROOT) | {"AIRFLOW_HOME": str(tmp_path / "airflow-home")}
+    result = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["errors"] == {}
+    assert all(names == ["on_failure", "WebhookNotifier"] for names in report["lifecycle_failure"].values())
+    assert report["gate"] == ["RejectedModelNotifier"] and report["drift"] == ["DriftNotifier"]
+    assert report["monitoring_failure"] == ["WebhookNotifier"] == report["batch_failure"]

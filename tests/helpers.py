@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +184,30 @@ def stop(process: subprocess.Popen, grace: float = 30) -> list[str]:
     psutil.wait_procs(alive, timeout=10)
     process.wait(timeout=10)
     return killed
+
+
+@contextlib.contextmanager
+def webhook_receiver(path: str = "/hook") -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A webhook on loopback for alert tests: yields its URL and the JSON bodies POSTed to it (with their path)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append({"path": self.path, "body": body})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}{path}", received
+    finally:
+        server.shutdown()

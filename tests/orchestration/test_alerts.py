@@ -5,37 +5,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import SimpleNamespace
 
 import pytest
 
 from mlops.orchestration.alerts import DriftNotifier, RejectedModelNotifier, WebhookNotifier, webhook_url
 from mlops.orchestration.runs import monitoring_run_dir
-from tests.helpers import ROOT, project_env
+from tests.helpers import ROOT, project_env, webhook_receiver
 
 
 @pytest.fixture
 def receiver(monkeypatch):
     """A webhook on loopback, configured as the Airflow connection `mlops_alerts`; yields what it received."""
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's name)
-            length = int(self.headers["Content-Length"])
-            received.append({"path": self.path, "body": json.loads(self.rfile.read(length))})
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_ALERTS", f"http://127.0.0.1:{server.server_port}/hooks/mlops")
-    yield received
-    server.shutdown()
+    with webhook_receiver("/hooks/mlops") as (url, received):
+        monkeypatch.setenv("AIRFLOW_CONN_MLOPS_ALERTS", url)
+        yield received
 
 
 def task_context(run_id="manual__1", task_id="train", **more):

@@ -151,12 +151,14 @@ with DAG(
         task_id="promote", project=str(PROJECT), env=env, retries=0, execution_timeout=timedelta(minutes=30),
         doc_md="`mlops promote`: start the candidate Bento, check it, make it champion (mlops.serving.promotion).",
     )
+    # A teardown of `configure`: it runs whatever happened after it, and, unlike a plain all_done leaf,
+    # its own success does not turn a failed run into a successful one.
     restore_task = PythonOperator(
         task_id="restore_params", python_callable=restore, op_kwargs={"project": str(PROJECT)},
-        retries=2, execution_timeout=timedelta(minutes=5), trigger_rule="all_done",
+        retries=2, execution_timeout=timedelta(minutes=5),
         doc_md="Put params.yaml back as it was before this run's overrides "
                "(`mlops.orchestration.runs.restore_params`).",
-    )
+    ).as_teardown(setups=configure_task)
     tasks[PACKAGE] >> promote_task >> record_task >> restore_task
     downstream = {upstream for stage in stages for upstream in stage.upstream}
     for stage in stages:

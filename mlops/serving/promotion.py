@@ -186,9 +186,8 @@ def measure_p95(base: str, key: str, texts: list[str], samples: int) -> float:
 
 def scored_texts(scored: Path | None, model_tag: str, rows: int) -> list[str]:
     """Texts to check agreement on: the scored test split, else the reference stored with the model."""
-    from mlops.stages.package import REFERENCE
-
-    source = scored if scored is not None and scored.is_file() else registry.model_path(model_tag) / REFERENCE
+    stored = registry.model_path(model_tag) / registry.REFERENCE_FILE
+    source = scored if scored is not None and scored.is_file() else stored
     if not source.is_file():
         raise MlopsError(f"no scored rows to check the candidate on: neither {scored} nor {source} exists")
     return read_table(source)["text"].astype(str).head(rows).tolist()

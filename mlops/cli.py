@@ -384,8 +384,8 @@ def feedback_queue(ctx: click.Context, current: str | None, out_dir: Path | None
 def retrain_on_drift(ctx: click.Context, summary_path: Path | None) -> None:
     """A drift-triggered lifecycle run from the command line, as the Airflow asset event starts one.
 
-    Collects the labels posted to /feedback; with new labelled batches, runs `dvc repro` (retrain, gate, promote
-    if accepted); without, ends (exit 0) saying so, with the labelling queue's size and path.
+    Collects the labels posted to /feedback; with new labelled batches, runs `dvc repro` (retrain, gate) and
+    `mlops promote` (if accepted); without, ends (exit 0) saying so, with the labelling queue's size and path.
     """
     import json
     import subprocess
@@ -410,10 +410,11 @@ def retrain_on_drift(ctx: click.Context, summary_path: Path | None) -> None:
     result = prepare(project, [str(summary_path)] if summary_path else [])
     write_loop_record(folder, result)
     click.echo(f"retrain-on-drift: {result['message']}")
-    if result["status"] == "retrain":
-        code = subprocess.run(["dvc", "repro"], cwd=project).returncode
-        if code != 0:
-            raise MlopsError(f"dvc repro failed (exit {code}); the run's record is in {folder}")
+    if result["status"] == "retrain":  # as `make run`: the pipeline builds and judges, then promotion is explicit
+        for command in (["dvc", "repro"], ["mlops", "promote"]):
+            code = subprocess.run(command, cwd=project).returncode
+            if code != 0:
+                raise MlopsError(f"{' '.join(command)} failed (exit {code}); the run's record is in {folder}")
     runs.record(project, run_id)
     if result["status"] == "retrain":
         from mlops.orchestration.summary import main as print_summary

@@ -31,6 +31,7 @@ def test_drift_labels_retrain_and_a_run_without_labels(tmp_path, tiny_model_dir)
     env = project_env(project) | {"MLOPS_FEEDBACK_DIR": str(project / "logs" / "feedback"),
                                   "PYTHONPATH": str(project)}
     run_cmd([str(BIN / "dvc"), "repro"], cwd=project, env=env, timeout=1800)  # minutes on a busy 2-core machine
+    run_cmd([str(BIN / "mlops"), "promote"], cwd=project, env=env, timeout=600)  # the pipeline only builds a candidate
     first = read_json(project / ".bentoml/registry.json")["champion"]
 
     shifted = generate_corpus(160, params["data"]["generated"]["classes"], seed=77, variant="shifted")

@@ -18,7 +18,9 @@ def metrics(trained):
 
 
 def lenient(settings, **gate_overrides):
-    values = {"min_accuracy": 0.0, "min_macro_f1": 0.0, **gate_overrides}
+    # a tiny model answers in milliseconds, where a busy machine's noise alone can pass any latency ratio: tests
+    # of other checks leave latency out; the latency test sets its own ratio
+    values = {"min_accuracy": 0.0, "min_macro_f1": 0.0, "max_latency_ratio": 1e6, **gate_overrides}
     return settings.model_copy(update={"gate": settings.gate.model_copy(update=values)})
 
 
@@ -158,7 +160,8 @@ def test_latency_verdict_is_the_same_with_a_cpu_hog_beside_it(trained, metrics, 
     shutil.copytree(root / "model", twin)  # same architecture: as fast as the champion
     as_champion(monkeypatch, root / "model")
     texts = __import__("pandas").read_parquet(root / "scored" / "test.parquet")["text"].head(50).tolist()
-    relaxed = lenient(settings, promote_if="non_inferior", max_regression=1.0, max_latency_p95_ms=None)
+    relaxed = lenient(settings, promote_if="non_inferior", max_regression=1.0, max_latency_p95_ms=None,
+                      max_latency_ratio=1.5)
     demanding = lenient(settings, promote_if="non_inferior", max_regression=1.0, max_latency_p95_ms=None,
                         max_latency_ratio=0.3)  # the candidate would have to be 3.3 times as fast: it is not
     relaxed = relaxed.model_copy(update={"evaluate": settings.evaluate.model_copy(update={"latency_samples": 100})})

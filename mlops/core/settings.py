@@ -84,6 +84,14 @@ class ModelSettings(Strict):
     max_length: int = Field(ge=8, le=4096)
 
 
+class ContinueSettings(Strict):
+    """Fine-tune the champion further when labelled feedback is new, instead of the base model from scratch."""
+    enabled: bool = False
+    replay_rows: int = Field(default=2000, ge=0)
+    epochs: float = Field(default=3, gt=0)
+    lr: float = Field(default=2.0e-5, gt=0)
+
+
 class TrainSettings(Strict):
     epochs: float = Field(gt=0)
     batch_size: int = Field(ge=1)
@@ -94,6 +102,7 @@ class TrainSettings(Strict):
     eval_steps: int = Field(ge=1)
     early_stopping_patience: int | None = Field(default=None, ge=1)
     max_train_samples: int | None = Field(default=None, ge=1)
+    continue_from_champion: ContinueSettings = ContinueSettings()
 
 
 class EvaluateSettings(Strict):

@@ -10,7 +10,9 @@ Rows of labelled feedback batches are split per batch: a seeded, stratified
 (`recent.parquet`: what the traffic looks like now, which the original test
 split cannot tell), and the rest joins the training split, repeated
 `feedback.oversample` times so that a few hundred labels weigh against
-thousands of original rows.
+thousands of original rows. Training rows keep their `origin` (main or
+feedback): a retrain that continues from the champion learns from the
+feedback rows and a replay sample of the main ones.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from mlops.core.settings import Settings
 
 SPLITS = ("train", "validation", "test")
 RECENT = "recent"
+MAIN, FEEDBACK = "main", "feedback"  # a training row's origin
 
 
 def stratified(frame: pd.DataFrame, share: float, seed: int, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -50,7 +53,9 @@ def split(frame: pd.DataFrame, settings: Settings) -> dict[str, pd.DataFrame]:
     if missing:
         raise MlopsError(f"split: test labels {sorted(missing)} never occur in the training data")
     learn, recent = hold_out_recent(frame[frame["subset"] == "feedback"], settings)
-    train = pd.concat([train, *[learn] * settings.feedback.oversample], ignore_index=True)
+    # `origin` tells train which rows are feedback: continuing from the champion learns from those plus a replay
+    train = pd.concat([train.assign(origin=MAIN), *[learn.assign(origin=FEEDBACK)] * settings.feedback.oversample],
+                      ignore_index=True)
     parts = {name: part.drop(columns=["subset", "batch"], errors="ignore").reset_index(drop=True)
              for name, part in zip(SPLITS, (train, validation, test), strict=True)}
     parts[RECENT] = recent.drop(columns="subset", errors="ignore").reset_index(drop=True)

@@ -12,6 +12,17 @@ early stopping on validation macro-F1). Killed, it resumes from the newest
 checkpoint when started again with the same data and settings, and ends where
 an uninterrupted run would have. The saved model is a self-contained
 directory: safetensors weights, tokenizer and the label map.
+
+A retrain brought by labelled feedback may continue from the champion
+(`train.continue_from_champion`) rather than fine-tune the base model from
+scratch: a few hundred labels then move a model that is already good, on the
+feedback rows plus a seeded replay sample of the original training rows (so
+it does not forget them), for a few epochs at a lower learning rate. The new
+model differs from the champion only where the labels say so, which is also
+what lets a paired comparison on a few thousand rows show a real gain. It
+continues only from a champion fine-tuned from the same `model.base` with
+the same labels; otherwise, or with no feedback rows, it starts from the base
+and says why. The champion's tag is part of the run key and of the metrics.
 """
 
 from __future__ import annotations
@@ -34,7 +45,8 @@ from mlops.adapters.transformers_trainer import LifecycleTrainer
 from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path, read_table, write_json
 from mlops.core.settings import Settings
-from mlops.ml.model import resolve_base, save_label_map, set_cpu_threads
+from mlops.ml.model import LABEL_MAP, resolve_base, save_label_map, set_cpu_threads
+from mlops.stages.split import FEEDBACK
 
 RUN_KEY = "run-key.json"
 
@@ -69,7 +81,7 @@ def compute_metrics(prediction: Any) -> dict[str, float]:
 
 
 def training_arguments(settings: Settings, output_dir: Path, steps_per_epoch: int,
-                       group_by_length: bool = True) -> Any:
+                       group_by_length: bool = True, select_best: bool = True) -> Any:
     from transformers import TrainingArguments
 
     cuda = torch.cuda.is_available()
@@ -91,7 +103,7 @@ def training_arguments(settings: Settings, output_dir: Path, steps_per_epoch: in
         save_strategy="steps",
         save_steps=train.eval_steps,
         save_total_limit=2,
-        load_best_model_at_end=True,
+        load_best_model_at_end=select_best,
         metric_for_best_model="macro_f1",
         greater_is_better=True,
         logging_steps=max(1, min(25, train.eval_steps)),
@@ -107,10 +119,12 @@ def training_arguments(settings: Settings, output_dir: Path, steps_per_epoch: in
     )
 
 
-def run_key(settings: Settings, split_dir: Path) -> str:
-    """What a checkpoint must match to be resumed: the data and every setting that shapes training."""
+def run_key(settings: Settings, split_dir: Path, start: str = "base") -> str:
+    """What a checkpoint must match to be resumed: the data, the starting weights and every setting that shapes
+    training."""
     digest = hashlib.sha256(json.dumps({"seed": settings.seed, "model": settings.model.model_dump(),
-                                        "train": settings.train.model_dump()}, sort_keys=True).encode())
+                                        "train": settings.train.model_dump(), "start": start},
+                                       sort_keys=True).encode())
     for name in ("train", "validation"):
         digest.update((split_dir / f"{name}.parquet").read_bytes())
     return digest.hexdigest()
@@ -179,9 +193,58 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     plt.close(figure)
 
 
-def load_base(settings: Settings, labels: list[str]) -> tuple[Any, Any]:
+def champion_start(settings: Settings, labels: list[str]) -> tuple[str | None, Path | None, str]:
+    """The champion to continue from (tag, weights), or none and why not."""
+    import bentoml
+
+    from mlops.core import registry
+
+    entry = registry.champion()
+    if not entry:
+        return None, None, "no champion yet"
+    tag = entry["model"]
+    try:
+        stored = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        return None, None, f"champion {tag} is not in the BentoML store"
+    base = json.loads(stored.info.metadata.get("params") or "{}").get("model", {}).get("base")
+    if base != settings.model.base:
+        return None, None, f"champion {tag} was fine-tuned from {base!r}, model.base is {settings.model.base!r}"
+    path = Path(stored.path)
+    theirs = json.loads((path / LABEL_MAP).read_text(encoding="utf-8"))["labels"]
+    if theirs != labels:
+        return None, None, f"champion {tag} has labels {theirs}, the data has {labels}"
+    return tag, path, f"continuing from champion {tag}"
+
+
+def plan_start(settings: Settings, train_frame: pd.DataFrame, labels: list[str]
+               ) -> tuple[pd.DataFrame, Settings, str | None, Path | None, str]:
+    """Where fine-tuning starts and on which rows: (rows, settings, champion tag, its weights, why)."""
+    options = settings.train.continue_from_champion
+    feedback = train_frame["origin"] == FEEDBACK if "origin" in train_frame else pd.Series(False, train_frame.index)
+    if not options.enabled:
+        return train_frame, settings, None, None, "from the base model (train.continue_from_champion is off)"
+    if not feedback.any():
+        return train_frame, settings, None, None, "from the base model (no labelled feedback to continue on)"
+    tag, path, why = champion_start(settings, labels)
+    if tag is None:
+        return train_frame, settings, None, None, f"from the base model ({why})"
+    main = train_frame[~feedback]
+    replay = main.sample(n=min(options.replay_rows, len(main)), random_state=settings.seed)
+    rows = pd.concat([train_frame[feedback], replay], ignore_index=True)
+    continued = settings.model_copy(update={"train": settings.train.model_copy(
+        update={"epochs": options.epochs, "lr": options.lr})})
+    return rows, continued, tag, path, (f"{why}: {int(feedback.sum())} feedback rows and a replay of {len(replay)} "
+                                        f"original rows, {options.epochs} epochs at lr {options.lr}")
+
+
+def load_base(settings: Settings, labels: list[str], start: Path | None = None) -> tuple[Any, Any]:
+    """The tokenizer and model fine-tuning starts from: the base model's, or a champion's (safetensors only)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    if start is not None:
+        return AutoTokenizer.from_pretrained(start), AutoModelForSequenceClassification.from_pretrained(
+            start, use_safetensors=True)
     base = resolve_base(settings.model.base)
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
@@ -209,8 +272,10 @@ def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves
     set_cpu_threads()
     set_seed(settings.seed)
     train_frame, validation_frame, labels = load_splits(settings, split_dir)
+    train_frame, settings, started_from, start, why = plan_start(settings, train_frame, labels)
+    print(f"train: starting {why}", flush=True)
     label_ids = {label: index for index, label in enumerate(labels)}
-    tokenizer, model = load_base(settings, labels)
+    tokenizer, model = load_base(settings, labels, start)
 
     def encode(frame: pd.DataFrame) -> EncodedTexts:
         return EncodedTexts(tokenizer, frame["text"].tolist(), [label_ids[x] for x in frame["label"]],
@@ -219,9 +284,12 @@ def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves
     train_set, validation_set = encode(train_frame), encode(validation_frame)
     steps_per_epoch = max(1, -(-len(train_set) // settings.train.batch_size))
     checkpoints = out.parent / f".{out.name}-checkpoints"
-    resume = resumable_checkpoint(checkpoints, run_key(settings, split_dir))
+    resume = resumable_checkpoint(checkpoints, run_key(settings, split_dir, started_from or "base"))
     callbacks = [ProgressLine(settings.train.batch_size)]
-    if settings.train.early_stopping_patience:
+    # Continuing from the champion, the original validation split would pick the checkpoint that learnt least
+    # from the feedback: it runs its fixed epochs and keeps the last weights (the gate judges both sets).
+    select_best = started_from is None
+    if settings.train.early_stopping_patience and select_best:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.train.early_stopping_patience))
     # dvc.yaml already declares these metrics and plots: dvclive must not append its own entries
     # Only the main process tracks: under torchrun every rank would write (and re-read) the same dvclive files.
@@ -234,7 +302,7 @@ def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves
                              "train_rows": len(train_set), "labels": labels})
         trainer = LifecycleTrainer(
             model=model,
-            args=training_arguments(settings, checkpoints, steps_per_epoch),
+            args=training_arguments(settings, checkpoints, steps_per_epoch, select_best=select_best),
             processing_class=tokenizer,
             train_dataset=train_set,
             eval_dataset=validation_set,
@@ -254,8 +322,9 @@ def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves
         "epochs": settings.train.epochs,
         "steps": trainer.state.global_step,
         "best_step": int(trainer.state.best_model_checkpoint.rsplit("-", 1)[1])
-        if trainer.state.best_model_checkpoint else None,
+        if select_best and trainer.state.best_model_checkpoint else None,  # None: the last weights were kept
         "resumed_from": Path(resume).name if resume else None,
+        "started_from": started_from or "base",
         "wall_seconds": round(wall, 1),
         "samples_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 2),
         "train_loss": round(result.training_loss, 4),

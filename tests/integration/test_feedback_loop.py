@@ -73,6 +73,7 @@ def test_drift_labels_retrain_and_a_run_without_labels(tmp_path, tiny_model_dir)
     assert len(recent) == 60 and set(recent["batch"]) == {batch}
     metrics = read_metrics(project / "metrics/evaluate.json")  # the headline and its detail, where the recent set is
     assert metrics["recent"]["rows"] == 60 and len(metrics["recent"]["accuracy_ci"]) == 2
+    assert read_json(project / "metrics/train.json")["started_from"] == first["model"]  # continued, not from scratch
     decision = read_json(project / "reports/gate/decision.json")
     assert decision["comparison"]["recent"]["rows"] == 60 and decision["sets"]["recent"]["rows"] == 60
     assert any(c["check"] == "non_inferior_on_recent" for c in decision["checks"])

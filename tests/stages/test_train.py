@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 from mlops.core import registry
-from mlops.core.io import write_table
+from mlops.core.io import read_table, write_table
 from mlops.core.settings import parse_settings
 from mlops.stages import split, train
 from mlops.stages.generate import generate_corpus
@@ -116,3 +117,95 @@ def test_torchrun_two_processes_train_one_model(setup):
     assert summary["steps"] < single_process_steps  # each rank sees half of the rows
     assert (root / "ddp/model/model.safetensors").is_file()
     assert result.stdout.count("train: 420 rows") == 1  # one summary line: rank 0 alone reports and writes
+
+
+def store_champion(model_dir, base, labels):
+    """Register `model_dir` (with `labels` in its label map) as the champion of a private store."""
+    from mlops.core.io import write_json
+    from mlops.ml.model import save_label_map
+
+    save_label_map(model_dir, labels, 64)
+    tag = registry.register_model("tiny", model_dir, {"params": json.dumps({"model": {"base": base}})})
+    write_json({**registry.read_registry(), "champion": {"model": tag}}, registry.registry_path())
+    return tag
+
+
+def with_feedback(frame, rows):
+    return frame.assign(origin=["feedback" if i < rows else "main" for i in range(len(frame))])
+
+
+def test_without_feedback_rows_training_starts_from_the_base(tiny_settings, bentoml_home):
+    frame = generate_corpus(50, tiny_settings.data.generated.classes, seed=1).assign(origin="main")
+    rows, settings, tag, path, why = train.plan_start(tiny_settings, frame, sorted(set(frame["label"])))
+    assert tag is None and path is None and len(rows) == 50 and settings is tiny_settings
+    assert "no labelled feedback" in why
+
+
+def test_feedback_with_no_champion_starts_from_the_base_and_says_so(tiny_settings, bentoml_home):
+    frame = with_feedback(generate_corpus(50, tiny_settings.data.generated.classes, seed=1), 10)
+    _, _, tag, _, why = train.plan_start(tiny_settings, frame, sorted(set(frame["label"])))
+    assert tag is None and "no champion yet" in why
+
+
+def test_feedback_and_a_matching_champion_continue_on_feedback_plus_a_replay(tiny_settings, bentoml_home, tmp_path):
+    # given a champion fine-tuned from the same base with the same labels
+    frame = with_feedback(generate_corpus(300, tiny_settings.data.generated.classes, seed=1), 40)
+    labels = sorted(set(frame["label"]))
+    champion = tmp_path / "champion"
+    champion.mkdir()
+    tag = store_champion(champion, tiny_settings.model.base, labels)
+    options = tiny_settings.train.continue_from_champion.model_copy(update={"replay_rows": 100, "epochs": 2.0})
+    given = tiny_settings.model_copy(update={"train": tiny_settings.train.model_copy(
+        update={"continue_from_champion": options})})
+    # when training plans its start
+    rows, settings, started, path, why = train.plan_start(given, frame, labels)
+    # then it continues from the champion on every feedback row and 100 replayed original rows
+    assert started == tag and path is not None and (path / "label_map.json").is_file()
+    assert (rows["origin"] == "feedback").sum() == 40 and (rows["origin"] == "main").sum() == 100
+    assert settings.train.epochs == 2.0 and settings.train.lr == options.lr
+    assert f"continuing from champion {tag}" in why
+    # and the same plan twice is the same rows (seeded replay)
+    again = train.plan_start(given, frame, labels)[0]
+    assert again["text"].tolist() == rows["text"].tolist()
+
+
+def test_a_champion_with_other_labels_or_base_is_not_continued(tiny_settings, bentoml_home, tmp_path):
+    frame = with_feedback(generate_corpus(50, tiny_settings.data.generated.classes, seed=1), 10)
+    labels = sorted(set(frame["label"]))
+    (tmp_path / "a").mkdir()
+    store_champion(tmp_path / "a", tiny_settings.model.base, labels[:-1])
+    assert "has labels" in train.plan_start(tiny_settings, frame, labels)[4]
+    (tmp_path / "b").mkdir()
+    store_champion(tmp_path / "b", "another-base", labels)
+    assert "was fine-tuned from 'another-base'" in train.plan_start(tiny_settings, frame, labels)[4]
+
+
+def test_continuing_can_be_turned_off(tiny_settings, bentoml_home):
+    frame = with_feedback(generate_corpus(50, tiny_settings.data.generated.classes, seed=1), 10)
+    options = tiny_settings.train.continue_from_champion.model_copy(update={"enabled": False})
+    off = tiny_settings.model_copy(update={"train": tiny_settings.train.model_copy(
+        update={"continue_from_champion": options})})
+    assert "continue_from_champion is off" in train.plan_start(off, frame, sorted(set(frame["label"])))[4]
+
+
+@pytest.mark.slow
+def test_a_retrain_on_feedback_continues_from_the_champions_weights(setup, bentoml_home, tmp_path):
+    # given a trained champion in the store and a training split with feedback rows
+    settings, root = setup
+    reference = root / "a" / "model"
+    if not reference.is_dir():
+        run_once(settings, root, "a")
+    labels = json.loads((reference / "label_map.json").read_text())["labels"]
+    shutil.copytree(reference, tmp_path / "champion")
+    tag = store_champion(tmp_path / "champion", settings.model.base, labels)
+    split_dir = tmp_path / "data" / "split"
+    shutil.copytree(root / "data" / "split", split_dir)
+    frame = read_table(split_dir / "train.parquet")
+    write_table(with_feedback(frame, 30), split_dir / "train.parquet")
+    # when train runs
+    summary = train.run(settings, split_dir, tmp_path / "c/model", tmp_path / "c/train.json", tmp_path / "c/live")
+    # then it started from the champion, on the feedback rows and the replay, and kept its last weights
+    options = settings.train.continue_from_champion
+    assert summary["started_from"] == tag and summary["best_step"] is None
+    assert summary["train_rows"] == 30 + min(options.replay_rows, len(frame) - 30)
+    assert summary["epochs"] == options.epochs

@@ -73,20 +73,23 @@ PARAMS_KEPT = RUNS_DIR / "params.before-run.yaml"  # params.yaml's bytes while a
 MONITORING_RUNS_DIR = Path("reports/monitoring-runs")  # one folder per run of the monitoring DAG
 TRIGGER_FILE = "trigger.json"  # in an asset-triggered run's record: the drift report(s) that started it
 STATUSES = ("drift", "no_drift", "insufficient_data")  # of `mlops monitor`'s summary.json
-# What a run's record keeps: each stage's summary file, by (stage, option of its dvc.yaml command, file inside).
-RECORDED = (("train", "metrics", ""), ("evaluate", "metrics", ""), ("gate", "out", ""), ("package", "out", ""),
-            ("monitor", "out-dir", "summary.json"), ("validate", "report-dir", "summary.json"))
+# What a run's record keeps: each stage's summary file, by name: (stage, option of its dvc.yaml command, file inside).
+RECORDED = {"train": ("train", "metrics", ""), "evaluate": ("evaluate", "metrics", ""), "gate": ("gate", "out", ""),
+            "package": ("package", "out", ""), "monitor": ("monitor", "out-dir", "summary.json"),
+            "validate": ("validate", "report-dir", "summary.json")}
 
 
-def recorded_files(project: Path) -> list[str]:
-    """The project-relative paths of the files in RECORDED, as dvc.yaml declares them."""
+def recorded_files(project: Path) -> dict[str, str]:
+    """The project-relative paths of what a run's record keeps, by name: RECORDED as dvc.yaml declares it, the
+    evaluation's detail file and the promotion decision."""
     from mlops.core.pipeline import stage_path
     from mlops.core.registry import PROMOTION_RECORD
     from mlops.stages.evaluate import detail_path
 
-    files = [str(stage_path(project, stage, option) / inside) if inside else str(stage_path(project, stage, option))
-             for stage, option, inside in RECORDED]
-    return [*files, str(detail_path(stage_path(project, "evaluate", "metrics"))), PROMOTION_RECORD]
+    files = {name: str(stage_path(project, stage, option) / inside if inside else stage_path(project, stage, option))
+             for name, (stage, option, inside) in RECORDED.items()}
+    return files | {"evaluate_detail": str(detail_path(stage_path(project, "evaluate", "metrics"))),
+                    "promotion": PROMOTION_RECORD}
 
 
 def safe_name(run_id: str) -> str:
@@ -220,8 +223,8 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     files = recorded_files(project)
-    decision_file, package_file, promotion_file = files[2], files[3], files[-1]
-    for name in files:
+    decision_file, package_file, promotion_file = files["gate"], files["package"], files["promotion"]
+    for name in files.values():
         source = project / name
         if source.is_file():
             target = folder / name.replace("/", "__")

@@ -14,7 +14,15 @@ import yaml
 from mlops.core.errors import MlopsError
 from mlops.core.params import apply_overrides, nest
 from mlops.core.settings import parse_settings
-from mlops.orchestration.runs import TRIGGER_PARAMS, configure, failure_summary, overrides_of, record, run_dir
+from mlops.orchestration.runs import (
+    TRIGGER_PARAMS,
+    configure,
+    failure_summary,
+    overrides_of,
+    record,
+    recorded_files,
+    run_dir,
+)
 from tests.helpers import ROOT, project_env
 
 
@@ -220,3 +228,18 @@ def test_a_runs_overrides_apply_to_that_run_only(project):
         configure(project, "bad", {"min_accuracy": 2})
     restore_params(project)
     assert params.read_bytes() == before
+
+
+def test_record_of_a_rejected_model_names_no_package_or_promotion(project):
+    # given a run whose gate rejected the model, and package/promotion files an earlier run left behind
+    files = recorded_files(project)
+    for name, content in (("gate", {"accepted": False}), ("package", {"status": "candidate", "model": "old:1"}),
+                          ("promotion", {"promoted": True})):
+        (project / files[name]).parent.mkdir(parents=True, exist_ok=True)
+        (project / files[name]).write_text(json.dumps(content))
+    # when the run is recorded
+    summary = record(project, "rejected-run")
+    # then the earlier run's package and promotion are not reported as this run's
+    assert summary["results"][files["package"]] == {"status": "skipped", "reason": "the gate rejected the model"}
+    assert summary["results"][files["promotion"]]["promoted"] is False
+    assert not (run_dir(project, "rejected-run") / files["package"].replace("/", "__")).exists()

@@ -42,10 +42,10 @@ def main() -> None:
 
     metrics_path, decision_path = stage_path(".", "evaluate", "metrics"), stage_path(".", "gate", "out")
     monitoring, validation = stage_path(".", "monitor", "out-dir"), stage_path(".", "validate", "report-dir")
-    from mlops.stages.evaluate import detail_path
+    from mlops.stages.evaluate import read_metrics
 
     # the headline and its detail (per class, recent set, intervals), as evaluate split them for `dvc exp show`
-    metrics, decision = read(metrics_path) | read(detail_path(metrics_path)), read(decision_path)
+    metrics, decision = read_metrics(metrics_path, missing_ok=True), read(decision_path)
     package, monitor = read(stage_path(".", "package", "out")), read(monitoring / "summary.json")
     plots = stage_path(".", "evaluate", "plots-dir")
     promotion = read(PROMOTION_RECORD)

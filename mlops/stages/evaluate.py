@@ -198,8 +198,12 @@ def write_metrics(metrics: dict[str, Any], metrics_path: Path) -> None:
     write_json({key: value for key, value in metrics.items() if key not in HEADLINE}, detail_path(metrics_path))
 
 
-def read_metrics(metrics_path: Path) -> dict[str, Any]:
-    """The whole metrics document again: the headline file merged with its detail file (when there is one)."""
+def read_metrics(metrics_path: Path, missing_ok: bool = False) -> dict[str, Any]:
+    """The whole metrics document again: the headline file merged with its detail file (when there is one).
+
+    missing_ok: no metrics yet (evaluate has not run) reads as {} rather than an error, for reports that say so."""
+    if missing_ok and not Path(metrics_path).is_file():
+        return {}
     metrics = read_json(metrics_path)
     detail = detail_path(metrics_path)
     return {**metrics, **read_json(detail)} if detail.is_file() else metrics

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from mlops.core.errors import MlopsError
 from mlops.stages import evaluate
 from mlops.stages.evaluate import (
     compute_metrics,
@@ -246,3 +247,9 @@ def test_read_metrics_without_detail_file_is_the_headline(tmp_path):
     path = tmp_path / "evaluate.json"
     path.write_text(json.dumps({"accuracy": 0.5}))
     assert evaluate.read_metrics(path) == {"accuracy": 0.5}
+
+
+def test_missing_metrics_are_an_error_unless_a_report_asks_for_whatever_exists(tmp_path):
+    with pytest.raises(MlopsError, match="missing input"):
+        evaluate.read_metrics(tmp_path / "evaluate.json")
+    assert evaluate.read_metrics(tmp_path / "evaluate.json", missing_ok=True) == {}

@@ -252,3 +252,12 @@ def load_settings(path: Path | str = DEFAULT_PARAMS) -> Settings:
     except yaml.YAMLError as error:
         raise MlopsError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
     return parse_settings(raw, origin=str(path))
+
+
+def declared_labels(settings: Settings) -> list[str] | None:
+    """The label set to enforce: declared in validate.labels, else the names labels map to."""
+    if settings.validate_.labels is not None:
+        return list(settings.validate_.labels)
+    if settings.data.source.label_names:
+        return sorted(set(settings.data.source.label_names.values()))
+    return None

@@ -12,29 +12,21 @@ line naming the problem and writes nothing; a batch is written atomically.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
-import re
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
+from mlops.core.batch_files import BATCH_COLUMNS, list_batches, read_batch, write_batch
 from mlops.core.errors import MlopsError
-from mlops.core.io import atomic_path
-from mlops.core.settings import Settings
-
-BATCH = re.compile(r"^batch-\d{8}T\d{6}\d*Z-[A-Za-z0-9_.-]+\.csv$")
-BATCH_COLUMNS = ["id", "text", "label"]
+from mlops.core.settings import Settings, declared_labels
 
 
 def label_set(settings: Settings) -> list[str]:
     """The model's label set: declared in params (validate.labels, else data.source.label_names), else the
     champion's, else the candidate's label map."""
-    from mlops.stages.validate import known_labels
-
-    declared = known_labels(settings)
+    declared = declared_labels(settings)
     if declared:
         return declared
     candidates = []
@@ -56,23 +48,10 @@ def label_set(settings: Settings) -> list[str]:
     raise MlopsError("no label set: declare validate.labels in params.yaml (or train a model first)")
 
 
-def list_batches(directory: Path) -> list[Path]:
-    """The batch files of a directory, oldest first (their names start with the time they were made)."""
-    directory = Path(directory)
-    return sorted(p for p in directory.glob("batch-*.csv") if BATCH.match(p.name)) if directory.is_dir() else []
 
 
-def read_batch(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
 
 
-def write_batch(frame: pd.DataFrame, directory: Path, kind: str) -> Path:
-    """Write `frame` (id, text, label) as a new batch file, atomically; its path."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    path = Path(directory) / f"batch-{stamp}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', kind)}.csv"
-    with atomic_path(path) as tmp:
-        frame[BATCH_COLUMNS].to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL, encoding="utf-8")
-    return path
 
 
 def parse_labelled_file(path: Path) -> pd.DataFrame:
@@ -170,12 +149,3 @@ def collect_served(settings: Settings, feedback_log: Path) -> tuple[Path | None,
     check_label_set(frame, label_set(settings), str(feedback_log))
     return write_batch(frame, directory, "served"), len(frame), len(records) - len(usable)
 
-
-def read_batches(directory: Path) -> pd.DataFrame:
-    """Every batch's rows with the batch's file name; a relabelled id keeps only its latest label."""
-    frames = [read_batch(path).assign(batch=path.name) for path in list_batches(directory)]
-    if not frames:
-        return pd.DataFrame(columns=[*BATCH_COLUMNS, "batch"], dtype="string")
-    rows = pd.concat(frames, ignore_index=True)
-    with_id = rows[rows["id"] != ""].drop_duplicates("id", keep="last")
-    return pd.concat([with_id, rows[rows["id"] == ""]]).sort_index().reset_index(drop=True)

@@ -37,7 +37,7 @@ def build_queue(window: pd.DataFrame, labelled_ids: set[str], labelled_texts: se
 
 def already_labelled(settings: Settings) -> tuple[set[str], set[str]]:
     """Ids and (case-folded) texts that have a label already: in a batch or in the feedback log."""
-    from mlops.loop.batches import read_batches
+    from mlops.core.batch_files import read_batches
     from mlops.serving.feedback import FEEDBACK_FILE, feedback_dir, read_feedback
 
     batches = read_batches(Path(settings.feedback.batches_dir))

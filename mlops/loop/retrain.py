@@ -55,7 +55,8 @@ def prepare(project: Path, summaries: list[str] | None = None) -> dict[str, Any]
     """Collect posted labels into a batch and decide: `retrain` (new labelled batches) or `no_new_labels`."""
     import os
 
-    from mlops.loop.batches import collect_served, list_batches
+    from mlops.core.batch_files import list_batches
+    from mlops.loop.batches import collect_served
     from mlops.serving.feedback import FEEDBACK_FILE
 
     project = Path(project).resolve()

@@ -128,7 +128,7 @@ def read_source(source: SourceSettings, subset: str) -> pd.DataFrame:
 
 def read_feedback_batches(directory: Path) -> pd.DataFrame:
     """The labelled feedback batches, as `subset: feedback` rows."""
-    from mlops.loop.batches import read_batches
+    from mlops.core.batch_files import read_batches
 
     rows = read_batches(directory)
     return pd.DataFrame({"text": rows["text"].astype("string"), "label": rows["label"].astype("string"),

@@ -33,7 +33,7 @@ import yaml
 
 from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path, read_json, write_json, write_table
-from mlops.core.settings import Settings
+from mlops.core.settings import Settings, declared_labels
 
 ROW_ID = "_row"
 COLUMNS = ["text", "label", "subset"]
@@ -68,15 +68,6 @@ class Outcome:
 
 class ValidationFailed(MlopsError):
     """The batch is rejected; the message lists the failed checks."""
-
-
-def known_labels(settings: Settings) -> list[str] | None:
-    """The label set to enforce: declared in validate.labels, else the names labels map to."""
-    if settings.validate_.labels is not None:
-        return list(settings.validate_.labels)
-    if settings.data.source.label_names:
-        return sorted(set(settings.data.source.label_names.values()))
-    return None
 
 
 def derive_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -256,7 +247,7 @@ def validate_frame(frame: pd.DataFrame, settings: Settings, previous: dict[str, 
         outcome = Outcome("columns", "table", "columns text, label, subset are present", False,
                           {"missing": missing})
         return Verdict([outcome], frame, frame.iloc[0:0].assign(row=0, reason=""))
-    outcomes = run_suite(derive_columns(frame), build_checks(settings, known_labels(settings)))
+    outcomes = run_suite(derive_columns(frame), build_checks(settings, declared_labels(settings)))
     reasons: dict[int, list[str]] = {}
     for outcome in outcomes:
         if outcome.kind == "row":
@@ -269,7 +260,7 @@ def validate_frame(frame: pd.DataFrame, settings: Settings, previous: dict[str, 
                                                                       np.flatnonzero(bad)]).reset_index(drop=True)
     share = float(bad.mean()) if len(frame) else 0.0
     outcomes += table_checks(frame, accepted, share, settings)
-    outcomes += declared_classes_present(accepted, known_labels(settings))
+    outcomes += declared_classes_present(accepted, declared_labels(settings))
     if len(accepted):
         outcomes += shift_warnings(profile(accepted), previous, settings)
     return Verdict(outcomes, accepted, quarantined)

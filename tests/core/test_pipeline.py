@@ -118,7 +118,7 @@ def import_closure(module: Path) -> set[str]:
     return {str(path.relative_to(ROOT)) for path in seen}
 
 
-def test_each_stage_depends_on_every_module_it_imports():
+def test_each_stage_depends_on_every_module_it_imports_and_no_other():
     """A change to shared code re-runs exactly the stages whose code reaches it."""
     from mlops.core.pipeline import inside
 
@@ -127,6 +127,9 @@ def test_each_stage_depends_on_every_module_it_imports():
         assert module.is_file(), f"stage {stage.name} has no module at mlops/stages/{stage.name}.py"
         missing = sorted(path for path in import_closure(module) if not any(inside(path, dep) for dep in stage.deps))
         assert not missing, f"dvc.yaml: stage {stage.name} imports {missing} but does not list them in deps"
+        closure = import_closure(module)
+        extra = [dep for dep in stage.deps if dep.startswith("mlops/") and dep.endswith(".py") and dep not in closure]
+        assert not extra, f"dvc.yaml: stage {stage.name} lists {extra} but never imports them"
         stale = [dep for dep in stage.deps if dep.startswith("mlops/") and not (ROOT / dep).exists()]
         assert not stale, f"dvc.yaml: stage {stage.name} depends on missing {stale}"
 

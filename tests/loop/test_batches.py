@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from mlops.loop.batches import list_batches, read_batch, read_batches
+from mlops.core.batch_files import list_batches, read_batch, read_batches
 from mlops.serving.feedback import record_feedback
 from mlops.serving.traffic import TrafficLog, new_ids
 from tests.helpers import BIN, ROOT, run_cmd

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import yaml
 
-from mlops.loop.batches import list_batches
+from mlops.core.batch_files import list_batches
 from mlops.loop.retrain import prepare
 from mlops.orchestration.runs import run_dir
 from mlops.serving.feedback import record_feedback

@@ -96,8 +96,8 @@ def test_ingest_appends_held_out_test_source(tmp_path, tiny_settings):
 
 
 def test_a_source_directory_of_batches_and_the_feedback_batches_are_read_together(tmp_path, repo_params):
+    from mlops.core.batch_files import write_batch
     from mlops.core.settings import parse_settings
-    from mlops.loop.batches import write_batch
 
     exports = tmp_path / "exports"
     exports.mkdir()

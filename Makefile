@@ -48,7 +48,8 @@ setup: $(BIN)/python  ## create .venv, install the locked dependencies, initiali
 	@echo "setup: done. Next: make run"
 
 run:  ## run the whole lifecycle with DVC (stages that are up to date are skipped), then promote what the gate accepted
-	mkdir -p data/feedback
+	@# the feedback batches git records (data/feedback.dvc) come from the DVC remote; none yet: an empty folder
+	@if [ -f data/feedback.dvc ]; then $(BIN)/dvc pull -q data/feedback.dvc; else mkdir -p data/feedback; fi
 	$(BIN)/dvc repro
 	$(BIN)/mlops promote
 	$(BIN)/dvc push -q

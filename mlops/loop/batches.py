@@ -119,7 +119,9 @@ def import_file(settings: Settings, path: Path) -> tuple[Path, int]:
 
     missing_ids = frame["id"] == ""
     frame.loc[missing_ids, "id"] = new_ids(int(missing_ids.sum()))
-    return write_batch(frame, Path(settings.feedback.batches_dir), f"import-{Path(path).stem}"), len(frame)
+    batch = write_batch(frame, Path(settings.feedback.batches_dir), f"import-{Path(path).stem}")
+    track_with_dvc(batch.parent)
+    return batch, len(frame)
 
 
 def batched_labels(directory: Path) -> dict[str, str]:
@@ -147,5 +149,30 @@ def collect_served(settings: Settings, feedback_log: Path) -> tuple[Path | None,
         return None, 0, len(records)
     frame = pd.DataFrame([{"id": r["id"], "text": r["text"], "label": r["label"]} for r in usable])
     check_label_set(frame, label_set(settings), str(feedback_log))
-    return write_batch(frame, directory, "served"), len(frame), len(records) - len(usable)
+    batch = write_batch(frame, directory, "served")
+    track_with_dvc(directory)
+    return batch, len(frame), len(records) - len(usable)
+
+
+def track_with_dvc(directory: Path) -> Path | None:
+    """`dvc add` the batches directory of the DVC project here, so its batches reach the cache and, with
+    `dvc push`, the remote: a label acknowledged once is never only on one disk. Its .dvc file is what git
+    records (commit it). Not a DVC project (a hand run elsewhere): nothing to track."""
+    root = Path.cwd()
+    if not (root / ".dvc").is_dir():
+        return None
+    from dvc.repo import Repo
+
+    target = Path(directory).resolve()
+    try:
+        with Repo(str(root)) as repo:
+            repo.add(str(target.relative_to(root.resolve())))
+    except Exception as error:  # the batch itself is written; only its tracking is behind
+        print(f"feedback: warning: `dvc add {directory}` failed ({str(error).splitlines()[0]}); the batch is "
+              f"written: run `dvc add {directory}` before `dvc push`", flush=True)
+        return None
+    dvc_file = target.with_name(target.name + ".dvc")
+    print(f"feedback: {directory} tracked by DVC in {dvc_file.relative_to(root.resolve())} (`dvc push` sends "
+          f"the batches to the remote; commit the .dvc file)", flush=True)
+    return dvc_file
 

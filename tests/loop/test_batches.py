@@ -4,6 +4,7 @@ fails with one line and writes nothing."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import yaml
@@ -76,3 +77,26 @@ def test_collect_turns_posted_labels_into_a_batch_once(project):
     assert len(list_batches(project / "batches")) == 2
     rows = read_batches(project / "batches")
     assert sorted(zip(rows["id"], rows["label"], strict=True)) == sorted([(ids[0], "billing"), (ids[1], "billing")])
+
+
+def test_in_a_dvc_project_a_new_batch_is_dvc_added_so_push_sends_it(tmp_path, repo_params):
+    # given a git + DVC project whose batches directory is data/feedback
+    env = {"PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT), "DVC_NO_ANALYTICS": "1",
+           "HOME": str(tmp_path)}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params))
+    run_cmd(["git", "init", "-q"], cwd=tmp_path, env=env)
+    run_cmd([str(BIN / "dvc"), "init", "-q"], cwd=tmp_path, env=env)
+    (tmp_path / "labels.csv").write_text("text,label\nParcel lost,delivery\n")
+    # when a labelled file is imported
+    out = run_cmd([str(BIN / "mlops"), "feedback", "import", "labels.csv"], cwd=tmp_path, env=env).stdout
+    # then the batch is in DVC's cache and data/feedback.dvc records it
+    assert "data/feedback tracked by DVC in data/feedback.dvc" in out, out
+    pointer = yaml.safe_load((tmp_path / "data/feedback.dvc").read_text())["outs"][0]
+    assert pointer["path"] == "feedback" and pointer["nfiles"] == 1
+    status = run_cmd([str(BIN / "dvc"), "status", "data/feedback.dvc"], cwd=tmp_path, env=env).stdout
+    assert "up to date" in status
+    # and `dvc push` sends it to the remote
+    run_cmd([str(BIN / "dvc"), "remote", "add", "-d", "store", str(tmp_path / "remote")], cwd=tmp_path, env=env)
+    run_cmd([str(BIN / "dvc"), "push", "-q"], cwd=tmp_path, env=env)
+    stored = [p for p in (tmp_path / "remote").rglob("*") if p.is_file()]
+    assert len(stored) == 2  # the batch and the directory listing

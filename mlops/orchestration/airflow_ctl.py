@@ -24,15 +24,32 @@ def base_url() -> str:
     return os.environ.get("AIRFLOW__API__BASE_URL", "http://127.0.0.1:8080")
 
 
-def running_pid() -> int | None:
+def start_time(pid: int) -> str | None:
+    """When the process started, in clock ticks since boot (Linux /proc); None where /proc does not say."""
     try:
-        pid = int(PIDFILE.read_text())
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def running_pid() -> int | None:
+    """The pid of the standalone this module started, if it still runs.
+
+    The pid file holds the pid and its start time: after a reboot or a crash the pid may belong to another
+    process by now, and stop() would signal that process's whole group. A start time that differs means stale.
+    """
+    try:
+        pid_text, *started = PIDFILE.read_text().split()
+        pid = int(pid_text)
         if pid <= 0:  # kill(0) / kill(-1) would "find" our own group / every process, and stop() would signal them
             return None
         os.kill(pid, 0)
-        return pid
     except (OSError, ValueError):
         return None
+    now = start_time(pid)
+    if started and now is not None and started[0] != now:
+        return None
+    return pid
 
 
 def wait_healthy(timeout: float) -> bool:
@@ -58,7 +75,7 @@ def start() -> int:
     with open(LOG, "ab") as log:
         process = subprocess.Popen([os.path.join(bin_dir, "airflow"), "standalone"], stdout=log,
                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    PIDFILE.write_text(str(process.pid))
+    PIDFILE.write_text(f"{process.pid} {start_time(process.pid) or ''}".strip() + "\n")
     if not wait_healthy(120):
         print(f"Airflow did not become healthy in 120 s; see {LOG}", file=sys.stderr)
         return 1

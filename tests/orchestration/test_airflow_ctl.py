@@ -139,7 +139,7 @@ def test_start_runs_standalone_in_its_own_session_with_the_venv_on_path(fake_sta
     assert started.kwargs["start_new_session"] is True  # so stop() can signal the whole group
     assert started.kwargs["env"]["PATH"] == f"{bin_dir}{os.pathsep}/usr/bin"
     assert started.kwargs["stderr"] == subprocess.STDOUT
-    assert airflow_ctl.PIDFILE.read_text() == "424242"
+    assert airflow_ctl.PIDFILE.read_text().split()[0] == "424242"  # and its start time, where /proc has it
     assert airflow_ctl.LOG.is_file()
     out = capsys.readouterr().out
     assert "Airflow UI: " in out and str(airflow_ctl.PASSWORDS) in out
@@ -206,3 +206,19 @@ def test_stop_kills_a_group_that_ignores_sigterm(home, monkeypatch):
     process.wait(timeout=5)
     assert process.returncode == -signal.SIGKILL
     assert not airflow_ctl.PIDFILE.exists()
+
+
+def test_a_pid_file_whose_pid_now_belongs_to_another_process_is_stale(home, capsys):
+    # given a pid file naming a live process, but with another start time (the pid was reused since)
+    process = spawn(["sleep", "60"])
+    home.mkdir()
+    real = airflow_ctl.start_time(process.pid)
+    airflow_ctl.PIDFILE.write_text(f"{process.pid} {int(real) - 1}\n")
+    # then it is not running, and stop signals nothing
+    assert airflow_ctl.running_pid() is None
+    assert airflow_ctl.stop() == 0 and capsys.readouterr().out == "Airflow is not running\n"
+    assert alive(process.pid)
+    # and with its true start time it is ours
+    airflow_ctl.PIDFILE.write_text(f"{process.pid} {real}\n")
+    assert airflow_ctl.running_pid() == process.pid
+    process.kill()

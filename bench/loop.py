@@ -107,19 +107,8 @@ def model_dir(project: Path, tag: str) -> Path:
     return project / ".bentoml" / "models" / name / version
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", type=Path, help="a params preset, e.g. configs/ag_news.yaml (headline shift)")
-    parser.add_argument("--labels", type=int, default=400, help="labels sent through /feedback (at most)")
-    parser.add_argument("--traffic", type=int, default=1000, help="shifted texts sent to /classify")
-    parser.add_argument("--heldout", type=int, default=None, help="held-out shifted texts (default 1000; AG 3600)")
-    parser.add_argument("--oversample", type=int, default=None, help="feedback.oversample for the retrain")
-    parser.add_argument("--rows", type=int, default=None, help="data.generated.rows (a cheaper default corpus)")
-    parser.add_argument("--epochs", type=float, default=None, help="train.epochs (cheaper training)")
-    parser.add_argument("--keep", action="store_true", help="keep the project copy")
-    args = parser.parse_args()
-    heldout_rows = args.heldout or (3600 if args.preset else 1000)
-    times: dict[str, float] = {}
+def new_project(args: argparse.Namespace, times: dict[str, float]) -> tuple[Path, dict[str, str], dict]:
+    """A fresh copy of the project beside this one, with the preset and the benchmark's params, committed."""
     tmp = tempfile.mkdtemp(dir=ROOT.parent, prefix=f"{ROOT.name}-loop-")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     project = copy_project(Path(tmp), params)
@@ -139,8 +128,32 @@ def main() -> None:
     (project / "params.yaml").write_text(yaml.safe_dump(current, sort_keys=False))
     subprocess.run(["git", "-c", "user.email=b@e", "-c", "user.name=b", "commit", "-qam", "bench params"],
                    cwd=project, check=True)
+    return project, env, current
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", type=Path, help="a params preset, e.g. configs/ag_news.yaml (headline shift)")
+    parser.add_argument("--labels", type=int, default=400, help="labels sent through /feedback (at most)")
+    parser.add_argument("--traffic", type=int, default=1000, help="shifted texts sent to /classify")
+    parser.add_argument("--heldout", type=int, default=None, help="held-out shifted texts (default 1000; AG 3600)")
+    parser.add_argument("--oversample", type=int, default=None, help="feedback.oversample for the retrain")
+    parser.add_argument("--rows", type=int, default=None, help="data.generated.rows (a cheaper default corpus)")
+    parser.add_argument("--epochs", type=float, default=None, help="train.epochs (cheaper training)")
+    parser.add_argument("--keep", action="store_true", help="keep the project copy")
+    parser.add_argument("--project", type=Path, help="continue in an earlier run's project copy (its params stay)")
+    args = parser.parse_args()
+    heldout_rows = args.heldout or (3600 if args.preset else 1000)
+    times: dict[str, float] = {}
+    if args.project:  # an earlier run's copy (kept, or left by a crash): its trained stages are up to date
+        project = args.project.resolve()
+        current = yaml.safe_load((project / "params.yaml").read_text())
+        env = project_env(project) | {"MLOPS_FEEDBACK_DIR": str(project / "logs" / "feedback"),
+                                      "PYTHONPATH": str(project)}
+    else:
+        project, env, current = new_project(args, times)
     timed("first_lifecycle", times, [str(BIN / "dvc"), "repro"], project, env)
+    timed("first_promotion", times, [str(BIN / "mlops"), "promote"], project, env)  # as `make run` does
     old_tag = json.loads((project / ".bentoml" / "registry.json").read_text())["champion"]["model"]
 
     shifted = shifted_texts(project, args.preset, args.traffic + heldout_rows, seed=2026)

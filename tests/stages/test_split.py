@@ -20,9 +20,11 @@ def test_shares_stratified_and_disjoint(frame, tiny_settings):
     texts = [set(part["text"]) for part in parts.values()]
     assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
     overall = frame["label"].value_counts(normalize=True)
-    for part in parts.values():
+    for name, part in parts.items():
         assert (part["label"].value_counts(normalize=True) - overall).abs().max() < 0.03
-        assert list(part.columns) == ["text", "label"]
+        # training rows say where they come from: a feedback retrain continues on the feedback rows and a replay
+        assert list(part.columns) == (["text", "label", "origin"] if name == "train" else ["text", "label"])
+    assert set(parts["train"]["origin"]) == {split.MAIN}
 
 
 def test_seeded(frame, tiny_settings):
@@ -52,6 +54,7 @@ def test_each_feedback_batch_gives_a_seeded_stratified_recent_share(frame, tiny_
                                                          "batch-b.csv": round(80 * share)}
     assert not set(recent["text"]) & set(parts["train"]["text"])
     assert len(parts["train"]) == 420 + 200 - len(recent)  # the rest of each batch is learnt from
+    assert parts["train"]["origin"].value_counts().to_dict() == {split.MAIN: 420, split.FEEDBACK: 200 - len(recent)}
     assert set(recent["label"]) == set(feedback["label"])
     again = split.split(pd.concat([frame.assign(batch="corpus.csv"), feedback], ignore_index=True), tiny_settings)
     assert again["recent"].equals(recent)

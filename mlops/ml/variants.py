@@ -1,0 +1,58 @@
+"""Serving variants of one fine-tuned model, by name: how each is loaded.
+
+`fp32` is the model the train stage wrote, run by torch; `torch_int8` is the
+same weights dynamically quantised by torch at load time (nothing stored);
+`onnx_fp32` and `onnx_int8` are directories the optimize stage writes, each
+loadable on its own (model.onnx, tokenizer, label map). Every runtime has the
+interface of `Classifier`, so the stages and the service do not care which.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlops.core.errors import MlopsError
+from mlops.ml.model import Classifier
+
+VARIANTS = ("torch_int8", "onnx_fp32", "onnx_int8")  # what the optimize stage can produce
+SERVABLE = ("fp32", *VARIANTS)
+TORCH_PRECISION = {"fp32": "fp32", "torch_int8": "int8"}
+VARIANTS_FILE = "variants.json"
+
+
+def check_variant(name: str) -> str:
+    if name not in SERVABLE:
+        raise MlopsError(f"unknown model variant {name!r}: expected one of {', '.join(SERVABLE)}")
+    return name
+
+
+def load_variant(model_dir: Path | str, variant: str, variants_dir: Path | str | None = None,
+                 threads: int | None = None) -> Any:
+    """The runtime for `variant`: torch ones from the model directory, ONNX ones from `variants_dir/<variant>/`.
+
+    `variants_dir` defaults to the model directory (a stored model carries its
+    variant files inside). An unknown name or a missing file is a one-line error.
+    """
+    check_variant(variant)
+    if variant in TORCH_PRECISION:
+        device = None if variant == "fp32" else "cpu"
+        return Classifier.load(model_dir, precision=TORCH_PRECISION[variant], device=device)
+    from mlops.ml.onnx_classifier import OnnxClassifier
+
+    return OnnxClassifier.load(Path(variants_dir or model_dir) / variant, precision=variant, threads=threads)
+
+
+def files_size_mb(path: Path) -> float:
+    return round(sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20, 2)
+
+
+def torch_int8_size_mb(model_dir: Path) -> float:
+    """What torch's dynamic int8 model weighs, serialised in memory: it is never written to disk."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(Classifier.load(model_dir, device="cpu", precision="int8").model.state_dict(), buffer)
+    return round(buffer.tell() / 2**20, 2)

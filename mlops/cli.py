@@ -134,6 +134,17 @@ def train(ctx: click.Context, split_dir: Path, out: Path, metrics: Path, live_di
 
 
 @cli.command()
+@click.option("--model", type=PathArg, default=declared("optimize", "model"), show_default=DVC_YAML)
+@click.option("--out-dir", type=PathArg, default=declared("optimize", "out-dir"), show_default=DVC_YAML)
+@click.pass_context
+def optimize(ctx: click.Context, model: Path, out_dir: Path) -> None:
+    """Convert the candidate into the serving variants of optimize.variants (ONNX Runtime, int8)."""
+    from mlops.stages import optimize as stage
+
+    stage.run(settings_of(ctx), model, out_dir)
+
+
+@cli.command()
 @click.option("--model", type=PathArg, default=declared("evaluate", "model"), show_default=DVC_YAML)
 @click.option("--split-dir", type=PathArg, default=declared("evaluate", "split-dir"), show_default=DVC_YAML)
 @click.option("--scored-dir", type=PathArg, default=declared("evaluate", "scored-dir"), show_default=DVC_YAML)

@@ -112,6 +112,22 @@ class EvaluateSettings(Strict):
     latency_samples: int = Field(ge=10)
 
 
+VariantName = Literal["torch_int8", "onnx_fp32", "onnx_int8"]
+
+
+class OptimizeSettings(Strict):
+    """Which converted variants of the candidate the optimize stage builds (none: fp32 alone serves)."""
+    variants: tuple[VariantName, ...] = ("onnx_fp32", "onnx_int8")
+
+    @field_validator("variants")
+    @classmethod
+    def _each_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"listed more than once: {', '.join(repeated)}")
+        return value
+
+
 class GateSettings(Strict):
     min_accuracy: float = Field(ge=0, le=1)
     min_macro_f1: float = Field(ge=0, le=1)
@@ -215,6 +231,7 @@ class Settings(Strict):
     validate_: ValidateSettings = Field(alias="validate")
     model: ModelSettings
     train: TrainSettings
+    optimize: OptimizeSettings = OptimizeSettings()
     evaluate: EvaluateSettings
     gate: GateSettings
     serve: ServeSettings

@@ -44,7 +44,10 @@ def load_variant(model_dir: Path | str, variant: str, variants_dir: Path | str |
 
 
 def files_size_mb(path: Path) -> float:
-    return round(sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20, 2)
+    """Size on disk of a file, or of every file under a directory."""
+    path = Path(path)
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    return round(sum(f.stat().st_size for f in files) / 2**20, 2)
 
 
 def torch_int8_size_mb(model_dir: Path) -> float:

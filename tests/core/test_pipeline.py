@@ -12,7 +12,7 @@ from mlops.core.errors import MlopsError
 from mlops.core.pipeline import load_stages
 from tests.helpers import ROOT, project_env
 
-STAGES = ["generate", "ingest", "validate", "split", "train", "evaluate", "gate", "package", "monitor"]
+STAGES = ["generate", "ingest", "validate", "split", "train", "optimize", "evaluate", "gate", "package", "monitor"]
 
 
 def test_stage_graph_from_dvc_yaml():

@@ -9,27 +9,10 @@ import pytest
 
 from mlops.core.errors import MlopsError
 
-LABELS = ["billing", "delivery", "technical"]
+from tests.conftest import TINY_LABELS as LABELS
 TEXTS = ["my invoice is wrong", "where is my parcel", "the app crashes on start", "refund please",
          "a much longer message about a delivery that never arrived at the address I gave you last week", "hi",
          "cannot log in after the update, the password reset link does not work either"] * 3
-
-
-@pytest.fixture(scope="module")
-def tiny_classifier_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random BERT with a 3-class head and a label map: what the train stage writes."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from mlops.ml.model import save_label_map
-
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("tiny-classifier")
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=len(LABELS))
-    model.save_pretrained(path, safe_serialization=True)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(path)
-    save_label_map(path, LABELS, 48)
-    return path
 
 
 @pytest.fixture(scope="module")

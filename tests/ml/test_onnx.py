@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mlops.core.errors import MlopsError
-
 from tests.conftest import TINY_LABELS as LABELS
+
 TEXTS = ["my invoice is wrong", "where is my parcel", "the app crashes on start", "refund please",
          "a much longer message about a delivery that never arrived at the address I gave you last week", "hi",
          "cannot log in after the update, the password reset link does not work either"] * 3

@@ -59,7 +59,7 @@ from tests.helpers import free_port, project_env, start_server, stop, wait_ready
 VARIANTS: dict[str, dict[str, Any]] = {
     "batched_fp32": {"batching": True, "precision": "fp32"},
     "unbatched_fp32": {"batching": False, "precision": "fp32"},
-    "batched_int8": {"batching": True, "precision": "int8"},
+    "batched_int8": {"batching": True, "precision": "torch_int8"},
     "batched_fp32_nolog": {"batching": True, "precision": "fp32", "traffic": {"enabled": False}},  # what logging costs
 }
 FULL_LEVELS = "1:300,8:1200,32:2400,64:2400"

@@ -150,13 +150,15 @@ def optimize(ctx: click.Context, model: Path, out_dir: Path) -> None:
 @click.option("--scored-dir", type=PathArg, default=declared("evaluate", "scored-dir"), show_default=DVC_YAML)
 @click.option("--metrics", type=PathArg, default=declared("evaluate", "metrics"), show_default=DVC_YAML)
 @click.option("--plots-dir", type=PathArg, default=declared("evaluate", "plots-dir"), show_default=DVC_YAML)
+@click.option("--optimized-dir", type=PathArg, default=declared("evaluate", "optimized-dir"), show_default=DVC_YAML,
+              help="The optimize stage's variants (variants.json); each is scored against fp32.")
 @click.pass_context
 def evaluate(ctx: click.Context, model: Path, split_dir: Path, scored_dir: Path, metrics: Path,
-             plots_dir: Path) -> None:
-    """Score the validation and test splits; write metrics and a confusion matrix."""
+             plots_dir: Path, optimized_dir: Path) -> None:
+    """Score the validation and test splits and every serving variant; write metrics and a confusion matrix."""
     from mlops.stages import evaluate as stage
 
-    stage.run(settings_of(ctx), model, split_dir, scored_dir, metrics, plots_dir)
+    stage.run(settings_of(ctx), model, split_dir, scored_dir, metrics, plots_dir, optimized_dir)
 
 
 @cli.command()

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from mlops.core.errors import MlopsError
+from mlops.core.io import read_json
 from mlops.ml.model import Classifier
 
 VARIANTS = ("torch_int8", "onnx_fp32", "onnx_int8")  # what the optimize stage can produce
 SERVABLE = ("fp32", *VARIANTS)
 TORCH_PRECISION = {"fp32": "fp32", "torch_int8": "int8"}
 VARIANTS_FILE = "variants.json"
+SERVING_FILE = "serving.json"  # in a stored model: {"variant": <the gate's choice>}, written by package
 
 
 def check_variant(name: str) -> str:
@@ -41,6 +43,26 @@ def load_variant(model_dir: Path | str, variant: str, variants_dir: Path | str |
     from mlops.ml.onnx_classifier import OnnxClassifier
 
     return OnnxClassifier.load(Path(variants_dir or model_dir) / variant, precision=variant, threads=threads)
+
+
+def served_variant(model_dir: Path | str, precision: str) -> str:
+    """The variant a stored model serves: the one `serve.precision` forces, else (auto) the one its serving.json
+    names (the gate's choice, stored by package), else fp32 (a model stored before variants existed)."""
+    if precision != "auto":
+        return check_variant(precision)
+    path = Path(model_dir) / SERVING_FILE
+    return check_variant(read_json(path)["variant"]) if path.is_file() else "fp32"
+
+
+def load_served(model_dir: Path | str, precision: str, threads: int | None = None) -> Any:
+    """The runtime a stored model serves with (see `served_variant`), its variant files read from inside it."""
+    return load_variant(model_dir, served_variant(model_dir, precision), threads=threads)
+
+
+def read_variants(optimized_dir: Path | str) -> list[dict[str, Any]]:
+    """The variants the optimize stage built (its variants.json); none when it has not run."""
+    path = Path(optimized_dir) / VARIANTS_FILE
+    return read_json(path)["variants"] if path.is_file() else []
 
 
 def files_size_mb(path: Path) -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.core.errors import MlopsError
-from mlops.core.io import read_json, write_json
+from mlops.core.io import write_json
 from mlops.core.settings import Settings
 from mlops.ml.model import set_cpu_threads
 from mlops.ml.onnx_export import ONNX_FILE, export_onnx, fuse_transformer_graph, quantize_onnx_int8
@@ -70,12 +70,6 @@ def build_variants(settings: Settings, model_dir: Path, out_dir: Path) -> dict[s
                "variants": [built[name] for name in settings.optimize.variants]}
     write_json(summary, out_dir / VARIANTS_FILE)
     return summary
-
-
-def read_variants(out_dir: Path) -> list[dict[str, Any]]:
-    """The variants the optimize stage built (variants.json); none when it has not run."""
-    path = Path(out_dir) / VARIANTS_FILE
-    return read_json(path)["variants"] if path.is_file() else []
 
 
 def run(settings: Settings, model_dir: Path, out_dir: Path) -> dict[str, Any]:

@@ -16,7 +16,8 @@ def with_variants(repo_params, variants):
 
 
 def test_builds_every_listed_variant_and_lists_them_with_sizes(repo_params, tiny_classifier_dir, tmp_path, capsys):
-    from mlops.stages.optimize import read_variants, run
+    from mlops.ml.variants import read_variants
+    from mlops.stages.optimize import run
 
     out = tmp_path / "optimized"
     (out / "stale").mkdir(parents=True)  # left by an earlier run with other params: removed
@@ -40,7 +41,8 @@ def test_int8_alone_quantises_a_throw_away_export(repo_params, tiny_classifier_d
 
 
 def test_no_variants_writes_an_empty_list(repo_params, tiny_classifier_dir, tmp_path):
-    from mlops.stages.optimize import read_variants, run
+    from mlops.ml.variants import read_variants
+    from mlops.stages.optimize import run
 
     run(with_variants(repo_params, []), tiny_classifier_dir, tmp_path / "out")
     assert read_variants(tmp_path / "out") == [] and read_variants(tmp_path / "missing") == []

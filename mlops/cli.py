@@ -188,13 +188,15 @@ def gate(ctx: click.Context, metrics: Path, model: Path, scored_test: Path, trai
 @click.option("--reference", type=PathArg, default=declared("package", "reference"), show_default=DVC_YAML,
               help="Scored validation split stored with the model as monitoring's reference.")
 @click.option("--out", type=PathArg, default=declared("package", "out"), show_default=DVC_YAML)
+@click.option("--optimized-dir", type=PathArg, default=declared("package", "optimized-dir"), show_default=DVC_YAML,
+              help="The optimize stage's variants: the one the gate chose is stored with the model.")
 @click.pass_context
 def package(ctx: click.Context, decision: Path, model: Path, metrics: Path, bentofile: Path, card: Path,
-            reference: Path, out: Path) -> None:
+            reference: Path, out: Path, optimized_dir: Path) -> None:
     """Store an accepted model and build its Bento: the candidate (`mlops promote` makes it champion)."""
     from mlops.stages import package as stage
 
-    stage.run(settings_of(ctx), decision, model, metrics, bentofile, card, out, reference)
+    stage.run(settings_of(ctx), decision, model, metrics, bentofile, card, out, reference, optimized_dir)
 
 
 SCORED_TEST = click.option("--scored-test", type=PathArg, default=declared("gate", "scored-test"),

@@ -18,6 +18,7 @@ from mlops.ml.model import Classifier
 
 VARIANTS = ("torch_int8", "onnx_fp32", "onnx_int8")  # what the optimize stage can produce
 SERVABLE = ("fp32", *VARIANTS)
+VARIANTS_ON_DISK = ("onnx_fp32", "onnx_int8")  # a directory of files each; the torch ones are the weights alone
 TORCH_PRECISION = {"fp32": "fp32", "torch_int8": "int8"}
 VARIANTS_FILE = "variants.json"
 SERVING_FILE = "serving.json"  # in a stored model: {"variant": <the gate's choice>}, written by package

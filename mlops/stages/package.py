@@ -32,7 +32,7 @@ from mlops.core.errors import MlopsError
 from mlops.core.io import read_json, read_table, write_json, write_table
 from mlops.core.settings import Settings
 from mlops.ml.onnx_export import ONNX_FILE
-from mlops.ml.variants import SERVING_FILE, VARIANTS_ON_DISK
+from mlops.ml.variants import SERVING_FILE, VARIANTS_ON_DISK, served_variant
 
 
 def build_bento(model_tag: str, bentofile: Path) -> str:
@@ -85,6 +85,16 @@ def stage_variant(variant: str, optimized_dir: Path | None, staged: Path) -> Non
     write_json({"variant": variant}, staged / SERVING_FILE)
 
 
+def stored_variant(entry: dict[str, Any]) -> str:
+    """The serving variant of a registry entry's stored model (entries written before variants do not say)."""
+    if entry.get("serve_variant"):
+        return entry["serve_variant"]
+    try:
+        return served_variant(registry.model_path(entry["model"]), "auto")
+    except MlopsError:
+        return "fp32"
+
+
 def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metrics: dict[str, Any],
             bentofile: Path, card: Path, reference: Path | None = None,
             optimized_dir: Path | None = None) -> dict[str, Any]:
@@ -93,8 +103,7 @@ def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metri
     current = registry.champion()
     build = build_digest(bentofile, settings)
     variant = decision.get("serve_variant", "fp32")
-    if (current and current.get("digest") == decision["candidate_digest"]
-            and current.get("serve_variant", "fp32") == variant):
+    if current and current.get("digest") == decision["candidate_digest"] and stored_variant(current) == variant:
         if current.get("build") == build:
             return {"status": "unchanged", "model": current["model"], "bento": current["bento"]}
         bento_tag = build_bento(current["model"], bentofile)
@@ -162,4 +171,5 @@ def candidate_of(model_tag: str, bentofile: Path, settings: Settings) -> dict[st
                     key=lambda b: b.info.creation_time, reverse=True)
     bento = str(bentos[0].tag) if bentos else build_bento(tag, bentofile)
     return {"model": tag, "bento": bento, "digest": registry.model_digest(path),
-            "metrics": model.info.metadata.get("metrics", {}), "build": build_digest(bentofile, settings)}
+            "metrics": model.info.metadata.get("metrics", {}), "build": build_digest(bentofile, settings),
+            "serve_variant": served_variant(path, "auto")}

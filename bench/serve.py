@@ -231,7 +231,8 @@ def serve_variant(name: str, keys: dict[str, Any], project: Path, target: str, c
     finally:
         started = time.monotonic()
         result["stop"] = {"killed": stop(server, grace=10), "seconds": round(time.monotonic() - started, 1)}
-    agree, compared = agreement(labels, reference[params["serve"]["precision"]])
+    offline_key = {"torch_int8": "int8"}.get(params["serve"]["precision"], params["serve"]["precision"])
+    agree, compared = agreement(labels, reference[offline_key])
     result["quality"] = {"texts": len(labels), "accuracy": agreement(labels, reference["gold"])[0],
                          "agreement_with_offline": agree, "compared_with_offline": compared}
     return result

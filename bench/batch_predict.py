@@ -56,7 +56,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--chunk-size", type=int, default=512)
     args = parser.parse_args()
-    from mlops.ml.model import Classifier, set_cpu_threads
+    from mlops.ml.model import set_cpu_threads
+    from mlops.ml.variants import load_served
     from mlops.serving import batch
 
     settings = load_settings(ROOT / "params.yaml")
@@ -67,7 +68,7 @@ def main() -> None:
     texts = (frame["title"] + " " + frame["description"]).tolist()
 
     set_cpu_threads()
-    classifier = Classifier.load(model_dir, precision=settings.serve.precision)
+    classifier = load_served(model_dir, settings.serve.precision)
     classifier.predict_proba(texts[:64], batch_size=settings.serve.micro_batch)  # warm-up
     started = time.perf_counter()
     proba = classifier.predict_proba(texts, batch_size=settings.serve.micro_batch)

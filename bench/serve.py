@@ -59,7 +59,7 @@ from tests.helpers import free_port, project_env, start_server, stop, wait_ready
 VARIANTS: dict[str, dict[str, Any]] = {
     "batched_fp32": {"batching": True, "precision": "fp32"},
     "unbatched_fp32": {"batching": False, "precision": "fp32"},
-    "batched_int8": {"batching": True, "precision": "int8"},
+    "batched_int8": {"batching": True, "precision": "torch_int8"},
     "batched_fp32_nolog": {"batching": True, "precision": "fp32", "traffic": {"enabled": False}},  # what logging costs
 }
 FULL_LEVELS = "1:300,8:1200,32:2400,64:2400"
@@ -231,7 +231,8 @@ def serve_variant(name: str, keys: dict[str, Any], project: Path, target: str, c
     finally:
         started = time.monotonic()
         result["stop"] = {"killed": stop(server, grace=10), "seconds": round(time.monotonic() - started, 1)}
-    agree, compared = agreement(labels, reference[params["serve"]["precision"]])
+    offline_key = {"torch_int8": "int8"}.get(params["serve"]["precision"], params["serve"]["precision"])
+    agree, compared = agreement(labels, reference[offline_key])
     result["quality"] = {"texts": len(labels), "accuracy": agreement(labels, reference["gold"])[0],
                          "agreement_with_offline": agree, "compared_with_offline": compared}
     return result

@@ -134,18 +134,31 @@ def train(ctx: click.Context, split_dir: Path, out: Path, metrics: Path, live_di
 
 
 @cli.command()
+@click.option("--model", type=PathArg, default=declared("optimize", "model"), show_default=DVC_YAML)
+@click.option("--out-dir", type=PathArg, default=declared("optimize", "out-dir"), show_default=DVC_YAML)
+@click.pass_context
+def optimize(ctx: click.Context, model: Path, out_dir: Path) -> None:
+    """Convert the candidate into the serving variants of optimize.variants (ONNX Runtime, int8)."""
+    from mlops.stages import optimize as stage
+
+    stage.run(settings_of(ctx), model, out_dir)
+
+
+@cli.command()
 @click.option("--model", type=PathArg, default=declared("evaluate", "model"), show_default=DVC_YAML)
 @click.option("--split-dir", type=PathArg, default=declared("evaluate", "split-dir"), show_default=DVC_YAML)
 @click.option("--scored-dir", type=PathArg, default=declared("evaluate", "scored-dir"), show_default=DVC_YAML)
 @click.option("--metrics", type=PathArg, default=declared("evaluate", "metrics"), show_default=DVC_YAML)
 @click.option("--plots-dir", type=PathArg, default=declared("evaluate", "plots-dir"), show_default=DVC_YAML)
+@click.option("--optimized-dir", type=PathArg, default=declared("evaluate", "optimized-dir"), show_default=DVC_YAML,
+              help="The optimize stage's variants (variants.json); each is scored against fp32.")
 @click.pass_context
 def evaluate(ctx: click.Context, model: Path, split_dir: Path, scored_dir: Path, metrics: Path,
-             plots_dir: Path) -> None:
-    """Score the validation and test splits; write metrics and a confusion matrix."""
+             plots_dir: Path, optimized_dir: Path) -> None:
+    """Score the validation and test splits and every serving variant; write metrics and a confusion matrix."""
     from mlops.stages import evaluate as stage
 
-    stage.run(settings_of(ctx), model, split_dir, scored_dir, metrics, plots_dir)
+    stage.run(settings_of(ctx), model, split_dir, scored_dir, metrics, plots_dir, optimized_dir)
 
 
 @cli.command()
@@ -175,13 +188,15 @@ def gate(ctx: click.Context, metrics: Path, model: Path, scored_test: Path, trai
 @click.option("--reference", type=PathArg, default=declared("package", "reference"), show_default=DVC_YAML,
               help="Scored validation split stored with the model as monitoring's reference.")
 @click.option("--out", type=PathArg, default=declared("package", "out"), show_default=DVC_YAML)
+@click.option("--optimized-dir", type=PathArg, default=declared("package", "optimized-dir"), show_default=DVC_YAML,
+              help="The optimize stage's variants: the one the gate chose is stored with the model.")
 @click.pass_context
 def package(ctx: click.Context, decision: Path, model: Path, metrics: Path, bentofile: Path, card: Path,
-            reference: Path, out: Path) -> None:
+            reference: Path, out: Path, optimized_dir: Path) -> None:
     """Store an accepted model and build its Bento: the candidate (`mlops promote` makes it champion)."""
     from mlops.stages import package as stage
 
-    stage.run(settings_of(ctx), decision, model, metrics, bentofile, card, out, reference)
+    stage.run(settings_of(ctx), decision, model, metrics, bentofile, card, out, reference, optimized_dir)
 
 
 SCORED_TEST = click.option("--scored-test", type=PathArg, default=declared("gate", "scored-test"),

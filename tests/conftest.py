@@ -33,6 +33,26 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+TINY_LABELS = ["billing", "delivery", "technical"]
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT with a random 3-class head and a label map: what the train stage writes, without training."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from mlops.ml.model import save_label_map
+
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("tiny-classifier")
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=len(TINY_LABELS))
+    model.save_pretrained(path, safe_serialization=True)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(path)
+    save_label_map(path, TINY_LABELS, 48)
+    return path
+
+
 @pytest.fixture
 def repo_params() -> dict[str, Any]:
     """A fresh copy of the repository's params, for a test to change at will."""

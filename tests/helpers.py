@@ -104,9 +104,9 @@ def copy_project(dest: Path, params: dict[str, Any] | None = None) -> Path:
 
 
 def train_and_evaluate(root: Path, settings: Any, shuffle_labels: bool = False) -> dict[str, Any]:
-    """Run the split, train and evaluate stages on generated data under `root`; return the metrics."""
+    """Run the split, train, optimize and evaluate stages on generated data under `root`; return the metrics."""
     from mlops.core.io import write_table
-    from mlops.stages import evaluate, split, train
+    from mlops.stages import evaluate, optimize, split, train
     from mlops.stages.generate import generate_corpus
 
     frame = generate_corpus(600, settings.data.generated.classes, seed=11)
@@ -116,8 +116,9 @@ def train_and_evaluate(root: Path, settings: Any, shuffle_labels: bool = False) 
             part = part.assign(label=part["label"].sample(frac=1.0, random_state=5).to_numpy())
         write_table(part, root / "split" / f"{name}.parquet")
     train.run(settings, root / "split", root / "model", root / "train.json", root / "dvclive")
+    optimize.run(settings, root / "model", root / "optimized")
     return evaluate.run(settings, root / "model", root / "split", root / "scored", root / "metrics.json",
-                        root / "plots")
+                        root / "plots", root / "optimized")
 
 
 def free_port() -> int:

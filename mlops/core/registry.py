@@ -72,6 +72,8 @@ def register_model(name: str, model_dir: Path, metadata: dict[str, Any]) -> str:
         for item in Path(model_dir).iterdir():
             if item.is_file():
                 shutil.copy2(item, Path(model.path) / item.name)
+            elif item.is_dir():  # a serving variant's files (package stores the one the gate chose)
+                shutil.copytree(item, Path(model.path) / item.name)
     tag = str(model.tag)
     registry = read_registry()
     write_json({**registry, "challenger": {"model": tag, "registered_at": now()}}, registry_path())
@@ -86,8 +88,9 @@ def set_candidate(entry: dict[str, Any]) -> None:
     log_event("candidate", model=entry["model"], bento=entry.get("bento"))
 
 
-def find_stored(name: str, digest: str, build: str) -> dict[str, Any] | None:
-    """A model already stored with these weights, and its Bento if one was built from the same sources.
+def find_stored(name: str, digest: str, build: str, variant: str = "fp32") -> dict[str, Any] | None:
+    """A model already stored with these weights and serving variant, and its Bento if one was built from the
+    same sources.
 
     A run that re-runs `package` on a model it has seen (params restored after
     an Airflow run, a reverted experiment) reuses them instead of storing a copy.
@@ -95,7 +98,8 @@ def find_stored(name: str, digest: str, build: str) -> dict[str, Any] | None:
     import bentoml
 
     try:
-        models = [m for m in bentoml.models.list(name) if m.info.metadata.get("digest") == digest]
+        models = [m for m in bentoml.models.list(name) if m.info.metadata.get("digest") == digest
+                  and m.info.metadata.get("serve_variant", "fp32") == variant]
     except bentoml.exceptions.NotFound:  # nothing stored under this name yet
         return None
     if not models:

@@ -112,6 +112,22 @@ class EvaluateSettings(Strict):
     latency_samples: int = Field(ge=10)
 
 
+VariantName = Literal["torch_int8", "onnx_fp32", "onnx_int8"]
+
+
+class OptimizeSettings(Strict):
+    """Which converted variants of the candidate the optimize stage builds (none: fp32 alone serves)."""
+    variants: tuple[VariantName, ...] = ("onnx_fp32", "onnx_int8")
+
+    @field_validator("variants")
+    @classmethod
+    def _each_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"listed more than once: {', '.join(repeated)}")
+        return value
+
+
 class GateSettings(Strict):
     min_accuracy: float = Field(ge=0, le=1)
     min_macro_f1: float = Field(ge=0, le=1)
@@ -120,7 +136,8 @@ class GateSettings(Strict):
     max_latency_ratio: float = Field(default=1.5, gt=0)  # candidate p95 / champion p95, measured side by side
     max_model_mb: float = Field(gt=0)
     min_behaviour_pass_rate: float = Field(ge=0, le=1)
-    max_int8_accuracy_drop_points: float = Field(default=1.0, ge=0)
+    # a serving variant (optimize.variants) losing more accuracy than this against fp32 is refused (not servable)
+    max_variant_accuracy_drop_points: float = Field(default=1.0, ge=0)
     max_regression: float = Field(ge=0, le=1)
     promote_if: Literal["better", "non_inferior"]
     confidence: float = Field(gt=0.5, lt=1)
@@ -148,7 +165,8 @@ class ServeSettings(Strict):
     workers: int = Field(default=1, ge=1)
     threads: int = Field(ge=1)
     model_calls: int | Literal["auto"] = "auto"
-    precision: Literal["fp32", "int8"]
+    # auto: the fastest variant the gate accepted (fp32 when none); any other value forces that variant
+    precision: Literal["auto", "fp32", "torch_int8", "onnx_fp32", "onnx_int8"] = "auto"
     traffic: TrafficSettings = TrafficSettings()
     follow_registry: bool = True   # a served champion swaps to the registry's new champion without a restart
     registry_poll_s: float = Field(default=2.0, gt=0)
@@ -215,6 +233,7 @@ class Settings(Strict):
     validate_: ValidateSettings = Field(alias="validate")
     model: ModelSettings
     train: TrainSettings
+    optimize: OptimizeSettings = OptimizeSettings()
     evaluate: EvaluateSettings
     gate: GateSettings
     serve: ServeSettings

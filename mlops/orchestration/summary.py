@@ -36,6 +36,18 @@ def recent_lines(metrics: dict, decision: dict) -> list[str]:
     return lines
 
 
+def serving_note(metrics: dict, decision: dict) -> str:
+    """The serving variant the gate chose, with its measured speed against fp32 and the variants it refused."""
+    chosen = decision.get("serve_variant")
+    if not chosen:
+        return ""
+    measured = (metrics.get("variants") or {}).get(chosen, {})
+    refused = [name for name, v in ((decision.get("variants") or {}).get("variants") or {}).items()
+               if not v.get("accepted", True)]
+    return (f", serves {chosen}" + (f" ({measured['speedup']}x fp32 texts/s)" if "speedup" in measured else "")
+            + (f"; refused: {', '.join(refused)}" if refused else ""))
+
+
 def main() -> None:
     from mlops.core.pipeline import stage_path
     from mlops.core.registry import PROMOTION_RECORD
@@ -59,7 +71,8 @@ def main() -> None:
         f"  ({metrics_path}, {plots / 'confusion_matrix.png'})",
         *recent_lines(metrics, decision),
         f"  gate            {verdict}: {'; '.join(decision.get('reasons', []))}  ({decision_path})",
-        f"  package         {package.get('status')}: bento {package.get('bento', '-')}",
+        f"  package         {package.get('status')}: bento {package.get('bento', '-')}"
+        + serving_note(metrics, decision),
         f"  promotion       {'promoted' if promotion.get('promoted') else 'not promoted'}: "
         f"{promotion.get('reason', '-')}  ({PROMOTION_RECORD}; make serve)",
         f"  monitoring      {monitor.get('status', '?').replace('_', ' ')}: {monitor.get('current')}"

@@ -106,10 +106,11 @@ def score_texts(model: ServedModel, texts: list[str], settings: Settings, chunk_
     """The API's answer for every text, scored `chunk_size` texts at a time with a progress bar."""
     from tqdm.auto import tqdm
 
-    from mlops.ml.model import Classifier, set_cpu_threads
+    from mlops.ml.model import set_cpu_threads
+    from mlops.ml.variants import load_served
 
     set_cpu_threads()  # every core: a file, unlike a request, has the machine to itself
-    classifier = Classifier.load(model.path, precision=settings.serve.precision)
+    classifier = load_served(model.path, settings.serve.precision)
     labels = classifier.labels
     answers: list[dict[str, Any]] = []
     with tqdm(total=len(texts), unit="text", desc="predict", disable=not progress) as bar:

@@ -6,10 +6,11 @@ run`, after the gate's branch in the lifecycle DAG) and `mlops registry
 promote TAG` (by hand) both end here. As TFX's InfraValidator does, the
 candidate Bento is started as a real server on a free loopback port and
 queried before the registry points at it: one text, a list, a bad request
-(4xx), /readyz, /metrics, agreement with the offline model on scored test
-rows (every label for fp32; the gate's int8 allowance for int8), and its p95
-latency. The first check that fails stops the promotion; the decision
-(reports/promotion.json) names it, and the champion stays as it was.
+(4xx), /readyz, /metrics, agreement with the offline fp32 model on scored
+test rows (every label for fp32; for another serving variant, 1 -
+gate.max_variant_accuracy_drop_points/100), and its p95 latency. The first
+check that fails stops the promotion; the decision (reports/promotion.json)
+names it, and the champion stays as it was.
 """
 
 from __future__ import annotations
@@ -199,8 +200,10 @@ def infra_validate(entry: dict[str, Any], settings: Settings, scored: Path | Non
     texts = scored_texts(scored, entry["model"], promote.agreement_rows)
     labels_path = registry.model_path(entry["model"]) / "label_map.json"
     labels = json.loads(labels_path.read_text())["labels"]
-    precision = settings.serve.precision
-    required = 1.0 if precision == "fp32" else 1 - settings.gate.max_int8_accuracy_drop_points / 100
+    from mlops.ml.variants import served_variant
+
+    precision = served_variant(registry.model_path(entry["model"]), settings.serve.precision)
+    required = 1.0 if precision == "fp32" else 1 - settings.gate.max_variant_accuracy_drop_points / 100
     key = secrets.token_urlsafe(16)
     checks: list[dict[str, Any]] = []
     p95 = None
@@ -278,7 +281,7 @@ def promote_candidate(settings: Settings, package_path: Path, scored: Path | Non
         print(f"promote: nothing promoted: {result['reason']}")
         return result
     entry = {k: package[k] for k in ("model", "bento") if k in package}
-    entry.update({k: package[k] for k in ("digest", "metrics", "build") if k in package})
+    entry.update({k: package[k] for k in ("digest", "metrics", "build", "serve_variant") if k in package})
     if registry.retired_by_rollback(entry["model"]):  # `make run` after a rollback must not undo it
         result = {"promoted": False, "candidate": entry,
                   "reason": f"{entry['model']} was rolled back; `mlops registry promote {entry['model']}` "

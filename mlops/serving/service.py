@@ -71,9 +71,9 @@ def model_tag() -> str:
 def follow_registry(version: str, classifier: Any) -> ModelSlot:
     """The served model in a swappable slot; a champion (no MLOPS_MODEL_TAG pinned) follows the registry."""
     from mlops.core.registry import champion, model_path
-    from mlops.ml.model import Classifier
+    from mlops.ml.variants import load_served
 
-    slot = ModelSlot(version, classifier, lambda tag: Classifier.load(model_path(tag), precision=SERVE.precision),
+    slot = ModelSlot(version, classifier, lambda tag: load_served(model_path(tag), SERVE.precision, SERVE.threads),
                      lambda: (champion() or {}).get("model"), SERVE.registry_poll_s)
     if SERVE.follow_registry and not os.environ.get("MLOPS_MODEL_TAG"):
         slot.follow()
@@ -128,10 +128,11 @@ class TextClassifier:
     model_ref = bentoml.models.BentoModel(model_tag())
 
     def __init__(self) -> None:
-        from mlops.ml.model import Classifier, set_cpu_threads
+        from mlops.ml.model import set_cpu_threads
+        from mlops.ml.variants import load_served, served_variant
 
         set_cpu_threads(SERVE.threads)
-        self.classifier = Classifier.load(Path(self.model_ref.path), precision=SERVE.precision)
+        self.classifier = load_served(Path(self.model_ref.path), SERVE.precision, SERVE.threads)
         self.version = str(self.model_ref.tag)
         self.slot = follow_registry(self.version, self.classifier)  # hot swap: mlops/serving/swap.py
         FEEDBACK.attach(lambda: self.slot.active[1].labels)  # the labels of the model serving now
@@ -149,7 +150,8 @@ class TextClassifier:
             self.batch_sizes = None
         from mlops.serving.model_metrics import ModelMetrics
 
-        self.model_metrics = ModelMetrics(self.version, SERVE.precision).start()  # predictions and drift
+        variant = served_variant(Path(self.model_ref.path), SERVE.precision)
+        self.model_metrics = ModelMetrics(self.version, variant).start()  # predictions and drift
 
     def answer(self, texts: list[str], active: Active | None = None) -> tuple[list[dict[str, Any]], list[str]]:
         """Per text: label, score, all probabilities, model version; and its embedding for the traffic log."""

@@ -6,9 +6,10 @@ single-text CPU latency, size on disk, and the behavioural suite. It also
 writes the scored validation and test splits (every prediction with its
 probabilities and the model's sentence embedding): the gate pairs champion
 and challenger on the same test rows, and monitoring uses the scored
-validation split as its reference. When serving is set to int8
-(`serve.precision`), the test split is scored a second time by the quantised
-model, and the accuracy it loses is reported for the gate.
+validation split as its reference. Every serving variant the optimize stage
+built (ONNX Runtime, int8) scores the whole test split too: its accuracy, the
+points it loses against fp32 and its label agreement go to the gate, with the
+throughput of fp32 and every variant measured side by side in this process.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from mlops.core.settings import EvaluateSettings, Settings
 from mlops.ml.behaviour import load_suite, run_suite
 from mlops.ml.model import Classifier, set_cpu_threads
 from mlops.ml.progress import predict_with_progress
+from mlops.ml.throughput import MICRO_BATCH, WINDOW, measure_throughput
+from mlops.ml.variants import load_variant, read_variants
+
+THROUGHPUT_TEXTS = 512  # test texts the throughput is measured on: enough windows to average, quick to run
 
 
 def score(classifier: Classifier, frame: pd.DataFrame) -> pd.DataFrame:
@@ -39,17 +44,29 @@ def score(classifier: Classifier, frame: pd.DataFrame) -> pd.DataFrame:
     return scored
 
 
-def int8_metrics(model_dir: Path, scored_test: pd.DataFrame, fp32: dict[str, Any],
-                 config: EvaluateSettings) -> dict[str, Any]:
-    """The int8 serving option's quality and speed against the fp32 model's `metrics`, on the same test rows."""
-    quantised = Classifier.load(model_dir, device="cpu", precision="int8")
-    scored = score(quantised, scored_test[["text", "label"]])
-    quality = compute_metrics(scored, quantised.labels)
-    latency = measure_latency(quantised, scored_test["text"].head(200).tolist(), config.latency_samples)
-    return {"accuracy": quality["accuracy"], "macro_f1": quality["macro_f1"],
-            "accuracy_drop_points": round(100 * (fp32["accuracy"] - quality["accuracy"]), 2),
+def variant_metrics(fp32: Classifier, model_dir: Path, optimized_dir: Path | None, scored_test: pd.DataFrame,
+                    metrics: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every variant the optimize stage built, scored on the whole test split against the fp32 candidate
+    (`metrics`, `scored_test`), and the throughput of all of them, fp32 included, measured side by side."""
+    runtimes: dict[str, Any] = {"fp32": fp32}
+    variants = {"fp32": {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+                         "accuracy_drop_points": 0.0, "agreement_with_fp32": 1.0, "size_mb": metrics["size_mb"]}}
+    for entry in read_variants(optimized_dir) if optimized_dir is not None else []:
+        name = entry["name"]
+        runtimes[name] = load_variant(model_dir, name, optimized_dir)
+        scored = score(runtimes[name], scored_test[["text", "label"]])
+        quality = compute_metrics(scored, fp32.labels)
+        variants[name] = {
+            "accuracy": quality["accuracy"], "macro_f1": quality["macro_f1"],
+            "accuracy_drop_points": round(100 * (metrics["accuracy"] - quality["accuracy"]), 2),
             "agreement_with_fp32": round(float((scored["prediction"] == scored_test["prediction"]).mean()), 4),
-            "latency": latency, "speedup_p50": round(fp32["latency"]["p50_ms"] / max(latency["p50_ms"], 1e-9), 2)}
+            "size_mb": entry["size_mb"]}
+    texts = scored_test["text"].head(THROUGHPUT_TEXTS).tolist()
+    speeds = measure_throughput(runtimes, texts)
+    for name, texts_per_s in speeds.items():
+        variants[name] |= {"texts_per_s": texts_per_s, "speedup": round(texts_per_s / max(speeds["fp32"], 1e-9), 2)}
+    return variants, {"texts": len(texts), "window": WINDOW, "micro_batch": MICRO_BATCH,
+                      "rule": "texts/s in one process, runtimes interleaved window by window"}
 
 
 def compute_metrics(scored: pd.DataFrame, labels: list[str]) -> dict[str, Any]:
@@ -193,7 +210,7 @@ def detail_path(metrics_path: Path) -> Path:
 
 def write_metrics(metrics: dict[str, Any], metrics_path: Path) -> None:
     """Split the metrics in two files so `dvc exp show` stays readable: the headline figures in `metrics_path`,
-    everything else (per class, per slice, confusion matrix, behaviour cases, int8) in its detail file."""
+    everything else (per class, per slice, confusion matrix, behaviour cases, variants) in its detail file."""
     write_json({key: metrics[key] for key in HEADLINE if key in metrics}, metrics_path)
     write_json({key: value for key, value in metrics.items() if key not in HEADLINE}, detail_path(metrics_path))
 
@@ -210,7 +227,7 @@ def read_metrics(metrics_path: Path, missing_ok: bool = False) -> dict[str, Any]
 
 
 def run(settings: Settings, model_dir: Path, split_dir: Path, scored_dir: Path, metrics_path: Path,
-        plots_dir: Path) -> dict[str, Any]:
+        plots_dir: Path, optimized_dir: Path | None = None) -> dict[str, Any]:
     set_cpu_threads()
     classifier = Classifier.load(model_dir)
     for name in ("validation", "test"):
@@ -222,8 +239,7 @@ def run(settings: Settings, model_dir: Path, split_dir: Path, scored_dir: Path, 
     recent = score_recent(classifier, split_dir / "recent.parquet", scored_dir / "recent.parquet")
     if recent is not None:
         metrics["recent"] = recent
-    if settings.serve.precision == "int8":
-        metrics["int8"] = int8_metrics(model_dir, scored, metrics, settings.evaluate)
+    metrics["variants"], metrics["throughput"] = variant_metrics(classifier, model_dir, optimized_dir, scored, metrics)
     write_metrics(metrics, metrics_path)
     confusion = pd.DataFrame({"actual": scored["label"].astype(str), "predicted": scored["prediction"]})
     with atomic_path(plots_dir / "confusion.csv") as tmp:
@@ -238,7 +254,8 @@ def run(settings: Settings, model_dir: Path, split_dir: Path, scored_dir: Path, 
         print(f"evaluate: recent set (held-out feedback) accuracy {recent['accuracy']} (95% CI "
               f"{recent['accuracy_ci'][0]}-{recent['accuracy_ci'][1]}), macro-F1 {recent['macro_f1']} on "
               f"{recent['rows']} rows")
-    if "int8" in metrics:
-        print(f"evaluate: int8 accuracy {metrics['int8']['accuracy']} ({metrics['int8']['accuracy_drop_points']} "
-              f"points below fp32), single-text p50 {metrics['int8']['speedup_p50']}x faster")
+    for name, variant in metrics["variants"].items():
+        print(f"evaluate: {name}: accuracy {variant['accuracy']} ({variant['accuracy_drop_points']} points below fp32, "
+              f"agreement {variant['agreement_with_fp32']:.1%}), {variant['texts_per_s']} texts/s "
+              f"({variant['speedup']}x fp32), {variant['size_mb']} MB")
     return metrics

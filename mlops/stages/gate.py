@@ -29,6 +29,7 @@ from mlops.core.io import atomic_path, file_digest, read_table, write_json
 from mlops.core.settings import Settings
 from mlops.ml.model import LABEL_MAP, Classifier, set_cpu_threads
 from mlops.ml.progress import progress
+from mlops.ml.variant_choice import forced_variant_checks, judge_variants, variants_card
 from mlops.stages.evaluate import read_metrics, score
 
 
@@ -46,11 +47,6 @@ def absolute_checks(metrics: dict[str, Any], settings: Settings) -> list[dict[st
         check("max_latency_p95_ms", p95, gate.max_latency_p95_ms, p95 <= gate.max_latency_p95_ms,
               "single-text CPU latency p95 <= threshold (absolute: depends on the machine's load)")]
     behaviour = metrics["behaviour"]["pass_rate"]
-    int8 = []
-    if "int8" in metrics:  # served quantised: it must not lose more than allowed
-        drop = metrics["int8"]["accuracy_drop_points"]
-        int8 = [check("max_int8_accuracy_drop_points", drop, gate.max_int8_accuracy_drop_points,
-                      drop <= gate.max_int8_accuracy_drop_points, "int8 accuracy loss (points) <= threshold")]
     return [
         check("min_accuracy", metrics["accuracy"], gate.min_accuracy, metrics["accuracy"] >= gate.min_accuracy,
               "accuracy >= threshold"),
@@ -62,7 +58,6 @@ def absolute_checks(metrics: dict[str, Any], settings: Settings) -> list[dict[st
         check("max_model_mb", size, gate.max_model_mb, size <= gate.max_model_mb, "size on disk <= threshold"),
         check("min_behaviour_pass_rate", behaviour, gate.min_behaviour_pass_rate,
               behaviour >= gate.min_behaviour_pass_rate, "behavioural tests passed >= threshold"),
-        *int8,
     ]
 
 
@@ -123,13 +118,15 @@ def side_by_side_latency(candidate: Classifier, champion: Classifier, texts: lis
             "ratio": round(p95["candidate"] / max(p95["champion"], 1e-9), 3), "samples": len(texts)}
 
 
-def latency_check(candidate_dir: Path, champion_dir: Path, texts: list[str],
-                  settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The candidate's p95 over the champion's, measured side by side, at the precision that will serve."""
-    precision = settings.serve.precision
+def latency_check(candidate_dir: Path, champion_dir: Path, texts: list[str], settings: Settings,
+                  variant: str = "fp32") -> tuple[dict[str, Any], dict[str, Any]]:
+    """The candidate's p95 over the champion's, measured side by side, both as torch at the serving precision
+    (fp32 or torch int8); an ONNX variant is compared at fp32, since the champion's own ONNX files are not here."""
+    precision = "int8" if variant == "torch_int8" else "fp32"
     candidate = Classifier.load(candidate_dir, precision=precision, device="cpu")
     champion = Classifier.load(champion_dir, precision=precision, device="cpu")
     measured = side_by_side_latency(candidate, champion, texts, settings.evaluate.latency_samples)
+    measured["precision"] = precision
     ratio = settings.gate.max_latency_ratio
     return check("max_latency_ratio", measured["ratio"], ratio, measured["ratio"] <= ratio,
                  "candidate p95 / champion p95, single texts, measured side by side <= threshold"), measured
@@ -157,7 +154,8 @@ def paired_comparison(classifier: Classifier, tag: str, scored: pd.DataFrame, la
 
 def compare_with_champion(champion_dir: Path, tag: str, scored_test: pd.DataFrame, labels: list[str],
                           settings: Settings, scored_recent: pd.DataFrame | None = None,
-                          candidate_dir: Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                          candidate_dir: Path | None = None,
+                          variant: str = "fp32") -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Non-inferior on the test split always; `promote_if` on the recent set when it is large enough to show a
     difference, else (said so in the comparison) on the test split as before."""
     classifier = Classifier.load(champion_dir)
@@ -189,7 +187,8 @@ def compare_with_champion(champion_dir: Path, tag: str, scored_test: pd.DataFram
                             f"lower bound of the {level} > 0 (a significant improvement)"))
     if candidate_dir is not None:
         latency, comparison["latency"] = latency_check(candidate_dir, champion_dir,
-                                                       scored_test["text"].head(200).tolist(), settings)
+                                                       scored_test["text"].head(200).tolist(), settings,
+                                                       variant)
         checks.append(latency)
     return checks, comparison
 
@@ -197,6 +196,8 @@ def compare_with_champion(champion_dir: Path, tag: str, scored_test: pd.DataFram
 def decide(settings: Settings, metrics: dict[str, Any], model_dir: Path, scored_test: Path,
            scored_recent: Path | None = None) -> dict[str, Any]:
     checks = absolute_checks(metrics, settings)
+    judged = judge_variants(metrics, settings)
+    checks += forced_variant_checks(judged)
     current = registry.champion()
     digest = registry.model_digest(model_dir)
     comparison = None
@@ -215,7 +216,8 @@ def decide(settings: Settings, metrics: dict[str, Any], model_dir: Path, scored_
             recent = read_table(scored_recent) if scored_recent is not None and Path(scored_recent).is_file() \
                 else None
             more, comparison = compare_with_champion(champion_dir, current["model"], read_table(scored_test),
-                                                     metrics["labels"], settings, recent, candidate_dir=model_dir)
+                                                     metrics["labels"], settings, recent, candidate_dir=model_dir,
+                                                     variant=judged["serve_variant"])
             checks += more
     failed = [c for c in checks if not c["passed"]]
     reasons = [f"{c['check']}: observed {c['observed']} vs {c['threshold']} ({c['rule']})" for c in failed]
@@ -227,6 +229,8 @@ def decide(settings: Settings, metrics: dict[str, Any], model_dir: Path, scored_
         "comparison": comparison,
         "checks": checks,
         "reasons": reasons or ["all checks passed"],
+        "serve_variant": judged["serve_variant"],
+        "variants": judged,
         "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
@@ -334,7 +338,8 @@ p50 {metrics['latency']['p50_ms']} ms / p95 {metrics['latency']['p95_ms']} ms, s
 | check | observed | threshold | result |
 | --- | --- | --- | --- |
 {checks}
-"""
+
+{variants_card(decision["variants"]) if decision.get("variants") else ""}"""
 
 
 def run(settings: Settings, metrics_path: Path, model_dir: Path, scored_test: Path, train_path: Path, out: Path,
@@ -351,5 +356,8 @@ def run(settings: Settings, metrics_path: Path, model_dir: Path, scored_test: Pa
     with atomic_path(card_path) as tmp:
         tmp.write_text(model_card(settings, metrics, decision, decision["lineage"]), encoding="utf-8")
     verdict = "ACCEPTED" if decision["accepted"] else "REJECTED"
+    refused = [name for name, v in decision["variants"]["variants"].items() if not v["accepted"]]
     print(f"gate: {verdict} ({decision['basis']}): {'; '.join(decision['reasons'])} -> {out}, {card_path}")
+    print(f"gate: serve variant {decision['serve_variant']} ({decision['variants']['why']})"
+          + (f"; refused: {', '.join(refused)}" if refused else ""))
     return decision

@@ -10,6 +10,9 @@ replace the served model. When the champion is already this model but what
 its Bento is built from changed (the service code, bentofile.yaml, the
 `serve:` params), a new Bento is built around the same model and becomes the
 candidate, so a serving change reaches `make serve` without retraining.
+The serving variant the gate chose (`serve_variant`: an ONNX directory the
+optimize stage wrote, or torch fp32/int8) is stored inside the model with a
+`serving.json` naming it, and is part of what makes two stored models the same.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from mlops.core import registry
 from mlops.core.errors import MlopsError
 from mlops.core.io import read_json, read_table, write_json, write_table
 from mlops.core.settings import Settings
+from mlops.ml.onnx_export import ONNX_FILE
+from mlops.ml.variants import SERVING_FILE, VARIANTS_ON_DISK, served_variant
 
 
 def build_bento(model_tag: str, bentofile: Path) -> str:
@@ -68,13 +73,37 @@ def build_digest(bentofile: Path, settings: Settings) -> str:
 REFERENCE_COLUMNS = ["text", "label", "prediction", "confidence", "embedding"]
 
 
+def stage_variant(variant: str, optimized_dir: Path | None, staged: Path) -> None:
+    """The serving variant's files (an ONNX variant's directory) into the staged model, and serving.json naming
+    it: the service loads what the gate chose, from inside the stored model."""
+    if variant in VARIANTS_ON_DISK:
+        source = Path(optimized_dir or "") / variant
+        if optimized_dir is None or not (source / ONNX_FILE).is_file():
+            raise MlopsError(f"package: the gate chose {variant} but {source} has no {ONNX_FILE} (run `mlops "
+                             "optimize`)")
+        shutil.copytree(source, staged / variant)
+    write_json({"variant": variant}, staged / SERVING_FILE)
+
+
+def stored_variant(entry: dict[str, Any]) -> str:
+    """The serving variant of a registry entry's stored model (entries written before variants do not say)."""
+    if entry.get("serve_variant"):
+        return entry["serve_variant"]
+    try:
+        return served_variant(registry.model_path(entry["model"]), "auto")
+    except MlopsError:
+        return "fp32"
+
+
 def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metrics: dict[str, Any],
-            bentofile: Path, card: Path, reference: Path | None = None) -> dict[str, Any]:
+            bentofile: Path, card: Path, reference: Path | None = None,
+            optimized_dir: Path | None = None) -> dict[str, Any]:
     if not decision["accepted"]:
         return {"status": "rejected", "reasons": decision["reasons"]}
     current = registry.champion()
     build = build_digest(bentofile, settings)
-    if current and current.get("digest") == decision["candidate_digest"]:
+    variant = decision.get("serve_variant", "fp32")
+    if current and current.get("digest") == decision["candidate_digest"] and stored_variant(current) == variant:
         if current.get("build") == build:
             return {"status": "unchanged", "model": current["model"], "bento": current["bento"]}
         bento_tag = build_bento(current["model"], bentofile)
@@ -83,15 +112,17 @@ def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metri
         registry.set_candidate(entry)
         return {"status": "candidate", "rebuilt": True, "reused": True, **entry}
     headline = {k: metrics[k] for k in ("accuracy", "macro_f1", "ece", "size_mb")}
-    stored = registry.find_stored(settings.serve.name, decision["candidate_digest"], build)
+    stored = registry.find_stored(settings.serve.name, decision["candidate_digest"], build, variant)
     if stored is not None:  # seen before: the same weights are not stored twice
         entry = {"model": stored["model"], "bento": stored["bento"] or build_bento(stored["model"], bentofile),
-                 "digest": decision["candidate_digest"], "metrics": headline, "build": build}
+                 "digest": decision["candidate_digest"], "metrics": headline, "build": build,
+                 "serve_variant": variant}
         registry.set_candidate(entry)
         return {"status": "candidate", "rebuilt": stored["bento"] is None, "reused": True, **entry}
     lineage = decision["lineage"]
     metadata = {  # BentoML metadata takes no None values: nested documents go in as JSON strings
-        "digest": decision["candidate_digest"], "metrics": headline, "gate": decision["basis"],
+        "digest": decision["candidate_digest"], "serve_variant": variant, "metrics": headline,
+        "gate": decision["basis"],
         "git_commit": lineage["git_commit"], "data": lineage["data"], "params": json.dumps(lineage["params"]),
         "decision": json.dumps({k: decision[k] for k in ("accepted", "basis", "checks", "comparison")}),
     }
@@ -102,26 +133,28 @@ def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metri
         staged = Path(staging) / "model"
         shutil.copytree(model_dir, staged)
         shutil.copy2(card, staged / "MODEL_CARD.md")
+        stage_variant(variant, optimized_dir, staged)
         if reference is not None:
             scored = read_table(reference)
             write_table(scored[[c for c in REFERENCE_COLUMNS if c in scored.columns]], staged / registry.REFERENCE_FILE)
         model_tag = registry.register_model(settings.serve.name, staged, metadata)
     bento_tag = build_bento(model_tag, bentofile)
     entry = {"model": model_tag, "bento": bento_tag, "digest": decision["candidate_digest"], "metrics": headline,
-             "build": build}
+             "build": build, "serve_variant": variant}
     registry.set_candidate(entry)
     return {"status": "candidate", "rebuilt": False, "reused": False, **entry}
 
 
 def run(settings: Settings, decision_path: Path, model_dir: Path, metrics_path: Path, bentofile: Path, card: Path,
-        out: Path, reference: Path | None = None) -> dict[str, Any]:
+        out: Path, reference: Path | None = None, optimized_dir: Path | None = None) -> dict[str, Any]:
     result = package(settings, read_json(decision_path), model_dir, read_json(metrics_path), bentofile, card,
-                     reference)
+                     reference, optimized_dir)
     write_json(result, out)
     if result["status"] == "rejected":
         print(f"package: SKIPPED, the gate rejected the model: {'; '.join(result['reasons'])}")
     else:
-        print(f"package: {result['status']}: model {result['model']}, bento {result['bento']} -> {out}"
+        print(f"package: {result['status']}: model {result['model']} (serves {result.get('serve_variant', 'fp32')}), "
+              f"bento {result['bento']} -> {out}"
               + ("; `mlops promote` makes it champion after checking the running Bento"
                  if result["status"] == "candidate" else ""))
     return result
@@ -138,4 +171,5 @@ def candidate_of(model_tag: str, bentofile: Path, settings: Settings) -> dict[st
                     key=lambda b: b.info.creation_time, reverse=True)
     bento = str(bentos[0].tag) if bentos else build_bento(tag, bentofile)
     return {"model": tag, "bento": bento, "digest": registry.model_digest(path),
-            "metrics": model.info.metadata.get("metrics", {}), "build": build_digest(bentofile, settings)}
+            "metrics": model.info.metadata.get("metrics", {}), "build": build_digest(bentofile, settings),
+            "serve_variant": served_variant(path, "auto")}

@@ -12,7 +12,7 @@ from mlops.core.errors import MlopsError
 from mlops.core.pipeline import load_stages
 from tests.helpers import ROOT, project_env
 
-STAGES = ["generate", "ingest", "validate", "split", "train", "evaluate", "gate", "package", "monitor"]
+STAGES = ["generate", "ingest", "validate", "split", "train", "optimize", "evaluate", "gate", "package", "monitor"]
 
 
 def test_stage_graph_from_dvc_yaml():
@@ -66,7 +66,7 @@ def test_dag_imports_without_errors_and_mirrors_dvc_yaml(tmp_path):
     expected |= {"configure": [], "record": sorted([*leaves, "promote"]), "gate_decision": ["gate"],
                  "promote": ["package"], "restore_params": ["configure", "record"]}
     assert report["tasks"] == expected
-    assert report["tasks"]["package"] == ["evaluate", "gate_decision", "train"]
+    assert report["tasks"]["package"] == ["evaluate", "gate_decision", "optimize", "train"]
 
 
 def test_gate_decision_branch(tmp_path, capsys):

@@ -80,6 +80,8 @@ def test_non_mapping(tmp_path):
     ("serve", "model_calls", 0, "serve.model_calls"),
     ("serve", "model_calls", "many", "serve.model_calls"),
     ("serve", "precision", "fp16", "serve.precision"),
+    ("serve", "precision", "int8", "serve.precision"),
+    ("optimize", "variants", ["fp32"], "optimize.variants.0"),
     ("serve", "max_batch_size", 1, "serve.max_batch_size"),
     ("monitor", "embedding_threshold", 0.4, "monitor.embedding_threshold"),
     ("monitor", "min_rows", 10_000, "min_rows must not exceed window_rows"),

@@ -55,7 +55,8 @@ def read_json(path: Path):
 
 def test_repro_runs_every_stage_and_leaves_a_servable_champion(lifecycle):
     project, output = lifecycle
-    for stage in ("generate", "ingest", "validate", "split", "train", "evaluate", "gate", "package", "monitor"):
+    for stage in ("generate", "ingest", "validate", "split", "train", "optimize", "evaluate", "gate", "package",
+                  "monitor"):
         assert f"Running stage '{stage}'" in output
     metrics = read_json(project / "metrics/evaluate.json")
     assert metrics["rows"] > 0 and 0 <= metrics["accuracy"] <= 1
@@ -82,6 +83,12 @@ def test_repro_runs_every_stage_and_leaves_a_servable_champion(lifecycle):
     assert "first run: no champion yet" in card and "## Lineage" in card
     stored = project / ".bentoml/models/text-classifier" / package["model"].split(":")[1]
     assert (stored / "MODEL_CARD.md").is_file()  # the card travels with the registered model
+    # the serving variant the gate chose travels inside the stored model, and the promoted server answered with it
+    variant = decision["serve_variant"]
+    assert read_json(stored / "serving.json") == {"variant": variant} and package["serve_variant"] == variant
+    assert set(read_json(project / "metrics/evaluate_detail.json")["variants"]) == {"fp32", "onnx_fp32", "onnx_int8"}
+    assert variant == "fp32" or (stored / variant / "model.onnx").is_file()
+    assert promotion["infra_validation"]["precision"] == variant and "## Serving variants" in card
 
 
 def test_second_repro_is_a_no_op(lifecycle):

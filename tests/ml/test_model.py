@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mlops.ml.model import Classifier, resolve_base
-from mlops.stages import evaluate
+from mlops.stages import evaluate, optimize
 
 
 def test_saves_a_self_contained_safetensors_model(trained):
@@ -78,15 +78,26 @@ def test_concurrent_predictions_from_threads_match_sequential(trained):
             np.testing.assert_allclose(embedding, expected_embedding, atol=1e-5)
 
 
-def test_evaluate_measures_the_int8_option_and_the_gate_checks_it(trained, tmp_path):
-    from mlops.stages.gate import absolute_checks
+def test_evaluate_measures_every_variant_and_the_gate_judges_each(trained, tmp_path):
+    from mlops.stages.gate import decide
 
     settings, root, _ = trained
-    settings = settings.model_copy(update={"serve": settings.serve.model_copy(update={"precision": "int8"})})
+    settings = settings.model_copy(update={"optimize": settings.optimize.model_copy(update={
+        "variants": ("torch_int8", "onnx_fp32", "onnx_int8")})})
+    optimize.run(settings, root / "model", tmp_path / "optimized")
     metrics = evaluate.run(settings, root / "model", root / "split", tmp_path / "scored", tmp_path / "eval.json",
-                           tmp_path / "plots")
-    int8 = metrics["int8"]
-    assert int8["accuracy_drop_points"] == round(100 * (metrics["accuracy"] - int8["accuracy"]), 2)
-    assert 0 <= int8["agreement_with_fp32"] <= 1 and int8["latency"]["p50_ms"] > 0
-    [check] = [c for c in absolute_checks(metrics, settings) if c["check"] == "max_int8_accuracy_drop_points"]
-    assert check["passed"] == (int8["accuracy_drop_points"] <= settings.gate.max_int8_accuracy_drop_points)
+                           tmp_path / "plots", tmp_path / "optimized")
+    variants = metrics["variants"]
+    assert list(variants) == ["fp32", "torch_int8", "onnx_fp32", "onnx_int8"]
+    for name, variant in variants.items():
+        assert variant["accuracy_drop_points"] == round(100 * (metrics["accuracy"] - variant["accuracy"]), 2), name
+        assert 0 <= variant["agreement_with_fp32"] <= 1 and variant["texts_per_s"] > 0 and variant["size_mb"] > 0
+    assert variants["onnx_fp32"]["agreement_with_fp32"] == 1.0 and variants["fp32"]["speedup"] == 1.0
+    assert metrics["throughput"]["texts"] == 90 and "variants" in json.loads(
+        (tmp_path / "eval_detail.json").read_text())
+    decision = decide(settings, metrics, root / "model", tmp_path / "scored" / "test.parquet")
+    limit = settings.gate.max_variant_accuracy_drop_points
+    assert {name: v["accepted"] for name, v in decision["variants"]["variants"].items()} == {
+        name: v["accuracy_drop_points"] <= limit for name, v in variants.items()}
+    accepted = [name for name, v in variants.items() if v["accuracy_drop_points"] <= limit]
+    assert decision["serve_variant"] == max(accepted, key=lambda name: variants[name]["texts_per_s"])

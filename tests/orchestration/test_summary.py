@@ -48,6 +48,18 @@ def test_summary_of_a_finished_lifecycle(project, capsys):
     assert out[7] == "  validation      reports/validation/report.html"
 
 
+def test_package_line_names_the_serving_variant_and_the_refused_ones(project, capsys):
+    finished_lifecycle(project)
+    put(project, "metrics/evaluate_detail.json", {"variants": {"fp32": {"speedup": 1.0},
+                                                               "onnx_int8": {"speedup": 3.9}}})
+    put(project, "reports/gate/decision.json", {"accepted": True, "reasons": ["all checks passed"],
+                                                "serve_variant": "onnx_fp32", "variants": {"variants": {
+                                                    "fp32": {"accepted": True}, "onnx_int8": {"accepted": False}}}})
+    summary.main()
+    assert lines(capsys)[4] == ("  package         promoted: bento text-classifier:abc123, serves onnx_fp32; "
+                                "refused: onnx_int8")
+
+
 def test_rejected_candidate_says_why(project, capsys):
     finished_lifecycle(project)
     put(project, "reports/gate/decision.json", {"accepted": False, "reasons": ["accuracy 0.41 < 0.8"]})

@@ -229,7 +229,8 @@ FULL = {
     "labels": ["a", "b"], "confusion_matrix": [[31, 14], [4, 41]],
     "slices": {"chars 0-49": {"rows": 90, "accuracy": 0.8, "macro_f1": 0.79}},
     "behaviour": {"pass_rate": 1.0, "cases": 3, "failures": []},
-    "int8": {"accuracy": 0.79, "accuracy_drop_points": 1.0},
+    "variants": {"fp32": {"accuracy": 0.8, "accuracy_drop_points": 0.0, "texts_per_s": 100.0},
+                 "onnx_int8": {"accuracy": 0.79, "accuracy_drop_points": 1.0, "texts_per_s": 400.0}},
 }
 
 
@@ -239,7 +240,7 @@ def test_headline_holds_only_the_summary_figures_and_detail_the_rest(tmp_path):
     headline = json.loads(path.read_text())
     assert set(headline) == {"rows", "accuracy", "macro_f1", "ece", "size_mb", "latency"}
     detail = json.loads((tmp_path / "metrics" / "evaluate_detail.json").read_text())
-    assert {"per_class", "slices", "confusion_matrix", "behaviour", "int8", "labels"} == set(detail)
+    assert {"per_class", "slices", "confusion_matrix", "behaviour", "variants", "labels"} == set(detail)
     assert evaluate.read_metrics(path) == FULL  # the gate and the model card read the whole document back
 
 

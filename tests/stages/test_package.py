@@ -37,3 +37,45 @@ def test_build_digest_follows_serving_code_and_settings_only(tmp_path, repo_para
     unchanged = build_digest(bentofile, parse_settings(repo_params))
     (tmp_path / "mlops" / "train.py").write_text("# still not in the Bento\n")
     assert build_digest(bentofile, parse_settings(repo_params)) == unchanged
+
+
+# the serving variant the gate chose travels inside the stored model
+
+def test_the_chosen_onnx_variant_is_stored_with_the_model_and_served_from_it(tiny_classifier_dir, tmp_path,
+                                                                             repo_params, bentoml_home):
+    import json
+
+    from mlops.core import registry
+    from mlops.ml.variants import load_served, served_variant
+    from mlops.stages import optimize
+    from mlops.stages.package import stage_variant
+
+    repo_params["optimize"] = {"variants": ["onnx_int8"]}
+    optimize.run(parse_settings(repo_params), tiny_classifier_dir, tmp_path / "optimized")
+    staged = tmp_path / "staged"
+    shutil.copytree(tiny_classifier_dir, staged)
+    stage_variant("onnx_int8", tmp_path / "optimized", staged)
+    assert json.loads((staged / "serving.json").read_text()) == {"variant": "onnx_int8"}
+    tag = registry.register_model("tiny", staged, {"serve_variant": "onnx_int8"})
+    stored = registry.model_path(tag)
+    assert (stored / "onnx_int8" / "model.onnx").is_file()  # sub-directories are stored too
+    assert served_variant(stored, "auto") == "onnx_int8" and served_variant(stored, "fp32") == "fp32"
+    served = load_served(stored, "auto")
+    assert served.precision == "onnx_int8" and served.predict_proba(["where is my parcel"]).shape == (1, 3)
+    assert load_served(stored, "torch_int8").precision == "int8"
+
+
+def test_a_torch_variant_stores_only_its_name_and_a_missing_onnx_one_is_named(tiny_classifier_dir, tmp_path):
+    import json
+
+    import pytest
+
+    from mlops.core.errors import MlopsError
+    from mlops.ml.variants import served_variant
+    from mlops.stages.package import stage_variant
+
+    stage_variant("fp32", None, tmp_path)
+    assert json.loads((tmp_path / "serving.json").read_text()) == {"variant": "fp32"}
+    assert served_variant(tiny_classifier_dir, "auto") == "fp32"  # stored before variants: fp32
+    with pytest.raises(MlopsError, match="the gate chose onnx_fp32 but .*nowhere/onnx_fp32 has no model.onnx"):
+        stage_variant("onnx_fp32", tmp_path / "nowhere", tmp_path)

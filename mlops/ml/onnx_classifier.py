@@ -1,0 +1,93 @@
+"""Running an exported ONNX classifier with ONNX Runtime, behind the same interface as `Classifier`.
+
+Stages, the service and monitoring call `labels`, `max_length`, `predict` and
+`predict_proba`, whatever runs the model: an ONNX variant is a drop-in. Texts
+are sorted by length and each batch tokenised once and padded only to its own
+longest text, as the torch path does; the graph returns the logits and the
+pooled, normalised embedding (mlops/ml/onnx_export.py), so answers carry the
+embeddings monitoring compares.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mlops.core.errors import MlopsError
+from mlops.ml.model import LABEL_MAP
+from mlops.ml.onnx_export import ONNX_FILE, OUTPUTS
+
+
+def pick_providers() -> list[str]:
+    """CUDA first when this onnxruntime build has it, always the CPU (it runs what CUDA does not)."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+@dataclass
+class OnnxClassifier:
+    """A tokenizer, an ONNX Runtime session and the label names, ready for inference."""
+
+    tokenizer: object
+    session: object
+    labels: list[str]
+    max_length: int
+    precision: str = "onnx_fp32"
+    device: str = "cpu"
+    tokenizer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @classmethod
+    def load(cls, path: Path | str, precision: str = "onnx_fp32", max_length: int | None = None,
+             threads: int | None = None) -> OnnxClassifier:
+        """Load a variant directory (model.onnx, tokenizer, label map); `threads`: ORT intra-op threads."""
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        path = Path(path)
+        if not (path / ONNX_FILE).is_file():
+            raise MlopsError(f"{precision}: no {ONNX_FILE} in {path} (run `mlops optimize` with it in "
+                             "optimize.variants)")
+        label_map = json.loads((path / LABEL_MAP).read_text(encoding="utf-8"))
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        providers = pick_providers()
+        session = ort.InferenceSession(str(path / ONNX_FILE), sess_options=options, providers=providers)
+        device = "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        return cls(AutoTokenizer.from_pretrained(path), session, label_map["labels"],
+                   max_length or int(label_map["max_length"]), precision, device)
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities and L2-normalised sentence embeddings, one row per text, in input order."""
+        wanted = {item.name for item in self.session.get_inputs()}
+        order = np.argsort([len(text) for text in texts], kind="stable")
+        proba = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        embeddings: np.ndarray | None = None
+        for start in range(0, len(texts), batch_size):
+            index = order[start:start + batch_size]
+            with self.tokenizer_lock:
+                batch = self.tokenizer([texts[i] for i in index], padding=True, truncation=True,
+                                       max_length=self.max_length, return_tensors="np")
+            feeds = {name: values.astype(np.int64) for name, values in batch.items() if name in wanted}
+            logits, pooled = self.session.run(list(OUTPUTS), feeds)
+            proba[index] = softmax(logits.astype(np.float32))
+            if embeddings is None:
+                embeddings = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
+            embeddings[index] = pooled
+        return proba, embeddings if embeddings is not None else np.zeros((0, 0), dtype=np.float32)
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Class probabilities, one row per text, in the input order."""
+        return self.predict(texts, batch_size)[0]

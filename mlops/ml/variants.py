@@ -1,0 +1,84 @@
+"""Serving variants of one fine-tuned model, by name: how each is loaded.
+
+`fp32` is the model the train stage wrote, run by torch; `torch_int8` is the
+same weights dynamically quantised by torch at load time (nothing stored);
+`onnx_fp32` and `onnx_int8` are directories the optimize stage writes, each
+loadable on its own (model.onnx, tokenizer, label map). Every runtime has the
+interface of `Classifier`, so the stages and the service do not care which.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlops.core.errors import MlopsError
+from mlops.core.io import read_json
+from mlops.ml.model import Classifier
+
+VARIANTS = ("torch_int8", "onnx_fp32", "onnx_int8")  # what the optimize stage can produce
+SERVABLE = ("fp32", *VARIANTS)
+VARIANTS_ON_DISK = ("onnx_fp32", "onnx_int8")  # a directory of files each; the torch ones are the weights alone
+TORCH_PRECISION = {"fp32": "fp32", "torch_int8": "int8"}
+VARIANTS_FILE = "variants.json"
+SERVING_FILE = "serving.json"  # in a stored model: {"variant": <the gate's choice>}, written by package
+
+
+def check_variant(name: str) -> str:
+    if name not in SERVABLE:
+        raise MlopsError(f"unknown model variant {name!r}: expected one of {', '.join(SERVABLE)}")
+    return name
+
+
+def load_variant(model_dir: Path | str, variant: str, variants_dir: Path | str | None = None,
+                 threads: int | None = None) -> Any:
+    """The runtime for `variant`: torch ones from the model directory, ONNX ones from `variants_dir/<variant>/`.
+
+    `variants_dir` defaults to the model directory (a stored model carries its
+    variant files inside). An unknown name or a missing file is a one-line error.
+    """
+    check_variant(variant)
+    if variant in TORCH_PRECISION:
+        device = None if variant == "fp32" else "cpu"
+        return Classifier.load(model_dir, precision=TORCH_PRECISION[variant], device=device)
+    from mlops.ml.onnx_classifier import OnnxClassifier
+
+    return OnnxClassifier.load(Path(variants_dir or model_dir) / variant, precision=variant, threads=threads)
+
+
+def served_variant(model_dir: Path | str, precision: str) -> str:
+    """The variant a stored model serves: the one `serve.precision` forces, else (auto) the one its serving.json
+    names (the gate's choice, stored by package), else fp32 (a model stored before variants existed)."""
+    if precision != "auto":
+        return check_variant(precision)
+    path = Path(model_dir) / SERVING_FILE
+    return check_variant(read_json(path)["variant"]) if path.is_file() else "fp32"
+
+
+def load_served(model_dir: Path | str, precision: str, threads: int | None = None) -> Any:
+    """The runtime a stored model serves with (see `served_variant`), its variant files read from inside it."""
+    return load_variant(model_dir, served_variant(model_dir, precision), threads=threads)
+
+
+def read_variants(optimized_dir: Path | str) -> list[dict[str, Any]]:
+    """The variants the optimize stage built (its variants.json); none when it has not run."""
+    path = Path(optimized_dir) / VARIANTS_FILE
+    return read_json(path)["variants"] if path.is_file() else []
+
+
+def files_size_mb(path: Path) -> float:
+    """Size on disk of a file, or of every file under a directory."""
+    path = Path(path)
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    return round(sum(f.stat().st_size for f in files) / 2**20, 2)
+
+
+def torch_int8_size_mb(model_dir: Path) -> float:
+    """What torch's dynamic int8 model weighs, serialised in memory: it is never written to disk."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(Classifier.load(model_dir, device="cpu", precision="int8").model.state_dict(), buffer)
+    return round(buffer.tell() / 2**20, 2)

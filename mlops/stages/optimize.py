@@ -1,0 +1,81 @@
+"""Stage `optimize`: convert the candidate into the variants that may serve it faster.
+
+Serving is bounded by the model on CPU: ONNX Runtime runs the same fp32 model
+about twice as fast as torch, and its dynamic int8 about four times
+(../shared/stack-facts.md). Each variant listed in `optimize.variants` gets a
+directory of its own under the output folder (loadable alone: model.onnx,
+tokenizer, label map), and `variants.json` lists every variant with its size.
+Nothing here decides whether a variant is good enough: evaluate measures each
+against the fp32 model on the test split, and the gate accepts or refuses it.
+`torch_int8` stores nothing (torch quantises at load time); it is listed so
+that evaluate and the gate see one list.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mlops.core.errors import MlopsError
+from mlops.core.io import write_json
+from mlops.core.settings import Settings
+from mlops.ml.model import set_cpu_threads
+from mlops.ml.onnx_export import ONNX_FILE, export_onnx, fuse_transformer_graph, quantize_onnx_int8
+from mlops.ml.variants import VARIANTS_FILE, files_size_mb, torch_int8_size_mb
+
+
+def build_onnx_fp32(model_dir: Path, out_dir: Path) -> dict[str, Any]:
+    path = export_onnx(model_dir, out_dir)
+    fusion = fuse_transformer_graph(path, model_dir)
+    return {"path": out_dir.name, "size_mb": files_size_mb(out_dir), "model_mb": files_size_mb(path),
+            "fusion": fusion}
+
+
+def build_variant(name: str, model_dir: Path, out_dir: Path, scratch: Path) -> dict[str, Any]:
+    """Write one variant under `out_dir`; its entry in variants.json."""
+    if name == "torch_int8":
+        return {"path": None, "size_mb": torch_int8_size_mb(model_dir), "note": "quantised by torch at load time"}
+    if name == "onnx_fp32":
+        return build_onnx_fp32(model_dir, out_dir / name)
+    fp32 = out_dir / "onnx_fp32" / ONNX_FILE
+    if not fp32.is_file():  # onnx_int8 alone: quantise a throw-away fp32 export
+        fp32 = scratch / "onnx_fp32" / ONNX_FILE
+        build_onnx_fp32(model_dir, fp32.parent)
+    path = quantize_onnx_int8(fp32, out_dir / name)
+    return {"path": name, "size_mb": files_size_mb(path.parent), "model_mb": files_size_mb(path)}
+
+
+def build_variants(settings: Settings, model_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """Every variant of `optimize.variants`, onnx_fp32 first (onnx_int8 quantises it); a failure names its variant."""
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if not (model_dir / "model.safetensors").is_file():
+        raise MlopsError(f"optimize: no safetensors model in {model_dir}")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)  # a variant dropped from the params must not linger
+    out_dir.mkdir(parents=True)
+    order = sorted(settings.optimize.variants, key=("onnx_fp32", "onnx_int8", "torch_int8").index)
+    built = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in order:
+            try:
+                built[name] = {"name": name, **build_variant(name, model_dir, out_dir, Path(scratch))}
+            except MlopsError as error:
+                raise MlopsError(f"optimize: variant {name}: {error}") from None
+            except Exception as error:  # noqa: BLE001 - an exporter's traceback, reduced to one line naming the variant
+                first = (str(error).strip().splitlines() or [""])[0][:300]
+                raise MlopsError(f"optimize: variant {name} failed: {type(error).__name__}: {first}") from None
+    summary = {"source": str(model_dir), "fp32_size_mb": files_size_mb(model_dir / "model.safetensors"),
+               "variants": [built[name] for name in settings.optimize.variants]}
+    write_json(summary, out_dir / VARIANTS_FILE)
+    return summary
+
+
+def run(settings: Settings, model_dir: Path, out_dir: Path) -> dict[str, Any]:
+    set_cpu_threads()
+    summary = build_variants(settings, model_dir, out_dir)
+    listed = ", ".join(f"{v['name']} {v['size_mb']} MB" + (" (fused)" if v.get("fusion", {}).get("fused") else "")
+                       for v in summary["variants"]) or "none (optimize.variants is empty: fp32 alone)"
+    print(f"optimize: fp32 {summary['fp32_size_mb']} MB; variants: {listed} -> {Path(out_dir) / VARIANTS_FILE}")
+    return summary

@@ -1,0 +1,61 @@
+"""The gate's per-variant verdicts and the variant that serves (mlops/ml/variant_choice.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlops.core.settings import parse_settings
+from mlops.ml.variant_choice import forced_variant_checks, judge_variants, variants_card
+
+METRICS = {"accuracy": 0.9, "size_mb": 87.0, "variants": {
+    "fp32": {"accuracy": 0.9, "accuracy_drop_points": 0.0, "texts_per_s": 100.0, "size_mb": 87.0},
+    "onnx_fp32": {"accuracy": 0.9, "accuracy_drop_points": 0.0, "texts_per_s": 200.0, "size_mb": 87.5},
+    "onnx_int8": {"accuracy": 0.88, "accuracy_drop_points": 2.0, "texts_per_s": 400.0, "size_mb": 22.0},
+    "torch_int8": {"accuracy": 0.895, "accuracy_drop_points": 0.5, "texts_per_s": 150.0, "size_mb": 30.0},
+}}
+
+
+def settings_with(repo_params, precision="auto", drop=1.0):
+    repo_params["serve"]["precision"] = precision
+    repo_params["gate"]["max_variant_accuracy_drop_points"] = drop
+    return parse_settings(repo_params)
+
+
+def test_auto_serves_the_fastest_accepted_variant_and_refuses_without_failing(repo_params):
+    judged = judge_variants(METRICS, settings_with(repo_params))
+    assert judged["serve_variant"] == "onnx_fp32"  # onnx_int8 is faster but loses 2 points > 1
+    assert {name: v["accepted"] for name, v in judged["variants"].items()} == {
+        "fp32": True, "onnx_fp32": True, "onnx_int8": False, "torch_int8": True}
+    assert forced_variant_checks(judged) == []
+    assert judge_variants(METRICS, settings_with(repo_params, drop=2.0))["serve_variant"] == "onnx_int8"
+
+
+def test_forcing_a_refused_or_unbuilt_variant_fails_naming_it(repo_params):
+    [refused] = forced_variant_checks(judge_variants(METRICS, settings_with(repo_params, "onnx_int8")))
+    assert refused["check"] == "serve_variant onnx_int8" and not refused["passed"]
+    assert "forces onnx_int8, which the gate refused" in refused["rule"] and refused["observed"] == 2.0
+    without_torch = {**METRICS, "variants": {k: v for k, v in METRICS["variants"].items() if k != "torch_int8"}}
+    [missing] = forced_variant_checks(judge_variants(without_torch, settings_with(repo_params, "torch_int8")))
+    assert "torch_int8, which optimize.variants did not build" in missing["rule"]
+    forced = judge_variants(METRICS, settings_with(repo_params, "fp32"))
+    assert forced["serve_variant"] == "fp32" and forced_variant_checks(forced) == []
+
+
+def test_metrics_without_variants_serve_fp32(repo_params):
+    judged = judge_variants({"accuracy": 0.9, "size_mb": 80.0}, settings_with(repo_params))
+    assert judged["serve_variant"] == "fp32" and list(judged["variants"]) == ["fp32"]
+
+
+def test_card_lists_every_variant_with_its_verdict(repo_params):
+    card = variants_card(judge_variants(METRICS, settings_with(repo_params)))
+    assert "Serves **onnx_fp32**" in card
+    assert "| onnx_int8 | 22.0 | 400.0 |  | 0.88 | 2.0 |  | REFUSED |" in card
+    assert card.count("| accepted |") == 3
+
+
+@pytest.mark.parametrize("value", ["int8", "fp16"])
+def test_serve_precision_names_the_allowed_variants(repo_params, value):
+    from mlops.core.errors import MlopsError
+
+    with pytest.raises(MlopsError, match="serve.precision: Input should be 'auto', 'fp32', 'torch_int8'"):
+        settings_with(repo_params, value)

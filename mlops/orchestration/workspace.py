@@ -186,7 +186,10 @@ class Workspace:
         """What this task's commands add to the environment: tool state inside this directory only."""
         from mlops.core.environment import project_defaults
 
-        return {**project_defaults(self.path), "MLOPS_TRAFFIC_DIR": str(self.path / "logs" / "traffic")}
+        # PYTHONPATH: the stage runs the code of the run's revision (what dvc.lock hashes), not the worker's copy
+        python_path = os.pathsep.join(filter(None, [str(self.path), os.environ.get("PYTHONPATH")]))
+        return {**project_defaults(self.path), "MLOPS_TRAFFIC_DIR": str(self.path / "logs" / "traffic"),
+                "PYTHONPATH": python_path}
 
     @property
     def registry_home(self) -> Path:

@@ -60,6 +60,38 @@ def test_a_remote_that_cannot_be_reached_fails_the_task_in_one_line_naming_it(tm
     assert not raised.value.transient  # a setting (or a mount) to fix: retrying cannot help
 
 
+def test_a_stage_task_that_cannot_reach_the_remote_fails_in_one_line(tmp_path, monkeypatch, capsys):
+    """The Airflow task: one line naming the remote; retried for a network failure, failed at once otherwise."""
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    from mlops.orchestration.airflow_tasks import StageOperator
+
+    operator = StageOperator(task_id="train", stage="train", project=str(tmp_path), env={})
+    monkeypatch.setenv(workspace.MODE_ENV, "isolated")
+    monkeypatch.delenv("MLOPS_GIT_REMOTE", raising=False)
+    monkeypatch.delenv("MLOPS_DVC_REMOTE", raising=False)
+    with pytest.raises(AirflowFailException, match="needs MLOPS_GIT_REMOTE and MLOPS_DVC_REMOTE"):
+        operator.execute({"run_id": RUN_ID})
+
+    port = free_port()
+    monkeypatch.setenv("MLOPS_GIT_REMOTE", str(tmp_path / "git.git"))
+    monkeypatch.setenv("MLOPS_DVC_REMOTE", "s3://mlops-bucket/dvc")
+    monkeypatch.setenv("DVC_S3_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MLOPS_WORKDIR", str(tmp_path / "work"))
+    capsys.readouterr()
+    with pytest.raises(AirflowException) as raised:
+        operator.execute({"run_id": RUN_ID})
+    assert not isinstance(raised.value, AirflowFailException)  # retried: the network may come back
+    line = f"error: DVC remote s3://mlops-bucket/dvc (endpoint http://127.0.0.1:{port}) unreachable: "
+    assert str(raised.value).startswith(line) and "\n" not in str(raised.value)
+    printed = capsys.readouterr()
+    assert line in printed.out + printed.err, printed
+
+    monkeypatch.setenv("MLOPS_DVC_REMOTE", str(tmp_path / "not-mounted"))
+    with pytest.raises(AirflowFailException, match=r"^error: DVC remote .*not-mounted unreachable: no such directory"):
+        operator.execute({"run_id": RUN_ID})
+
+
 def files_under(root):
     """Every file under `root` but git's and DVC's own bookkeeping, relative."""
     skip = (".git/", ".dvc/cache/", ".dvc/tmp/")

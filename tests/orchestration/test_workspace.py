@@ -92,6 +92,19 @@ def test_a_stage_task_that_cannot_reach_the_remote_fails_in_one_line(tmp_path, m
         operator.execute({"run_id": RUN_ID})
 
 
+def test_the_pod_command_runs_one_isolated_stage_and_says_why_it_failed(tmp_path, monkeypatch, capsys):
+    """`python -m mlops.orchestration.workspace train` (docker/k8s/train-pod-template.yaml's command)."""
+    monkeypatch.delenv("MLOPS_RUN_ID", raising=False)
+    with pytest.raises(SystemExit):
+        workspace.main(["train"])
+    assert "no run id" in capsys.readouterr().err
+    monkeypatch.setenv("MLOPS_RUN_ID", RUN_ID)
+    monkeypatch.setenv("MLOPS_GIT_REMOTE", str(tmp_path / "git.git"))
+    monkeypatch.setenv("MLOPS_DVC_REMOTE", str(tmp_path / "not-mounted"))
+    assert workspace.main(["train"]) == 2  # a setting to fix
+    assert capsys.readouterr().out.strip().startswith("error: DVC remote ")
+
+
 def files_under(root):
     """Every file under `root` but git's and DVC's own bookkeeping, relative."""
     skip = (".git/", ".dvc/cache/", ".dvc/tmp/")

@@ -35,6 +35,10 @@ failed task writes a one-paragraph summary to its log and to
 reports/runs/<run id>/failure.md, and alerts the `mlops_alerts` webhook
 connection when there is one (so does a rejected model). `train` goes to the `gpu` queue, so that
 under the CeleryExecutor GPU machines run training and CPU workers the rest.
+
+With MLOPS_WORKSPACE_MODE=isolated on the workers (README, "Workers that share nothing"), each task
+works in a directory of its own, cloned from the run's git branch and fed by the DVC remote, so the
+workers need no disk in common (mlops/orchestration/workspace.py).
 """
 
 from __future__ import annotations

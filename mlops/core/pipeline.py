@@ -28,6 +28,8 @@ class Stage:
     deps: tuple[str, ...]
     outs: tuple[str, ...]
     upstream: tuple[str, ...]
+    # outs with `cache: false`: git, not the DVC cache, carries them (a share-nothing worker commits them)
+    uncached: tuple[str, ...] = ()
 
 
 def lookup(params: dict[str, Any], dotted: str) -> Any:
@@ -48,6 +50,12 @@ def paths_of(entries: list[Any] | None, params: dict[str, Any]) -> tuple[str, ..
         raw = entry if isinstance(entry, str) else next(iter(entry))
         paths.append(interpolate(raw, params).rstrip("/"))
     return tuple(paths)
+
+
+def uncached_paths(entries: list[Any] | None, params: dict[str, Any]) -> tuple[str, ...]:
+    """The paths of a deps/outs/metrics/plots list declared `cache: false`."""
+    return tuple(path for entry, path in zip(entries or [], paths_of(entries, params), strict=True)
+                 if isinstance(entry, dict) and (next(iter(entry.values())) or {}).get("cache") is False)
 
 
 def inside(path: str, out: str) -> bool:
@@ -90,8 +98,9 @@ def load_stages(project: Path) -> list[Stage]:
             other for other, outs in produced.items()
             if other != name and any(inside(dep, out) for dep in deps for out in outs)
         )
+        uncached = sum((uncached_paths(body.get(kind), params) for kind in ("outs", "metrics", "plots")), ())
         stages.append(Stage(name, interpolate(" ".join(str(body["cmd"]).split()), params), deps,
-                            produced[name], upstream))
+                            produced[name], upstream, uncached))
     return stages
 
 

@@ -15,11 +15,13 @@ with exponential backoff.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,38 @@ def task_env(project: Path | str) -> dict[str, str]:
 
     defaults = {key: os.environ.get(key, value) for key, value in project_defaults(project).items()}
     return {**defaults, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def isolated() -> bool:
+    """MLOPS_WORKSPACE_MODE=isolated: tasks share nothing but the remotes (mlops/orchestration/workspace.py)."""
+    from mlops.orchestration.workspace import isolated as is_isolated
+
+    return is_isolated()
+
+
+def remotes() -> Any:
+    from mlops.core.errors import MlopsError
+    from mlops.orchestration.workspace import Remotes
+
+    try:
+        return Remotes.from_env()
+    except MlopsError as error:
+        print(f"error: {error}", flush=True)
+        raise AirflowFailException(f"error: {error}") from None
+
+
+@contextlib.contextmanager
+def remote_failures() -> Iterator[None]:
+    """A remote that cannot be reached fails the task in one line naming it: a network failure is retried
+    (the remote may come back), a setting to fix (no such directory, no such branch) fails at once."""
+    from mlops.orchestration.workspace import RemoteUnreachable
+
+    try:
+        yield
+    except RemoteUnreachable as error:
+        line = f"error: {error}"
+        print(line, flush=True)
+        raise (AirflowException if error.transient else AirflowFailException)(line) from None
 
 
 @dataclass(frozen=True)
@@ -69,13 +103,17 @@ class CommandOperator(BaseOperator):
         self.env = env
         self.hook: SubprocessHook | None = None
 
-    def run_command(self, command: list[str]) -> CommandResult:
-        print(f"$ {' '.join(command)}  (in {self.project})", flush=True)
+    def run_command(self, command: list[str], cwd: Path | None = None,
+                    extra_env: dict[str, str] | None = None) -> CommandResult:
+        """`command` in the project (or `cwd`: an isolated task's own directory, with its `extra_env`)."""
+        where = str(cwd or self.project)
+        print(f"$ {' '.join(command)}  (in {where})", flush=True)
         with tempfile.TemporaryDirectory(prefix="mlops-exit-") as scratch:
             exit_file = Path(scratch) / "exit.json"
-            env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1", EXIT_FILE_ENV: str(exit_file)}
+            env = {**os.environ, **self.env, **(extra_env or {}), "PYTHONUNBUFFERED": "1",
+                   EXIT_FILE_ENV: str(exit_file)}
             self.hook = SubprocessHook()
-            result = self.hook.run_command(command, env=env, cwd=self.project)
+            result = self.hook.run_command(command, env=env, cwd=where)
             reported = json.loads(exit_file.read_text(encoding="utf-8")) if exit_file.is_file() else {}
         return CommandResult(result.exit_code, result.output, reported.get("exit"), reported.get("error"))
 
@@ -92,7 +130,23 @@ class StageOperator(CommandOperator):
         self.stage = stage
 
     def execute(self, context: Any) -> None:
+        if isolated():
+            return self.execute_isolated(context["run_id"])
         result = self.run_command(["dvc", "repro", "--single-item", self.stage])
+        self.check(result)
+
+    def execute_isolated(self, run_id: str) -> None:
+        """The stage in a directory of its own: its deps pulled, `dvc repro`, its outputs and lock entry pushed."""
+        from mlops.orchestration import workspace
+
+        with remote_failures():
+            space = workspace.prepare_stage(remotes(), run_id, self.stage)
+        self.check(self.run_command(workspace.stage_command(self.stage), cwd=space.path, extra_env=space.env))
+        with remote_failures():
+            workspace.publish_stage(space, self.stage)
+        workspace.finish(space)
+
+    def check(self, result: CommandResult) -> None:
         if result.code == 0:
             return
         message = f"stage {self.stage} failed (dvc exit {result.code}): {result.describe()}"
@@ -145,11 +199,28 @@ def configure(project: str, params: dict[str, Any], dag_run: Any, run_id: str,
     from mlops.orchestration.runs import record_trigger
 
     conf = dict(getattr(dag_run, "conf", None) or {})
+    events = asset_events(triggering_asset_events)
+    if isolated():  # the run's params and record go to its git branch, from which every later task starts
+        from mlops.orchestration.workspace import RemoteUnreachable, start_run
+
+        def apply(path: Path) -> dict[str, Any]:
+            overrides = apply_run(path, run_id, dict(params), conf_keys=list(conf))
+            if events:
+                record_trigger(path, run_id, events)
+                drift_run(str(path), run_id, events)
+            return overrides
+
+        with remote_failures():
+            try:
+                return start_run(remotes(), run_id, apply)
+            except RemoteUnreachable:
+                raise
+            except MlopsError as error:
+                raise AirflowFailException(f"error: {error}") from None
     try:
         overrides = apply_run(Path(project), run_id, dict(params), conf_keys=list(conf))
     except MlopsError as error:
         raise AirflowFailException(f"error: {error}") from None  # bad params never get better by retrying
-    events = asset_events(triggering_asset_events)
     if events:
         record_trigger(Path(project), run_id, events)
         drift_run(project, run_id, events)
@@ -198,6 +269,17 @@ def record(project: str, run_id: str, **_: Any) -> None:
     """The run's last task: its record; with MLOPS_DVC_PUSH=1 (the compose stack), `dvc push` to the remote."""
     from mlops.orchestration.runs import record as write_record
 
+    if isolated():  # the record is written from the run's branch, and committed to it
+        from mlops.orchestration import workspace
+        from mlops.orchestration.runs import run_dir
+
+        with remote_failures():
+            space = workspace.prepare(remotes(), run_id, "record", inputs=(), registry=False)
+            write_record(space.path, run_id)
+            workspace.publish(space, git_files=[str(run_dir(space.path, run_id).relative_to(space.path))],
+                              message=f"record of run {run_id}")
+        workspace.finish(space)
+        return
     write_record(Path(project), run_id)
     if os.environ.get("MLOPS_DVC_PUSH") == "1":
         result = subprocess.run(["dvc", "push"], cwd=project, capture_output=True, text=True, timeout=3600)
@@ -210,6 +292,10 @@ def restore(project: str, **_: Any) -> None:
     """The run's very last task, whatever happened before: params.yaml back to its bytes before the run."""
     from mlops.orchestration.runs import restore_params
 
+    if isolated():
+        print("restore_params: isolated workspaces: the run's params live on its git branch only; nothing to "
+              "restore", flush=True)
+        return
     if not restore_params(Path(project)):
         print("restore_params: this run changed no parameters; params.yaml untouched", flush=True)
 
@@ -225,7 +311,21 @@ class PromoteOperator(CommandOperator):
     ui_color = "#3fa34d"
 
     def execute(self, context: Any) -> None:
-        result = self.run_command(["mlops", "promote"])
+        space = None
+        if isolated():  # the registry, package's result and the scored test split, from the remotes
+            from mlops.core.pipeline import stage_path
+            from mlops.core.registry import PROMOTION_RECORD
+            from mlops.orchestration import workspace
+
+            inputs = [str(stage_path(self.project, "package", "out")),
+                      str(stage_path(self.project, "gate", "scored-test"))]
+            with remote_failures():
+                space = workspace.prepare(remotes(), context["run_id"], "promote", inputs, registry=True)
+        result = self.run_command(["mlops", "promote"], cwd=space and space.path, extra_env=space and space.env)
+        if space is not None and result.code in (0, USER_ERROR_EXIT):
+            with remote_failures():  # the decision and the registry, even for a refused candidate
+                workspace.publish(space, git_files=[PROMOTION_RECORD], message=f"promote of run {context['run_id']}")
+            workspace.finish(space)
         if result.code == USER_ERROR_EXIT:
             raise AirflowFailException(f"mlops promote refused the candidate (exit 2): {result.describe()}")
         if result.code != 0:
@@ -242,14 +342,23 @@ def on_failure(context: Any) -> None:
     print(f"FAILURE SUMMARY: {paragraph}", flush=True)
 
 
-def gate_passed(project: str, decision: str, **_: Any) -> bool:
-    """The branch after `gate`: True lets packaging run; False skips it, and the log says why."""
-    import json
+def read_decision(project: str, decision: str, run_id: str | None) -> tuple[dict[str, Any] | None, str]:
+    """The gate's decision, from the project or (isolated) the run's branch; None if there is none."""
+    if isolated() and run_id:
+        from mlops.orchestration.workspace import read_run_file, run_branch
 
+        with remote_failures():
+            text = read_run_file(remotes(), run_id, decision)
+        return (json.loads(text) if text else None), f"{decision} on {run_branch(run_id)}"
     path = Path(project) / decision
-    if not path.is_file():
-        raise AirflowFailException(f"the gate wrote no decision at {path}")
-    verdict = json.loads(path.read_text(encoding="utf-8"))
+    return (json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None), str(path)
+
+
+def gate_passed(project: str, decision: str, run_id: str | None = None, **_: Any) -> bool:
+    """The branch after `gate`: True lets packaging run; False skips it, and the log says why."""
+    verdict, where = read_decision(project, decision, run_id)
+    if verdict is None:
+        raise AirflowFailException(f"the gate wrote no decision at {where}")
     state = "ACCEPTED" if verdict["accepted"] else "REJECTED: packaging and deployment are skipped"
     print(f"gate {state} ({verdict['basis']})", flush=True)
     for reason in verdict["reasons"]:

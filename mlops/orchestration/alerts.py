@@ -149,8 +149,10 @@ class RejectedModelNotifier(WebhookNotifier):
         self.decision = decision
 
     def details(self, context: Any) -> dict[str, Any] | None:
-        path = Path(self.project or ".") / self.decision
-        verdict = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        from mlops.orchestration.airflow_tasks import read_decision
+
+        verdict, where = read_decision(self.project or ".", self.decision, context.get("run_id"))
+        verdict = verdict or {}
         if verdict.get("accepted", True):
             return None
-        return {"reasons": verdict.get("reasons", []), "basis": verdict.get("basis"), "decision": str(path)}
+        return {"reasons": verdict.get("reasons", []), "basis": verdict.get("basis"), "decision": where}

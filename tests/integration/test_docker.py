@@ -111,3 +111,40 @@ def test_hadolint_passes_on_the_dockerfiles():
     result = subprocess.run([hadolint, "--config", str(DOCKER / ".hadolint.yaml"), *dockerfiles],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+POD_TEMPLATE = DOCKER / "k8s" / "train-pod-template.yaml"
+SECRET_NAMES = re.compile(r"SECRET|PASSWORD|TOKEN|KEY|CREDENTIAL|GIT_REMOTE", re.IGNORECASE)
+
+
+def compose_default_image(service: str) -> str:
+    """A service's image as the compose file names it without the env file: `${VAR:-default}` -> default."""
+    image = yaml.safe_load(COMPOSE.read_text())["services"][service]["image"]
+    match = re.fullmatch(r"\$\{\w+:-([^}]+)\}", image)
+    return match.group(1) if match else image
+
+
+def test_train_pod_template_is_the_gpu_workers_image_with_a_gpu_and_no_inline_secret():
+    """The train task's pod (KubernetesPodOperator / KubernetesExecutor), checked statically: no cluster here."""
+    from mlops.core.pipeline import load_stages
+
+    pod = yaml.safe_load(POD_TEMPLATE.read_text())
+    assert (pod["apiVersion"], pod["kind"], pod["spec"]["restartPolicy"]) == ("v1", "Pod", "Never")
+    [container] = pod["spec"]["containers"]
+    assert container["name"] == "base"  # the KubernetesExecutor's pod_template_file convention
+    assert container["image"] == compose_default_image("airflow-worker-gpu") == "mlops-train:latest"
+    assert str(container["resources"]["limits"]["nvidia.com/gpu"]) == "1"
+    # the command is the isolated stage task for `train`, a stage of dvc.yaml (mlops/orchestration/workspace.py)
+    assert container["command"] == ["python", "-m", "mlops.orchestration.workspace", "train"]
+    assert "train" in {stage.name for stage in load_stages(ROOT)}
+    env = {item["name"]: item for item in container["env"]}
+    assert env["MLOPS_WORKSPACE_MODE"]["value"] == "isolated"
+    for name in ("MLOPS_GIT_REMOTE", "MLOPS_DVC_REMOTE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert "valueFrom" in env[name] and "value" not in env[name], name
+    inline = {name: item["value"] for name, item in env.items() if "value" in item}
+    assert not [name for name in inline if SECRET_NAMES.search(name)], inline
+    assert not [value for value in inline.values() if re.search(r"://[^/\s]*@", str(value))], inline
+    # shares nothing with the Airflow workers: its own scratch directory, no host path, no shared claim
+    volumes = pod["spec"]["volumes"]
+    assert all(set(volume) == {"name", "emptyDir"} for volume in volumes), volumes
+    assert env["MLOPS_WORKDIR"]["value"] in {mount["mountPath"] for mount in container["volumeMounts"]}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -51,9 +52,12 @@ def test_concurrent_requests_are_answered_like_offline_and_logged_whole_after_a_
         wait_ready(base, server)
         with ThreadPoolExecutor(max_workers=64) as pool:
             answers = list(pool.map(lambda body: post(f"{base}/classify", json.dumps(body).encode()), bodies))
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
     finally:
         killed = stop(server, grace=30)
     assert not killed, killed  # it stopped by itself on SIGTERM
+    assert "mlops_traffic_log_dropped_total 0.0" in metrics  # nothing dropped, and the counter is exported
     assert (tmp_path / "server.log").read_text().count("Completed cleanup hook: shutdown") == 2  # each worker's flush
     assert all(status == 200 for status, _ in answers), [a for a in answers if a[0] != 200][:3]
     served: dict[str, str] = {}

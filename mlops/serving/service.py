@@ -39,6 +39,7 @@ from mlops.core.environment import apply_defaults
 apply_defaults()  # before torch is first imported: OMP_WAIT_POLICY
 
 import asyncio  # noqa: E402
+import json  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -46,6 +47,7 @@ from typing import Annotated, Any  # noqa: E402
 
 import bentoml  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, model_validator  # noqa: E402
+from starlette.responses import Response  # noqa: E402
 
 from mlops.core.settings import load_settings  # noqa: E402
 from mlops.serving.feedback import FeedbackEndpoint, FeedbackRoute  # noqa: E402
@@ -206,7 +208,12 @@ class TextClassifier:
     @bentoml.api(route="/classify", input_spec=ClassifyRequest)
     async def classify(self, text: str | None = None,
                        texts: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]:
-        """Classify one text or a list: per text, its id, the label, its score, all probabilities, the model version."""
+        """Classify one text or a list: per text, its id, the label, its score, all probabilities, the model version.
+
+        The answer is that JSON (the annotation gives the OpenAPI document its schema), serialised here and sent
+        as a ready response: BentoML's output path would build a pydantic JSON schema of the return type and dump
+        the answer through pydantic on every request (a sixth of the worker's GIL time at 64 clients).
+        """
         batch = Pinned([text] if texts is None else texts, self.slot.active)
         started = time.perf_counter()
         results, embeddings = await (self.infer_batched(batch) if SERVE.batching else self.infer(batch))
@@ -215,7 +222,7 @@ class TextClassifier:
         self.model_metrics.observe(results)
         if self.traffic is not None:  # queued for the writer thread: the answer does not wait for the disk
             self.traffic.submit(batch, results, (time.perf_counter() - started) * 1000, embeddings)
-        return results[0] if texts is None else results
+        return Response(json.dumps(results[0] if texts is None else results), media_type="application/json")
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:

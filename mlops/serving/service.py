@@ -77,8 +77,13 @@ def follow_registry(version: str, classifier: Any) -> ModelSlot:
     from mlops.core.registry import champion, model_path
     from mlops.ml.variants import load_served
 
-    slot = ModelSlot(version, classifier, lambda tag: load_served(model_path(tag), SERVE.precision, SERVE.threads),
-                     lambda: (champion() or {}).get("model"), SERVE.registry_poll_s)
+    def load(tag: str) -> Any:
+        model = load_served(model_path(tag), SERVE.precision, SERVE.threads)
+        gc.collect()  # one full collection per swap, then the new model's objects are out of the collector's sight
+        gc.freeze()
+        return model
+
+    slot = ModelSlot(version, classifier, load, lambda: (champion() or {}).get("model"), SERVE.registry_poll_s)
     if SERVE.follow_registry and not os.environ.get("MLOPS_MODEL_TAG"):
         slot.follow()
     return slot

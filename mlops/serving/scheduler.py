@@ -99,7 +99,7 @@ class Scheduler:
 
     def take(self) -> MicroBatch | None:
         """The next micro-batch to run, opening a new window when the current one is used up; None when idle."""
-        if not self.batches:
+        while not self.batches:  # a window whose tokenisation failed has none: its requests are failed, go on
             if not self.pending:
                 return None
             self.plan(self.next_window())

@@ -107,6 +107,21 @@ def test_a_failing_model_call_fails_its_requests_once_and_the_next_window_runs()
     assert done == [bad, good] and isinstance(bad.error, RuntimeError) and good.error is None
 
 
+def test_a_window_that_cannot_be_tokenised_fails_its_requests_and_the_next_window_runs():
+    class Untokenisable(FakeRuntime):
+        def tokenize(self, texts):
+            raise ValueError("bad text")
+
+    scheduler = Scheduler(window_texts=8, max_rows=8)
+    done: list[Request] = []
+    bad = scheduler.submit(Request(["a"], ("m:1", Untokenisable()), done.append))
+    good = scheduler.submit(Request(["b c"], ("m:2", FakeRuntime()), done.append))
+    batch = scheduler.take()  # the first window fails at once; the take goes on to the next one
+    assert batch.owners == [(good, 0)] and done == [bad] and isinstance(bad.error, ValueError)
+    scheduler.finish(batch, *batch.active[1].predict_encoded(batch.encoded, batch.rows))
+    assert done == [bad, good] and scheduler.take() is None
+
+
 def test_model_call_threads_answer_every_request_and_refuse_when_the_oldest_waited_too_long():
     runtime = FakeRuntime()
     scheduler = Scheduler(window_texts=8, max_rows=2, max_tokens=16)

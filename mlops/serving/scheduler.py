@@ -36,6 +36,14 @@ logger = logging.getLogger("mlops.serving.scheduler")
 Active = tuple[str, Any]  # (model version, runtime), as mlops/serving/swap.py pins it
 
 
+def notify(request: Request) -> None:
+    """Tell a request's owner it is answered; a failing callback (its event loop closed) is logged, not raised."""
+    try:
+        request.done(request)
+    except Exception:
+        logger.exception("could not hand an answer back to its request")
+
+
 class Overloaded(Exception):
     """The oldest waiting request has already waited past the limit: refuse new ones (503)."""
 
@@ -134,7 +142,7 @@ class Scheduler:
             if request.remaining == 0 and request.error is None:
                 completed.append(request)
         for request in completed:
-            request.done(request)
+            notify(request)
         return completed
 
     def fail(self, batch: MicroBatch, error: BaseException) -> None:
@@ -145,7 +153,7 @@ class Scheduler:
     def fail_request(request: Request, error: BaseException) -> None:
         if request.error is None:
             request.error = error
-            request.done(request)
+            notify(request)
 
 
 class ModelCalls:
@@ -171,10 +179,14 @@ class ModelCalls:
     def run(self) -> None:
         while True:
             with self.ready:
-                while (batch := self.scheduler.take()) is None:
-                    if self.stopped:  # only once nothing is left: requests already queued are answered
-                        return
-                    self.ready.wait()
+                try:
+                    while (batch := self.scheduler.take()) is None:
+                        if self.stopped:  # only once nothing is left: requests already queued are answered
+                            return
+                        self.ready.wait()
+                except Exception:  # a bug must not end the thread: the window it hit is already dequeued
+                    logger.exception("model call: scheduling failed")
+                    continue
                 if self.scheduler.batches or self.scheduler.pending:
                     self.ready.notify()  # more work: wake another idle call
             try:

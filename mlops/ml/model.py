@@ -1,13 +1,17 @@
 """Loading and running a sequence classifier, shared by every stage that needs one.
 
-Inference sorts texts by length and pads each micro-batch only to its own
-longest text: padding every text to `max_length`, as tutorial code does,
-spends most of the compute on pad tokens. The same forward pass yields the
-model's own sentence embedding (mean of the last hidden layer), which
-monitoring compares between reference and traffic at no extra cost. Weights
-are read and written as safetensors only; nothing is ever unpickled; int8 is
-applied at load time (dynamic quantisation of the linear layers), so the
-stored model stays the one that was evaluated and gated.
+Inference tokenises all its texts in one tokenizer call (no padding), sorts
+them by token count and cuts micro-batches by a token budget (rows x longest
+<= `max_batch_tokens`, at most `batch_size` rows), each padded only to its
+own longest text: padding every text to `max_length`, as tutorial code does,
+spends most of the compute on pad tokens. The service tokenises a window of
+requests once and runs its micro-batches with `predict_encoded`
+(mlops/serving/scheduler.py). The same forward pass yields the model's own
+sentence embedding (mean of the last hidden layer), which monitoring compares
+between reference and traffic at no extra cost. Weights are read and written
+as safetensors only; nothing is ever unpickled; int8 is applied at load time
+(dynamic quantisation of the linear layers), so the stored model stays the
+one that was evaluated and gated.
 """
 
 from __future__ import annotations
@@ -70,8 +74,77 @@ def quantize_int8(model: object) -> object:
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
+Encoded = dict[str, list[list[int]]]  # a tokenizer's unpadded output: per feature, one id list per text
+
+
+def plan_micro_batches(lengths: Sequence[int], max_rows: int, max_tokens: int | None = None) -> list[np.ndarray]:
+    """Row indexes of each micro-batch: texts sorted by length (stable), cut so that a micro-batch has at most
+    `max_rows` rows and its padded size, rows x its longest, stays within `max_tokens` (a text longer than the
+    budget goes alone). Padding is what a micro-batch pays for mixing lengths, so sorting first keeps it small."""
+    order = np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
+    batches: list[np.ndarray] = []
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while (end < len(order) and end - start < max_rows
+               and (max_tokens is None or (end + 1 - start) * lengths[order[end]] <= max_tokens)):
+            end += 1
+        batches.append(order[start:end])
+        start = end
+    return batches
+
+
+class TokenisedPredict:
+    """`predict` for any runtime that has `tokenizer`, `tokenizer_lock`, `max_length`, `labels` and `run_batch`:
+    one tokenizer call for all texts, micro-batches planned by `plan_micro_batches`, padded with numpy."""
+
+    def tokenize(self, texts: Sequence[str]) -> Encoded:
+        """Token ids (and masks) of every text, truncated to `max_length`, unpadded: one tokenizer call."""
+        with self.tokenizer_lock:  # a fast tokenizer's truncation state is per call: not thread-safe
+            return dict(self.tokenizer(list(texts), padding=False, truncation=True, max_length=self.max_length))
+
+    def pad(self, encoded: Encoded, rows: Sequence[int]) -> dict[str, np.ndarray]:
+        """The `rows` of `encoded`, right-padded to their own longest (pad id for ids, 0 for masks and types)."""
+        ids = encoded["input_ids"]
+        longest = max(len(ids[row]) for row in rows)
+        pad_id = getattr(self.tokenizer, "pad_token_id", None) or 0
+        out = {}
+        for name, values in encoded.items():
+            fill = pad_id if name == "input_ids" else 0
+            array = np.full((len(rows), longest), fill, dtype=np.int64)
+            for i, row in enumerate(rows):
+                array[i, :len(values[row])] = values[row]
+            out[name] = array
+        return out
+
+    def predict_encoded(self, encoded: Encoded, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and embeddings of one micro-batch of already tokenised texts (`rows` of `encoded`)."""
+        return self.run_batch(self.pad(encoded, rows))
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64,
+                max_batch_tokens: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities and L2-normalised sentence embeddings, one row per text, in input order."""
+        proba = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        if not len(texts):
+            return proba, np.zeros((0, 0), dtype=np.float32)
+        encoded = self.tokenize(texts)
+        embeddings: np.ndarray | None = None
+        for index in plan_micro_batches([len(x) for x in encoded["input_ids"]], batch_size, max_batch_tokens):
+            batch_proba, pooled = self.predict_encoded(encoded, index)
+            proba[index] = batch_proba
+            if embeddings is None:
+                embeddings = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
+            embeddings[index] = pooled
+        return proba, embeddings
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64,
+                      max_batch_tokens: int | None = None) -> np.ndarray:
+        """Class probabilities, one row per text, in the input order."""
+        return self.predict(texts, batch_size, max_batch_tokens)[0]
+
+
 @dataclass
-class Classifier:
+class Classifier(TokenisedPredict):
     """A tokenizer, a model and its label names, ready for inference."""
 
     tokenizer: object
@@ -106,32 +179,17 @@ class Classifier:
         return cls(tokenizer, model, label_map["labels"], max_length or int(label_map["max_length"]), device,
                    precision)
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """Class probabilities and L2-normalised sentence embeddings, one row per text, in input order."""
+    def run_batch(self, features: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """One forward pass of a padded micro-batch: probabilities and L2-normalised mean-pooled embeddings."""
         import torch
 
-        order = np.argsort([len(text) for text in texts], kind="stable")
-        proba = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        embeddings: np.ndarray | None = None
         with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                index = order[start:start + batch_size]
-                with self.tokenizer_lock:
-                    batch = self.tokenizer([texts[i] for i in index], padding=True, truncation=True,
-                                           max_length=self.max_length, return_tensors="pt").to(self.device)
-                output = self.model(**batch, output_hidden_states=True)
-                proba[index] = torch.softmax(output.logits.float(), dim=-1).cpu().numpy()
-                mask = batch["attention_mask"].unsqueeze(-1).float()
-                pooled = (output.hidden_states[-1].float() * mask).sum(1) / mask.sum(1).clamp(min=1)
-                pooled = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
-                if embeddings is None:
-                    embeddings = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
-                embeddings[index] = pooled
-        return proba, embeddings if embeddings is not None else np.zeros((0, 0), dtype=np.float32)
-
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Class probabilities, one row per text, in the input order."""
-        return self.predict(texts, batch_size)[0]
+            batch = {name: torch.from_numpy(values).to(self.device) for name, values in features.items()}
+            output = self.model(**batch, output_hidden_states=True)
+            proba = torch.softmax(output.logits.float(), dim=-1).cpu().numpy()
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            pooled = (output.hidden_states[-1].float() * mask).sum(1) / mask.sum(1).clamp(min=1)
+            return proba, torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
 
 
 def save_label_map(path: Path, labels: list[str], max_length: int) -> None:

@@ -2,8 +2,9 @@
 
 Stages, the service and monitoring call `labels`, `max_length`, `predict` and
 `predict_proba`, whatever runs the model: an ONNX variant is a drop-in. Texts
-are sorted by length and each batch tokenised once and padded only to its own
-longest text, as the torch path does; the graph returns the logits and the
+are tokenised in one call, sorted by length and cut into micro-batches by a
+token budget, each padded only to its own longest text, as the torch path does
+(`TokenisedPredict` in mlops/ml/model.py); the graph returns the logits and the
 pooled, normalised embedding (mlops/ml/onnx_export.py), so answers carry the
 embeddings monitoring compares.
 """
@@ -12,14 +13,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mlops.core.errors import MlopsError
-from mlops.ml.model import LABEL_MAP
+from mlops.ml.model import LABEL_MAP, TokenisedPredict
 from mlops.ml.onnx_export import ONNX_FILE, OUTPUTS
 
 
@@ -37,7 +37,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class OnnxClassifier:
+class OnnxClassifier(TokenisedPredict):
     """A tokenizer, an ONNX Runtime session and the label names, ready for inference."""
 
     tokenizer: object
@@ -69,25 +69,8 @@ class OnnxClassifier:
         return cls(AutoTokenizer.from_pretrained(path), session, label_map["labels"],
                    max_length or int(label_map["max_length"]), precision, device)
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """Class probabilities and L2-normalised sentence embeddings, one row per text, in input order."""
+    def run_batch(self, features: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """One session run of a padded micro-batch: probabilities and the graph's pooled, normalised embedding."""
         wanted = {item.name for item in self.session.get_inputs()}
-        order = np.argsort([len(text) for text in texts], kind="stable")
-        proba = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        embeddings: np.ndarray | None = None
-        for start in range(0, len(texts), batch_size):
-            index = order[start:start + batch_size]
-            with self.tokenizer_lock:
-                batch = self.tokenizer([texts[i] for i in index], padding=True, truncation=True,
-                                       max_length=self.max_length, return_tensors="np")
-            feeds = {name: values.astype(np.int64) for name, values in batch.items() if name in wanted}
-            logits, pooled = self.session.run(list(OUTPUTS), feeds)
-            proba[index] = softmax(logits.astype(np.float32))
-            if embeddings is None:
-                embeddings = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
-            embeddings[index] = pooled
-        return proba, embeddings if embeddings is not None else np.zeros((0, 0), dtype=np.float32)
-
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Class probabilities, one row per text, in the input order."""
-        return self.predict(texts, batch_size)[0]
+        logits, pooled = self.session.run(list(OUTPUTS), {k: v for k, v in features.items() if k in wanted})
+        return softmax(logits.astype(np.float32)), np.asarray(pooled, dtype=np.float32)

@@ -116,7 +116,7 @@ def score_texts(model: ServedModel, texts: list[str], settings: Settings, chunk_
     with tqdm(total=len(texts), unit="text", desc="predict", disable=not progress) as bar:
         for start in range(0, len(texts), chunk_size):
             chunk = texts[start:start + chunk_size]
-            proba = classifier.predict_proba(chunk, batch_size=settings.serve.micro_batch)
+            proba = classifier.predict_proba(chunk, settings.serve.micro_batch, settings.serve.max_batch_tokens)
             answers += [{"label": labels[int(row.argmax())], "score": float(row.max()),
                          "probabilities": {label: float(p) for label, p in zip(labels, row, strict=True)},
                          "model_version": model.version} for row in proba]

@@ -1,24 +1,26 @@
-"""The BentoML service: `POST /classify`, adaptively batched in the process that answers it.
+"""The BentoML service: `POST /classify`, micro-batched in arrival order in the process that answers it.
 
 BentoML's textbook layout for batching is two services: an API service that
 validates and answers, calling a batchable model service. Between the two,
 every request is pickled, sent over a socket, handled by a second HTTP server
-and pickled back; on a 2-core machine that hop cost more CPU than it saved
-(bench/serve.py: served throughput 0.71x the offline limit at 64 clients).
+and pickled back; on a 2-core machine that hop cost more CPU than it saved.
 So one service does both. Each of its `serve.workers` processes validates
-requests and hands their texts to BentoML's own adaptive-batching dispatcher
-(the CorkDispatcher that a batchable API uses, with `serve.max_batch_size` and
-`serve.max_latency_ms`), which merges concurrent requests into model calls;
-each call sorts its texts by length and runs micro-batches of
-`serve.micro_batch`, each padded only to its own longest text. Calls run in
-`serve.model_calls` threads (one per core by default) of `serve.threads`
-torch threads each, while the event loop keeps accepting requests: torch
-leaves the GIL to the other threads, and a queue that feeds every core keeps
-them busy even when one process holds all the connections, as it often does.
-A request that finds a model call idle and nobody queued goes straight to it:
-the dispatcher would hold it back hoping for company, which only adds latency
-while a core waits. `serve.batching: false` runs each request on its own, as
-many at a time as there are model-call threads. Limits (texts per request, characters per
+requests and queues their texts in its scheduler (mlops/serving/scheduler.py),
+which `serve.model_calls` threads (one per core by default) of `serve.threads`
+torch threads each work from, while the event loop keeps accepting requests:
+a free model call takes the next micro-batch of the current window; a window
+is the oldest queued requests (up to `serve.max_batch_size` texts), tokenised
+in one call, sorted by token count and cut into micro-batches of at most
+`serve.max_batch_tokens` padded tokens (rows x longest) and `serve.micro_batch`
+rows. Every model call works on the same window, so requests are served in
+arrival order across windows and answered as soon as their own texts are done:
+the tail stays near the median. A lone request finds a model call waiting and
+runs at once: nothing is held back hoping for company. A request that arrives
+when the oldest queued one has waited past `serve.max_latency_ms` gets 503.
+`serve.batching: false` runs each request on its own, as many at a time as
+there are model-call threads. The traffic log is written by a background
+thread from a bounded queue (mlops/serving/traffic.py), after the answer, and
+flushed when the worker shuts down. Limits (texts per request, characters per
 text, body size), precision and the traffic log come from params.yaml, which
 the Bento carries (`MLOPS_PARAMS` names another file); an API key, when its
 environment variable is set, is required on every endpoint but health,
@@ -37,21 +39,23 @@ from mlops.core.environment import apply_defaults
 apply_defaults()  # before torch is first imported: OMP_WAIT_POLICY
 
 import asyncio  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Any  # noqa: E402
 
 import bentoml  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, model_validator  # noqa: E402
+from starlette.responses import Response  # noqa: E402
 
-from mlops.adapters.bentoml_batching import NonBlockSema, make_dispatcher  # noqa: E402
 from mlops.core.settings import load_settings  # noqa: E402
 from mlops.serving.feedback import FeedbackEndpoint, FeedbackRoute  # noqa: E402
 from mlops.serving.guard import RequestGuard  # noqa: E402
-from mlops.serving.swap import Active, ModelSlot, Pinned, group_by_model  # noqa: E402
-from mlops.serving.traffic import TrafficLog, new_ids  # noqa: E402
+from mlops.serving.scheduler import ModelCalls, Overloaded, Request, Scheduler  # noqa: E402
+from mlops.serving.swap import Active, ModelSlot, Pinned  # noqa: E402
+from mlops.serving.traffic import TrafficLog, TrafficWriter, new_ids  # noqa: E402
 
 SETTINGS = load_settings(os.environ.get("MLOPS_PARAMS", "params.yaml"))
 SERVE = SETTINGS.serve
@@ -73,8 +77,13 @@ def follow_registry(version: str, classifier: Any) -> ModelSlot:
     from mlops.core.registry import champion, model_path
     from mlops.ml.variants import load_served
 
-    slot = ModelSlot(version, classifier, lambda tag: load_served(model_path(tag), SERVE.precision, SERVE.threads),
-                     lambda: (champion() or {}).get("model"), SERVE.registry_poll_s)
+    def load(tag: str) -> Any:
+        model = load_served(model_path(tag), SERVE.precision, SERVE.threads)
+        gc.collect()  # one full collection per swap, then the new model's objects are out of the collector's sight
+        gc.freeze()
+        return model
+
+    slot = ModelSlot(version, classifier, load, lambda: (champion() or {}).get("model"), SERVE.registry_poll_s)
     if SERVE.follow_registry and not os.environ.get("MLOPS_MODEL_TAG"):
         slot.follow()
     return slot
@@ -98,11 +107,24 @@ class ClassifyRequest(BaseModel):
 
 
 def overloaded() -> Any:
-    """The dispatcher's answer to a request it expects to wait past max_latency_ms: 503, with the reason."""
+    """The answer to a request that arrives while the oldest queued one has waited past max_latency_ms: 503."""
     from bentoml.exceptions import ServiceUnavailable
 
-    raise ServiceUnavailable(f"overloaded: this request would wait longer than serve.max_latency_ms "
+    raise ServiceUnavailable(f"overloaded: queued requests have waited longer than serve.max_latency_ms "
                              f"({SERVE.max_latency_ms} ms); retry later")
+
+
+def dropped_records_counter() -> Any:
+    """`mlops_traffic_log_dropped_total`: texts not logged because the traffic log's queue was full."""
+    import prometheus_client
+
+    return prometheus_client.Counter("mlops_traffic_log_dropped", "Texts not written to the traffic log because "
+                                     "its queue (serve.traffic.queue_size) was full")
+
+
+def resolve(future: asyncio.Future, request: Request) -> None:
+    if not future.done():  # a client that went away cancelled it
+        future.set_result(request)
 
 
 def batch_size_histogram(service_name: str) -> Any:
@@ -136,84 +158,93 @@ class TextClassifier:
         self.version = str(self.model_ref.tag)
         self.slot = follow_registry(self.version, self.classifier)  # hot swap: mlops/serving/swap.py
         FEEDBACK.attach(lambda: self.slot.active[1].labels)  # the labels of the model serving now
-        self.traffic = TrafficLog(Path(os.environ.get("MLOPS_TRAFFIC_DIR", "logs/traffic")), SERVE.traffic)
-        calls = SERVE.model_call_count()
-        self.executor = ThreadPoolExecutor(max_workers=calls, thread_name_prefix="model")
-        self.idle_calls = NonBlockSema(calls)  # model calls free right now, shared with the dispatcher
-        self.dispatcher = make_dispatcher(max_latency_ms=SERVE.max_latency_ms, max_batch_size=SERVE.max_batch_size,
-                                          fallback=overloaded, shared=self.idle_calls)
-        self.batched = self.dispatcher(self.infer_merged)
-        self.queued = 0  # requests waiting in the dispatcher
         try:
             self.batch_sizes = batch_size_histogram(SERVE.name)
-        except Exception:  # metrics off or a BentoML without them: batching works the same
-            self.batch_sizes = None
+            dropped = dropped_records_counter().inc
+        except Exception:  # metrics off or a BentoML without them: serving works the same
+            self.batch_sizes, dropped = None, None
+        self.traffic = TrafficWriter(TrafficLog(Path(os.environ.get("MLOPS_TRAFFIC_DIR", "logs/traffic")),
+                                                SERVE.traffic), SERVE.traffic.queue_size, dropped) \
+            if SERVE.traffic.enabled else None
+        calls = SERVE.model_call_count()
+        if SERVE.batching:
+            self.scheduler = Scheduler(window_texts=SERVE.max_batch_size, max_rows=SERVE.micro_batch,
+                                       max_tokens=SERVE.max_batch_tokens,
+                                       on_window=None if self.batch_sizes is None else self.batch_sizes.observe)
+            self.calls = ModelCalls(self.scheduler, calls, max_wait_s=SERVE.max_latency_ms / 1000)
+        else:
+            self.executor = ThreadPoolExecutor(max_workers=calls, thread_name_prefix="model")
         from mlops.serving.model_metrics import ModelMetrics
 
         variant = served_variant(Path(self.model_ref.path), SERVE.precision)
         self.model_metrics = ModelMetrics(self.version, variant).start()  # predictions and drift
+        # torch, transformers and BentoML leave ~250k objects that Python's cyclic collector scans in every full
+        # collection (150 ms on an idle core; a stall of every request in flight); they live as long as the
+        # worker, so move them out of its sight.
+        gc.collect()
+        gc.freeze()
 
-    def answer(self, texts: list[str], active: Active | None = None) -> tuple[list[dict[str, Any]], list[str]]:
-        """Per text: label, score, all probabilities, model version; and its embedding for the traffic log."""
-        from mlops.ml.model import encode_embedding
+    @staticmethod
+    def results(version: str, labels: list[str], proba: Any) -> list[dict[str, Any]]:
+        """Per text: label, score, all probabilities, model version."""
+        return [{"label": labels[int(row.argmax())], "score": float(row.max()),
+                 "probabilities": dict(zip(labels, row.tolist(), strict=True)), "model_version": version}
+                for row in proba]
 
-        version, classifier = active or self.slot.active
-        proba, embeddings = classifier.predict(texts, batch_size=SERVE.micro_batch)
-        labels = classifier.labels
-        results = [{"label": labels[int(row.argmax())], "score": float(row.max()),
-                    "probabilities": {label: float(p) for label, p in zip(labels, row, strict=True)},
-                    "model_version": version} for row in proba]
-        return results, [encode_embedding(vector) for vector in embeddings]
+    def answer(self, texts: list[str], active: Active) -> tuple[list[dict[str, Any]], Any]:
+        """One request on its own (`serve.batching: false`): its answers and embeddings."""
+        version, classifier = active
+        proba, embeddings = classifier.predict(texts, batch_size=SERVE.micro_batch,
+                                               max_batch_tokens=SERVE.max_batch_tokens)
+        return self.results(version, classifier.labels, proba), embeddings
 
-    async def infer(self, texts: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
-        active = getattr(texts, "active", None) or self.slot.active  # the model this request started on
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self.answer, texts, active)
+    async def infer(self, texts: Pinned) -> tuple[list[dict[str, Any]], Any]:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self.answer, texts, texts.active)
 
-    async def infer_merged(self, requests: Sequence[list[str]]) -> list[tuple[list[dict[str, Any]], list[str]]]:
-        """The texts of many concurrent requests in one model call (per model, across a swap), split back."""
-        if self.batch_sizes is not None:
-            self.batch_sizes.observe(sum(len(texts) for texts in requests))
-        out: list[Any] = [None] * len(requests)
-        for active, indexes in group_by_model(requests, self.slot.active):
-            merged = Pinned([text for i in indexes for text in requests[i]], active)
-            results, embeddings = await self.infer(merged)
-            start = 0
-            for i in indexes:
-                out[i] = (results[start:start + len(requests[i])], embeddings[start:start + len(requests[i])])
-                start += len(requests[i])
-        return out
-
-    async def infer_batched(self, texts: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
-        """Straight to the model when a model call is idle and no request waits; else the dispatcher's batch.
-
-        The dispatcher holds a lone request back a little, hoping for company;
-        with a core idle that only adds latency, so batches form exactly when
-        every model call is busy, which is when they pay.
-        """
-        if self.queued == 0 and self.idle_calls.acquire():
-            try:
-                return await self.infer(texts)
-            finally:
-                self.idle_calls.release()
-        self.queued += 1
+    async def infer_batched(self, texts: Pinned) -> tuple[list[dict[str, Any]], Any]:
+        """Queued in arrival order, answered when the micro-batches holding its texts are done."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         try:
-            return await self.batched(texts)
-        finally:
-            self.queued -= 1
+            self.calls.submit(Request(texts, texts.active, lambda done: loop.call_soon_threadsafe(resolve, future,
+                                                                                                     done)))
+        except Overloaded:
+            overloaded()
+        request = await future
+        if request.error is not None:
+            raise request.error
+        version, classifier = request.active
+        return self.results(version, classifier.labels, request.proba), request.embeddings
 
     @bentoml.api(route="/classify", input_spec=ClassifyRequest)
     async def classify(self, text: str | None = None,
                        texts: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]:
-        """Classify one text or a list: per text, its id, the label, its score, all probabilities, the model version."""
+        """Classify one text or a list: per text, its id, the label, its score, all probabilities, the model version.
+
+        The answer is that JSON (the annotation gives the OpenAPI document its schema), serialised here and sent
+        as a ready response: BentoML's output path would build a pydantic JSON schema of the return type and dump
+        the answer through pydantic on every request (a sixth of the worker's GIL time at 64 clients).
+        """
         batch = Pinned([text] if texts is None else texts, self.slot.active)
         started = time.perf_counter()
         results, embeddings = await (self.infer_batched(batch) if SERVE.batching else self.infer(batch))
         for result, request_id in zip(results, new_ids(len(results)), strict=True):
             result["id"] = request_id  # what POST /feedback names to label this text
-        if SERVE.traffic.enabled:
-            self.traffic.append(batch, results, (time.perf_counter() - started) * 1000, embeddings)
         self.model_metrics.observe(results)
-        return results[0] if texts is None else results
+        if self.traffic is not None:  # queued for the writer thread: the answer does not wait for the disk
+            self.traffic.submit(batch, results, (time.perf_counter() - started) * 1000, embeddings)
+        return Response(json.dumps(results[0] if texts is None else results), media_type="application/json")
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        """A graceful stop: answer what is queued, then write every queued traffic record."""
+        self.slot.stop()
+        if SERVE.batching:
+            self.calls.stop()
+            for thread in self.calls.threads:
+                thread.join(30)
+        if self.traffic is not None:
+            self.traffic.close()
 
 
 async def docs_page(scope: dict[str, Any], receive: Any, send: Any) -> None:

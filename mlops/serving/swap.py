@@ -7,8 +7,8 @@ thread polls the registry (a small JSON file). When the champion changes, the
 new model is loaded in that thread, beside the one serving, and then put in
 the slot by one assignment: a request reads the slot once, when it starts,
 and finishes on that model even if a swap happens meanwhile (`Pinned` carries
-the model through BentoML's batching dispatcher, and a merged call runs each
-model's requests on that model). Every answer names the version that produced
+the model into the scheduler, whose windows hold the requests of one model
+only, mlops/serving/scheduler.py). Every answer names the version that produced
 it, and /readyz stays 200 throughout: nothing is unloaded until it is unused.
 The model that was replaced is kept, so a rollback to it swaps back at once.
 A champion that cannot be loaded is logged and skipped; the current model
@@ -29,22 +29,13 @@ Active = tuple[str, Any]  # (model version, classifier)
 
 
 class Pinned(list):
-    """A request's texts with the model that was serving when it arrived, through the dispatcher."""
+    """A request's texts with the model that was serving when it arrived, through the scheduler."""
 
     active: Active
 
     def __init__(self, texts: Sequence[str], active: Active) -> None:
         super().__init__(texts)
         self.active = active
-
-
-def group_by_model(requests: Sequence[Sequence[str]], default: Active) -> list[tuple[Active, list[int]]]:
-    """Indexes of merged requests, grouped by the model each was pinned to (in first-seen order)."""
-    groups: dict[int, tuple[Active, list[int]]] = {}
-    for index, request in enumerate(requests):
-        active = getattr(request, "active", default)
-        groups.setdefault(id(active[1]), (active, []))[1].append(index)
-    return list(groups.values())
 
 
 class ModelSlot:

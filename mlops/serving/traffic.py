@@ -9,6 +9,13 @@ and a timestamp. Files are per UTC day and numbered parts: a part that grows
 past `max_file_mb` is closed and a new one started, and the oldest parts
 beyond `keep_files` are deleted, so the log never fills the disk and a
 monitoring window is a cheap read of the newest files.
+
+The service does not write on the request's path: `TrafficWriter` takes the
+records (embeddings still as arrays) into a bounded queue and one background
+thread per process encodes and writes them, several requests per write. A full
+queue never blocks a request: the record is dropped and counted (and the
+service's `mlops_traffic_log_dropped_total` metric says so); `close` writes
+everything queued before the process exits.
 """
 
 from __future__ import annotations
@@ -16,9 +23,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
+import queue
 import re
 import secrets
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -96,21 +106,35 @@ class TrafficLog:
                 for text, described in zip(texts, describe(texts).round(4).to_dict("records"), strict=True)]
 
     def append(self, texts: Sequence[str], results: Sequence[dict[str, Any]], latency_ms: float,
-               embeddings: Sequence[str | None] | None = None) -> None:
-        now = datetime.now(UTC)
+               embeddings: Sequence[Any] | None = None) -> None:
+        self.write(self.lines(texts, results, latency_ms, embeddings))
+
+    def lines(self, texts: Sequence[str], results: Sequence[dict[str, Any]], latency_ms: float,
+              embeddings: Sequence[Any] | None = None, now: datetime | None = None) -> list[str]:
+        """One JSON line per text; an embedding is a ready string or an array (encoded here, float16 base64)."""
+        from mlops.ml.model import encode_embedding
+
+        now = now or datetime.now(UTC)
         stamp, latency = now.isoformat(), round(latency_ms, 2)
         lines = []
-        for identity, result, embedding in zip(self.identify(texts), results, embeddings or [None] * len(texts),
+        for identity, result, embedding in zip(self.identify(texts), results,
+                                               [None] * len(texts) if embeddings is None else embeddings,
                                                strict=True):
             served_id = {"id": result["id"]} if "id" in result else {}
             entry = {"timestamp": stamp, **served_id, **identity, "prediction": result["label"],
                      "confidence": round(result["score"], 6), "model_version": result["model_version"],
                      "latency_ms": latency}
             if embedding is not None:
-                entry["embedding"] = embedding
+                entry["embedding"] = embedding if isinstance(embedding, str) else encode_embedding(embedding)
             lines.append(json.dumps(entry) + "\n")
+        return lines
+
+    def write(self, lines: Sequence[str]) -> None:
+        """Append lines to the current part (today's), then start a new part when this one is full."""
+        if not lines:
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.current_file(f"{now:%Y%m%d}")
+        path = self.current_file(f"{datetime.now(UTC):%Y%m%d}")
         with open(path, "a", encoding="utf-8") as handle:
             handle.write("".join(lines))
             size = handle.tell()
@@ -123,6 +147,72 @@ class TrafficLog:
         parts = list_parts(self.directory)
         for old in parts[:max(0, len(parts) - (self.settings.keep_files - 1))]:
             old.unlink(missing_ok=True)
+
+
+logger = logging.getLogger("mlops.serving.traffic")
+
+
+class TrafficWriter:
+    """A `TrafficLog` written by one background thread from a bounded queue: `submit` never blocks or writes.
+
+    Records that find the queue full are dropped and counted (`dropped`, and
+    `on_drop(texts)` for a metric); `close` stops taking new ones, writes every
+    queued record and joins the thread.
+    """
+
+    def __init__(self, log: TrafficLog, max_queued: int = 10_000,
+                 on_drop: Any = None) -> None:
+        self.log, self.on_drop = log, on_drop
+        self.queue: queue.Queue[tuple | None] = queue.Queue(maxsize=max_queued)
+        self.dropped = 0  # texts not logged because the queue was full
+        self.closed = False
+        self.thread = threading.Thread(target=self.run, name="traffic-log", daemon=True)
+        self.thread.start()
+
+    def submit(self, texts: Sequence[str], results: Sequence[dict[str, Any]], latency_ms: float,
+               embeddings: Sequence[Any] | None = None) -> bool:
+        """Queue one request's records; False (and counted) when the queue is full or the writer closed."""
+        if not self.closed:
+            try:
+                self.queue.put_nowait((list(texts), list(results), latency_ms, embeddings, datetime.now(UTC)))
+                return True
+            except queue.Full:
+                pass
+        self.dropped += len(texts)
+        if self.on_drop is not None:
+            self.on_drop(len(texts))
+        return False
+
+    def run(self) -> None:
+        stopping = False
+        while not stopping:
+            items = [self.queue.get()]
+            while len(items) < 512:  # what has queued meanwhile goes in the same write
+                try:
+                    items.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = None in items
+            lines = []
+            for item in items:
+                if item is None:
+                    continue
+                texts, results, latency_ms, embeddings, when = item
+                try:
+                    lines.extend(self.log.lines(texts, results, latency_ms, embeddings, when))
+                except Exception:  # one bad record must not stop the log
+                    logger.exception("traffic log: a record could not be written")
+            try:
+                self.log.write(lines)
+            except Exception:  # a full disk or a removed directory: logged, and the next write tries again
+                logger.exception("traffic log: %d records could not be written", len(lines))
+
+    def close(self, timeout: float = 30) -> None:
+        """Write everything queued, then stop the thread (idempotent)."""
+        if not self.closed:
+            self.closed = True
+            self.queue.put(None)  # after every queued record: blocks only while the queue is full
+        self.thread.join(timeout)
 
 
 def read_traffic(path: Path, window_rows: int, window_hours: float | None = None) -> pd.DataFrame:

@@ -83,6 +83,8 @@ def test_non_mapping(tmp_path):
     ("serve", "precision", "int8", "serve.precision"),
     ("optimize", "variants", ["fp32"], "optimize.variants.0"),
     ("serve", "max_batch_size", 1, "serve.max_batch_size"),
+    ("serve", "max_batch_tokens", 0, "serve.max_batch_tokens"),
+    ("serve", "max_batch_tokens", 63, "must be at least model.max_length"),
     ("monitor", "embedding_threshold", 0.4, "monitor.embedding_threshold"),
     ("monitor", "min_rows", 10_000, "min_rows must not exceed window_rows"),
 ])
@@ -103,6 +105,14 @@ def test_auto_model_calls_give_each_call_its_cores(repo_params, monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 1)
     repo_params["serve"].update({"workers": 1, "model_calls": "auto"})
     assert parse_settings(repo_params).serve.model_call_count() == 1
+
+
+def test_token_budget_is_optional_and_the_traffic_queue_bounded(repo_params):
+    repo_params["serve"]["max_batch_tokens"] = None  # rows only, as before
+    assert parse_settings(repo_params).serve.max_batch_tokens is None
+    repo_params["serve"]["traffic"]["queue_size"] = 0
+    with pytest.raises(MlopsError, match=r"serve\.traffic\.queue_size"):
+        parse_settings(repo_params)
 
 
 def test_unknown_traffic_key_is_named(repo_params):

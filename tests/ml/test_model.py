@@ -101,3 +101,31 @@ def test_evaluate_measures_every_variant_and_the_gate_judges_each(trained, tmp_p
         name: v["accuracy_drop_points"] <= limit for name, v in variants.items()}
     accepted = [name for name, v in variants.items() if v["accuracy_drop_points"] <= limit]
     assert decision["serve_variant"] == max(accepted, key=lambda name: variants[name]["texts_per_s"])
+
+
+def test_micro_batches_are_cut_by_token_budget_after_sorting_by_length():
+    from mlops.ml.model import plan_micro_batches
+
+    lengths = [30, 5, 12, 5, 40, 11, 6, 200]
+    batches = plan_micro_batches(lengths, max_rows=4, max_tokens=40)
+    served = [int(i) for batch in batches for i in batch]
+    assert sorted(served) == list(range(len(lengths)))  # every text once
+    assert [lengths[i] for i in served] == sorted(lengths)  # shortest first
+    for batch in batches:
+        padded = len(batch) * max(lengths[i] for i in batch)
+        assert len(batch) <= 4 and (padded <= 40 or len(batch) == 1), (batch, padded)  # a text over budget: alone
+    assert [len(b) for b in plan_micro_batches(lengths, max_rows=3)] == [3, 3, 2]  # no budget: rows only
+
+
+def test_token_budget_changes_the_batches_not_the_answers(tiny_classifier_dir):
+    import numpy as np
+
+    from mlops.ml.model import Classifier
+
+    classifier = Classifier.load(tiny_classifier_dir, device="cpu")
+    texts = ["short", "a somewhat longer text about a parcel", "x " * 40, "billing", "where is my order now?"]
+    proba, embeddings = classifier.predict(texts, batch_size=64)
+    budget_proba, budget_embeddings = classifier.predict(texts, batch_size=64, max_batch_tokens=48)
+    one_by_one = np.vstack([classifier.predict([text])[0] for text in texts])
+    assert np.allclose(proba, budget_proba, atol=1e-5) and np.allclose(proba, one_by_one, atol=1e-5)
+    assert np.allclose(embeddings, budget_embeddings, atol=1e-5)

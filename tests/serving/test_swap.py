@@ -3,7 +3,7 @@
 import threading
 import time
 
-from mlops.serving.swap import ModelSlot, Pinned, group_by_model
+from mlops.serving.swap import ModelSlot, Pinned
 
 
 def slot_with(registry: dict, loads: list, fail: set | None = None) -> ModelSlot:
@@ -49,9 +49,6 @@ def test_following_thread_swaps_within_a_few_polls():
     assert isinstance(slot.thread, threading.Thread) and not slot.thread.is_alive()
 
 
-def test_requests_keep_the_model_they_started_on_through_a_merged_call():
-    old, new = ("m:1", object()), ("m:2", object())
-    requests = [Pinned(["a"], old), Pinned(["b", "c"], new), Pinned(["d"], old), ["e"]]
-    groups = group_by_model(requests, default=new)
-    assert [(active[0], indexes) for active, indexes in groups] == [("m:1", [0, 2]), ("m:2", [1, 3])]
-    assert Pinned(["x"], old) == ["x"]  # still a plain list to everything else
+def test_pinned_texts_are_a_plain_list_that_carries_its_model():
+    old = ("m:1", object())
+    assert Pinned(["x"], old) == ["x"] and Pinned(["x"], old).active is old

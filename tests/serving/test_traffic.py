@@ -204,3 +204,52 @@ def test_window_in_hours_needs_timestamps(tmp_path):
     path.write_text(json.dumps({"text": "no time"}) + "\n")
     with pytest.raises(MlopsError, match="has no timestamp column; a window in hours needs one"):
         read_traffic(path, 10, window_hours=1)
+
+
+# --- the background writer -------------------------------------------------------------------------------------
+
+def test_writer_writes_every_queued_record_by_close(tmp_path):
+    """Nothing lost on a graceful shutdown: close() writes all that was queued, in order, embeddings encoded."""
+    import numpy as np
+
+    from mlops.ml.model import decode_embedding
+    from mlops.serving.traffic import TrafficWriter
+
+    writer = TrafficWriter(TrafficLog(tmp_path), max_queued=10_000)
+    vector = np.linspace(-1, 1, 8).astype(np.float32)
+    for index in range(300):
+        assert writer.submit([f"text {index}", "second"], [answer(), answer("delivery")], 1.0,
+                             np.stack([vector, vector]))
+    writer.close()
+    written = records(tmp_path)
+    assert [r["text"] for r in written[::2]] == [f"text {i}" for i in range(300)] and len(written) == 600
+    assert np.allclose(decode_embedding(written[0]["embedding"]), vector, atol=1e-3)
+    assert writer.dropped == 0 and not writer.thread.is_alive()
+    assert not writer.submit(["late"], [answer()], 1.0)  # after close: refused and counted, never blocking
+    assert writer.dropped == 1
+
+
+def test_a_full_queue_drops_and_counts_without_blocking_the_request(tmp_path):
+    import threading
+
+    from mlops.serving.traffic import TrafficWriter
+
+    release, writing = threading.Event(), threading.Event()
+
+    class SlowDisk(TrafficLog):
+        def write(self, lines):
+            writing.set()
+            release.wait(30)  # the disk hangs: the queue fills up behind it
+            super().write(lines)
+
+    counted: list[int] = []
+    writer = TrafficWriter(SlowDisk(tmp_path), max_queued=3, on_drop=counted.append)
+    writer.submit(["first"], [answer()], 1.0)
+    assert writing.wait(30)  # the thread holds "first" and is stuck writing it
+    accepted = [writer.submit([f"t{i}"], [answer()], 1.0) for i in range(3)]
+    refused = writer.submit(["a", "b"], [answer(), answer()], 1.0)  # the queue holds 3: returns at once
+    assert accepted == [True, True, True] and refused is False
+    assert writer.dropped == 2 and counted == [2]
+    release.set()
+    writer.close()
+    assert [r["text"] for r in records(tmp_path)] == ["first", "t0", "t1", "t2"]

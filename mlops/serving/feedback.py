@@ -21,6 +21,7 @@ import asyncio
 import fcntl
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -114,8 +115,36 @@ def traffic_files_for(request_id: str, directory: Path) -> list[Path]:
     return [part for part in list_parts(directory) if part.name[8:16] in days]
 
 
-def find_served(ids: Sequence[str], directory: Path) -> dict[str, dict[str, Any]]:
-    """The traffic record of each id (404 naming those never served, or no longer in the log)."""
+# The traffic log is written off the request path (serve.traffic, a background writer per worker): an id answered
+# a moment ago may still be queued there, in this worker or another. Such an id is looked up again until then.
+IN_FLIGHT_S = 5.0
+
+
+def find_served(ids: Sequence[str], directory: Path, in_flight_s: float = IN_FLIGHT_S) -> dict[str, dict[str, Any]]:
+    """The traffic record of each id (404 naming those never served, or no longer in the log).
+
+    An id made less than `in_flight_s` ago that is not in the log yet is waited for (polled), up to that age.
+    """
+    found = read_served(ids, directory)
+    while True:
+        recent = [made for made in (id_time(i) for i in ids if i not in found) if made is not None]
+        if not recent or len(found) == len(ids):
+            break
+        wait_until = max(recent) + timedelta(seconds=in_flight_s)
+        if datetime.now(UTC) >= wait_until:
+            break
+        time.sleep(0.05)
+        found |= read_served([i for i in ids if i not in found], directory)
+    unknown = [request_id for request_id in ids if request_id not in found]
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise FeedbackError(404, f"unknown id: {shown} (not an id this service answered with, or no longer in "
+                                 "its traffic log)", unknown_ids=unknown)
+    return found
+
+
+def read_served(ids: Sequence[str], directory: Path) -> dict[str, dict[str, Any]]:
+    """The traffic records of those ids that are in the log now."""
     found: dict[str, dict[str, Any]] = {}
     by_file: dict[Path, list[str]] = {}
     for request_id in ids:
@@ -132,11 +161,6 @@ def find_served(ids: Sequence[str], directory: Path) -> dict[str, dict[str, Any]
                 found[request_id] = json.loads(raw[start:end if end >= 0 else len(raw)])
             except json.JSONDecodeError:
                 continue  # a line torn by a crash
-    unknown = [request_id for request_id in ids if request_id not in found]
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        raise FeedbackError(404, f"unknown id: {shown} (not an id this service answered with, or no longer in "
-                                 "its traffic log)", unknown_ids=unknown)
     return found
 
 

@@ -95,3 +95,25 @@ def test_a_torn_last_line_is_skipped_and_never_glued_to_the_next_label(tmp_path)
     record_feedback(json.dumps({"id": ids[1], "label": "delivery"}).encode(), LABELS, 10, tmp_path / "traffic",
                     tmp_path / "fb")
     assert [(r["id"], r["label"]) for r in read_feedback(log)] == [(ids[0], "billing"), (ids[1], "delivery")]
+
+
+def test_an_id_answered_a_moment_ago_is_waited_for_until_the_log_writer_has_it(tmp_path):
+    # given an id the service answered with whose log line is still queued (the log is written off the request)
+    import threading
+
+    from mlops.serving.feedback import find_served
+
+    ids = new_ids(1)
+    results = [{"id": ids[0], "label": "billing", "score": 0.5, "model_version": "m:1"}]
+    writer = threading.Timer(0.3, lambda: TrafficLog(tmp_path).append(["late line"], results, 3.0))
+    writer.start()
+    # when feedback looks it up at once, then it finds it once written
+    assert find_served(ids, tmp_path)[ids[0]]["text"] == "late line"
+    writer.join()
+    # and a fresh id that never reaches the log is unknown once its grace is over
+    with pytest.raises(FeedbackError, match="unknown id"):
+        find_served(new_ids(1), tmp_path, in_flight_s=0.2)
+    # while an unknown id past its grace is refused at once
+    old = new_ids(1)[0]
+    with pytest.raises(FeedbackError, match="unknown id"):
+        find_served([old], tmp_path, in_flight_s=0.0)

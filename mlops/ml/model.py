@@ -166,7 +166,7 @@ class Classifier(TokenisedPredict):
         path = Path(path)
         if not (path / "model.safetensors").is_file():
             raise MlopsError(f"no safetensors model in {path}")
-        label_map = json.loads((path / LABEL_MAP).read_text(encoding="utf-8"))
+        label_map = read_label_map(path)
         if precision not in ("fp32", "int8"):
             raise MlopsError(f"precision must be fp32 or int8, not {precision!r}")
         device = device or pick_device()
@@ -190,6 +190,11 @@ class Classifier(TokenisedPredict):
             mask = batch["attention_mask"].unsqueeze(-1).float()
             pooled = (output.hidden_states[-1].float() * mask).sum(1) / mask.sum(1).clamp(min=1)
             return proba, torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+
+
+def read_label_map(path: Path | str) -> dict:
+    """A model directory's label map: its `labels` (the output order) and `max_length`."""
+    return json.loads((Path(path) / LABEL_MAP).read_text(encoding="utf-8"))
 
 
 def save_label_map(path: Path, labels: list[str], max_length: int) -> None:

@@ -11,7 +11,6 @@ embeddings monitoring compares.
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mlops.core.errors import MlopsError
-from mlops.ml.model import LABEL_MAP, TokenisedPredict
+from mlops.ml.model import TokenisedPredict, read_label_map
 from mlops.ml.onnx_export import ONNX_FILE, OUTPUTS
 
 
@@ -59,7 +58,7 @@ class OnnxClassifier(TokenisedPredict):
         if not (path / ONNX_FILE).is_file():
             raise MlopsError(f"{precision}: no {ONNX_FILE} in {path} (run `mlops optimize` with it in "
                              "optimize.variants)")
-        label_map = json.loads((path / LABEL_MAP).read_text(encoding="utf-8"))
+        label_map = read_label_map(path)
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads

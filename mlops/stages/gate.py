@@ -27,7 +27,7 @@ import pandas as pd
 from mlops.core import registry
 from mlops.core.io import atomic_path, file_digest, read_table, write_json
 from mlops.core.settings import Settings
-from mlops.ml.model import LABEL_MAP, Classifier, set_cpu_threads
+from mlops.ml.model import Classifier, read_label_map, set_cpu_threads
 from mlops.ml.progress import progress
 from mlops.ml.variant_choice import forced_variant_checks, judge_variants, variants_card
 from mlops.stages.evaluate import read_metrics, score
@@ -207,7 +207,7 @@ def decide(settings: Settings, metrics: dict[str, Any], model_dir: Path, scored_
         basis = f"the candidate is already the champion ({current['model']}): absolute thresholds alone"
     else:
         champion_dir = registry.model_path(current["model"])
-        champion_labels = json.loads((champion_dir / LABEL_MAP).read_text())["labels"]
+        champion_labels = read_label_map(champion_dir)["labels"]
         if sorted(champion_labels) != sorted(metrics["labels"]):
             basis = (f"the champion {current['model']} predicts other labels ({', '.join(champion_labels)}): "
                      "not comparable, absolute thresholds alone")

@@ -45,7 +45,7 @@ from mlops.adapters.transformers_trainer import LifecycleTrainer
 from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path, read_table, write_json
 from mlops.core.settings import Settings
-from mlops.ml.model import LABEL_MAP, resolve_base, save_label_map, set_cpu_threads
+from mlops.ml.model import read_label_map, resolve_base, save_label_map, set_cpu_threads
 from mlops.stages.split import FEEDBACK
 
 RUN_KEY = "run-key.json"
@@ -211,7 +211,7 @@ def champion_start(settings: Settings, labels: list[str]) -> tuple[str | None, P
     if base != settings.model.base:
         return None, None, f"champion {tag} was fine-tuned from {base!r}, model.base is {settings.model.base!r}"
     path = Path(stored.path)
-    theirs = json.loads((path / LABEL_MAP).read_text(encoding="utf-8"))["labels"]
+    theirs = read_label_map(path)["labels"]
     if theirs != labels:
         return None, None, f"champion {tag} has labels {theirs}, the data has {labels}"
     return tag, path, f"continuing from champion {tag}"

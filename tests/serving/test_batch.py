@@ -10,26 +10,17 @@ import pandas as pd
 import pytest
 
 from mlops.core.errors import MlopsError
-from mlops.ml.model import Classifier, save_label_map
+from mlops.ml.model import Classifier
 from mlops.serving import batch
 from tests.helpers import ROOT
 
 LABELS = ["billing", "delivery", "technical"]
 
 
-@pytest.fixture(scope="module")
-def classifier_dir(tmp_path_factory, tiny_model_dir):
-    """An untrained 3-class classifier on the tiny BERT: scoring plumbing needs no training."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("classifier")
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=len(LABELS))
-    model.save_pretrained(path, safe_serialization=True)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(path)
-    save_label_map(path, LABELS, 48)
-    return path
+@pytest.fixture
+def classifier_dir(tiny_classifier_dir):
+    """An untrained 3-class classifier on the tiny BERT (conftest's): scoring plumbing needs no training."""
+    return tiny_classifier_dir
 
 
 @pytest.fixture

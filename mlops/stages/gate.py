@@ -92,11 +92,14 @@ def paired_bootstrap(truth: np.ndarray, champion: np.ndarray, challenger: np.nda
 
 
 def side_by_side_latency(candidate: Classifier, champion: Classifier, texts: list[str],
-                          samples: int) -> dict[str, Any]:
-    """Single-text p50/p95 of both models, timed in alternating order on the same texts at the same moments.
+                          samples: int, repeats: int = 3) -> dict[str, Any]:
+    """Single-text p50/p95 of both models over the same texts, each text timed as the best of `repeats` runs.
 
-    Each text is run by both models back to back (which goes first alternates),
-    so a process competing for the cores costs both the same.
+    Another process on the cores only ever adds time, at random moments: it turned a p95 taken over single runs
+    into a draw (a twin of the champion measured 2.2x slower with two busy loops beside it). The fastest of a few
+    back-to-back runs of one text is the model's own cost for that text; the spread of those costs across texts
+    (their lengths) is the tail the comparison is about. Both models run each text in turn, alternating which
+    goes first, so a slow spell costs both the same.
     """
     import time
 
@@ -105,17 +108,22 @@ def side_by_side_latency(candidate: Classifier, champion: Classifier, texts: lis
         candidate.predict_proba([text])
         champion.predict_proba([text])
     timings: dict[str, list[float]] = {"candidate": [], "champion": []}
+    order = (("candidate", candidate), ("champion", champion))
     for i, text in enumerate(texts):
-        order = (("candidate", candidate), ("champion", champion))
-        for name, model in order if i % 2 == 0 else order[::-1]:
-            started = time.perf_counter()
-            model.predict_proba([text])
-            timings[name].append((time.perf_counter() - started) * 1000)
+        best = {"candidate": float("inf"), "champion": float("inf")}
+        for repeat in range(repeats):
+            for name, model in order if (i + repeat) % 2 == 0 else order[::-1]:
+                started = time.perf_counter()
+                model.predict_proba([text])
+                best[name] = min(best[name], (time.perf_counter() - started) * 1000)
+        for name, value in best.items():
+            timings[name].append(value)
     p95 = {name: float(np.percentile(values, 95)) for name, values in timings.items()}
     return {"candidate_p95_ms": round(p95["candidate"], 2), "champion_p95_ms": round(p95["champion"], 2),
             "candidate_p50_ms": round(float(np.percentile(timings["candidate"], 50)), 2),
             "champion_p50_ms": round(float(np.percentile(timings["champion"], 50)), 2),
-            "ratio": round(p95["candidate"] / max(p95["champion"], 1e-9), 3), "samples": len(texts)}
+            "ratio": round(p95["candidate"] / max(p95["champion"], 1e-9), 3), "samples": len(texts),
+            "repeats": repeats}
 
 
 def latency_check(candidate_dir: Path, champion_dir: Path, texts: list[str], settings: Settings,

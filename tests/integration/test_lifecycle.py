@@ -192,7 +192,7 @@ def test_serve_champion_classify_log_and_monitor(lifecycle):
         batch = pd.read_json(project / "sample.jsonl", lines=True)
         assert batch["label"].tolist() == [answer["label"] for answer in served]
         assert set(batch["model_version"]) == {served[0]["model_version"]}
-        assert max(abs(b - a["score"]) for b, a in zip(batch["score"], served, strict=True)) < 1e-3
+        assert max(abs(b - a["score"]) for b, a in zip(batch["score"], served, strict=True)) < tolerance
         # the model's own metrics: answers by label, their scores, the version served, the latest drift verdict
         with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
             exposed = response.read().decode()

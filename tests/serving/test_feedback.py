@@ -77,7 +77,8 @@ def test_bad_feedback_gets_its_status_and_writes_nothing(tmp_path, body, status,
 
 def test_one_unknown_id_refuses_the_whole_request_and_too_many_items_are_refused(tmp_path):
     ids = served(tmp_path / "traffic", ["a text"])
-    body = json.dumps([{"id": ids[0], "label": "billing"}, {"id": new_ids(1)[0], "label": "billing"}]).encode()
+    never_served = "01ARZ3NDEKTSV4RRFFQ69G5FAV"  # an id of 2016: past its in-flight grace, refused at once
+    body = json.dumps([{"id": ids[0], "label": "billing"}, {"id": never_served, "label": "billing"}]).encode()
     with pytest.raises(FeedbackError, match="unknown id") as caught:
         record_feedback(body, LABELS, 10, tmp_path / "traffic", tmp_path / "fb")
     assert caught.value.status == 404 and not (tmp_path / "fb").exists()

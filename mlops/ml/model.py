@@ -180,10 +180,14 @@ class Classifier(TokenisedPredict):
                    precision)
 
     def run_batch(self, features: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """One forward pass of a padded micro-batch: probabilities and L2-normalised mean-pooled embeddings."""
+        """One forward pass of a padded micro-batch: probabilities and L2-normalised mean-pooled embeddings.
+
+        On a GPU the pass runs under bf16 autocast (tensor cores; fp32 range, so no overflow), the same in
+        evaluate as in the service, so the accuracy the gate reads is that of what serves."""
         import torch
 
-        with torch.inference_mode():
+        on_gpu = self.device.startswith("cuda")
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu):
             batch = {name: torch.from_numpy(values).to(self.device) for name, values in features.items()}
             output = self.model(**batch, output_hidden_states=True)
             proba = torch.softmax(output.logits.float(), dim=-1).cpu().numpy()

@@ -19,7 +19,7 @@ from mlops.stages.generate import generate_corpus
 from tests.conftest import TINY_LABELS
 from tests.helpers import BIN, ROOT, project_env, tiny_params
 
-DISTILL = {"enabled": True, "layers": "every_other", "temperature": 2.0, "alpha": 0.5, "epochs": 3, "lr": 3.0e-3}
+DISTILL = {"enabled": True, "layers": "every_other", "temperature": 2.0, "alpha": 0.5, "epochs": 2, "lr": 3.0e-3}
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +27,12 @@ def setup(tmp_path_factory, tiny_model_dir, tiny_classifier_dir):
     """A project folder with params (distillation on), a split of the tiny classifier's 3 labels and the tiny
     classifier as the teacher (its 2 layers: the student keeps 1)."""
     params = tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()), tiny_model_dir)
-    params["train"].update({"eval_steps": 20, "early_stopping_patience": None})
+    params["train"].update({"eval_steps": 10, "early_stopping_patience": None})
     params["distill"] = dict(DISTILL)
     root = tmp_path_factory.mktemp("distill")
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     settings = parse_settings(params)
-    frame = generate_corpus(600, TINY_LABELS, seed=11).assign(subset="main")
+    frame = generate_corpus(300, TINY_LABELS, seed=11).assign(subset="main")
     for name, part in split.split(frame, settings).items():
         write_table(part, root / "data" / "split" / f"{name}.parquet")
     return settings, root, tiny_classifier_dir
@@ -54,10 +54,10 @@ def test_a_student_with_half_the_layers_is_distilled_and_saved_like_a_candidate(
     settings, root, teacher = setup
     # when distill runs
     summary = run_once(settings, root, teacher, "a")
-    # then the student keeps layer 0 of 2, trained 3 epochs on every train row, saved without pickles
+    # then the student keeps layer 0 of 2, trained 2 epochs on every train row, saved without pickles
     student = root / "a" / "student"
     assert summary["kept_layers"] == [0] and summary["teacher_layers"] == 2 and summary["resumed_from"] is None
-    assert summary["steps"] == 3 * -(-summary["train_rows"] // settings.train.batch_size)
+    assert summary["steps"] == 2 * -(-summary["train_rows"] // settings.train.batch_size)
     assert json.loads((student / "config.json").read_text())["num_hidden_layers"] == 1
     assert not list(student.glob("*.bin")) and not (root / "a" / ".student-checkpoints").exists()
     assert json.loads((root / "a" / "distill.json").read_text()) == summary
@@ -114,7 +114,7 @@ def test_kill_9_then_resume_ends_with_the_same_student_as_an_uninterrupted_run(s
                                stderr=subprocess.DEVNULL, start_new_session=True)
     checkpoints = root / "k" / ".student-checkpoints"
     deadline = time.monotonic() + 300
-    while not (checkpoints / "checkpoint-20" / "trainer_state.json").exists():
+    while not (checkpoints / "checkpoint-10" / "trainer_state.json").exists():
         assert process.poll() is None, "distillation ended before it could be killed"
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.05)
@@ -127,7 +127,7 @@ def test_kill_9_then_resume_ends_with_the_same_student_as_an_uninterrupted_run(s
     assert result.returncode == 0, result.stderr[-3000:]
     assert "distill: resuming from" in result.stdout
     resumed, uninterrupted = (json.loads((root / name / "distill.json").read_text()) for name in ("k", "a"))
-    assert resumed["resumed_from"] in ("checkpoint-20", "checkpoint-40")
+    assert resumed["resumed_from"] in ("checkpoint-10", "checkpoint-20")
     for key in ("validation_accuracy", "validation_macro_f1", "steps", "best_step", "kept_layers"):
         assert resumed[key] == uninterrupted[key], key
     assert file_digest(root / "k/student/model.safetensors", "sha256") == \

@@ -55,6 +55,12 @@ def load_variant(model_dir: Path | str, variant: str, variants_dir: Path | str |
     return OnnxClassifier.load(Path(variants_dir or model_dir) / variant, precision=variant, threads=threads)
 
 
+def reference_variant(variant: str) -> str:
+    """The torch fp32 model a variant is a conversion of: the student's own weights for a student variant (its
+    labels differ from the candidate's by what distillation lost), else the candidate's."""
+    return STUDENT_FP32 if variant.startswith(STUDENT) else "fp32"
+
+
 def variant_dirs(variant: str) -> tuple[str, ...]:
     """The directories (under the optimize stage's output) a variant loads from: what a stored model must carry."""
     if variant in VARIANTS_ON_DISK:

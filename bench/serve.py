@@ -51,7 +51,7 @@ from results_file import RESULTS, write_result  # noqa: E402
 
 from mlops.core import registry  # noqa: E402
 from mlops.core.pipeline import stage_path  # noqa: E402
-from mlops.ml.variants import SERVABLE, VARIANTS_ON_DISK, served_variant  # noqa: E402
+from mlops.ml.variants import SERVABLE, served_variant, variant_files  # noqa: E402
 from tests.helpers import (  # noqa: E402
     closed_loop,
     free_port,
@@ -71,8 +71,9 @@ TARGETS = {"served_vs_limit": 0.5, "served_vs_limit_aim": 0.7, "served_16_texts_
 
 
 def present_variants(model_dir: Path) -> list[str]:
-    """The variants a stored model can serve: the torch ones always, an ONNX one when its directory is inside."""
-    return [v for v in SERVABLE if v not in VARIANTS_ON_DISK or (model_dir / v / "model.onnx").is_file()]
+    """The variants a stored model can serve: the candidate's torch ones always, any other when its files (an ONNX
+    directory, a distilled student's weights) are inside."""
+    return [v for v in SERVABLE if all((model_dir / name).is_file() for name in variant_files(v))]
 
 
 def run_windows(runtime: Any, windows: list[list[str]], micro: int, calls: int) -> float:

@@ -19,13 +19,12 @@ from typing import Any
 from mlops.core.errors import MlopsError
 from mlops.core.io import read_json
 from mlops.ml.model import Classifier
+from mlops.ml.onnx_export import ONNX_FILE
 
 VARIANTS = ("torch_int8", "onnx_fp32", "onnx_int8")  # what the optimize stage can produce from a model
 STUDENT = "student_"  # the prefix of a distilled student's variants
 STUDENT_FP32 = f"{STUDENT}fp32"  # the student's own torch directory, which its torch_int8 quantises too
 SERVABLE = ("fp32", *VARIANTS, STUDENT_FP32, *(STUDENT + name for name in VARIANTS))
-# a directory of files each; the candidate's torch ones are the weights alone
-VARIANTS_ON_DISK = ("onnx_fp32", "onnx_int8", STUDENT_FP32, f"{STUDENT}onnx_fp32", f"{STUDENT}onnx_int8")
 TORCH_PRECISION = {"fp32": "fp32", "torch_int8": "int8"}
 VARIANTS_FILE = "variants.json"
 SERVING_FILE = "serving.json"  # in a stored model: {"variant": <the gate's choice>}, written by package
@@ -61,11 +60,12 @@ def reference_variant(variant: str) -> str:
     return STUDENT_FP32 if variant.startswith(STUDENT) else "fp32"
 
 
-def variant_dirs(variant: str) -> tuple[str, ...]:
-    """The directories (under the optimize stage's output) a variant loads from: what a stored model must carry."""
-    if variant in VARIANTS_ON_DISK:
-        return (variant,)
-    return (STUDENT_FP32,) if variant.startswith(STUDENT) else ()
+def variant_files(variant: str) -> tuple[str, ...]:
+    """The files (relative to the optimize stage's output, or to a stored model) a variant loads from: an ONNX
+    variant's model.onnx, a student's weights; none for the candidate's torch ones (the model itself)."""
+    if variant.removeprefix(STUDENT) in TORCH_PRECISION:
+        return (f"{STUDENT_FP32}/model.safetensors",) if variant.startswith(STUDENT) else ()
+    return (f"{variant}/{ONNX_FILE}",)
 
 
 def served_variant(model_dir: Path | str, precision: str) -> str:

@@ -31,8 +31,7 @@ from mlops.core import registry
 from mlops.core.errors import MlopsError
 from mlops.core.io import read_json, read_table, write_json, write_table
 from mlops.core.settings import Settings
-from mlops.ml.onnx_export import ONNX_FILE
-from mlops.ml.variants import SERVING_FILE, STUDENT_FP32, served_variant, variant_dirs
+from mlops.ml.variants import SERVING_FILE, served_variant, variant_files
 
 
 def build_bento(model_tag: str, bentofile: Path) -> str:
@@ -76,13 +75,12 @@ REFERENCE_COLUMNS = ["text", "label", "prediction", "confidence", "embedding"]
 def stage_variant(variant: str, optimized_dir: Path | None, staged: Path) -> None:
     """The serving variant's files (an ONNX variant's directory, a distilled student's weights) into the staged
     model, and serving.json naming it: the service loads what the gate chose, from inside the stored model."""
-    for name in variant_dirs(variant):
-        source = Path(optimized_dir or "") / name
-        needed = "model.safetensors" if name == STUDENT_FP32 else ONNX_FILE
-        if optimized_dir is None or not (source / needed).is_file():
-            raise MlopsError(f"package: the gate chose {variant} but {source} has no {needed} (run `mlops "
-                             "optimize`)")
-        shutil.copytree(source, staged / name)
+    for needed in variant_files(variant):
+        source = Path(optimized_dir or "") / needed
+        if optimized_dir is None or not source.is_file():
+            raise MlopsError(f"package: the gate chose {variant} but {source.parent} has no {source.name} (run "
+                             "`mlops optimize`)")
+        shutil.copytree(source.parent, staged / Path(needed).parent)
     write_json({"variant": variant}, staged / SERVING_FILE)
 
 

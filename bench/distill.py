@@ -36,7 +36,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from results_file import write_result  # noqa: E402
+from results_file import print_checks, write_result  # noqa: E402
 from serve import agreement, check, level, ratio, run_offline, serve_variant  # noqa: E402
 
 from mlops.core.io import read_json  # noqa: E402
@@ -146,9 +146,7 @@ def main() -> None:
     result["checks"] = checks(offline)
     result["machine"]["load_average_end"] = os.getloadavg()
     path = write_result("distill", result, echo=False)
-    for item in result["checks"]:
-        print(f"{({True: 'PASS', False: 'FAIL', None: 'n/a '})[item['passed']]}  {item['check']}: "
-              f"{item['observed']} (target {item['target']})")
+    print_checks(result["checks"])
     print(path)
 
 

@@ -47,7 +47,7 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from results_file import RESULTS, write_result  # noqa: E402
+from results_file import RESULTS, print_checks, write_result  # noqa: E402
 
 from mlops.core import registry  # noqa: E402
 from mlops.core.pipeline import stage_path  # noqa: E402
@@ -333,9 +333,7 @@ def main() -> None:
     result["checks"] = checks(offline, served, headline)
     result["machine"]["load_average_end"] = os.getloadavg()
     path = write_result("serve", result, echo=False)
-    for item in result["checks"]:
-        print(f"{({True: 'PASS', False: 'FAIL', None: 'n/a '})[item['passed']]}  {item['check']}: "
-              f"{item['observed']} (target {item['target']})")
+    print_checks(result["checks"])
     print(path)
 
 

@@ -33,6 +33,7 @@ from mlops.stages.train import (
     fit_summary,
     load_base,
     load_splits,
+    main_process,
     progress_callbacks,
     resumable_checkpoint,
     run_key,
@@ -112,5 +113,6 @@ def distill(settings: Settings, teacher_dir: Path, split_dir: Path, out: Path) -
 
 def run(settings: Settings, teacher_dir: Path, split_dir: Path, out: Path, metrics: Path) -> dict[str, Any]:
     summary = distill(settings, teacher_dir, split_dir, out)
-    write_json(summary, metrics)
+    if main_process():  # under torchrun, rank 0 alone writes
+        write_json(summary, metrics)
     return summary

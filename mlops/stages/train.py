@@ -397,12 +397,16 @@ def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves
     return summary
 
 
-def run(settings: Settings, split_dir: Path, out: Path, metrics: Path, live_dir: Path,
-        curves: Path | None = None) -> dict[str, Any]:
-
+def main_process() -> bool:
+    """Whether this is the process that writes (rank 0 under torchrun or accelerate; the only one otherwise)."""
     from transformers.trainer_utils import is_main_process
 
+    return is_main_process(int(os.environ.get("LOCAL_RANK", -1))) and int(os.environ.get("RANK", 0)) == 0
+
+
+def run(settings: Settings, split_dir: Path, out: Path, metrics: Path, live_dir: Path,
+        curves: Path | None = None) -> dict[str, Any]:
     summary = train(settings, split_dir, out, live_dir, curves)
-    if is_main_process(int(os.environ.get("LOCAL_RANK", -1))) and int(os.environ.get("RANK", 0)) == 0:
+    if main_process():
         write_json(summary, metrics)
     return summary

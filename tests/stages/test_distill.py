@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import time
 
 import pytest
 import yaml
@@ -17,7 +14,7 @@ from mlops.core.settings import parse_settings
 from mlops.stages import distill, split
 from mlops.stages.generate import generate_corpus
 from tests.conftest import TINY_LABELS
-from tests.helpers import BIN, ROOT, project_env, tiny_params
+from tests.helpers import BIN, ROOT, kill_9_at, project_env, tiny_params
 
 DISTILL = {"enabled": True, "layers": "every_other", "temperature": 2.0, "alpha": 0.5, "epochs": 2, "lr": 3.0e-3}
 
@@ -110,16 +107,7 @@ def test_kill_9_then_resume_ends_with_the_same_student_as_an_uninterrupted_run(s
         shutil.copytree(teacher, root / "teacher")
     env = project_env(root)
     # when the same distillation, run by the CLI, is killed with SIGKILL after its first checkpoint
-    process = subprocess.Popen(command("k"), cwd=root, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    checkpoints = root / "k" / ".student-checkpoints"
-    deadline = time.monotonic() + 300
-    while not (checkpoints / "checkpoint-10" / "trainer_state.json").exists():
-        assert process.poll() is None, "distillation ended before it could be killed"
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
+    kill_9_at(command("k"), root, env, root / "k" / ".student-checkpoints" / "checkpoint-10" / "trainer_state.json")
     assert not (root / "k/student/model.safetensors").exists()
     # and started again
     result = subprocess.run(command("k"), cwd=root, env=env, capture_output=True, text=True, timeout=600)

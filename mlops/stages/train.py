@@ -23,6 +23,10 @@ what lets a paired comparison on a few thousand rows show a real gain. It
 continues only from a champion fine-tuned from the same `model.base` with
 the same labels; otherwise, or with no feedback rows, it starts from the base
 and says why. The champion's tag is part of the run key and of the metrics.
+
+The distill stage (mlops/stages/distill.py) trains its student with the same
+pieces (build_trainer, fit, resumable_checkpoint, save_trained), so the two
+stages share one loop, one resume rule and one model directory layout.
 """
 
 from __future__ import annotations

@@ -26,6 +26,9 @@ LAYER_COUNT_FIELDS = ("num_hidden_layers", "n_layers")  # BERT-like configs; Dis
 def kept_layers(total: int, strategy: str, keep: int) -> list[int]:
     """The indices of the encoder layers the student keeps: every other one from the first, or the first `keep`."""
     if strategy == "every_other":
+        if total < 2:
+            raise MlopsError(f"distill.layers: every_other keeps the only layer of a {total}-layer model; a student "
+                             "needs fewer layers than its teacher")
         return list(range(0, total, 2))
     if strategy != "first_k":
         raise MlopsError(f"distill.layers: unknown strategy {strategy!r} (every_other or first_k)")

@@ -33,6 +33,8 @@ def test_kept_layers_follow_the_strategy(total, strategy, keep, expected):
 def test_keeping_every_layer_fails_naming_the_param():
     with pytest.raises(MlopsError, match=r"distill\.keep_layers: 6 keeps every layer of a 6-layer model"):
         kept_layers(6, "first_k", 6)
+    with pytest.raises(MlopsError, match=r"distill\.layers: every_other keeps the only layer of a 1-layer model"):
+        kept_layers(1, "every_other", 3)
 
 
 def test_pruning_keeps_the_requested_layers_and_reloads_at_that_depth(four_layer_classifier, tmp_path):

@@ -61,11 +61,13 @@ def reference_variant(variant: str) -> str:
 
 
 def variant_files(variant: str) -> tuple[str, ...]:
-    """The files (relative to the optimize stage's output, or to a stored model) a variant loads from: an ONNX
-    variant's model.onnx, a student's weights; none for the candidate's torch ones (the model itself)."""
+    """The files (relative to the optimize stage's output, or to a stored model) a variant needs: an ONNX
+    variant's model.onnx; a student's weights, which every student variant carries as its fp32 reference (promotion
+    checks the served labels against them); none for the candidate's torch ones (the model itself)."""
+    student = (f"{STUDENT_FP32}/model.safetensors",) if variant.startswith(STUDENT) else ()
     if variant.removeprefix(STUDENT) in TORCH_PRECISION:
-        return (f"{STUDENT_FP32}/model.safetensors",) if variant.startswith(STUDENT) else ()
-    return (f"{variant}/{ONNX_FILE}",)
+        return student
+    return (f"{variant}/{ONNX_FILE}", *student)
 
 
 def served_variant(model_dir: Path | str, precision: str) -> str:

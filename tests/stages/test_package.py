@@ -104,6 +104,7 @@ def test_a_student_variant_is_stored_with_the_model_and_served_from_it(tiny_clas
     shutil.copytree(tiny_classifier_dir, onnx)
     stage_variant("student_onnx_int8", tmp_path / "optimized", onnx)
     assert (onnx / "student_onnx_int8" / "model.onnx").is_file() and (onnx / "student_fp32").is_dir()
+    assert load_served(onnx, "auto").precision == "student_onnx_int8"  # what serving.json names, from inside
 
 
 def refusing_student_metrics(labels):

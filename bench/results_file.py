@@ -17,3 +17,10 @@ def write_result(name: str, result: dict[str, Any], echo: bool = True) -> Path:
     if echo:
         print(json.dumps(result, indent=2))
     return path
+
+
+def print_checks(checks: list[dict[str, Any]]) -> None:
+    """One line per check: PASS, FAIL or n/a (not measured), what was observed and the target."""
+    for item in checks:
+        print(f"{({True: 'PASS', False: 'FAIL', None: 'n/a '})[item['passed']]}  {item['check']}: "
+              f"{item['observed']} (target {item['target']})")

@@ -47,11 +47,11 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from results_file import RESULTS, write_result  # noqa: E402
+from results_file import RESULTS, print_checks, write_result  # noqa: E402
 
 from mlops.core import registry  # noqa: E402
 from mlops.core.pipeline import stage_path  # noqa: E402
-from mlops.ml.variants import SERVABLE, VARIANTS_ON_DISK, served_variant  # noqa: E402
+from mlops.ml.variants import SERVABLE, served_variant, variant_files  # noqa: E402
 from tests.helpers import (  # noqa: E402
     closed_loop,
     free_port,
@@ -71,8 +71,9 @@ TARGETS = {"served_vs_limit": 0.5, "served_vs_limit_aim": 0.7, "served_16_texts_
 
 
 def present_variants(model_dir: Path) -> list[str]:
-    """The variants a stored model can serve: the torch ones always, an ONNX one when its directory is inside."""
-    return [v for v in SERVABLE if v not in VARIANTS_ON_DISK or (model_dir / v / "model.onnx").is_file()]
+    """The variants a stored model can serve: the candidate's torch ones always, any other when its files (an ONNX
+    directory, a distilled student's weights) are inside."""
+    return [v for v in SERVABLE if all((model_dir / name).is_file() for name in variant_files(v))]
 
 
 def run_windows(runtime: Any, windows: list[list[str]], micro: int, calls: int) -> float:
@@ -332,9 +333,7 @@ def main() -> None:
     result["checks"] = checks(offline, served, headline)
     result["machine"]["load_average_end"] = os.getloadavg()
     path = write_result("serve", result, echo=False)
-    for item in result["checks"]:
-        print(f"{({True: 'PASS', False: 'FAIL', None: 'n/a '})[item['passed']]}  {item['check']}: "
-              f"{item['observed']} (target {item['target']})")
+    print_checks(result["checks"])
     print(path)
 
 

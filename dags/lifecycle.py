@@ -72,8 +72,8 @@ from mlops.orchestration.assets import DRIFT_ASSET  # noqa: E402
 from mlops.orchestration.runs import TRIGGER_PARAMS  # noqa: E402
 
 GPU_QUEUE = os.environ.get("MLOPS_GPU_QUEUE", "gpu")
-GPU_STAGES = {"train"}
-TIMEOUTS = {"train": timedelta(hours=8)}  # every other task: default_args
+GPU_STAGES = {"train", "distill"}  # the stages that train a model
+TIMEOUTS = {"train": timedelta(hours=8), "distill": timedelta(hours=8)}  # every other task: default_args
 GATE = "gate"  # stages after the gate run only if it accepted (its decision: the gate command's --out)
 PACKAGE = "package"  # builds the candidate; `promote` follows it
 
@@ -96,7 +96,8 @@ def trigger_params() -> dict[str, Param]:
 
 with DAG(
     dag_id="lifecycle",
-    description="ingest -> validate -> split -> train -> evaluate -> gate -> package -> monitor (from dvc.yaml); "
+    description="ingest -> validate -> split -> train -> distill -> optimize -> evaluate -> gate -> package -> "
+                "monitor (from dvc.yaml); "
                 "started by hand or by drift",
     schedule=[DRIFT_ASSET],
     catchup=False,

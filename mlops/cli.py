@@ -134,14 +134,30 @@ def train(ctx: click.Context, split_dir: Path, out: Path, metrics: Path, live_di
 
 
 @cli.command()
+@click.option("--model", type=PathArg, default=declared("distill", "model"), show_default=DVC_YAML,
+              help="The fine-tuned candidate: the teacher, and what the student is pruned from.")
+@click.option("--split-dir", type=PathArg, default=declared("distill", "split-dir"), show_default=DVC_YAML)
+@click.option("--out", type=PathArg, default=declared("distill", "out"), show_default=DVC_YAML)
+@click.option("--metrics", type=PathArg, default=declared("distill", "metrics"), show_default=DVC_YAML)
+@click.pass_context
+def distill(ctx: click.Context, model: Path, split_dir: Path, out: Path, metrics: Path) -> None:
+    """Prune the candidate to fewer layers and distil it on the train split (distill.*; resumes a killed run)."""
+    from mlops.stages import distill as stage
+
+    stage.run(settings_of(ctx), model, split_dir, out, metrics)
+
+
+@cli.command()
 @click.option("--model", type=PathArg, default=declared("optimize", "model"), show_default=DVC_YAML)
 @click.option("--out-dir", type=PathArg, default=declared("optimize", "out-dir"), show_default=DVC_YAML)
+@click.option("--student", type=PathArg, default=declared("optimize", "student"), show_default=DVC_YAML,
+              help="The distill stage's output: its student, when it holds one, is converted too.")
 @click.pass_context
-def optimize(ctx: click.Context, model: Path, out_dir: Path) -> None:
-    """Convert the candidate into the serving variants of optimize.variants (ONNX Runtime, int8)."""
+def optimize(ctx: click.Context, model: Path, out_dir: Path, student: Path) -> None:
+    """Convert the candidate (and its distilled student) into the serving variants of optimize.variants."""
     from mlops.stages import optimize as stage
 
-    stage.run(settings_of(ctx), model, out_dir)
+    stage.run(settings_of(ctx), model, out_dir, student)
 
 
 @cli.command()

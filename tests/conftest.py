@@ -53,6 +53,22 @@ def tiny_classifier_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathF
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_student_dir(tiny_classifier_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny classifier pruned to its first layer, undistilled: what the distill stage writes, without training."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from mlops.ml.distillation import prune_layers
+    from mlops.ml.model import read_label_map, save_label_map
+
+    path = tmp_path_factory.mktemp("tiny-student")
+    teacher = AutoModelForSequenceClassification.from_pretrained(tiny_classifier_dir, use_safetensors=True)
+    prune_layers(teacher, [0]).save_pretrained(path, safe_serialization=True)
+    AutoTokenizer.from_pretrained(tiny_classifier_dir).save_pretrained(path)
+    save_label_map(path, read_label_map(tiny_classifier_dir)["labels"], 48)
+    return path
+
+
 @pytest.fixture
 def repo_params() -> dict[str, Any]:
     """A fresh copy of the repository's params, for a test to change at will."""

@@ -122,6 +122,20 @@ def train_and_evaluate(root: Path, settings: Any, shuffle_labels: bool = False) 
                         root / "plots", root / "optimized")
 
 
+def kill_9_at(command: list[str], cwd: Path, env: dict[str, str], marker: Path, timeout: float = 300) -> None:
+    """Start `command` in its own session and SIGKILL its whole group as soon as `marker` exists (a checkpoint's
+    trainer_state.json): a run killed mid-training, for the resume tests."""
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        assert process.poll() is None, f"{command[1]} ended before it could be killed"
+        assert time.monotonic() < deadline, f"no {marker} appeared"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     with socket.socket() as sock:

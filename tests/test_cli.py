@@ -39,6 +39,13 @@ def test_misspelt_params_key(workdir):
     assert_one_line_error(mlops(write(params), "ingest"), "train.epocs: unknown key")
 
 
+def test_a_bad_distill_param_is_one_line_naming_it(workdir):
+    write, params = workdir
+    params["distill"] = {"enabled": True, "temperature": -1}
+    result = mlops(write(params), "distill", "--model", "m", "--split-dir", "s", "--out", "o", "--metrics", "d.json")
+    assert_one_line_error(result, "distill.temperature: Input should be greater than 0")
+
+
 def test_missing_data_file(workdir):
     write, params = workdir
     params["data"]["source"]["path"] = "data/nowhere.csv"

@@ -105,6 +105,19 @@ class TrainSettings(Strict):
     continue_from_champion: ContinueSettings = ContinueSettings()
 
 
+class DistillSettings(Strict):
+    """A smaller student pruned from the candidate and distilled from it (mlops/stages/distill.py).
+
+    Off, the stage writes only a marker, so the pipeline's shape does not change with it."""
+    enabled: bool = False
+    layers: Literal["every_other", "first_k"] = "every_other"  # which encoder layers the student keeps
+    keep_layers: int = Field(default=3, ge=1, le=48)  # first_k: how many (fewer than the candidate has)
+    temperature: float = Field(default=2.0, gt=0, le=20)  # softens both models' logits in the soft loss
+    alpha: float = Field(default=0.5, ge=0, le=1)  # weight of the soft (teacher) loss; 1 - alpha: the true labels
+    epochs: float = Field(default=3, gt=0, le=100)
+    lr: float = Field(default=1.0e-4, gt=0, lt=1)
+
+
 class EvaluateSettings(Strict):
     behaviour_suite: str = Field(min_length=1)
     calibration_bins: int = Field(ge=2, le=100)
@@ -168,7 +181,8 @@ class ServeSettings(Strict):
     threads: int = Field(ge=1)
     model_calls: int | Literal["auto"] = "auto"
     # auto: the fastest variant the gate accepted (fp32 when none); any other value forces that variant
-    precision: Literal["auto", "fp32", "torch_int8", "onnx_fp32", "onnx_int8"] = "auto"
+    precision: Literal["auto", "fp32", "torch_int8", "onnx_fp32", "onnx_int8", "student_fp32", "student_torch_int8",
+                       "student_onnx_fp32", "student_onnx_int8"] = "auto"
     traffic: TrafficSettings = TrafficSettings()
     follow_registry: bool = True   # a served champion swaps to the registry's new champion without a restart
     registry_poll_s: float = Field(default=2.0, gt=0)
@@ -235,6 +249,7 @@ class Settings(Strict):
     validate_: ValidateSettings = Field(alias="validate")
     model: ModelSettings
     train: TrainSettings
+    distill: DistillSettings = DistillSettings()
     optimize: OptimizeSettings = OptimizeSettings()
     evaluate: EvaluateSettings
     gate: GateSettings

@@ -1,8 +1,8 @@
 """Which serving variant of an accepted model serves: the gate's per-variant verdicts and its choice.
 
-A converted variant (mlops/stages/optimize.py) is a speed-for-accuracy trade:
-one that loses more test accuracy against fp32 than
-`gate.max_variant_accuracy_drop_points` is refused, which makes it not
+A converted variant (mlops/stages/optimize.py), a distilled student's
+included, is a speed-for-accuracy trade: one that loses more test accuracy
+against fp32 than `gate.max_variant_accuracy_drop_points` is refused, which makes it not
 servable but does not reject the model, since fp32 remains. `serve.precision:
 auto` serves the fastest accepted variant by the texts/s evaluate measured
 side by side; a forced variant the gate refused, or one optimize did not

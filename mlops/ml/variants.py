@@ -3,8 +3,12 @@
 `fp32` is the model the train stage wrote, run by torch; `torch_int8` is the
 same weights dynamically quantised by torch at load time (nothing stored);
 `onnx_fp32` and `onnx_int8` are directories the optimize stage writes, each
-loadable on its own (model.onnx, tokenizer, label map). Every runtime has the
-interface of `Classifier`, so the stages and the service do not care which.
+loadable on its own (model.onnx, tokenizer, label map). A distilled student
+(mlops/stages/distill.py) is the same family again under a `student_` prefix:
+`student_fp32` is its torch directory (safetensors, tokenizer, label map),
+`student_torch_int8` those weights quantised at load time, `student_onnx_*` its
+ONNX directories. Every runtime has the interface of `Classifier`, so the
+stages and the service do not care which.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from typing import Any
 from mlops.core.errors import MlopsError
 from mlops.core.io import read_json
 from mlops.ml.model import Classifier
+from mlops.ml.onnx_export import ONNX_FILE
 
-VARIANTS = ("torch_int8", "onnx_fp32", "onnx_int8")  # what the optimize stage can produce
-SERVABLE = ("fp32", *VARIANTS)
-VARIANTS_ON_DISK = ("onnx_fp32", "onnx_int8")  # a directory of files each; the torch ones are the weights alone
+VARIANTS = ("torch_int8", "onnx_fp32", "onnx_int8")  # what the optimize stage can produce from a model
+STUDENT = "student_"  # the prefix of a distilled student's variants
+STUDENT_FP32 = f"{STUDENT}fp32"  # the student's own torch directory, which its torch_int8 quantises too
+SERVABLE = ("fp32", *VARIANTS, STUDENT_FP32, *(STUDENT + name for name in VARIANTS))
 TORCH_PRECISION = {"fp32": "fp32", "torch_int8": "int8"}
 VARIANTS_FILE = "variants.json"
 SERVING_FILE = "serving.json"  # in a stored model: {"variant": <the gate's choice>}, written by package
@@ -38,12 +44,30 @@ def load_variant(model_dir: Path | str, variant: str, variants_dir: Path | str |
     variant files inside). An unknown name or a missing file is a one-line error.
     """
     check_variant(variant)
-    if variant in TORCH_PRECISION:
-        device = None if variant == "fp32" else "cpu"
-        return Classifier.load(model_dir, precision=TORCH_PRECISION[variant], device=device)
+    form = variant.removeprefix(STUDENT)
+    if form in TORCH_PRECISION:  # the student's weights are a directory among the variants
+        weights = Path(variants_dir or model_dir) / STUDENT_FP32 if variant.startswith(STUDENT) else model_dir
+        device = None if form == "fp32" else "cpu"
+        return Classifier.load(weights, precision=TORCH_PRECISION[form], device=device)
     from mlops.ml.onnx_classifier import OnnxClassifier
 
     return OnnxClassifier.load(Path(variants_dir or model_dir) / variant, precision=variant, threads=threads)
+
+
+def reference_variant(variant: str) -> str:
+    """The torch fp32 model a variant is a conversion of: the student's own weights for a student variant (its
+    labels differ from the candidate's by what distillation lost), else the candidate's."""
+    return STUDENT_FP32 if variant.startswith(STUDENT) else "fp32"
+
+
+def variant_files(variant: str) -> tuple[str, ...]:
+    """The files (relative to the optimize stage's output, or to a stored model) a variant needs: an ONNX
+    variant's model.onnx; a student's weights, which every student variant carries as its fp32 reference (promotion
+    checks the served labels against them); none for the candidate's torch ones (the model itself)."""
+    student = (f"{STUDENT_FP32}/model.safetensors",) if variant.startswith(STUDENT) else ()
+    if variant.removeprefix(STUDENT) in TORCH_PRECISION:
+        return student
+    return (f"{variant}/{ONNX_FILE}", *student)
 
 
 def served_variant(model_dir: Path | str, precision: str) -> str:

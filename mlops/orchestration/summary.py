@@ -48,6 +48,17 @@ def serving_note(metrics: dict, decision: dict) -> str:
             + (f"; refused: {', '.join(refused)}" if refused else ""))
 
 
+def variant_lines(decision: dict) -> list[str]:
+    """Every serving variant the gate judged (a distilled student's too): size, texts/s offline, accuracy, the
+    points it loses against fp32, and the verdict."""
+    judged = (decision.get("variants") or {}).get("variants") or {}
+    return [f"    {name:<21} {v.get('size_mb')} MB, {v.get('texts_per_s')} texts/s, accuracy {v.get('accuracy')}, "
+            f"drop {v.get('accuracy_drop_points')} points: "
+            + ("serves" if name == decision.get("serve_variant") else "accepted" if v.get("accepted", True)
+               else "REFUSED")
+            for name, v in judged.items()]
+
+
 def main() -> None:
     from mlops.core.pipeline import stage_path
     from mlops.core.registry import PROMOTION_RECORD
@@ -73,6 +84,7 @@ def main() -> None:
         f"  gate            {verdict}: {'; '.join(decision.get('reasons', []))}  ({decision_path})",
         f"  package         {package.get('status')}: bento {package.get('bento', '-')}"
         + serving_note(metrics, decision),
+        *variant_lines(decision),
         f"  promotion       {'promoted' if promotion.get('promoted') else 'not promoted'}: "
         f"{promotion.get('reason', '-')}  ({PROMOTION_RECORD}; make serve)",
         f"  monitoring      {monitor.get('status', '?').replace('_', ' ')}: {monitor.get('current')}"

@@ -8,7 +8,8 @@ candidate Bento is started as a real server on a free loopback port and
 queried before the registry points at it: one text, a list, a bad request
 (4xx), /readyz, /metrics, agreement with the offline fp32 model on scored
 test rows (every label for fp32; for another serving variant, 1 -
-gate.max_variant_accuracy_drop_points/100), and its p95 latency. The first
+gate.max_variant_accuracy_drop_points/100; a distilled student's variants
+against the student's own fp32 weights), and its p95 latency. The first
 check that fails stops the promotion; the decision (reports/promotion.json)
 names it, and the champion stays as it was.
 """
@@ -146,11 +147,16 @@ def check_metrics(base: str) -> str:
     return f"{len(body.splitlines())} lines"
 
 
-def offline_labels(model_tag: str, texts: list[str]) -> list[str]:
-    """The stored model's own labels for `texts`, in this process, fp32: what the server must reproduce."""
-    from mlops.ml.model import Classifier
+def offline_labels(model_tag: str, texts: list[str], reference: str = "fp32") -> list[str]:
+    """The stored model's own labels for `texts`, in this process, fp32: what the server must reproduce.
 
-    classifier = Classifier.load(registry.model_path(model_tag), device="cpu")
+    `reference` student_fp32: the distilled student's weights stored inside the model, which a served student
+    variant is measured against (not the candidate it was distilled from)."""
+    from mlops.ml.model import Classifier
+    from mlops.ml.variants import STUDENT_FP32
+
+    path = registry.model_path(model_tag)
+    classifier = Classifier.load(path / STUDENT_FP32 if reference == STUDENT_FP32 else path, device="cpu")
     proba = classifier.predict_proba(texts)
     return [classifier.labels[int(i)] for i in proba.argmax(axis=1)]
 
@@ -200,10 +206,11 @@ def infra_validate(entry: dict[str, Any], settings: Settings, scored: Path | Non
     texts = scored_texts(scored, entry["model"], promote.agreement_rows)
     labels_path = registry.model_path(entry["model"]) / "label_map.json"
     labels = json.loads(labels_path.read_text())["labels"]
-    from mlops.ml.variants import served_variant
+    from mlops.ml.variants import reference_variant, served_variant
 
     precision = served_variant(registry.model_path(entry["model"]), settings.serve.precision)
-    required = 1.0 if precision == "fp32" else 1 - settings.gate.max_variant_accuracy_drop_points / 100
+    reference = reference_variant(precision)
+    required = 1.0 if precision == reference else 1 - settings.gate.max_variant_accuracy_drop_points / 100
     key = secrets.token_urlsafe(16)
     checks: list[dict[str, Any]] = []
     p95 = None
@@ -216,7 +223,7 @@ def infra_validate(entry: dict[str, Any], settings: Settings, scored: Path | Non
             ("list", lambda: check_list(base, key, texts[:8], labels)),
             ("bad_request", lambda: check_bad_request(base, key)),
             ("metrics", lambda: check_metrics(base)),
-            ("agreement", lambda: check_agreement(base, key, texts, offline_labels(entry["model"], texts),
+            ("agreement", lambda: check_agreement(base, key, texts, offline_labels(entry["model"], texts, reference),
                                                   required, settings.serve.max_texts)[0]),
             ("latency", lambda: f"p95 {measure_p95(base, key, texts, promote.latency_samples)} ms"),
         ]

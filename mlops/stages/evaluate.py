@@ -7,9 +7,10 @@ writes the scored validation and test splits (every prediction with its
 probabilities and the model's sentence embedding): the gate pairs champion
 and challenger on the same test rows, and monitoring uses the scored
 validation split as its reference. Every serving variant the optimize stage
-built (ONNX Runtime, int8) scores the whole test split too: its accuracy, the
-points it loses against fp32 and its label agreement go to the gate, with the
-throughput of fp32 and every variant measured side by side in this process.
+built (ONNX Runtime, int8, and a distilled student's) scores the whole test
+split too: its accuracy, the points it loses against fp32 and its label
+agreement go to the gate, with the throughput of fp32 and every variant
+measured side by side in this process.
 """
 
 from __future__ import annotations

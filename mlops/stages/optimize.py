@@ -8,7 +8,10 @@ tokenizer, label map), and `variants.json` lists every variant with its size.
 Nothing here decides whether a variant is good enough: evaluate measures each
 against the fp32 model on the test split, and the gate accepts or refuses it.
 `torch_int8` stores nothing (torch quantises at load time); it is listed so
-that evaluate and the gate see one list.
+that evaluate and the gate see one list. A distilled student (the distill
+stage's output, when it holds a model) is listed too: its weights as
+`student_fp32` and each of `optimize.variants` built from it as
+`student_<variant>`, so the gate judges it like any other variant.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from mlops.core.io import write_json
 from mlops.core.settings import Settings
 from mlops.ml.model import set_cpu_threads
 from mlops.ml.onnx_export import ONNX_FILE, export_onnx, fuse_transformer_graph, quantize_onnx_int8
-from mlops.ml.variants import VARIANTS_FILE, files_size_mb, torch_int8_size_mb
+from mlops.ml.variants import STUDENT, STUDENT_FP32, VARIANTS_FILE, files_size_mb, torch_int8_size_mb
 
 
 def build_onnx_fp32(model_dir: Path, out_dir: Path) -> dict[str, Any]:
@@ -33,48 +36,71 @@ def build_onnx_fp32(model_dir: Path, out_dir: Path) -> dict[str, Any]:
             "fusion": fusion}
 
 
-def build_variant(name: str, model_dir: Path, out_dir: Path, scratch: Path) -> dict[str, Any]:
-    """Write one variant under `out_dir`; its entry in variants.json."""
+def build_variant(name: str, model_dir: Path, out_dir: Path, scratch: Path, prefix: str = "") -> dict[str, Any]:
+    """Write one variant of the model in `model_dir` under `out_dir` (as `<prefix><name>`); its entry in
+    variants.json."""
     if name == "torch_int8":
         return {"path": None, "size_mb": torch_int8_size_mb(model_dir), "note": "quantised by torch at load time"}
     if name == "onnx_fp32":
-        return build_onnx_fp32(model_dir, out_dir / name)
-    fp32 = out_dir / "onnx_fp32" / ONNX_FILE
+        return build_onnx_fp32(model_dir, out_dir / f"{prefix}{name}")
+    fp32 = out_dir / f"{prefix}onnx_fp32" / ONNX_FILE
     if not fp32.is_file():  # onnx_int8 alone: quantise a throw-away fp32 export
-        fp32 = scratch / "onnx_fp32" / ONNX_FILE
+        fp32 = scratch / f"{prefix}onnx_fp32" / ONNX_FILE
         build_onnx_fp32(model_dir, fp32.parent)
-    path = quantize_onnx_int8(fp32, out_dir / name)
-    return {"path": name, "size_mb": files_size_mb(path.parent), "model_mb": files_size_mb(path)}
+    path = quantize_onnx_int8(fp32, out_dir / f"{prefix}{name}")
+    return {"path": path.parent.name, "size_mb": files_size_mb(path.parent), "model_mb": files_size_mb(path)}
 
 
-def build_variants(settings: Settings, model_dir: Path, out_dir: Path) -> dict[str, Any]:
-    """Every variant of `optimize.variants`, onnx_fp32 first (onnx_int8 quantises it); a failure names its variant."""
+def build_family(settings: Settings, model_dir: Path, out_dir: Path, scratch: Path,
+                 prefix: str = "") -> dict[str, dict[str, Any]]:
+    """Every variant of `optimize.variants` built from one model, onnx_fp32 first (onnx_int8 quantises it), keyed
+    by its listed name; a failure names its variant."""
+    built = {}
+    for name in sorted(settings.optimize.variants, key=("onnx_fp32", "onnx_int8", "torch_int8").index):
+        listed = f"{prefix}{name}"
+        try:
+            built[listed] = {"name": listed, **build_variant(name, model_dir, out_dir, scratch, prefix)}
+        except MlopsError as error:
+            raise MlopsError(f"optimize: variant {listed}: {error}") from None
+        except Exception as error:  # noqa: BLE001 - an exporter's traceback, reduced to one line naming the variant
+            first = (str(error).strip().splitlines() or [""])[0][:300]
+            raise MlopsError(f"optimize: variant {listed} failed: {type(error).__name__}: {first}") from None
+    return {f"{prefix}{name}": built[f"{prefix}{name}"] for name in settings.optimize.variants}
+
+
+def build_student(settings: Settings, student_dir: Path, out_dir: Path, scratch: Path) -> list[dict[str, Any]]:
+    """The distilled student's entries: its weights copied as student_fp32, then its own optimize.variants."""
+    shutil.copytree(student_dir, out_dir / STUDENT_FP32,
+                    ignore=shutil.ignore_patterns("distill.json"))  # the marker is the distill stage's, not a model
+    weights = out_dir / STUDENT_FP32
+    entry = {"name": STUDENT_FP32, "path": STUDENT_FP32, "size_mb": files_size_mb(weights),
+             "model_mb": files_size_mb(weights / "model.safetensors")}
+    return [entry, *build_family(settings, weights, out_dir, scratch, STUDENT).values()]
+
+
+def build_variants(settings: Settings, model_dir: Path, out_dir: Path,
+                   student_dir: Path | None = None) -> dict[str, Any]:
+    """Every variant of `optimize.variants`, and the student's when `student_dir` holds one."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if not (model_dir / "model.safetensors").is_file():
         raise MlopsError(f"optimize: no safetensors model in {model_dir}")
     if out_dir.exists():
         shutil.rmtree(out_dir)  # a variant dropped from the params must not linger
     out_dir.mkdir(parents=True)
-    order = sorted(settings.optimize.variants, key=("onnx_fp32", "onnx_int8", "torch_int8").index)
-    built = {}
+    student = student_dir is not None and (Path(student_dir) / "model.safetensors").is_file()
     with tempfile.TemporaryDirectory() as scratch:
-        for name in order:
-            try:
-                built[name] = {"name": name, **build_variant(name, model_dir, out_dir, Path(scratch))}
-            except MlopsError as error:
-                raise MlopsError(f"optimize: variant {name}: {error}") from None
-            except Exception as error:  # noqa: BLE001 - an exporter's traceback, reduced to one line naming the variant
-                first = (str(error).strip().splitlines() or [""])[0][:300]
-                raise MlopsError(f"optimize: variant {name} failed: {type(error).__name__}: {first}") from None
+        variants = list(build_family(settings, model_dir, out_dir, Path(scratch)).values())
+        if student:
+            variants += build_student(settings, Path(student_dir), out_dir, Path(scratch))
     summary = {"source": str(model_dir), "fp32_size_mb": files_size_mb(model_dir / "model.safetensors"),
-               "variants": [built[name] for name in settings.optimize.variants]}
+               "student": str(student_dir) if student else None, "variants": variants}
     write_json(summary, out_dir / VARIANTS_FILE)
     return summary
 
 
-def run(settings: Settings, model_dir: Path, out_dir: Path) -> dict[str, Any]:
+def run(settings: Settings, model_dir: Path, out_dir: Path, student_dir: Path | None = None) -> dict[str, Any]:
     set_cpu_threads()
-    summary = build_variants(settings, model_dir, out_dir)
+    summary = build_variants(settings, model_dir, out_dir, student_dir)
     listed = ", ".join(f"{v['name']} {v['size_mb']} MB" + (" (fused)" if v.get("fusion", {}).get("fused") else "")
                        for v in summary["variants"]) or "none (optimize.variants is empty: fp32 alone)"
     print(f"optimize: fp32 {summary['fp32_size_mb']} MB; variants: {listed} -> {Path(out_dir) / VARIANTS_FILE}")

@@ -11,8 +11,8 @@ its Bento is built from changed (the service code, bentofile.yaml, the
 `serve:` params), a new Bento is built around the same model and becomes the
 candidate, so a serving change reaches `make serve` without retraining.
 The serving variant the gate chose (`serve_variant`: an ONNX directory the
-optimize stage wrote, or torch fp32/int8) is stored inside the model with a
-`serving.json` naming it, and is part of what makes two stored models the same.
+optimize stage wrote, torch fp32/int8, or a distilled student's) is stored
+inside the model with a `serving.json` naming it, and is part of what makes two stored models the same.
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ from mlops.core import registry
 from mlops.core.errors import MlopsError
 from mlops.core.io import read_json, read_table, write_json, write_table
 from mlops.core.settings import Settings
-from mlops.ml.onnx_export import ONNX_FILE
-from mlops.ml.variants import SERVING_FILE, VARIANTS_ON_DISK, served_variant
+from mlops.ml.variants import SERVING_FILE, served_variant, variant_files
 
 
 def build_bento(model_tag: str, bentofile: Path) -> str:
@@ -74,14 +73,14 @@ REFERENCE_COLUMNS = ["text", "label", "prediction", "confidence", "embedding"]
 
 
 def stage_variant(variant: str, optimized_dir: Path | None, staged: Path) -> None:
-    """The serving variant's files (an ONNX variant's directory) into the staged model, and serving.json naming
-    it: the service loads what the gate chose, from inside the stored model."""
-    if variant in VARIANTS_ON_DISK:
-        source = Path(optimized_dir or "") / variant
-        if optimized_dir is None or not (source / ONNX_FILE).is_file():
-            raise MlopsError(f"package: the gate chose {variant} but {source} has no {ONNX_FILE} (run `mlops "
-                             "optimize`)")
-        shutil.copytree(source, staged / variant)
+    """The serving variant's files (an ONNX variant's directory, a distilled student's weights) into the staged
+    model, and serving.json naming it: the service loads what the gate chose, from inside the stored model."""
+    for needed in variant_files(variant):
+        source = Path(optimized_dir or "") / needed
+        if optimized_dir is None or not source.is_file():
+            raise MlopsError(f"package: the gate chose {variant} but {source.parent} has no {source.name} (run "
+                             "`mlops optimize`)")
+        shutil.copytree(source.parent, staged / Path(needed).parent)
     write_json({"variant": variant}, staged / SERVING_FILE)
 
 

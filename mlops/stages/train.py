@@ -23,6 +23,10 @@ what lets a paired comparison on a few thousand rows show a real gain. It
 continues only from a champion fine-tuned from the same `model.base` with
 the same labels; otherwise, or with no feedback rows, it starts from the base
 and says why. The champion's tag is part of the run key and of the metrics.
+
+The distill stage (mlops/stages/distill.py) trains its student with the same
+pieces (build_trainer, fit, resumable_checkpoint, save_trained), so the two
+stages share one loop, one resume rule and one model directory layout.
 """
 
 from __future__ import annotations
@@ -119,11 +123,12 @@ def training_arguments(settings: Settings, output_dir: Path, steps_per_epoch: in
     )
 
 
-def run_key(settings: Settings, split_dir: Path, start: str = "base") -> str:
+def run_key(settings: Settings, split_dir: Path, start: str = "base", extra: dict[str, Any] | None = None) -> str:
     """What a checkpoint must match to be resumed: the data, the starting weights and every setting that shapes
-    training."""
+    training (`extra`: a caller's own, such as distillation's)."""
     digest = hashlib.sha256(json.dumps({"seed": settings.seed, "model": settings.model.model_dump(),
-                                        "train": settings.train.model_dump(), "start": start},
+                                        "train": settings.train.model_dump(), "start": start,
+                                        **({"extra": extra} if extra else {})},
                                        sort_keys=True).encode())
     for name in ("train", "validation"):
         digest.update((split_dir / f"{name}.parquet").read_bytes())
@@ -150,8 +155,8 @@ def resumable_checkpoint(checkpoints: Path, key: str) -> str | None:
 class ProgressLine(TrainerCallback):
     """A console line per logging step: loss, learning rate, samples/s and ETA."""
 
-    def __init__(self, batch_size: int) -> None:
-        self.batch_size = batch_size
+    def __init__(self, batch_size: int, stage: str = "train") -> None:
+        self.batch_size, self.stage = batch_size, stage
         self.started = time.perf_counter()
         self.first_step: int | None = None
 
@@ -165,7 +170,7 @@ class ProgressLine(TrainerCallback):
         rate = (state.global_step - self.first_step) / elapsed if elapsed > 0 else 0.0
         samples = rate * self.batch_size * args.gradient_accumulation_steps * args.world_size
         eta = (state.max_steps - state.global_step) / rate if rate else float("nan")
-        print(f"train: step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f} "
+        print(f"{self.stage}: step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f} "
               f"lr {logs.get('learning_rate', 0):.2e} {samples:.1f} samples/s ETA {eta:.0f}s", flush=True)
 
 
@@ -264,67 +269,63 @@ def load_splits(settings: Settings, split_dir: Path) -> tuple[pd.DataFrame, pd.D
     return train_frame, validation_frame, sorted(set(train_frame["label"]) | set(validation_frame["label"]))
 
 
-def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves: Path | None = None) -> dict[str, Any]:
-    from dvclive import Live
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
-    from transformers.integrations import DVCLiveCallback
-
-    set_cpu_threads()
-    set_seed(settings.seed)
-    train_frame, validation_frame, labels = load_splits(settings, split_dir)
-    train_frame, settings, started_from, start, why = plan_start(settings, train_frame, labels)
-    print(f"train: starting {why}", flush=True)
+def encode_frame(tokenizer: Any, frame: pd.DataFrame, labels: list[str], max_length: int) -> EncodedTexts:
+    """A split's texts tokenised, and its labels as ids in the order of `labels` (the model's label map)."""
     label_ids = {label: index for index, label in enumerate(labels)}
-    tokenizer, model = load_base(settings, labels, start)
+    return EncodedTexts(tokenizer, frame["text"].tolist(), [label_ids[x] for x in frame["label"]], max_length)
 
-    def encode(frame: pd.DataFrame) -> EncodedTexts:
-        return EncodedTexts(tokenizer, frame["text"].tolist(), [label_ids[x] for x in frame["label"]],
-                            settings.model.max_length)
 
-    train_set, validation_set = encode(train_frame), encode(validation_frame)
-    steps_per_epoch = max(1, -(-len(train_set) // settings.train.batch_size))
-    checkpoints = out.parent / f".{out.name}-checkpoints"
-    resume = resumable_checkpoint(checkpoints, run_key(settings, split_dir, started_from or "base"))
-    callbacks = [ProgressLine(settings.train.batch_size)]
-    # Continuing from the champion, the original validation split would pick the checkpoint that learnt least
-    # from the feedback: it runs its fixed epochs and keeps the last weights (the gate judges both sets).
-    select_best = started_from is None
+def progress_callbacks(settings: Settings, select_best: bool, stage: str = "train") -> list[Any]:
+    """The console progress line, and early stopping where a best checkpoint is selected and patience is set."""
+    from transformers import EarlyStoppingCallback
+
+    callbacks: list[Any] = [ProgressLine(settings.train.batch_size, stage)]
     if settings.train.early_stopping_patience and select_best:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.train.early_stopping_patience))
-    # dvc.yaml already declares these metrics and plots: dvclive must not append its own entries
-    # Only the main process tracks: under torchrun every rank would write (and re-read) the same dvclive files.
-    main_process = int(os.environ.get("RANK", "0")) == 0
-    tracking = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, report=None, resume=bool(resume)) \
-        if main_process else contextlib.nullcontext()
-    with tracking as live:
-        if live is not None:
-            live.log_params({"model": settings.model.model_dump(), "train": settings.train.model_dump(),
-                             "train_rows": len(train_set), "labels": labels})
-        trainer = LifecycleTrainer(
-            model=model,
-            args=training_arguments(settings, checkpoints, steps_per_epoch, select_best=select_best),
-            processing_class=tokenizer,
-            train_dataset=train_set,
-            eval_dataset=validation_set,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            compute_metrics=compute_metrics,
-            callbacks=[*callbacks, *([DVCLiveCallback(live=live)] if live is not None else [])],
-        )
-        if resume:
-            print(f"train: resuming from {resume}", flush=True)
-        started = time.perf_counter()
-        result = trainer.train(resume_from_checkpoint=resume)
-        wall = time.perf_counter() - started
-        final = trainer.evaluate()  # the best checkpoint, reloaded at the end
+    return callbacks
 
-    summary = {
-        "train_rows": len(train_set),
-        "epochs": settings.train.epochs,
+
+def build_trainer(settings: Settings, model: Any, tokenizer: Any, train_set: EncodedTexts,
+                  validation_set: EncodedTexts, checkpoints: Path, callbacks: list[Any], select_best: bool = True,
+                  trainer_class: type = LifecycleTrainer, **extra: Any) -> Any:
+    """The Trainer every stage that trains uses (train, distill): `settings.train`'s arguments, length-grouped
+    batches seeded per epoch, dynamic padding, validation macro-F1, checkpoints under `checkpoints`; `extra` goes
+    to `trainer_class` (distillation's teacher and loss weights)."""
+    from transformers import DataCollatorWithPadding
+
+    steps_per_epoch = max(1, -(-len(train_set) // settings.train.batch_size))
+    return trainer_class(
+        model=model,
+        args=training_arguments(settings, checkpoints, steps_per_epoch, select_best=select_best),
+        processing_class=tokenizer,
+        train_dataset=train_set,
+        eval_dataset=validation_set,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+        **extra,
+    )
+
+
+def fit(trainer: Any, resume: str | None, stage: str = "train") -> tuple[Any, float, dict[str, float]]:
+    """Train (from `resume` when an interrupted run left it), then evaluate the kept weights: (result, wall s,
+    final validation metrics)."""
+    if resume:
+        print(f"{stage}: resuming from {resume}", flush=True)
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    wall = time.perf_counter() - started
+    return result, wall, trainer.evaluate()  # the best checkpoint, reloaded at the end
+
+
+def fit_summary(trainer: Any, result: Any, final: dict[str, float], wall: float, resume: str | None,
+                select_best: bool) -> dict[str, Any]:
+    """What a training run reports, whichever stage ran it."""
+    return {
         "steps": trainer.state.global_step,
         "best_step": int(trainer.state.best_model_checkpoint.rsplit("-", 1)[1])
         if select_best and trainer.state.best_model_checkpoint else None,  # None: the last weights were kept
         "resumed_from": Path(resume).name if resume else None,
-        "started_from": started_from or "base",
         "wall_seconds": round(wall, 1),
         "samples_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 2),
         "train_loss": round(result.training_loss, 4),
@@ -334,17 +335,65 @@ def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves
         "processes": trainer.args.world_size,
         "precision": "bf16" if trainer.args.bf16 else "fp32",
     }
+
+
+def save_trained(trainer: Any, tokenizer: Any, out: Path, labels: list[str], max_length: int,
+                 checkpoints: Path) -> None:
+    """The self-contained model directory (safetensors, tokenizer, label map); the checkpoints go once it is."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    trainer.save_model(str(out))
+    (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing here loads it
+    tokenizer.save_pretrained(str(out))
+    save_label_map(out, labels, max_length)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+
+
+def checkpoints_of(out: Path) -> Path:
+    """Where a run writing `out` keeps its checkpoints: beside it, hidden."""
+    return out.parent / f".{out.name}-checkpoints"
+
+
+def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves: Path | None = None) -> dict[str, Any]:
+    from dvclive import Live
+    from transformers import set_seed
+    from transformers.integrations import DVCLiveCallback
+
+    set_cpu_threads()
+    set_seed(settings.seed)
+    train_frame, validation_frame, labels = load_splits(settings, split_dir)
+    train_frame, settings, started_from, start, why = plan_start(settings, train_frame, labels)
+    print(f"train: starting {why}", flush=True)
+    tokenizer, model = load_base(settings, labels, start)
+    train_set, validation_set = (encode_frame(tokenizer, frame, labels, settings.model.max_length)
+                                 for frame in (train_frame, validation_frame))
+    checkpoints = checkpoints_of(out)
+    resume = resumable_checkpoint(checkpoints, run_key(settings, split_dir, started_from or "base"))
+    # Continuing from the champion, the original validation split would pick the checkpoint that learnt least
+    # from the feedback: it runs its fixed epochs and keeps the last weights (the gate judges both sets).
+    select_best = started_from is None
+    callbacks = progress_callbacks(settings, select_best)
+    # dvc.yaml already declares these metrics and plots: dvclive must not append its own entries
+    # Only the main process tracks: under torchrun every rank would write (and re-read) the same dvclive files.
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    tracking = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, report=None, resume=bool(resume)) \
+        if main_process else contextlib.nullcontext()
+    with tracking as live:
+        if live is not None:
+            live.log_params({"model": settings.model.model_dump(), "train": settings.train.model_dump(),
+                             "train_rows": len(train_set), "labels": labels})
+        trainer = build_trainer(settings, model, tokenizer, train_set, validation_set, checkpoints,
+                                [*callbacks, *([DVCLiveCallback(live=live)] if live is not None else [])],
+                                select_best=select_best)
+        result, wall, final = fit(trainer, resume)
+
+    summary = {"train_rows": len(train_set), "epochs": settings.train.epochs, "started_from": started_from or "base",
+               **fit_summary(trainer, result, final, wall, resume, select_best)}
     if trainer.is_world_process_zero():
-        if out.exists():
-            shutil.rmtree(out)
-        out.mkdir(parents=True)
-        trainer.save_model(str(out))
-        (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing here loads it
-        tokenizer.save_pretrained(str(out))
-        save_label_map(out, labels, settings.model.max_length)
+        save_trained(trainer, tokenizer, out, labels, settings.model.max_length, checkpoints)
         if curves is not None:
             plot_curves(trainer.state.log_history, curves)
-        shutil.rmtree(checkpoints, ignore_errors=True)
         print(f"train: {summary['train_rows']} rows x {summary['epochs']} epochs ({summary['steps']} steps, best "
               f"{summary['best_step']}) in {summary['wall_seconds']}s ({summary['samples_per_second']} samples/s, "
               f"{summary['device']} x{summary['processes']}, {summary['precision']}); validation accuracy "
@@ -352,12 +401,16 @@ def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves
     return summary
 
 
-def run(settings: Settings, split_dir: Path, out: Path, metrics: Path, live_dir: Path,
-        curves: Path | None = None) -> dict[str, Any]:
-
+def main_process() -> bool:
+    """Whether this is the process that writes (rank 0 under torchrun or accelerate; the only one otherwise)."""
     from transformers.trainer_utils import is_main_process
 
+    return is_main_process(int(os.environ.get("LOCAL_RANK", -1))) and int(os.environ.get("RANK", 0)) == 0
+
+
+def run(settings: Settings, split_dir: Path, out: Path, metrics: Path, live_dir: Path,
+        curves: Path | None = None) -> dict[str, Any]:
     summary = train(settings, split_dir, out, live_dir, curves)
-    if is_main_process(int(os.environ.get("LOCAL_RANK", -1))) and int(os.environ.get("RANK", 0)) == 0:
+    if main_process():
         write_json(summary, metrics)
     return summary

@@ -12,7 +12,8 @@ from mlops.core.errors import MlopsError
 from mlops.core.pipeline import load_stages
 from tests.helpers import ROOT, project_env
 
-STAGES = ["generate", "ingest", "validate", "split", "train", "optimize", "evaluate", "gate", "package", "monitor"]
+STAGES = ["generate", "ingest", "validate", "split", "train", "distill", "optimize", "evaluate", "gate", "package",
+          "monitor"]
 
 
 def test_stage_graph_from_dvc_yaml():
@@ -21,6 +22,8 @@ def test_stage_graph_from_dvc_yaml():
     assert stages["ingest"].upstream == ("generate",)  # through ${data.source.path}
     assert set(stages["gate"].upstream) == {"split", "train", "evaluate"}
     assert set(stages["monitor"].upstream) == {"train", "evaluate"}
+    assert set(stages["distill"].upstream) == {"split", "train"}
+    assert set(stages["optimize"].upstream) == {"train", "distill"}
     assert "data/generated/corpus.csv" in stages["ingest"].deps
 
 

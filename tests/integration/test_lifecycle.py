@@ -55,8 +55,8 @@ def read_json(path: Path):
 
 def test_repro_runs_every_stage_and_leaves_a_servable_champion(lifecycle):
     project, output = lifecycle
-    for stage in ("generate", "ingest", "validate", "split", "train", "optimize", "evaluate", "gate", "package",
-                  "monitor"):
+    for stage in ("generate", "ingest", "validate", "split", "train", "distill", "optimize", "evaluate", "gate",
+                  "package", "monitor"):
         assert f"Running stage '{stage}'" in output
     metrics = read_json(project / "metrics/evaluate.json")
     assert metrics["rows"] > 0 and 0 <= metrics["accuracy"] <= 1

@@ -59,3 +59,31 @@ def test_serve_precision_names_the_allowed_variants(repo_params, value):
 
     with pytest.raises(MlopsError, match="serve.precision: Input should be 'auto', 'fp32', 'torch_int8'"):
         settings_with(repo_params, value)
+
+
+STUDENT_METRICS = {**METRICS, "variants": {
+    **METRICS["variants"],
+    "student_fp32": {"accuracy": 0.89, "accuracy_drop_points": 1.0, "texts_per_s": 190.0, "size_mb": 50.0},
+    "student_onnx_int8": {"accuracy": 0.87, "accuracy_drop_points": 3.0, "texts_per_s": 800.0, "size_mb": 12.0},
+}}
+
+
+def test_a_student_past_the_drop_threshold_is_refused_and_not_served_however_fast(repo_params):
+    # given a student variant 3 points below fp32, the fastest of all, with a 1-point threshold
+    judged = judge_variants(STUDENT_METRICS, settings_with(repo_params))
+    # then the gate refuses it and serves the fastest accepted variant instead
+    assert judged["variants"]["student_onnx_int8"]["accepted"] is False
+    assert judged["variants"]["student_fp32"]["accepted"] is True  # at the threshold: accepted, but slower
+    assert judged["serve_variant"] == "onnx_fp32"
+    # and forcing it fails the gate naming it
+    [refused] = forced_variant_checks(judge_variants(STUDENT_METRICS, settings_with(repo_params, "student_onnx_int8")))
+    assert refused["check"] == "serve_variant student_onnx_int8" and not refused["passed"]
+    # and the card shows every variant, the student's included, with size, texts/s, accuracy and drop
+    card = variants_card(judged)
+    assert "| student_onnx_int8 | 12.0 | 800.0 |  | 0.87 | 3.0 |  | REFUSED |" in card
+    assert "| student_fp32 | 50.0 | 190.0 |  | 0.89 | 1.0 |  | accepted |" in card
+
+
+def test_a_student_within_the_threshold_and_fastest_is_served(repo_params):
+    judged = judge_variants(STUDENT_METRICS, settings_with(repo_params, drop=3.0))
+    assert judged["serve_variant"] == "student_onnx_int8"

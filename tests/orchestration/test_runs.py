@@ -130,8 +130,8 @@ def test_dag_imports_fast_with_trigger_form_retries_timeouts_and_gpu_queue(tmp_p
     assert report["params"] == sorted(TRIGGER_PARAMS)
     for name in bad:
         assert f"Invalid input for param {name}" in report["refused"].get(name, ""), (name, report["refused"])
-    assert report["queues"]["train"] == "gpu"
-    assert {queue for task, queue in report["queues"].items() if task != "train"} == {"default"}
+    assert report["queues"]["train"] == report["queues"]["distill"] == "gpu"  # the stages that train
+    assert {queue for task, queue in report["queues"].items() if task not in ("train", "distill")} == {"default"}
     assert report["retries"] >= 1 and report["backoff"] is True
     assert all(0 < seconds <= 8 * 3600 for seconds in report["timeouts"].values())
 

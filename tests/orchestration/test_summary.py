@@ -60,6 +60,30 @@ def test_package_line_names_the_serving_variant_and_the_refused_ones(project, ca
                                 "refused: onnx_int8")
 
 
+def test_every_variant_a_student_included_is_listed_under_the_package_line(project, capsys):
+    # given a decision that judged the candidate's variants and a distilled student's
+    finished_lifecycle(project)
+    put(project, "reports/gate/decision.json", {"accepted": True, "reasons": ["all checks passed"],
+                                                "serve_variant": "student_fp32", "variants": {"variants": {
+                                                    "fp32": {"accepted": True, "size_mb": 87.0, "texts_per_s": 100.0,
+                                                             "accuracy": 0.9, "accuracy_drop_points": 0.0},
+                                                    "student_fp32": {"accepted": True, "size_mb": 50.0,
+                                                                     "texts_per_s": 190.0, "accuracy": 0.893,
+                                                                     "accuracy_drop_points": 0.7},
+                                                    "student_onnx_int8": {"accepted": False, "size_mb": 12.0,
+                                                                          "texts_per_s": 800.0, "accuracy": 0.87,
+                                                                          "accuracy_drop_points": 3.0}}}})
+    # when the summary prints
+    summary.main()
+    out = lines(capsys)
+    # then each variant has a line with its size, speed, accuracy, drop and verdict
+    assert out[5:8] == [
+        "    fp32                  87.0 MB, 100.0 texts/s, accuracy 0.9, drop 0.0 points: accepted",
+        "    student_fp32          50.0 MB, 190.0 texts/s, accuracy 0.893, drop 0.7 points: serves",
+        "    student_onnx_int8     12.0 MB, 800.0 texts/s, accuracy 0.87, drop 3.0 points: REFUSED"]
+    assert out[8].startswith("  promotion")
+
+
 def test_rejected_candidate_says_why(project, capsys):
     finished_lifecycle(project)
     put(project, "reports/gate/decision.json", {"accepted": False, "reasons": ["accuracy 0.41 < 0.8"]})

@@ -72,3 +72,24 @@ def test_make_run_after_a_rollback_does_not_undo_it(settings, store, tmp_path, m
     assert not again["promoted"] and "was rolled back" in again["reason"] and registry.champion()["model"] == "m:1"
     by_hand = promotion.promote_entry({"model": "m:2", "bento": "b:2"}, settings, None, tmp_path / "p.json", "hand")
     assert by_hand["promoted"] and not registry.retired_by_rollback("m:2")
+
+
+def test_a_served_student_is_checked_against_the_students_own_weights(tiny_classifier_dir, tiny_student_dir,
+                                                                      tmp_path, monkeypatch):
+    import shutil
+
+    from mlops.ml.model import Classifier
+    from mlops.ml.variants import reference_variant
+
+    # given a stored model carrying its distilled student
+    stored = tmp_path / "stored"
+    shutil.copytree(tiny_classifier_dir, stored)
+    shutil.copytree(tiny_student_dir, stored / "student_fp32")
+    monkeypatch.setattr(registry, "model_path", lambda tag: stored)
+    texts = ["where is my parcel", "refund my card twice", "the app crashes on login"]
+    # then a student variant's reference is the student's fp32, and its offline labels are the student's
+    assert [reference_variant(v) for v in ("student_onnx_int8", "student_fp32", "onnx_int8")] == [
+        "student_fp32", "student_fp32", "fp32"]
+    student = Classifier.load(tiny_student_dir, device="cpu")
+    expected = [student.labels[i] for i in student.predict_proba(texts).argmax(axis=1)]
+    assert promotion.offline_labels("m:1", texts, "student_fp32") == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -75,3 +76,46 @@ def test_export_failure_is_one_line_naming_the_variant(repo_params, tiny_classif
                                  "'aten::weird' to ONNX opset version 17 is not supported.")
     with pytest.raises(MlopsError, match="optimize: no safetensors model in"):
         optimize.run(with_variants(repo_params, ["onnx_fp32"]), tmp_path, tmp_path / "out")
+
+
+def test_a_distilled_student_becomes_variants_of_its_own_scored_like_the_others(repo_params, tiny_classifier_dir,
+                                                                                tiny_student_dir, tmp_path):
+    import pandas as pd
+
+    from mlops.ml.model import Classifier
+    from mlops.ml.variants import load_variant, read_variants
+    from mlops.stages.evaluate import score, variant_metrics
+    from mlops.stages.optimize import run
+
+    # given a candidate and its student (with the distill stage's marker beside the weights)
+    student = tmp_path / "student"
+    shutil.copytree(tiny_student_dir, student)
+    (student / "distill.json").write_text("{}")
+    # when optimize converts both
+    out = tmp_path / "optimized"
+    run(with_variants(repo_params, ["onnx_int8"]), tiny_classifier_dir, out, student)
+    # then the student is listed as its weights and its own onnx_int8, each in a directory of its own
+    assert [v["name"] for v in read_variants(out)] == ["onnx_int8", "student_fp32", "student_onnx_int8"]
+    assert sorted(p.name for p in out.iterdir()) == ["onnx_int8", "student_fp32", "student_onnx_int8",
+                                                     "variants.json"]
+    assert not (out / "student_fp32" / "distill.json").exists()
+    assert json.loads((out / "student_fp32" / "config.json").read_text())["num_hidden_layers"] == 1
+    # and evaluate scores every one of them against the candidate's fp32, size and speed included
+    fp32 = Classifier.load(tiny_classifier_dir, device="cpu")
+    test = score(fp32, pd.DataFrame({"text": ["where is my parcel", "refund my card", "the app crashes"] * 4,
+                                     "label": ["delivery", "billing", "technical"] * 4}))
+    measured, _ = variant_metrics(fp32, tiny_classifier_dir, out, test, {"accuracy": 0.5, "macro_f1": 0.5,
+                                                                         "size_mb": 1.0})
+    assert list(measured) == ["fp32", "onnx_int8", "student_fp32", "student_onnx_int8"]
+    assert all({"accuracy", "accuracy_drop_points", "texts_per_s", "size_mb"} <= set(v) for v in measured.values())
+    assert load_variant(tiny_classifier_dir, "student_torch_int8", out).precision == "int8"
+
+
+def test_a_distill_output_without_a_model_adds_no_variant(repo_params, tiny_classifier_dir, tmp_path):
+    from mlops.ml.variants import read_variants
+    from mlops.stages.optimize import run
+
+    (tmp_path / "student").mkdir()
+    (tmp_path / "student" / "distill.json").write_text('{"enabled": false}')  # distill.enabled off
+    run(with_variants(repo_params, []), tiny_classifier_dir, tmp_path / "out", tmp_path / "student")
+    assert read_variants(tmp_path / "out") == []

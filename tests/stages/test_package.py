@@ -79,3 +79,75 @@ def test_a_torch_variant_stores_only_its_name_and_a_missing_onnx_one_is_named(ti
     assert served_variant(tiny_classifier_dir, "auto") == "fp32"  # stored before variants: fp32
     with pytest.raises(MlopsError, match="the gate chose onnx_fp32 but .*nowhere/onnx_fp32 has no model.onnx"):
         stage_variant("onnx_fp32", tmp_path / "nowhere", tmp_path)
+
+
+def test_a_student_variant_is_stored_with_the_model_and_served_from_it(tiny_classifier_dir, tiny_student_dir,
+                                                                       tmp_path, repo_params, bentoml_home):
+    from mlops.core import registry
+    from mlops.ml.variants import load_served
+    from mlops.stages import optimize
+    from mlops.stages.package import stage_variant
+
+    repo_params["optimize"] = {"variants": ["onnx_int8"]}
+    optimize.run(parse_settings(repo_params), tiny_classifier_dir, tmp_path / "optimized", tiny_student_dir)
+    staged = tmp_path / "staged"
+    shutil.copytree(tiny_classifier_dir, staged)
+    stage_variant("student_torch_int8", tmp_path / "optimized", staged)  # torch int8 of the student's weights
+    stored = registry.model_path(registry.register_model("tiny", staged, {"serve_variant": "student_torch_int8"}))
+    assert (stored / "student_fp32" / "model.safetensors").is_file() and not (stored / "onnx_int8").exists()
+    served = load_served(stored, "auto")
+    assert served.precision == "int8" and served.predict_proba(["where is my parcel"]).shape == (1, 3)
+    assert served.model.config.num_hidden_layers == 1  # the student, not the candidate
+    assert load_served(stored, "fp32").model.config.num_hidden_layers == 2
+    # and a student's ONNX variant travels with the student's weights, the reference promotion checks it against
+    onnx = tmp_path / "onnx"
+    shutil.copytree(tiny_classifier_dir, onnx)
+    stage_variant("student_onnx_int8", tmp_path / "optimized", onnx)
+    assert (onnx / "student_onnx_int8" / "model.onnx").is_file() and (onnx / "student_fp32").is_dir()
+    assert load_served(onnx, "auto").precision == "student_onnx_int8"  # what serving.json names, from inside
+
+
+def refusing_student_metrics(labels):
+    """Evaluate's metrics for a candidate that passes every absolute check, whose fastest variant, a student,
+    loses 5 accuracy points against fp32."""
+    return {"accuracy": 0.9, "macro_f1": 0.9, "ece": 0.01, "labels": labels, "size_mb": 1.0, "latency": {"p95_ms": 1.0},
+            "behaviour": {"pass_rate": 1.0}, "per_class": {label: {"recall": 0.9} for label in labels},
+            "variants": {"fp32": {"accuracy": 0.9, "accuracy_drop_points": 0.0, "texts_per_s": 100.0, "size_mb": 1.0},
+                         "torch_int8": {"accuracy": 0.9, "accuracy_drop_points": 0.0, "texts_per_s": 150.0,
+                                        "size_mb": 0.5},
+                         "student_onnx_int8": {"accuracy": 0.85, "accuracy_drop_points": 5.0, "texts_per_s": 900.0,
+                                               "size_mb": 0.3}}}
+
+
+def test_a_student_the_gate_refused_is_never_packaged_to_serve(tiny_classifier_dir, tmp_path, repo_params,
+                                                               bentoml_home, monkeypatch):
+    from mlops.core import registry
+    from mlops.ml.model import read_label_map
+    from mlops.stages import gate, package
+
+    # given a student 5 points below fp32 (threshold 1) that is the fastest variant
+    metrics = refusing_student_metrics(read_label_map(tiny_classifier_dir)["labels"])
+    staged = []
+    monkeypatch.setattr(registry, "register_model", lambda name, path, meta: staged.append(
+        sorted(p.name for p in path.iterdir())) or "tiny:stored")
+    monkeypatch.setattr(package, "build_bento", lambda tag, bentofile: "bento:built")
+    card = tmp_path / "card.md"
+    card.write_text("# card")
+    (tmp_path / "b").mkdir()
+    # when the gate decides (auto) and package runs
+    settings = parse_settings(repo_params)
+    decision = gate.decide(settings, metrics, tiny_classifier_dir, tmp_path / "unused.parquet")
+    decision["lineage"] = {"git_commit": "x", "data": {}, "params": {}}
+    result = package.package(settings, decision, tiny_classifier_dir, metrics, bento_sources(tmp_path / "b"), card,
+                             optimized_dir=tmp_path / "optimized")
+    # then the model is accepted, the refused student is not what is stored to serve, nor stored at all
+    assert decision["accepted"] and decision["variants"]["variants"]["student_onnx_int8"]["accepted"] is False
+    assert result["status"] == "candidate" and result["serve_variant"] == decision["serve_variant"] == "torch_int8"
+    assert not any(name.startswith("student_") for name in staged[0])
+    # and forcing it (serve.precision) rejects the model: package stores nothing
+    repo_params["serve"]["precision"] = "student_onnx_int8"
+    forced = gate.decide(parse_settings(repo_params), metrics, tiny_classifier_dir, tmp_path / "unused.parquet")
+    assert not forced["accepted"] and any(r.startswith("serve_variant student_onnx_int8") for r in forced["reasons"])
+    assert package.package(parse_settings(repo_params), forced, tiny_classifier_dir, metrics,
+                           tmp_path / "b" / "bentofile.yaml", card)["status"] == "rejected"
+    assert len(staged) == 1

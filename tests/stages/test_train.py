@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
-import time
 
 import pytest
 import yaml
@@ -17,7 +14,7 @@ from mlops.core.io import read_table, write_table
 from mlops.core.settings import parse_settings
 from mlops.stages import split, train
 from mlops.stages.generate import generate_corpus
-from tests.helpers import BIN, ROOT, project_env, tiny_params
+from tests.helpers import BIN, ROOT, kill_9_at, project_env, tiny_params
 
 
 @pytest.fixture(scope="module")
@@ -57,16 +54,7 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(setup):
     env = project_env(root)
     command = [str(BIN / "mlops"), "train", "--split-dir", "data/split", "--out", "k/model", "--metrics",
                "k/train.json", "--live-dir", "k/dvclive", "--curves", "k/curves.png"]
-    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    checkpoints = root / "k" / ".model-checkpoints"
-    deadline = time.monotonic() + 300
-    while not (checkpoints / "checkpoint-40" / "trainer_state.json").exists():
-        assert process.poll() is None, "training ended before it could be killed"
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
+    kill_9_at(command, root, env, root / "k" / ".model-checkpoints" / "checkpoint-40" / "trainer_state.json")
     assert not (root / "k/model").exists()
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

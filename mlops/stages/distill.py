@@ -1,0 +1,118 @@
+"""Stage `distill`: a smaller, faster student pruned from the candidate and distilled from it.
+
+The student starts as the candidate with some of its encoder layers removed
+(`distill.layers`: every other one, or the first `keep_layers`), then learns
+on the train split from the candidate's temperature-softened probabilities
+mixed with the true labels (`distill.temperature`, `distill.alpha`). It trains
+with train's Trainer and arguments (batch size, warmup, checkpoints every
+`train.eval_steps`, best validation macro-F1), at `distill.epochs` and
+`distill.lr`: deterministic on CPU, and resumed from its newest checkpoint
+after a kill, ending as an uninterrupted run would. The output is a model
+directory like the candidate's; the optimize stage converts it and the gate
+judges it as any other serving variant. Disabled, the stage writes only its
+marker (distill.json), so the pipeline keeps one shape.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+from typing import Any
+
+from mlops.core.errors import MlopsError
+from mlops.core.io import file_digest, write_json
+from mlops.core.settings import Settings
+from mlops.ml.distillation import DistillationTrainer, encoder_layers, kept_layers, prune_layers
+from mlops.ml.model import read_label_map, set_cpu_threads
+from mlops.stages.train import (
+    build_trainer,
+    checkpoints_of,
+    encode_frame,
+    fit,
+    fit_summary,
+    load_base,
+    load_splits,
+    main_process,
+    progress_callbacks,
+    resumable_checkpoint,
+    run_key,
+    save_trained,
+)
+
+MARKER = "distill.json"  # in the output directory: what the stage did (or that it was off)
+
+
+def student_settings(settings: Settings) -> Settings:
+    """train's settings at distillation's own epochs and learning rate (everything else as train)."""
+    options = settings.distill
+    return settings.model_copy(update={"train": settings.train.model_copy(
+        update={"epochs": options.epochs, "lr": options.lr})})
+
+
+def make_student(teacher: Any, settings: Settings) -> tuple[Any, list[int]]:
+    """A copy of the teacher pruned to the layers `distill.layers` keeps."""
+    total = len(encoder_layers(teacher))
+    keep = kept_layers(total, settings.distill.layers, settings.distill.keep_layers)
+    return prune_layers(copy.deepcopy(teacher), keep), keep
+
+
+def write_disabled(out: Path) -> dict[str, Any]:
+    """distill.enabled is off: an output directory holding only the marker, no model."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    summary = {"enabled": False, "why": "distill.enabled is off: no student"}
+    write_json(summary, out / MARKER)
+    return summary
+
+
+def distill(settings: Settings, teacher_dir: Path, split_dir: Path, out: Path) -> dict[str, Any]:
+    from transformers import set_seed
+
+    if not settings.distill.enabled:
+        return write_disabled(out)
+    set_cpu_threads()
+    set_seed(settings.seed)
+    if not (Path(teacher_dir) / "model.safetensors").is_file():
+        raise MlopsError(f"distill: no safetensors model in {teacher_dir} (run `mlops train`)")
+    labels = read_label_map(teacher_dir)["labels"]
+    train_frame, validation_frame, _ = load_splits(settings, split_dir)
+    unknown = sorted((set(train_frame["label"]) | set(validation_frame["label"])) - set(labels))
+    if unknown:
+        raise MlopsError(f"distill: the split has labels the teacher {teacher_dir} does not know: {unknown}")
+    tokenizer, teacher = load_base(settings, labels, Path(teacher_dir))
+    student, keep = make_student(teacher, settings)
+    settings = student_settings(settings)
+    train_set, validation_set = (encode_frame(tokenizer, frame, labels, settings.model.max_length)
+                                 for frame in (train_frame, validation_frame))
+    checkpoints = checkpoints_of(out)
+    teacher_digest = file_digest(Path(teacher_dir) / "model.safetensors", "sha256")
+    resume = resumable_checkpoint(checkpoints, run_key(settings, split_dir, f"teacher:{teacher_digest}",
+                                                       extra={"distill": settings.distill.model_dump()}))
+    options = settings.distill
+    print(f"distill: {len(keep)} of {len(encoder_layers(teacher))} layers ({options.layers}: {keep}), "
+          f"temperature {options.temperature}, alpha {options.alpha}, {options.epochs} epochs at lr {options.lr}",
+          flush=True)
+    trainer = build_trainer(settings, student, tokenizer, train_set, validation_set, checkpoints,
+                            progress_callbacks(settings, True, "distill"), trainer_class=DistillationTrainer,
+                            teacher=teacher, temperature=options.temperature, alpha=options.alpha)
+    result, wall, final = fit(trainer, resume, "distill")
+    summary = {"enabled": True, "teacher": str(teacher_dir), "teacher_sha256": teacher_digest,
+               "teacher_layers": len(encoder_layers(teacher)), "kept_layers": keep, "train_rows": len(train_set),
+               "epochs": options.epochs, **options.model_dump(exclude={"enabled", "epochs"}),
+               **fit_summary(trainer, result, final, wall, resume, True)}
+    if trainer.is_world_process_zero():
+        save_trained(trainer, tokenizer, out, labels, settings.model.max_length, checkpoints)
+        write_json(summary, out / MARKER)
+        print(f"distill: student of {len(keep)} layers, {summary['train_rows']} rows x {summary['epochs']} epochs "
+              f"({summary['steps']} steps, best {summary['best_step']}) in {summary['wall_seconds']}s; validation "
+              f"accuracy {summary['validation_accuracy']}, macro-F1 {summary['validation_macro_f1']} -> {out}")
+    return summary
+
+
+def run(settings: Settings, teacher_dir: Path, split_dir: Path, out: Path, metrics: Path) -> dict[str, Any]:
+    summary = distill(settings, teacher_dir, split_dir, out)
+    if main_process():  # under torchrun, rank 0 alone writes
+        write_json(summary, metrics)
+    return summary

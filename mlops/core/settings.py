@@ -151,6 +151,7 @@ class GateSettings(Strict):
     min_behaviour_pass_rate: float = Field(ge=0, le=1)
     # a serving variant (optimize.variants) losing more accuracy than this against fp32 is refused (not servable)
     max_variant_accuracy_drop_points: float = Field(default=1.0, ge=0)
+    max_student_accuracy_drop_points: float = Field(default=1.5, ge=0)
     max_regression: float = Field(ge=0, le=1)
     promote_if: Literal["better", "non_inferior"]
     confidence: float = Field(gt=0.5, lt=1)

@@ -2,8 +2,10 @@
 
 A converted variant (mlops/stages/optimize.py), a distilled student's
 included, is a speed-for-accuracy trade: one that loses more test accuracy
-against fp32 than `gate.max_variant_accuracy_drop_points` is refused, which makes it not
-servable but does not reject the model, since fp32 remains. `serve.precision:
+against fp32 than its limit is refused, which makes it not servable but does
+not reject the model, since fp32 remains. A conversion of the candidate itself
+(int8, ONNX) should lose next to nothing: `gate.max_variant_accuracy_drop_points`;
+a student is a smaller model and trades more: `gate.max_student_accuracy_drop_points`. `serve.precision:
 auto` serves the fastest accepted variant by the texts/s evaluate measured
 side by side; a forced variant the gate refused, or one optimize did not
 build, fails the gate with a reason naming it, rather than serving silently
@@ -15,22 +17,30 @@ from __future__ import annotations
 from typing import Any
 
 from mlops.core.settings import Settings
+from mlops.ml.variants import STUDENT
 
 REFERENCE = "fp32"
 
 
+def drop_limit(name: str, settings: Settings) -> tuple[float, str]:
+    """The accuracy points `name` may lose against fp32, and the param that says so."""
+    if name.startswith(STUDENT):
+        return settings.gate.max_student_accuracy_drop_points, "gate.max_student_accuracy_drop_points"
+    return settings.gate.max_variant_accuracy_drop_points, "gate.max_variant_accuracy_drop_points"
+
+
 def judge_variants(metrics: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """Every measured variant with its verdict, and the one to serve (`serve_variant`)."""
-    limit = settings.gate.max_variant_accuracy_drop_points
     measured = metrics.get("variants") or {REFERENCE: {"accuracy": metrics.get("accuracy"),
                                                        "accuracy_drop_points": 0.0, "size_mb": metrics.get("size_mb")}}
     verdicts = {}
     for name, values in measured.items():
         drop = float(values["accuracy_drop_points"])
+        limit, param = drop_limit(name, settings)
         accepted = name == REFERENCE or drop <= limit
-        verdicts[name] = {**values, "accepted": accepted,
+        verdicts[name] = {**values, "accepted": accepted, "max_drop_points": limit,
                           "reason": "the reference" if name == REFERENCE else
-                          f"loses {drop} accuracy points vs fp32 ({'<=' if accepted else '>'} {limit})"}
+                          f"loses {drop} accuracy points vs fp32 ({'<=' if accepted else '>'} {limit}, {param})"}
     wanted = settings.serve.precision
     if wanted == "auto":
         accepted = [name for name, v in verdicts.items() if v["accepted"]]
@@ -39,7 +49,8 @@ def judge_variants(metrics: dict[str, Any], settings: Settings) -> dict[str, Any
                if len(accepted) > 1 else "serve.precision auto: no other variant accepted")
     else:
         chosen, why = wanted, f"forced by serve.precision {wanted}"
-    return {"serve_variant": chosen, "why": why, "max_drop_points": limit, "variants": verdicts}
+    return {"serve_variant": chosen, "why": why, "max_drop_points": settings.gate.max_variant_accuracy_drop_points,
+            "max_student_drop_points": settings.gate.max_student_accuracy_drop_points, "variants": verdicts}
 
 
 def forced_variant_checks(judged: dict[str, Any]) -> list[dict[str, Any]]:
@@ -53,9 +64,8 @@ def forced_variant_checks(judged: dict[str, Any]) -> list[dict[str, Any]]:
     if verdict["accepted"]:
         return []
     return [{"check": f"serve_variant {name}", "observed": verdict["accuracy_drop_points"],
-             "threshold": judged["max_drop_points"],
-             "rule": f"serve.precision forces {name}, which the gate refused: its accuracy loss vs fp32 (points) "
-                     "<= gate.max_variant_accuracy_drop_points", "passed": False}]
+             "threshold": verdict["max_drop_points"],
+             "rule": f"serve.precision forces {name}, which the gate refused: {verdict['reason']}", "passed": False}]
 
 
 def variants_card(judged: dict[str, Any]) -> str:
@@ -67,7 +77,8 @@ def variants_card(judged: dict[str, Any]) -> str:
         for name, v in judged["variants"].items())
     return f"""## Serving variants
 Serves **{judged['serve_variant']}** ({judged['why']}). A variant losing more than {judged['max_drop_points']}
-accuracy points against fp32 on the test split is refused (gate.max_variant_accuracy_drop_points). Throughput:
+accuracy points against fp32 on the test split is refused (gate.max_variant_accuracy_drop_points), a distilled
+student more than {judged['max_student_drop_points']} (gate.max_student_accuracy_drop_points). Throughput:
 texts/s offline, in one process, all variants interleaved on the same test texts (windows of 64, micro-batches of 8).
 
 | variant | size MB | texts/s | x fp32 | accuracy | drop (points) | label agreement | verdict |

@@ -15,9 +15,10 @@ METRICS = {"accuracy": 0.9, "size_mb": 87.0, "variants": {
 }}
 
 
-def settings_with(repo_params, precision="auto", drop=1.0):
+def settings_with(repo_params, precision="auto", drop=1.0, student_drop=1.5):
     repo_params["serve"]["precision"] = precision
     repo_params["gate"]["max_variant_accuracy_drop_points"] = drop
+    repo_params["gate"]["max_student_accuracy_drop_points"] = student_drop
     return parse_settings(repo_params)
 
 
@@ -28,6 +29,26 @@ def test_auto_serves_the_fastest_accepted_variant_and_refuses_without_failing(re
         "fp32": True, "onnx_fp32": True, "onnx_int8": False, "torch_int8": True}
     assert forced_variant_checks(judged) == []
     assert judge_variants(METRICS, settings_with(repo_params, drop=2.0))["serve_variant"] == "onnx_int8"
+
+
+def test_a_student_has_its_own_drop_limit_and_a_conversion_keeps_the_tighter_one(repo_params):
+    # given a student 1.2 points down (fastest) and an int8 conversion of the candidate 1.2 points down
+    metrics = {**METRICS, "variants": {
+        "fp32": METRICS["variants"]["fp32"],
+        "onnx_int8": {"accuracy": 0.888, "accuracy_drop_points": 1.2, "texts_per_s": 400.0, "size_mb": 22.0},
+        "student_onnx_int8": {"accuracy": 0.888, "accuracy_drop_points": 1.2, "texts_per_s": 800.0,
+                              "size_mb": 12.0}}}
+    # when judged with 1.0 point for conversions and 1.5 for a student
+    judged = judge_variants(metrics, settings_with(repo_params, drop=1.0, student_drop=1.5))
+    # then the student is accepted and serves, the conversion is refused, each naming its param
+    assert judged["serve_variant"] == "student_onnx_int8"
+    assert judged["variants"]["student_onnx_int8"]["accepted"] and not judged["variants"]["onnx_int8"]["accepted"]
+    assert "gate.max_student_accuracy_drop_points" in judged["variants"]["student_onnx_int8"]["reason"]
+    assert "gate.max_variant_accuracy_drop_points" in judged["variants"]["onnx_int8"]["reason"]
+    # and a student past its own limit is refused
+    judged = judge_variants(metrics, settings_with(repo_params, drop=1.0, student_drop=1.0))
+    assert judged["serve_variant"] == "fp32" and not judged["variants"]["student_onnx_int8"]["accepted"]
+    assert "1.5" not in variants_card(judged) and "max_student_accuracy_drop_points" in variants_card(judged)
 
 
 def test_forcing_a_refused_or_unbuilt_variant_fails_naming_it(repo_params):
@@ -69,7 +90,7 @@ STUDENT_METRICS = {**METRICS, "variants": {
 
 
 def test_a_student_past_the_drop_threshold_is_refused_and_not_served_however_fast(repo_params):
-    # given a student variant 3 points below fp32, the fastest of all, with a 1-point threshold
+    # given a student variant 3 points below fp32, the fastest of all, with a 1.5-point student threshold
     judged = judge_variants(STUDENT_METRICS, settings_with(repo_params))
     # then the gate refuses it and serves the fastest accepted variant instead
     assert judged["variants"]["student_onnx_int8"]["accepted"] is False
@@ -85,5 +106,5 @@ def test_a_student_past_the_drop_threshold_is_refused_and_not_served_however_fas
 
 
 def test_a_student_within_the_threshold_and_fastest_is_served(repo_params):
-    judged = judge_variants(STUDENT_METRICS, settings_with(repo_params, drop=3.0))
+    judged = judge_variants(STUDENT_METRICS, settings_with(repo_params, student_drop=3.0))
     assert judged["serve_variant"] == "student_onnx_int8"

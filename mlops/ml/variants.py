@@ -54,20 +54,13 @@ def load_variant(model_dir: Path | str, variant: str, variants_dir: Path | str |
     return OnnxClassifier.load(Path(variants_dir or model_dir) / variant, precision=variant, threads=threads)
 
 
-def reference_variant(variant: str) -> str:
-    """The torch fp32 model a variant is a conversion of: the student's own weights for a student variant (its
-    labels differ from the candidate's by what distillation lost), else the candidate's."""
-    return STUDENT_FP32 if variant.startswith(STUDENT) else "fp32"
-
-
 def variant_files(variant: str) -> tuple[str, ...]:
     """The files (relative to the optimize stage's output, or to a stored model) a variant needs: an ONNX
-    variant's model.onnx; a student's weights, which every student variant carries as its fp32 reference (promotion
-    checks the served labels against them); none for the candidate's torch ones (the model itself)."""
-    student = (f"{STUDENT_FP32}/model.safetensors",) if variant.startswith(STUDENT) else ()
+    variant's model.onnx (its directory is self-contained); a student's weights for the student's torch ones;
+    none for the candidate's torch ones (the model itself)."""
     if variant.removeprefix(STUDENT) in TORCH_PRECISION:
-        return student
-    return (f"{variant}/{ONNX_FILE}", *student)
+        return (f"{STUDENT_FP32}/model.safetensors",) if variant.startswith(STUDENT) else ()
+    return (f"{variant}/{ONNX_FILE}",)
 
 
 def served_variant(model_dir: Path | str, precision: str) -> str:

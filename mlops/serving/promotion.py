@@ -6,10 +6,14 @@ run`, after the gate's branch in the lifecycle DAG) and `mlops registry
 promote TAG` (by hand) both end here. As TFX's InfraValidator does, the
 candidate Bento is started as a real server on a free loopback port and
 queried before the registry points at it: one text, a list, a bad request
-(4xx), /readyz, /metrics, agreement with the offline fp32 model on scored
-test rows (every label for fp32; for another serving variant, 1 -
-gate.max_variant_accuracy_drop_points/100; a distilled student's variants
-against the student's own fp32 weights), and its p95 latency. The first
+(4xx), /readyz, /metrics, agreement with the same variant run offline on
+scored test rows, and its p95 latency. The gate has already judged each
+variant's accuracy on the whole test split; what infra validation proves is
+that the server reproduces the stored variant: every label equal, except (an
+int8 variant only) where the offline top two are within `INT8_MARGIN`, since
+dynamic int8 takes its activation ranges from each batch and a near tie can
+flip with what a text is batched with. (Against fp32, an int8 variant's
+98-99% label agreement on AG News failed a 99% bar by one text in 64.) The first
 check that fails stops the promotion; the decision (reports/promotion.json)
 names it, and the champion stays as it was.
 """
@@ -147,18 +151,17 @@ def check_metrics(base: str) -> str:
     return f"{len(body.splitlines())} lines"
 
 
-def offline_labels(model_tag: str, texts: list[str], reference: str = "fp32") -> list[str]:
-    """The stored model's own labels for `texts`, in this process, fp32: what the server must reproduce.
+# How far apart (probability points) the offline top two of an int8 variant may be for a served label to differ
+INT8_MARGIN = 0.05
 
-    `reference` student_fp32: the distilled student's weights stored inside the model, which a served student
-    variant is measured against (not the candidate it was distilled from)."""
-    from mlops.ml.model import Classifier
-    from mlops.ml.variants import STUDENT_FP32
 
-    path = registry.model_path(model_tag)
-    classifier = Classifier.load(path / STUDENT_FP32 if reference == STUDENT_FP32 else path, device="cpu")
-    proba = classifier.predict_proba(texts)
-    return [classifier.labels[int(i)] for i in proba.argmax(axis=1)]
+def offline_answers(model_tag: str, texts: list[str], variant: str) -> tuple[np.ndarray, list[str]]:
+    """The stored model's probabilities for `texts` as `variant` (what the server runs), in this process, and its
+    labels: what the server must reproduce."""
+    from mlops.ml.variants import load_variant
+
+    runtime = load_variant(registry.model_path(model_tag), variant)
+    return runtime.predict_proba(texts), list(runtime.labels)
 
 
 def served_labels(base: str, key: str, texts: list[str], chunk: int) -> list[str]:
@@ -170,13 +173,19 @@ def served_labels(base: str, key: str, texts: list[str], chunk: int) -> list[str
     return labels
 
 
-def check_agreement(base: str, key: str, texts: list[str], expected: list[str], required: float,
-                    chunk: int) -> tuple[str, float]:
+def check_agreement(base: str, key: str, texts: list[str], proba: np.ndarray, labels: list[str], margin: float,
+                    chunk: int) -> str:
+    """Every served label equals the offline one, but where the offline top two are within `margin`."""
     served = served_labels(base, key, texts, chunk)
-    share = float(np.mean([a == b for a, b in zip(served, expected, strict=True)]))
-    expect(share >= required, f"served labels agree with the offline model on {share:.1%} of {len(texts)} rows, "
-                              f"below {required:.1%}")
-    return f"{share:.1%} of {len(texts)} rows", share
+    top_two = np.sort(proba, axis=1)[:, -2:] if proba.shape[1] > 1 else np.hstack([np.zeros_like(proba), proba])
+    close = (top_two[:, 1] - top_two[:, 0]) <= margin
+    expected = [labels[int(i)] for i in proba.argmax(axis=1)]
+    differ = [i for i, (a, b) in enumerate(zip(served, expected, strict=True)) if a != b]
+    wrong = [i for i in differ if not close[i]]
+    expect(not wrong, f"served labels differ from the offline model on {len(wrong)} of {len(texts)} rows where its "
+                      f"top two are more than {margin} apart (first: row {wrong[0] if wrong else None})")
+    return (f"{len(texts) - len(differ)} of {len(texts)} rows equal"
+            + (f"; {len(differ)} near ties (top two within {margin}) differ" if differ else ""))
 
 
 def measure_p95(base: str, key: str, texts: list[str], samples: int) -> float:
@@ -206,11 +215,10 @@ def infra_validate(entry: dict[str, Any], settings: Settings, scored: Path | Non
     texts = scored_texts(scored, entry["model"], promote.agreement_rows)
     labels_path = registry.model_path(entry["model"]) / "label_map.json"
     labels = json.loads(labels_path.read_text())["labels"]
-    from mlops.ml.variants import reference_variant, served_variant
+    from mlops.ml.variants import served_variant
 
     precision = served_variant(registry.model_path(entry["model"]), settings.serve.precision)
-    reference = reference_variant(precision)
-    required = 1.0 if precision == reference else 1 - settings.gate.max_variant_accuracy_drop_points / 100
+    margin = INT8_MARGIN if "int8" in precision else 0.0
     key = secrets.token_urlsafe(16)
     checks: list[dict[str, Any]] = []
     p95 = None
@@ -223,8 +231,8 @@ def infra_validate(entry: dict[str, Any], settings: Settings, scored: Path | Non
             ("list", lambda: check_list(base, key, texts[:8], labels)),
             ("bad_request", lambda: check_bad_request(base, key)),
             ("metrics", lambda: check_metrics(base)),
-            ("agreement", lambda: check_agreement(base, key, texts, offline_labels(entry["model"], texts, reference),
-                                                  required, settings.serve.max_texts)[0]),
+            ("agreement", lambda: check_agreement(base, key, texts, *offline_answers(entry["model"], texts, precision),
+                                                  margin, settings.serve.max_texts)),
             ("latency", lambda: f"p95 {measure_p95(base, key, texts, promote.latency_samples)} ms"),
         ]
         try:
@@ -244,7 +252,7 @@ def infra_validate(entry: dict[str, Any], settings: Settings, scored: Path | Non
             stop_server(process)
     failed = next((c for c in checks if not c["passed"]), None)
     return {"passed": failed is None, "failed_check": failed["check"] if failed else None, "checks": checks,
-            "served_p95_ms": p95, "precision": precision, "agreement_required": required, "rows": len(texts)}
+            "served_p95_ms": p95, "precision": precision, "agreement_margin": margin, "rows": len(texts)}
 
 
 def promote_entry(entry: dict[str, Any], settings: Settings, scored: Path | None, out: Path,

@@ -74,12 +74,33 @@ def test_make_run_after_a_rollback_does_not_undo_it(settings, store, tmp_path, m
     assert by_hand["promoted"] and not registry.retired_by_rollback("m:2")
 
 
-def test_a_served_student_is_checked_against_the_students_own_weights(tiny_classifier_dir, tiny_student_dir,
-                                                                      tmp_path, monkeypatch):
+def test_served_labels_must_equal_the_same_variant_offline_but_for_int8_near_ties(monkeypatch):
+    # given offline probabilities of the served variant: a clear row, and a near tie (top two 0.02 apart)
+    proba = __import__("numpy").array([[0.9, 0.05, 0.05], [0.49, 0.47, 0.04]])
+    labels = ["a", "b", "c"]
+
+    def serving(answers):
+        monkeypatch.setattr(promotion, "served_labels", lambda base, key, texts, chunk: answers)
+
+    # when the server answers as offline, then it passes
+    serving(["a", "a"])
+    assert promotion.check_agreement("", "", ["x", "y"], proba, labels, 0.0, 8) == "2 of 2 rows equal"
+    # when an int8 server flips the near tie, then it passes within the int8 margin, and says so
+    serving(["a", "b"])
+    assert "1 near ties" in promotion.check_agreement("", "", ["x", "y"], proba, labels, promotion.INT8_MARGIN, 8)
+    # but not for a float variant (margin 0), nor when a clear row differs
+    with pytest.raises(promotion.CheckFailed, match="differ from the offline model on 1 of 2 rows"):
+        promotion.check_agreement("", "", ["x", "y"], proba, labels, 0.0, 8)
+    serving(["b", "a"])
+    with pytest.raises(promotion.CheckFailed, match="first: row 0"):
+        promotion.check_agreement("", "", ["x", "y"], proba, labels, promotion.INT8_MARGIN, 8)
+
+
+def test_offline_answers_are_those_of_the_variant_that_serves(tiny_classifier_dir, tiny_student_dir, tmp_path,
+                                                               monkeypatch):
     import shutil
 
     from mlops.ml.model import Classifier
-    from mlops.ml.variants import reference_variant
 
     # given a stored model carrying its distilled student
     stored = tmp_path / "stored"
@@ -87,9 +108,8 @@ def test_a_served_student_is_checked_against_the_students_own_weights(tiny_class
     shutil.copytree(tiny_student_dir, stored / "student_fp32")
     monkeypatch.setattr(registry, "model_path", lambda tag: stored)
     texts = ["where is my parcel", "refund my card twice", "the app crashes on login"]
-    # then a student variant's reference is the student's fp32, and its offline labels are the student's
-    assert [reference_variant(v) for v in ("student_onnx_int8", "student_fp32", "onnx_int8")] == [
-        "student_fp32", "student_fp32", "fp32"]
-    student = Classifier.load(tiny_student_dir, device="cpu")
-    expected = [student.labels[i] for i in student.predict_proba(texts).argmax(axis=1)]
-    assert promotion.offline_labels("m:1", texts, "student_fp32") == expected
+    # then the student variant's offline answers are the student's, the candidate's those of fp32
+    for variant, directory in (("student_fp32", tiny_student_dir), ("fp32", tiny_classifier_dir)):
+        proba, labels = promotion.offline_answers("m:1", texts, variant)
+        expected = Classifier.load(directory, device="cpu")
+        assert labels == expected.labels and abs(proba - expected.predict_proba(texts)).max() < 1e-5

@@ -99,11 +99,11 @@ def test_a_student_variant_is_stored_with_the_model_and_served_from_it(tiny_clas
     assert served.precision == "int8" and served.predict_proba(["where is my parcel"]).shape == (1, 3)
     assert served.model.config.num_hidden_layers == 1  # the student, not the candidate
     assert load_served(stored, "fp32").model.config.num_hidden_layers == 2
-    # and a student's ONNX variant travels with the student's weights, the reference promotion checks it against
+    # and a student's ONNX variant is its own self-contained directory: the student's weights stay behind
     onnx = tmp_path / "onnx"
     shutil.copytree(tiny_classifier_dir, onnx)
     stage_variant("student_onnx_int8", tmp_path / "optimized", onnx)
-    assert (onnx / "student_onnx_int8" / "model.onnx").is_file() and (onnx / "student_fp32").is_dir()
+    assert (onnx / "student_onnx_int8" / "model.onnx").is_file() and not (onnx / "student_fp32").exists()
     assert load_served(onnx, "auto").precision == "student_onnx_int8"  # what serving.json names, from inside
 
 

@@ -127,7 +127,7 @@ def main() -> None:
               flush=True)
         offline = {}
         for role, variant in compared.items():
-            offline[role] = run_offline(project, model_dir, variant, texts[:count], len(texts), workdir)
+            offline[role] = run_offline(project, model_dir, variant, texts[:count], texts, workdir)
             offline[role]["accuracy"] = agreement(dict(enumerate(offline[role].pop("labels"))), gold)[0]
             print(f"{role} ({variant}): accuracy {offline[role]['accuracy']}, strict limit {offline[role]['limit']} "
                   "texts/s", flush=True)

@@ -118,12 +118,13 @@ def measure_offline(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_offline(project: Path, model_dir: Path, variant: str, texts: list[str], rows: int,
+def run_offline(project: Path, model_dir: Path, variant: str, texts: list[str], label_texts: list[str],
                 workdir: Path) -> dict[str, Any]:
-    """One worker process per variant (so that neither its threads nor its memory live on into serving)."""
+    """One worker process per variant (so that neither its threads nor its memory live on into serving): texts/s
+    over `texts`, and the labels of `label_texts` (the whole test split, for the variant's accuracy)."""
     config = workdir / f"offline-{variant}.json"
     config.write_text(json.dumps({"model_dir": str(model_dir), "variant": variant, "texts": texts,
-                                  "warmup": texts[-WINDOW:], "label_texts": texts[:rows]}))
+                                  "warmup": texts[-WINDOW:], "label_texts": label_texts}))
     env = project_env(project) | {"OMP_WAIT_POLICY": "PASSIVE"}  # what the service runs with
     subprocess.run([sys.executable, __file__, "--offline-worker", str(config)], env=env, check=True)
     result = json.loads(config.read_text())  # the worker replaced its input with its figures
@@ -314,7 +315,7 @@ def main() -> None:
           + (" (busy: every figure is skewed)" if os.getloadavg()[0] > 0.5 else ""))
     count, rows = (256, 256) if args.quick else (2048, len(texts))
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
-        offline = {v: run_offline(project, model_dir, v, texts[:count], min(rows, len(texts)), Path(tmp))
+        offline = {v: run_offline(project, model_dir, v, texts[:count], texts[:rows], Path(tmp))
                    for v in variants}
         reference = {v: offline[v].pop("labels") for v in variants}
         for v in variants:

@@ -69,10 +69,9 @@ from mlops.orchestration.airflow_tasks import (  # noqa: E402
 )
 from mlops.orchestration.alerts import RejectedModelNotifier, WebhookNotifier  # noqa: E402
 from mlops.orchestration.assets import DRIFT_ASSET  # noqa: E402
-from mlops.orchestration.runs import TRIGGER_PARAMS  # noqa: E402
+from mlops.orchestration.runs import GPU_STAGES, TRIGGER_PARAMS  # noqa: E402
 
 GPU_QUEUE = os.environ.get("MLOPS_GPU_QUEUE", "gpu")
-GPU_STAGES = {"train", "distill"}  # the stages that train a model
 TIMEOUTS = {"train": timedelta(hours=8), "distill": timedelta(hours=8)}  # every other task: default_args
 GATE = "gate"  # stages after the gate run only if it accepted (its decision: the gate command's --out)
 PACKAGE = "package"  # builds the candidate; `promote` follows it

@@ -68,6 +68,8 @@ TRIGGER_PARAMS: dict[str, tuple[str, dict[str, Any], str]] = {
                      "Gate: lowest test macro-F1 a candidate may have."),
 }
 
+# The stages that train a model: the lifecycle DAG sends them to the gpu queue
+GPU_STAGES = frozenset({"train", "distill"})
 RUNS_DIR = Path("reports/runs")
 PARAMS_KEPT = RUNS_DIR / "params.before-run.yaml"  # params.yaml's bytes while a run's overrides are applied
 MONITORING_RUNS_DIR = Path("reports/monitoring-runs")  # one folder per run of the monitoring DAG

@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from mlops.orchestration.runs import run_dir
+from mlops.orchestration.runs import GPU_STAGES, run_dir
 from tests.helpers import BIN, copy_project, free_port, project_env, run_cmd, tiny_params
 from tests.integration.airflow_stack import Stack
 
@@ -116,8 +116,8 @@ def test_celery_workers_on_postgres_and_redis_run_the_lifecycle(tmp_path, repo_p
         states = stack.task_states("lifecycle", run["dag_run_id"])
         assert state == "success", (states, stack.log_tails())
         print(f"lifecycle run on Celery done in {time.monotonic() - started:.0f}s")
-        assert states["train"]["queue"] == "gpu"
-        assert {info["queue"] for task, info in states.items() if task != "train"} == {"default"}
+        assert {task for task, info in states.items() if info["queue"] == "gpu"} == GPU_STAGES  # train, distill
+        assert {info["queue"] for task, info in states.items() if task not in GPU_STAGES} == {"default"}
         # every task succeeded, but for packaging when the gate_decision branch skipped it (a rejected model)
         skipped = {task for task, info in states.items() if info["state"] == "skipped"}
         assert skipped <= {"package"}, states

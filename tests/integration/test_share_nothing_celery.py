@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from mlops.orchestration.runs import run_dir
+from mlops.orchestration.runs import GPU_STAGES, run_dir
 from mlops.orchestration.workspace import REGISTRY_BRANCH, run_branch
 from tests.helpers import BIN, copy_project, free_port, project_env, run_cmd, tiny_params
 from tests.integration.airflow_stack import Stack
@@ -187,7 +187,7 @@ def test_two_workers_without_shared_disk_run_the_lifecycle_and_survive_a_sigkill
         assert state == "success", (states, control_stack.log_tails(), worker_a.log_tails(), worker_b.log_tails())
         print(f"run 1 done in {time.monotonic() - started:.0f}s: {states}")
         root_a, root_b = workers["a"][0], workers["b"][0]
-        assert tasks_in(root_b / "work", first) == {"train"}
+        assert tasks_in(root_b / "work", first) == GPU_STAGES  # train and distill
         assert "train" not in tasks_in(root_a / "work", first) and "evaluate" in tasks_in(root_a / "work", first)
         assert states["promote"]["state"] == "success", states
 

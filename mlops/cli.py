@@ -186,13 +186,15 @@ def evaluate(ctx: click.Context, model: Path, split_dir: Path, scored_dir: Path,
 @click.option("--card", type=PathArg, default=declared("gate", "card"), show_default=DVC_YAML)
 @click.option("--scored-recent", type=PathArg, default=declared("gate", "scored-recent"), show_default=DVC_YAML,
               help="The scored recent set (held-out feedback); judged with gate.promote_if when large enough.")
+@click.option("--optimized-dir", type=PathArg, default=declared("gate", "optimized-dir"), show_default=DVC_YAML,
+              help="The optimize stage's variants: the chosen one is timed against what the champion serves.")
 @click.pass_context
 def gate(ctx: click.Context, metrics: Path, model: Path, scored_test: Path, train_path: Path, out: Path,
-         card: Path, scored_recent: Path) -> None:
+         card: Path, scored_recent: Path, optimized_dir: Path) -> None:
     """Decide whether the candidate may replace the champion; write the reasons and a model card."""
     from mlops.stages import gate as stage
 
-    stage.run(settings_of(ctx), metrics, model, scored_test, train_path, out, card, scored_recent)
+    stage.run(settings_of(ctx), metrics, model, scored_test, train_path, out, card, scored_recent, optimized_dir)
 
 
 @cli.command()

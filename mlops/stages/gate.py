@@ -127,17 +127,21 @@ def side_by_side_latency(candidate: Classifier, champion: Classifier, texts: lis
 
 
 def latency_check(candidate_dir: Path, champion_dir: Path, texts: list[str], settings: Settings,
-                  variant: str = "fp32") -> tuple[dict[str, Any], dict[str, Any]]:
-    """The candidate's p95 over the champion's, measured side by side, both as torch at the serving precision
-    (fp32 or torch int8); an ONNX variant is compared at fp32, since the champion's own ONNX files are not here."""
-    precision = "int8" if variant == "torch_int8" else "fp32"
-    candidate = Classifier.load(candidate_dir, precision=precision, device="cpu")
-    champion = Classifier.load(champion_dir, precision=precision, device="cpu")
+                  variant: str = "fp32", optimized_dir: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The candidate's p95 over the champion's, measured side by side as each would serve: the candidate as the
+    variant the gate chose (its files in `optimized_dir`), the champion as the variant it serves (stored inside it).
+    A model serving an int8 student is compared with what actually answers, not with its fp32 teacher."""
+    from mlops.ml.variants import load_served, load_variant, served_variant
+
+    candidate = load_variant(candidate_dir, variant, variants_dir=optimized_dir)
+    champion_variant = served_variant(champion_dir, "auto")
+    champion = load_served(champion_dir, "auto")
     measured = side_by_side_latency(candidate, champion, texts, settings.evaluate.latency_samples)
-    measured["precision"] = precision
+    measured.update({"candidate_variant": variant, "champion_variant": champion_variant})
     ratio = settings.gate.max_latency_ratio
     return check("max_latency_ratio", measured["ratio"], ratio, measured["ratio"] <= ratio,
-                 "candidate p95 / champion p95, single texts, measured side by side <= threshold"), measured
+                 f"candidate p95 ({variant}) / champion p95 ({champion_variant}), single texts, measured side by "
+                 "side <= threshold"), measured
 
 
 def paired_comparison(classifier: Classifier, tag: str, scored: pd.DataFrame, labels: list[str],
@@ -162,8 +166,8 @@ def paired_comparison(classifier: Classifier, tag: str, scored: pd.DataFrame, la
 
 def compare_with_champion(champion_dir: Path, tag: str, scored_test: pd.DataFrame, labels: list[str],
                           settings: Settings, scored_recent: pd.DataFrame | None = None,
-                          candidate_dir: Path | None = None,
-                          variant: str = "fp32") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                          candidate_dir: Path | None = None, variant: str = "fp32",
+                          optimized_dir: Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Non-inferior on the test split always; `promote_if` on the recent set when it is large enough to show a
     difference, else (said so in the comparison) on the test split as before."""
     classifier = Classifier.load(champion_dir)
@@ -196,13 +200,13 @@ def compare_with_champion(champion_dir: Path, tag: str, scored_test: pd.DataFram
     if candidate_dir is not None:
         latency, comparison["latency"] = latency_check(candidate_dir, champion_dir,
                                                        scored_test["text"].head(200).tolist(), settings,
-                                                       variant)
+                                                       variant, optimized_dir)
         checks.append(latency)
     return checks, comparison
 
 
 def decide(settings: Settings, metrics: dict[str, Any], model_dir: Path, scored_test: Path,
-           scored_recent: Path | None = None) -> dict[str, Any]:
+           scored_recent: Path | None = None, optimized_dir: Path | None = None) -> dict[str, Any]:
     checks = absolute_checks(metrics, settings)
     judged = judge_variants(metrics, settings)
     checks += forced_variant_checks(judged)
@@ -225,7 +229,7 @@ def decide(settings: Settings, metrics: dict[str, Any], model_dir: Path, scored_
                 else None
             more, comparison = compare_with_champion(champion_dir, current["model"], read_table(scored_test),
                                                      metrics["labels"], settings, recent, candidate_dir=model_dir,
-                                                     variant=judged["serve_variant"])
+                                                     variant=judged["serve_variant"], optimized_dir=optimized_dir)
             checks += more
     failed = [c for c in checks if not c["passed"]]
     reasons = [f"{c['check']}: observed {c['observed']} vs {c['threshold']} ({c['rule']})" for c in failed]
@@ -351,10 +355,10 @@ p50 {metrics['latency']['p50_ms']} ms / p95 {metrics['latency']['p95_ms']} ms, s
 
 
 def run(settings: Settings, metrics_path: Path, model_dir: Path, scored_test: Path, train_path: Path, out: Path,
-        card_path: Path, scored_recent: Path | None = None) -> dict[str, Any]:
+        card_path: Path, scored_recent: Path | None = None, optimized_dir: Path | None = None) -> dict[str, Any]:
     set_cpu_threads()
     metrics = read_metrics(metrics_path)  # the headline and its per-class/per-slice detail
-    decision = decide(settings, metrics, model_dir, scored_test, scored_recent)
+    decision = decide(settings, metrics, model_dir, scored_test, scored_recent, optimized_dir)
     decision["sets"] = {"test": {"rows": metrics["rows"], "accuracy": metrics["accuracy"],
                                  "accuracy_ci": metrics.get("accuracy_ci")},
                         "recent": {key: metrics["recent"][key] for key in ("rows", "accuracy", "accuracy_ci")}

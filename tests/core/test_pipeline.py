@@ -20,7 +20,7 @@ def test_stage_graph_from_dvc_yaml():
     stages = {stage.name: stage for stage in load_stages(ROOT)}
     assert list(stages) == STAGES
     assert stages["ingest"].upstream == ("generate",)  # through ${data.source.path}
-    assert set(stages["gate"].upstream) == {"split", "train", "evaluate"}
+    assert set(stages["gate"].upstream) == {"split", "train", "optimize", "evaluate"}
     assert set(stages["monitor"].upstream) == {"train", "evaluate"}
     assert set(stages["distill"].upstream) == {"split", "train"}
     assert set(stages["optimize"].upstream) == {"train", "distill"}

@@ -59,7 +59,8 @@ def test_shuffled_label_challenger_is_rejected_against_a_good_champion(trained, 
     settings, root, _ = trained
     bad = train_and_evaluate(tmp_path, settings, shuffle_labels=True)
     as_champion(monkeypatch, root / "model")
-    decision = gate.decide(lenient(settings), bad, tmp_path / "model", tmp_path / "scored" / "test.parquet")
+    decision = gate.decide(lenient(settings), bad, tmp_path / "model", tmp_path / "scored" / "test.parquet",
+                           optimized_dir=tmp_path / "optimized")
     assert not decision["accepted"]
     comparison = decision["comparison"]
     assert comparison["verdict"] == "worse" and comparison["ci_high"] < 0
@@ -78,13 +79,14 @@ def test_challenger_equal_within_noise_is_not_reported_better(trained, metrics, 
     save_file({k: v + 1e-7 if v.is_floating_point() else v for k, v in weights.items()}, twin / "model.safetensors",
               metadata={"format": "pt"})
     as_champion(monkeypatch, root / "model")
-    decision = gate.decide(lenient(settings), metrics, twin, root / "scored" / "test.parquet")
+    decision = gate.decide(lenient(settings), metrics, twin, root / "scored" / "test.parquet",
+                           optimized_dir=root / "optimized")
     comparison = decision["comparison"]
     assert comparison["verdict"] != "better" and comparison["ci_low"] <= 0 <= comparison["ci_high"]
     assert not decision["accepted"]  # promote_if: better, and it is not
     assert [c["check"] for c in decision["checks"] if not c["passed"]] == ["better_than_champion"]
     non_inferior = gate.decide(lenient(settings, promote_if="non_inferior"), metrics, twin,
-                               root / "scored" / "test.parquet")
+                               root / "scored" / "test.parquet", optimized_dir=root / "optimized")
     assert non_inferior["accepted"] and non_inferior["comparison"]["verdict"] == "non_inferior"
 
 
@@ -154,14 +156,20 @@ def test_latency_verdict_is_the_same_with_a_cpu_hog_beside_it(trained, metrics, 
 
     from mlops.ml.model import Classifier
     from mlops.stages.evaluate import measure_latency
+    from mlops.stages.package import stage_variant
 
     settings, root, _ = trained
     twin = tmp_path / "twin"
     shutil.copytree(root / "model", twin)  # same architecture: as fast as the champion
-    as_champion(monkeypatch, root / "model")
     texts = __import__("pandas").read_parquet(root / "scored" / "test.parquet")["text"].head(50).tolist()
     relaxed = lenient(settings, promote_if="non_inferior", max_regression=1.0, max_latency_p95_ms=None,
                       max_latency_ratio=1.5)
+    # the champion serves the variant the candidate would (stored inside it, as package does): as fast
+    serve_variant = gate.judge_variants(metrics, relaxed)["serve_variant"]
+    champion = tmp_path / "champion"
+    shutil.copytree(root / "model", champion)
+    stage_variant(serve_variant, root / "optimized", champion)
+    as_champion(monkeypatch, champion)
     demanding = lenient(settings, promote_if="non_inferior", max_regression=1.0, max_latency_p95_ms=None,
                         max_latency_ratio=0.3)  # the candidate would have to be 3.3 times as fast: it is not
     relaxed = relaxed.model_copy(update={"evaluate": settings.evaluate.model_copy(update={"latency_samples": 100})})
@@ -171,7 +179,8 @@ def test_latency_verdict_is_the_same_with_a_cpu_hog_beside_it(trained, metrics, 
     def verdicts() -> dict:
         out = {}
         for name, config in (("relaxed", relaxed), ("demanding", demanding)):
-            decision = gate.decide(config, metrics, twin, root / "scored" / "test.parquet")
+            decision = gate.decide(config, metrics, twin, root / "scored" / "test.parquet",
+                                   optimized_dir=root / "optimized")
             latency = decision["comparison"]["latency"]
             out[name] = (decision["accepted"], latency)
         out["absolute_p95_ms"] = measure_latency(classifier, texts, 60)["p95_ms"]
@@ -189,6 +198,8 @@ def test_latency_verdict_is_the_same_with_a_cpu_hog_beside_it(trained, metrics, 
         print(f"{name}: quiet accepted={quiet[name][0]} {quiet[name][1]}; "
               f"with {len(hogs)} CPU hogs accepted={busy[name][0]} {busy[name][1]}")
     print(f"absolute single-text p95: quiet {quiet['absolute_p95_ms']} ms, busy {busy['absolute_p95_ms']} ms")
+    # the candidate is timed as the variant it would serve, the champion as the one it serves
+    assert quiet["relaxed"][1]["candidate_variant"] == quiet["relaxed"][1]["champion_variant"] == serve_variant
     assert quiet["relaxed"][0] and busy["relaxed"][0]  # as fast as the champion: accepted, load or not
     assert not quiet["demanding"][0] and not busy["demanding"][0]  # not 3.3x as fast: rejected, load or not
 
@@ -210,14 +221,16 @@ def test_recent_set_decides_with_promote_if_and_a_small_one_is_said_so(trained, 
     settings = lenient(settings)
     wide = settings.model_copy(update={"feedback": settings.feedback.model_copy(update={"min_recent_rows": 40})})
     monkeypatch.setattr(registry, "model_digest", lambda _: "challenger-digest")
-    decision = gate.decide(wide, metrics, twin, root / "scored" / "test.parquet", tmp_path / "recent.parquet")
+    decision = gate.decide(wide, metrics, twin, root / "scored" / "test.parquet", tmp_path / "recent.parquet",
+                    optimized_dir=root / "optimized")
     names = [c["check"] for c in decision["checks"]]
     assert "better_than_champion_on_recent" in names and "better_than_champion" not in names
     on_recent = decision["comparison"]["recent"]
     assert on_recent["verdict"] == "better" and on_recent["rows"] == len(recent) and on_recent["ci_low"] > 0
     assert on_recent["challenger_accuracy"] == 1.0 and on_recent["champion_accuracy"] < 0.6
     assert decision["accepted"], decision["reasons"]  # non-inferior on test (same model), better on recent
-    small = gate.decide(settings, metrics, twin, root / "scored" / "test.parquet", tmp_path / "recent.parquet")
+    small = gate.decide(settings, metrics, twin, root / "scored" / "test.parquet", tmp_path / "recent.parquet",
+                    optimized_dir=root / "optimized")
     assert "too small to show a difference" in small["comparison"]["recent"]["too_small"]
     assert "better_than_champion" in [c["check"] for c in small["checks"]]  # judged on the test split alone
     assert not small["accepted"]

@@ -36,7 +36,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from results_file import print_checks, write_result  # noqa: E402
+from results_file import finish  # noqa: E402
 from serve import agreement, check, level, ratio, run_offline, serve_variant  # noqa: E402
 
 from mlops.core.io import read_json  # noqa: E402
@@ -144,10 +144,7 @@ def main() -> None:
                                        **({"failed": served[role]["failed"]} if "failed" in served[role] else {})}
                                 for role in compared}
     result["checks"] = checks(offline)
-    result["machine"]["load_average_end"] = os.getloadavg()
-    path = write_result("distill", result, echo=False)
-    print_checks(result["checks"])
-    print(path)
+    finish("distill", result)
 
 
 if __name__ == "__main__":

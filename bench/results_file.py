@@ -24,3 +24,13 @@ def print_checks(checks: list[dict[str, Any]]) -> None:
     for item in checks:
         print(f"{({True: 'PASS', False: 'FAIL', None: 'n/a '})[item['passed']]}  {item['check']}: "
               f"{item['observed']} (target {item['target']})")
+
+
+def finish(name: str, result: dict[str, Any]) -> None:
+    """The end of a benchmark with checks: the load average at the end, the result file, the checks, its path."""
+    import os
+
+    result["machine"]["load_average_end"] = os.getloadavg()
+    path = write_result(name, result, echo=False)
+    print_checks(result["checks"])
+    print(path)

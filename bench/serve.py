@@ -47,7 +47,7 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from results_file import RESULTS, print_checks, write_result  # noqa: E402
+from results_file import RESULTS, finish  # noqa: E402
 
 from mlops.core import registry  # noqa: E402
 from mlops.core.pipeline import stage_path  # noqa: E402
@@ -332,10 +332,7 @@ def main() -> None:
                                    16 if args.quick else 50, Path(tmp), reference[v]) for v in variants}
         result.update({"offline": offline, "served": served})
     result["checks"] = checks(offline, served, headline)
-    result["machine"]["load_average_end"] = os.getloadavg()
-    path = write_result("serve", result, echo=False)
-    print_checks(result["checks"])
-    print(path)
+    finish("serve", result)
 
 
 if __name__ == "__main__":

@@ -131,11 +131,11 @@ def latency_check(candidate_dir: Path, champion_dir: Path, texts: list[str], set
     """The candidate's p95 over the champion's, measured side by side as each would serve: the candidate as the
     variant the gate chose (its files in `optimized_dir`), the champion as the variant it serves (stored inside it).
     A model serving an int8 student is compared with what actually answers, not with its fp32 teacher."""
-    from mlops.ml.variants import load_served, load_variant, served_variant
+    from mlops.ml.variants import load_variant, served_variant
 
     candidate = load_variant(candidate_dir, variant, variants_dir=optimized_dir)
     champion_variant = served_variant(champion_dir, "auto")
-    champion = load_served(champion_dir, "auto")
+    champion = load_variant(champion_dir, champion_variant)
     measured = side_by_side_latency(candidate, champion, texts, settings.evaluate.latency_samples)
     measured.update({"candidate_variant": variant, "champion_variant": champion_variant})
     ratio = settings.gate.max_latency_ratio

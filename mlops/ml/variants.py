@@ -36,6 +36,17 @@ def check_variant(name: str) -> str:
     return name
 
 
+def variant_form(variant: str) -> tuple[bool, str]:
+    """Whose a variant is and what form it takes: (a student's?, its name without the student prefix)."""
+    check_variant(variant)
+    return variant.startswith(STUDENT), variant.removeprefix(STUDENT)
+
+
+def is_int8(variant: str) -> bool:
+    """Whether a variant quantises its weights and activations to int8 (its answers move with its batch)."""
+    return variant_form(variant)[1] in ("torch_int8", "onnx_int8")
+
+
 def load_variant(model_dir: Path | str, variant: str, variants_dir: Path | str | None = None,
                  threads: int | None = None) -> Any:
     """The runtime for `variant`: torch ones from the model directory, ONNX ones from `variants_dir/<variant>/`.
@@ -43,10 +54,9 @@ def load_variant(model_dir: Path | str, variant: str, variants_dir: Path | str |
     `variants_dir` defaults to the model directory (a stored model carries its
     variant files inside). An unknown name or a missing file is a one-line error.
     """
-    check_variant(variant)
-    form = variant.removeprefix(STUDENT)
+    student, form = variant_form(variant)
     if form in TORCH_PRECISION:  # the student's weights are a directory among the variants
-        weights = Path(variants_dir or model_dir) / STUDENT_FP32 if variant.startswith(STUDENT) else model_dir
+        weights = Path(variants_dir or model_dir) / STUDENT_FP32 if student else model_dir
         device = None if form == "fp32" else "cpu"
         return Classifier.load(weights, precision=TORCH_PRECISION[form], device=device)
     from mlops.ml.onnx_classifier import OnnxClassifier
@@ -58,8 +68,9 @@ def variant_files(variant: str) -> tuple[str, ...]:
     """The files (relative to the optimize stage's output, or to a stored model) a variant needs: an ONNX
     variant's model.onnx (its directory is self-contained); a student's weights for the student's torch ones;
     none for the candidate's torch ones (the model itself)."""
-    if variant.removeprefix(STUDENT) in TORCH_PRECISION:
-        return (f"{STUDENT_FP32}/model.safetensors",) if variant.startswith(STUDENT) else ()
+    student, form = variant_form(variant)
+    if form in TORCH_PRECISION:
+        return (f"{STUDENT_FP32}/model.safetensors",) if student else ()
     return (f"{variant}/{ONNX_FILE}",)
 
 

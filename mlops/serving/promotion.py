@@ -177,7 +177,7 @@ def check_agreement(base: str, key: str, texts: list[str], proba: np.ndarray, la
                     chunk: int) -> str:
     """Every served label equals the offline one, but where the offline top two are within `margin`."""
     served = served_labels(base, key, texts, chunk)
-    top_two = np.sort(proba, axis=1)[:, -2:] if proba.shape[1] > 1 else np.hstack([np.zeros_like(proba), proba])
+    top_two = np.sort(proba, axis=1)[:, -2:]  # a classifier has two labels at least (validate refuses fewer)
     close = (top_two[:, 1] - top_two[:, 0]) <= margin
     expected = [labels[int(i)] for i in proba.argmax(axis=1)]
     differ = [i for i, (a, b) in enumerate(zip(served, expected, strict=True)) if a != b]
@@ -215,10 +215,10 @@ def infra_validate(entry: dict[str, Any], settings: Settings, scored: Path | Non
     texts = scored_texts(scored, entry["model"], promote.agreement_rows)
     labels_path = registry.model_path(entry["model"]) / "label_map.json"
     labels = json.loads(labels_path.read_text())["labels"]
-    from mlops.ml.variants import served_variant
+    from mlops.ml.variants import is_int8, served_variant
 
     precision = served_variant(registry.model_path(entry["model"]), settings.serve.precision)
-    margin = INT8_MARGIN if "int8" in precision else 0.0
+    margin = INT8_MARGIN if is_int8(precision) else 0.0
     key = secrets.token_urlsafe(16)
     checks: list[dict[str, Any]] = []
     p95 = None

@@ -176,14 +176,14 @@ def test_serve_champion_classify_log_and_monitor(lifecycle):
         assert all(status == 200 for status, _ in replies), replies
         served = [json.loads(body) for _, body in replies]
         # against the variant the champion serves, offline (the gate may pick an int8 one: ~3e-3 off fp32's scores)
-        from mlops.ml.variants import load_served, served_variant
+        from mlops.ml.variants import is_int8, load_served, served_variant
 
         name, version = served[0]["model_version"].split(":")
         runtime = load_served(project / ".bentoml/models" / name / version, "auto")
         offline = runtime.predict_proba(scored["text"].tolist())
         assert [answer["label"] for answer in served] == [runtime.labels[int(i)] for i in offline.argmax(1)]
         # int8 quantises activations with a range taken from each batch: its scores move with what it is batched with
-        tolerance = 1e-2 if "int8" in served_variant(project / ".bentoml/models" / name / version, "auto") else 1e-3
+        tolerance = 1e-2 if is_int8(served_variant(project / ".bentoml/models" / name / version, "auto")) else 1e-3
         assert max(abs(a["score"] - c) for a, c in zip(served, offline.max(1), strict=True)) < tolerance
         # batch scoring gives the same answers as the service, with the champion it serves
         scored[["text"]].to_csv(project / "sample.csv", index=False)

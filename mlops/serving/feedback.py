@@ -18,10 +18,10 @@ item is checked (types, label set, known id) before anything is written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -118,23 +118,78 @@ def traffic_files_for(request_id: str, directory: Path) -> list[Path]:
 # The traffic log is written off the request path (serve.traffic, a background writer per worker): an id answered
 # a moment ago may still be queued there, in this worker or another. Such an id is looked up again until then.
 IN_FLIGHT_S = 5.0
+# An id dated further ahead of this clock was not made by a service whose clock agrees with ours: not waited for.
+CLOCK_SKEW_S = 1.0
+POLL_S = 0.1
+# Requests of one worker waiting for their ids' log lines at once; one more is answered 503 with Retry-After. A
+# waiting request holds no thread (it sleeps on the event loop) and rereads no byte of the log (`ServedScan`).
+MAX_WAITING = 32
 
 
-def find_served(ids: Sequence[str], directory: Path, in_flight_s: float = IN_FLIGHT_S) -> dict[str, dict[str, Any]]:
+class ServedScan:
+    """Looks ids up in the traffic files that can hold them, reading each byte once: a later call reads only the
+    complete lines appended since the last (so polling for a late line costs what was written, not the day file)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.offsets: dict[Path, int] = {}
+
+    def __call__(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        by_file: dict[Path, list[str]] = {}
+        for request_id in ids:
+            for part in traffic_files_for(request_id, self.directory):
+                by_file.setdefault(part, []).append(request_id)
+        for part, wanted in by_file.items():
+            start = self.offsets.get(part, 0)
+            try:
+                with open(part, "rb") as handle:
+                    handle.seek(start)
+                    raw = handle.read()
+            except FileNotFoundError:  # rotated away since it was listed
+                continue
+            raw = raw[:raw.rfind(b"\n") + 1]  # complete lines only: a line being written is read whole next time
+            self.offsets[part] = start + len(raw)
+            for request_id in wanted:
+                at = raw.find(f'"id": "{request_id}"'.encode())
+                if at < 0 or request_id in found:
+                    continue
+                line_start, line_end = raw.rfind(b"\n", 0, at) + 1, raw.find(b"\n", at)
+                try:
+                    found[request_id] = json.loads(raw[line_start:line_end])
+                except json.JSONDecodeError:
+                    continue  # a line torn by a crash
+        return found
+
+
+def wait_deadline(missing: Sequence[str], now: datetime, in_flight_s: float) -> datetime | None:
+    """Until when ids not in the log yet may be waited for: `in_flight_s` after the newest of them that a log
+    writer could still hold (made at most `in_flight_s` ago, and not dated ahead of this clock by more than
+    CLOCK_SKEW_S), and never more than `in_flight_s` from now; None when none could be in flight."""
+    grace = timedelta(seconds=in_flight_s)
+    plausible = [made for made in map(id_time, missing)
+                 if made is not None and now - grace <= made <= now + timedelta(seconds=CLOCK_SKEW_S)]
+    return min(max(plausible) + grace, now + grace) if plausible else None
+
+
+async def await_served(ids: Sequence[str], directory: Path, in_flight_s: float = IN_FLIGHT_S,
+                       slots: asyncio.Semaphore | None = None) -> dict[str, dict[str, Any]]:
     """The traffic record of each id (404 naming those never served, or no longer in the log).
 
-    An id made less than `in_flight_s` ago that is not in the log yet is waited for (polled), up to that age.
+    An id that may still be in a log writer's queue is waited for (see `wait_deadline`) on the event loop,
+    holding one of `slots` (503 when none is free); each look reads only what the log gained since the last.
     """
-    found = read_served(ids, directory)
-    while True:
-        recent = [made for made in (id_time(i) for i in ids if i not in found) if made is not None]
-        if not recent or len(found) == len(ids):
-            break
-        wait_until = max(recent) + timedelta(seconds=in_flight_s)
-        if datetime.now(UTC) >= wait_until:
-            break
-        time.sleep(0.05)
-        found |= read_served([i for i in ids if i not in found], directory)
+    scan = ServedScan(directory)
+    found = await asyncio.to_thread(scan, ids)
+    deadline = wait_deadline([i for i in ids if i not in found], datetime.now(UTC), in_flight_s)
+    if deadline is not None:
+        if slots is not None and slots.locked():
+            raise FeedbackError(503, f"{MAX_WAITING} feedback requests are already waiting for their answers to "
+                                     "reach the traffic log; retry in a second", retry_after_s=1)
+        async with slots or contextlib.nullcontext():
+            while len(found) < len(ids) and datetime.now(UTC) < deadline:
+                await asyncio.sleep(POLL_S)
+                found |= await asyncio.to_thread(scan, [i for i in ids if i not in found])
     unknown = [request_id for request_id in ids if request_id not in found]
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
@@ -143,25 +198,9 @@ def find_served(ids: Sequence[str], directory: Path, in_flight_s: float = IN_FLI
     return found
 
 
-def read_served(ids: Sequence[str], directory: Path) -> dict[str, dict[str, Any]]:
-    """The traffic records of those ids that are in the log now."""
-    found: dict[str, dict[str, Any]] = {}
-    by_file: dict[Path, list[str]] = {}
-    for request_id in ids:
-        for part in traffic_files_for(request_id, directory):
-            by_file.setdefault(part, []).append(request_id)
-    for part, wanted in by_file.items():
-        raw = part.read_bytes()
-        for request_id in wanted:
-            at = raw.find(f'"id": "{request_id}"'.encode())
-            if at < 0 or request_id in found:
-                continue
-            start, end = raw.rfind(b"\n", 0, at) + 1, raw.find(b"\n", at)
-            try:
-                found[request_id] = json.loads(raw[start:end if end >= 0 else len(raw)])
-            except json.JSONDecodeError:
-                continue  # a line torn by a crash
-    return found
+def find_served(ids: Sequence[str], directory: Path, in_flight_s: float = IN_FLIGHT_S) -> dict[str, dict[str, Any]]:
+    """`await_served` for callers without an event loop (scripts, tests)."""
+    return asyncio.run(await_served(ids, directory, in_flight_s))
 
 
 def read_labels(handle: Any) -> dict[str, str]:
@@ -204,12 +243,16 @@ def append_durably(records: Sequence[dict[str, Any]], path: Path) -> dict[str, s
     return {record["id"]: before[record["id"]] for record in records if record["id"] in before}
 
 
-def record_feedback(body: bytes, labels: Sequence[str], max_items: int, traffic: Path | None = None,
-                    log_dir: Path | None = None) -> dict[str, Any] | list[dict[str, Any]]:
-    """Check a request whole, append its labels durably, and say per id whether a label was replaced."""
+def check_request(body: bytes, labels: Sequence[str], max_items: int) -> tuple[list[Item], bool]:
+    """A request's items, all checked (shape, types, label set) before any lookup; and whether it was one object."""
     items, single = parse_items(body, max_items)
     check_labels(items, labels)
-    served = find_served([item.id for item in items], traffic or traffic_dir())
+    return items, single
+
+
+def store_feedback(items: Sequence[Item], single: bool, served: dict[str, dict[str, Any]],
+                   log_dir: Path | None = None) -> dict[str, Any] | list[dict[str, Any]]:
+    """Append checked labels with what was served durably, and say per id whether a label was replaced."""
     now = datetime.now(UTC).isoformat()
     records = [{"id": item.id, "label": item.label, "labelled_at": now, "served_at": served[item.id].get("timestamp"),
                 **{name: served[item.id][name] for name in SERVED_FIELDS if name in served[item.id]}}
@@ -219,6 +262,14 @@ def record_feedback(body: bytes, labels: Sequence[str], max_items: int, traffic:
                 **({"status": "replaced", "previous_label": previous[item.id]} if item.id in previous
                    else {"status": "recorded"})} for item in items]
     return answers[0] if single else answers
+
+
+def record_feedback(body: bytes, labels: Sequence[str], max_items: int, traffic: Path | None = None,
+                    log_dir: Path | None = None) -> dict[str, Any] | list[dict[str, Any]]:
+    """Check a request whole, find what was served for its ids, append its labels durably (no event loop)."""
+    items, single = check_request(body, labels, max_items)
+    served = find_served([item.id for item in items], traffic or traffic_dir())
+    return store_feedback(items, single, served, log_dir)
 
 
 def read_feedback(path: Path) -> list[dict[str, Any]]:
@@ -238,8 +289,10 @@ def read_feedback(path: Path) -> list[dict[str, Any]]:
 
 async def respond(send: Callable[..., Any], status: int, payload: Any) -> None:
     body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if isinstance(payload, dict) and "retry_after_s" in payload:
+        headers.append((b"retry-after", str(payload["retry_after_s"]).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -253,6 +306,7 @@ class FeedbackEndpoint:
     def __init__(self, max_items: int) -> None:
         self.max_items = max_items
         self.labels: Callable[[], Sequence[str]] | None = None
+        self.waiting = asyncio.Semaphore(MAX_WAITING)
 
     def attach(self, labels: Callable[[], Sequence[str]]) -> None:
         self.labels = labels
@@ -273,7 +327,9 @@ class FeedbackEndpoint:
         if self.labels is None:
             return await respond(send, 503, {"error": "the model is still loading; retry"})
         try:
-            answer = await asyncio.to_thread(record_feedback, b"".join(chunks), list(self.labels()), self.max_items)
+            items, single = check_request(b"".join(chunks), list(self.labels()), self.max_items)
+            served = await await_served([item.id for item in items], traffic_dir(), slots=self.waiting)
+            answer = await asyncio.to_thread(store_feedback, items, single, served)
         except FeedbackError as error:
             return await respond(send, error.status, {"error": error.message, **error.details})
         await respond(send, 200, answer)

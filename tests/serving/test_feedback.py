@@ -118,3 +118,72 @@ def test_an_id_answered_a_moment_ago_is_waited_for_until_the_log_writer_has_it(t
     old = new_ids(1)[0]
     with pytest.raises(FeedbackError, match="unknown id"):
         find_served([old], tmp_path, in_flight_s=0.0)
+
+
+def id_made_at(when: datetime) -> str:
+    """An id as `new_ids` makes them, dated `when`."""
+    from mlops.serving.traffic import CROCKFORD
+
+    value = (int(when.timestamp() * 1000) << 80) | 12345
+    return "".join(CROCKFORD[(value >> shift) & 31] for shift in range(125, -5, -5))
+
+
+def test_an_id_dated_ahead_of_the_clock_is_refused_at_once_not_waited_for(tmp_path):
+    # given an id that claims to be made an hour from now (no service made it)
+    import time
+    from datetime import timedelta
+
+    from mlops.serving.feedback import find_served
+
+    future = id_made_at(datetime.now(UTC) + timedelta(hours=1))
+    assert id_time(future) > datetime.now(UTC)
+    # when feedback names it, then it is unknown at once, not after an hour
+    started = time.perf_counter()
+    with pytest.raises(FeedbackError, match="unknown id"):
+        find_served([future], tmp_path)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_a_wait_reads_only_what_the_log_gained_since_its_last_look(tmp_path):
+    # given a traffic file already holding lines, scanned once
+    from mlops.serving.feedback import ServedScan
+
+    ids = served(tmp_path, ["first", "second"])
+    scan = ServedScan(tmp_path)
+    assert set(scan(ids)) == set(ids)
+    part = next(tmp_path.glob("traffic-*.jsonl"))
+    read_so_far = scan.offsets[part]
+    assert read_so_far == part.stat().st_size
+    # when a line is half written, then it is not read yet; once complete, it is found, reading only the new bytes
+    late = new_ids(1)[0]
+    line = json.dumps({"id": late, "text": "late line", "prediction": "billing"}).encode() + b"\n"
+    with open(part, "ab") as handle:
+        handle.write(line[:20])
+    assert scan([late]) == {} and scan.offsets[part] == read_so_far
+    with open(part, "ab") as handle:
+        handle.write(line[20:])
+    assert scan([late])[late]["text"] == "late line"
+    assert scan.offsets[part] == read_so_far + len(line) == part.stat().st_size
+
+
+def test_waiting_requests_hold_no_thread_and_past_the_cap_get_a_503(tmp_path):
+    # given more fresh, unlogged ids than there are waiting slots
+    import asyncio
+
+    from mlops.serving.feedback import await_served
+
+    async def scenario():
+        slots = asyncio.Semaphore(2)
+        waits = [asyncio.create_task(await_served(new_ids(1), tmp_path, in_flight_s=0.5, slots=slots))
+                 for _ in range(2)]
+        await asyncio.sleep(0.2)  # both are waiting now
+        with pytest.raises(FeedbackError) as refused:
+            await await_served(new_ids(1), tmp_path, in_flight_s=0.5, slots=slots)
+        assert refused.value.status == 503 and refused.value.details == {"retry_after_s": 1}
+        # the waiting ones end as unknown once their grace is over, and free their slots
+        for wait in waits:
+            with pytest.raises(FeedbackError, match="unknown id"):
+                await wait
+        assert not slots.locked()
+
+    asyncio.run(scenario())

@@ -141,6 +141,10 @@ def test_train_pod_template_is_the_gpu_workers_image_with_a_gpu_and_no_inline_se
     assert env["MLOPS_WORKSPACE_MODE"]["value"] == "isolated"
     for name in ("MLOPS_GIT_REMOTE", "MLOPS_DVC_REMOTE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert "valueFrom" in env[name] and "value" not in env[name], name
+    # under the KubernetesExecutor the task reports to Airflow 3's execution API, at the URL the compose workers use
+    compose_env = yaml.safe_load(COMPOSE.read_text())["x-airflow-env"]
+    assert "AIRFLOW__CORE__EXECUTION_API_SERVER_URL" in compose_env
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]["valueFrom"]["configMapKeyRef"]["key"] == "execution-api-url"
     inline = {name: item["value"] for name, item in env.items() if "value" in item}
     assert not [name for name in inline if SECRET_NAMES.search(name)], inline
     assert not [value for value in inline.values() if re.search(r"://[^/\s]*@", str(value))], inline

@@ -21,7 +21,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -265,20 +265,27 @@ def asset_events(triggering_asset_events: Any) -> list[dict[str, Any]]:
     return sorted(events, key=lambda event: str(event["timestamp"]))
 
 
+def write_on_run_branch(run_id: str, task: str, write: Callable[[Path], Any]) -> Any:
+    """Isolated mode: `write(path)` in a fresh checkout of the run's branch, then the run's record folder
+    committed and pushed to it (fast-forward only); the record lives there, not on any worker."""
+    from mlops.orchestration import workspace
+    from mlops.orchestration.runs import run_dir
+
+    with remote_failures():
+        space = workspace.prepare(remotes(), run_id, task, inputs=(), registry=False)
+        result = write(space.path)
+        workspace.publish(space, git_files=[str(run_dir(space.path, run_id).relative_to(space.path))],
+                          message=f"{task} of run {run_id}")
+    workspace.finish(space)
+    return result
+
+
 def record(project: str, run_id: str, **_: Any) -> None:
     """The run's last task: its record; with MLOPS_DVC_PUSH=1 (the compose stack), `dvc push` to the remote."""
     from mlops.orchestration.runs import record as write_record
 
     if isolated():  # the record is written from the run's branch, and committed to it
-        from mlops.orchestration import workspace
-        from mlops.orchestration.runs import run_dir
-
-        with remote_failures():
-            space = workspace.prepare(remotes(), run_id, "record", inputs=(), registry=False)
-            write_record(space.path, run_id)
-            workspace.publish(space, git_files=[str(run_dir(space.path, run_id).relative_to(space.path))],
-                              message=f"record of run {run_id}")
-        workspace.finish(space)
+        write_on_run_branch(run_id, "record", lambda path: write_record(path, run_id))
         return
     write_record(Path(project), run_id)
     if os.environ.get("MLOPS_DVC_PUSH") == "1":
@@ -333,11 +340,21 @@ class PromoteOperator(CommandOperator):
 
 
 def on_failure(context: Any) -> None:
-    """Task failure callback: a one-paragraph summary in the log and in reports/runs/<run id>/failure.md."""
-    from mlops.orchestration.runs import failure_summary
+    """Task failure callback: a one-paragraph summary in the log and in reports/runs/<run id>/failure.md (in
+    isolated mode on the run's branch, where the rest of the run's record is; the worker's disk does not last)."""
+    from mlops.orchestration.runs import failure_summary, run_id_of
 
     task = context.get("task")
     project = getattr(task, "project", None) or (getattr(task, "op_kwargs", None) or {}).get("project")
+    if isolated():
+        try:
+            paragraph = write_on_run_branch(run_id_of(context), "failure", lambda path: failure_summary(path,
+                                                                                                        context))
+            print(f"FAILURE SUMMARY: {paragraph}", flush=True)
+            return
+        except Exception as error:  # noqa: BLE001 - a callback that fails loses the summary: keep it local
+            print(f"failure summary: not committed to the run's branch ({error}); written on this worker",
+                  flush=True)
     paragraph = failure_summary(Path(project or os.getcwd()), context)
     print(f"FAILURE SUMMARY: {paragraph}", flush=True)
 

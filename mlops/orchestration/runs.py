@@ -281,10 +281,16 @@ def last_error_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+def run_id_of(context: dict[str, Any]) -> str:
+    """The run a task context belongs to (a failure callback's context may carry it on the task instance only)."""
+    ti = context.get("ti") or context.get("task_instance")
+    return str(context.get("run_id") or getattr(ti, "run_id", "unknown-run"))
+
+
 def failure_summary(project: Path, context: dict[str, Any]) -> str:
     """One paragraph on why a task failed, written to reports/runs/<run id>/failure.md; returns it."""
     ti = context.get("ti") or context.get("task_instance")
-    run_id = str(context.get("run_id") or getattr(ti, "run_id", "unknown-run"))
+    run_id = run_id_of(context)
     task_id = getattr(ti, "task_id", "unknown-task")
     try_number = getattr(ti, "try_number", None)
     task = context.get("task")

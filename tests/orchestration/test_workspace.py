@@ -188,3 +188,41 @@ def test_two_workers_that_share_only_the_remotes_run_the_lifecycle(tmp_path, rep
     for worker, extra in ((worker_a, ["configure"]), (worker_b, [])):
         assert sorted(os.listdir(next(worker.root.iterdir()))) == sorted(
             [*extra, *(task for task, path in ran.items() if path.is_relative_to(worker.root))])
+
+
+def test_a_failed_tasks_summary_is_committed_beside_the_runs_record(tmp_path, monkeypatch, capsys):
+    """Isolated mode: failure.md goes onto the run's branch, not onto the disk of the worker that failed; with
+    the remote gone, the callback still leaves it on the worker and does not raise."""
+    from types import SimpleNamespace
+
+    from mlops.orchestration.airflow_tasks import on_failure
+    from mlops.orchestration.runs import configure, run_dir
+
+    # given a run started on its branch, and a task of it that failed on an isolated worker
+    project = copy_project(tmp_path / "project")
+    git_remote, dvc_remote = tmp_path / "git-remote.git", tmp_path / "dvc-remote"
+    subprocess.run(["git", "clone", "-q", "--bare", str(project), str(git_remote)], check=True)
+    dvc_remote.mkdir()
+    for key, value in project_env(project).items():
+        monkeypatch.setenv(key, value)
+    remotes = Remotes(str(git_remote), str(dvc_remote), root=tmp_path / "configure-worker")
+    workspace.start_run(remotes, RUN_ID, lambda path: configure(path, RUN_ID, {}))
+    for key, value in {workspace.MODE_ENV: "isolated", "MLOPS_GIT_REMOTE": str(git_remote),
+                       "MLOPS_DVC_REMOTE": str(dvc_remote), "MLOPS_WORKDIR": str(tmp_path / "worker")}.items():
+        monkeypatch.setenv(key, value)
+    worker_project = tmp_path / "worker-project"
+    context = {"run_id": RUN_ID, "ti": SimpleNamespace(task_id="train", try_number=2),
+               "task": SimpleNamespace(retries=1, project=str(worker_project)),
+               "exception": RuntimeError("error: train: CUDA out of memory")}
+    # when its failure callback runs
+    on_failure(context)
+    # then the summary is on the run's branch, and nothing was left on the worker
+    failure = str(run_dir(tmp_path, RUN_ID).relative_to(tmp_path) / "failure.md")
+    text = workspace.read_run_file(remotes, RUN_ID, failure)
+    assert text and "`train`" in text and "CUDA out of memory" in text
+    assert not worker_project.exists()
+    # and with the git remote gone, the summary stays on the worker, and the callback does not fail
+    monkeypatch.setenv("MLOPS_GIT_REMOTE", str(tmp_path / "gone.git"))
+    on_failure(context)
+    assert "not committed to the run's branch" in capsys.readouterr().out
+    assert "CUDA out of memory" in (worker_project / failure).read_text()

@@ -346,16 +346,16 @@ def on_failure(context: Any) -> None:
 
     task = context.get("task")
     project = getattr(task, "project", None) or (getattr(task, "op_kwargs", None) or {}).get("project")
+    paragraph = None
     if isolated():
         try:
-            paragraph = write_on_run_branch(run_id_of(context), "failure", lambda path: failure_summary(path,
-                                                                                                        context))
-            print(f"FAILURE SUMMARY: {paragraph}", flush=True)
-            return
+            paragraph = write_on_run_branch(run_id_of(context), "failure",
+                                            lambda path: failure_summary(path, context))
         except Exception as error:  # noqa: BLE001 - a callback that fails loses the summary: keep it local
             print(f"failure summary: not committed to the run's branch ({error}); written on this worker",
                   flush=True)
-    paragraph = failure_summary(Path(project or os.getcwd()), context)
+    if paragraph is None:
+        paragraph = failure_summary(Path(project or os.getcwd()), context)
     print(f"FAILURE SUMMARY: {paragraph}", flush=True)
 
 

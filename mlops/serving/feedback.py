@@ -106,13 +106,14 @@ def check_labels(items: Sequence[Item], labels: Sequence[str]) -> None:
                                      f"{', '.join(labels)}", allowed_labels=list(labels))
 
 
-def traffic_files_for(request_id: str, directory: Path) -> list[Path]:
-    """The traffic files that can hold an id: those of the day it was made and the next (a midnight answer)."""
+def traffic_files_for(request_id: str, parts: Sequence[Path]) -> list[Path]:
+    """Those of the traffic files `parts` that can hold an id: the day it was made and the next (a midnight
+    answer)."""
     made = id_time(request_id)
     if made is None:
         return []
     days = {f"{made:%Y%m%d}", f"{made + timedelta(days=1):%Y%m%d}"}
-    return [part for part in list_parts(directory) if part.name[8:16] in days]
+    return [part for part in parts if part.name[8:16] in days]
 
 
 # The traffic log is written off the request path (serve.traffic, a background writer per worker): an id answered
@@ -137,8 +138,9 @@ class ServedScan:
     def __call__(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         by_file: dict[Path, list[str]] = {}
+        parts = list_parts(self.directory)  # once per look, not once per id
         for request_id in ids:
-            for part in traffic_files_for(request_id, self.directory):
+            for part in traffic_files_for(request_id, parts):
                 by_file.setdefault(part, []).append(request_id)
         for part, wanted in by_file.items():
             start = self.offsets.get(part, 0)

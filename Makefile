@@ -43,6 +43,9 @@ setup: $(BIN)/python  ## create .venv, install the locked dependencies, initiali
 	@# an S3-compatible store other than AWS (MinIO, Ceph, moto): its URL; credentials stay in the environment
 	@if [ -n "$(DVC_S3_ENDPOINT)" ]; then $(BIN)/dvc remote modify --local storage endpointurl $(DVC_S3_ENDPOINT); fi
 	mkdir -p $(BENTOML_HOME) $(AIRFLOW_HOME)
+	@# ingest depends on the feedback batches folder: without it a plain `dvc repro` stops at once (with
+	@# data/feedback.dvc, `make run` or `dvc pull data/feedback.dvc` brings the recorded batches instead)
+	@if [ ! -f data/feedback.dvc ]; then mkdir -p data/feedback; fi
 	@case "$(DVC_REMOTE)" in *://*) ;; *) mkdir -p $(DVC_REMOTE) ;; esac
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
 	@echo "setup: done. Next: make run"

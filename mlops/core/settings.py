@@ -102,6 +102,9 @@ class TrainSettings(Strict):
     eval_steps: int = Field(ge=1)
     early_stopping_patience: int | None = Field(default=None, ge=1)
     max_train_samples: int | None = Field(default=None, ge=1)
+    # After the validation split has chosen the step, train again on train + validation for that many epochs'
+    # worth of steps and keep those weights (AutoGluon's refit_full): the held-out rows are data too.
+    refit: bool = False
     continue_from_champion: ContinueSettings = ContinueSettings()
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -84,8 +85,10 @@ def compute_metrics(prediction: Any) -> dict[str, float]:
     return classification_metrics(prediction.label_ids, np.argmax(prediction.predictions, axis=-1))
 
 
-def training_arguments(settings: Settings, output_dir: Path, steps_per_epoch: int,
-                       group_by_length: bool = True, select_best: bool = True) -> Any:
+def training_arguments(settings: Settings, output_dir: Path, steps_per_epoch: int, group_by_length: bool = True,
+                       select_best: bool = True, max_steps: int = -1, evaluate: bool = True) -> Any:
+    """`settings.train` as the Trainer's arguments. `max_steps` > 0 ends the run (and its linear decay) there, with
+    the warmup of the configured epochs; `evaluate` off: no validation passes (a refit has seen those rows)."""
     from transformers import TrainingArguments
 
     cuda = torch.cuda.is_available()
@@ -94,6 +97,7 @@ def training_arguments(settings: Settings, output_dir: Path, steps_per_epoch: in
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=train.epochs,
+        max_steps=max_steps,
         per_device_train_batch_size=train.batch_size,
         per_device_eval_batch_size=max(64, train.batch_size),
         gradient_accumulation_steps=train.grad_accum_steps,
@@ -102,12 +106,12 @@ def training_arguments(settings: Settings, output_dir: Path, steps_per_epoch: in
         warmup_steps=int(train.warmup_ratio * total_steps),
         lr_scheduler_type="linear",
         train_sampling_strategy="group_by_length" if group_by_length else "random",
-        eval_strategy="steps",
+        eval_strategy="steps" if evaluate else "no",
         eval_steps=train.eval_steps,
         save_strategy="steps",
         save_steps=train.eval_steps,
         save_total_limit=2,
-        load_best_model_at_end=select_best,
+        load_best_model_at_end=select_best and evaluate,
         metric_for_best_model="macro_f1",
         greater_is_better=True,
         logging_steps=max(1, min(25, train.eval_steps)),
@@ -287,7 +291,8 @@ def progress_callbacks(settings: Settings, select_best: bool, stage: str = "trai
 
 def build_trainer(settings: Settings, model: Any, tokenizer: Any, train_set: EncodedTexts,
                   validation_set: EncodedTexts, checkpoints: Path, callbacks: list[Any], select_best: bool = True,
-                  trainer_class: type = LifecycleTrainer, **extra: Any) -> Any:
+                  trainer_class: type = LifecycleTrainer, max_steps: int = -1, evaluate: bool = True,
+                  **extra: Any) -> Any:
     """The Trainer every stage that trains uses (train, distill): `settings.train`'s arguments, length-grouped
     batches seeded per epoch, dynamic padding, validation macro-F1, checkpoints under `checkpoints`; `extra` goes
     to `trainer_class` (distillation's teacher and loss weights)."""
@@ -296,7 +301,8 @@ def build_trainer(settings: Settings, model: Any, tokenizer: Any, train_set: Enc
     steps_per_epoch = max(1, -(-len(train_set) // settings.train.batch_size))
     return trainer_class(
         model=model,
-        args=training_arguments(settings, checkpoints, steps_per_epoch, select_best=select_best),
+        args=training_arguments(settings, checkpoints, steps_per_epoch, select_best=select_best,
+                                max_steps=max_steps, evaluate=evaluate),
         processing_class=tokenizer,
         train_dataset=train_set,
         eval_dataset=validation_set,
@@ -338,7 +344,7 @@ def fit_summary(trainer: Any, result: Any, final: dict[str, float], wall: float,
 
 
 def save_trained(trainer: Any, tokenizer: Any, out: Path, labels: list[str], max_length: int,
-                 checkpoints: Path) -> None:
+                 *checkpoints: Path) -> None:
     """The self-contained model directory (safetensors, tokenizer, label map); the checkpoints go once it is."""
     if out.exists():
         shutil.rmtree(out)
@@ -347,7 +353,8 @@ def save_trained(trainer: Any, tokenizer: Any, out: Path, labels: list[str], max
     (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing here loads it
     tokenizer.save_pretrained(str(out))
     save_label_map(out, labels, max_length)
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    for folder in checkpoints:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def checkpoints_of(out: Path) -> Path:
@@ -355,10 +362,77 @@ def checkpoints_of(out: Path) -> Path:
     return out.parent / f".{out.name}-checkpoints"
 
 
-def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves: Path | None = None) -> dict[str, Any]:
-    from dvclive import Live
+SELECTION = "selection.json"  # in the checkpoints folder: a finished selection run, which a refit resumes after
+
+
+def refit_checkpoints_of(out: Path) -> Path:
+    """Where the refit of a run writing `out` keeps its checkpoints."""
+    return out.parent / f".{out.name}-refit-checkpoints"
+
+
+def refit_steps(best_step: int, selection_rows: int, all_rows: int, settings: Settings) -> int:
+    """The selection run's best step as that many epochs' worth of steps on the larger set."""
+    def per_epoch(rows: int) -> int:
+        return math.ceil(math.ceil(rows / settings.train.batch_size) / settings.train.grad_accum_steps)
+
+    return max(1, round(best_step * per_epoch(all_rows) / per_epoch(selection_rows)))
+
+
+def refit(settings: Settings, labels: list[str], start: Path | None, rows: pd.DataFrame, validation_set: EncodedTexts,
+          steps: int, key: str, checkpoints: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """Fine-tune again from the selection run's start (same seed, same head initialisation) on `rows` (train +
+    validation) for `steps` steps, without evaluating: (trainer, tokenizer, what it did). Killed, it resumes."""
     from transformers import set_seed
+
+    set_seed(settings.seed)
+    tokenizer, model = load_base(settings, labels, start)
+    rows_set = encode_frame(tokenizer, rows, labels, settings.model.max_length)
+    resume = resumable_checkpoint(checkpoints, key)
+    print(f"train: refitting on {len(rows_set)} rows (train + validation) for {steps} steps", flush=True)
+    trainer = build_trainer(settings, model, tokenizer, rows_set, validation_set, checkpoints,
+                            [ProgressLine(settings.train.batch_size, "refit")], select_best=False, max_steps=steps,
+                            evaluate=False)
+    if resume:
+        print(f"train: refit resuming from {resume}", flush=True)
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume)
+    return trainer, tokenizer, {"rows": len(rows_set), "steps": trainer.state.global_step,
+                                "resumed_from": Path(resume).name if resume else None,
+                                "wall_seconds": round(time.perf_counter() - started, 1)}
+
+
+def select(settings: Settings, model: Any, tokenizer: Any, train_set: EncodedTexts, validation_set: EncodedTexts,
+           checkpoints: Path, resume: str | None, select_best: bool, live_dir: Path,
+           curves: Path | None) -> tuple[Any, dict[str, Any]]:
+    """The training run validation watches (and picks the best checkpoint of): (trainer, its summary)."""
+    from dvclive import Live
     from transformers.integrations import DVCLiveCallback
+
+    callbacks = progress_callbacks(settings, select_best)
+    # dvc.yaml already declares these metrics and plots: dvclive must not append its own entries
+    # Only the main process tracks: under torchrun every rank would write (and re-read) the same dvclive files.
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    tracking = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, report=None, resume=bool(resume)) \
+        if main_process else contextlib.nullcontext()
+    with tracking as live:
+        if live is not None:
+            live.log_params({"model": settings.model.model_dump(), "train": settings.train.model_dump(),
+                             "train_rows": len(train_set), "labels": labels_of(model)})
+        trainer = build_trainer(settings, model, tokenizer, train_set, validation_set, checkpoints,
+                                [*callbacks, *([DVCLiveCallback(live=live)] if live is not None else [])],
+                                select_best=select_best)
+        result, wall, final = fit(trainer, resume)
+    if curves is not None and trainer.is_world_process_zero():
+        plot_curves(trainer.state.log_history, curves)
+    return trainer, fit_summary(trainer, result, final, wall, resume, select_best)
+
+
+def labels_of(model: Any) -> list[str]:
+    return [model.config.id2label[index] for index in range(len(model.config.id2label))]
+
+
+def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves: Path | None = None) -> dict[str, Any]:
+    from transformers import set_seed
 
     set_cpu_threads()
     set_seed(settings.seed)
@@ -369,35 +443,41 @@ def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves
     train_set, validation_set = (encode_frame(tokenizer, frame, labels, settings.model.max_length)
                                  for frame in (train_frame, validation_frame))
     checkpoints = checkpoints_of(out)
-    resume = resumable_checkpoint(checkpoints, run_key(settings, split_dir, started_from or "base"))
+    key = run_key(settings, split_dir, started_from or "base")
+    resume = resumable_checkpoint(checkpoints, key)
     # Continuing from the champion, the original validation split would pick the checkpoint that learnt least
     # from the feedback: it runs its fixed epochs and keeps the last weights (the gate judges both sets).
     select_best = started_from is None
-    callbacks = progress_callbacks(settings, select_best)
-    # dvc.yaml already declares these metrics and plots: dvclive must not append its own entries
-    # Only the main process tracks: under torchrun every rank would write (and re-read) the same dvclive files.
-    main_process = int(os.environ.get("RANK", "0")) == 0
-    tracking = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, report=None, resume=bool(resume)) \
-        if main_process else contextlib.nullcontext()
-    with tracking as live:
-        if live is not None:
-            live.log_params({"model": settings.model.model_dump(), "train": settings.train.model_dump(),
-                             "train_rows": len(train_set), "labels": labels})
-        trainer = build_trainer(settings, model, tokenizer, train_set, validation_set, checkpoints,
-                                [*callbacks, *([DVCLiveCallback(live=live)] if live is not None else [])],
-                                select_best=select_best)
-        result, wall, final = fit(trainer, resume)
-
+    refitting = settings.train.refit and select_best and len(validation_frame) > 0
+    selected = checkpoints / SELECTION
+    if refitting and selected.is_file():  # killed while refitting: the selection run is done already
+        trainer, summary = None, json.loads(selected.read_text())
+        print(f"train: the selection run finished before (best step {summary['best_step']})", flush=True)
+    else:
+        trainer, summary = select(settings, model, tokenizer, train_set, validation_set, checkpoints, resume,
+                                  select_best, live_dir, curves)
+        if refitting and summary["best_step"] and trainer.is_world_process_zero():
+            write_json(summary, selected)
+        elif refitting:
+            print("train: no refit: validation never chose a step (fewer steps than train.eval_steps)", flush=True)
     summary = {"train_rows": len(train_set), "epochs": settings.train.epochs, "started_from": started_from or "base",
-               **fit_summary(trainer, result, final, wall, resume, select_best)}
+               **summary}
+    kept_checkpoints = [checkpoints]
+    if refitting and summary["best_step"]:
+        refit_dir = refit_checkpoints_of(out)
+        steps = refit_steps(summary["best_step"], len(train_set), len(train_set) + len(validation_set), settings)
+        trainer, tokenizer, summary["refit"] = refit(
+            settings, labels, start, pd.concat([train_frame, validation_frame], ignore_index=True), validation_set,
+            steps, run_key(settings, split_dir, started_from or "base", extra={"refit_steps": steps}), refit_dir)
+        kept_checkpoints.append(refit_dir)
     if trainer.is_world_process_zero():
-        save_trained(trainer, tokenizer, out, labels, settings.model.max_length, checkpoints)
-        if curves is not None:
-            plot_curves(trainer.state.log_history, curves)
+        save_trained(trainer, tokenizer, out, labels, settings.model.max_length, *kept_checkpoints)
+        refitted = f"; refit on {summary['refit']['rows']} rows for {summary['refit']['steps']} steps" \
+            if "refit" in summary else ""
         print(f"train: {summary['train_rows']} rows x {summary['epochs']} epochs ({summary['steps']} steps, best "
               f"{summary['best_step']}) in {summary['wall_seconds']}s ({summary['samples_per_second']} samples/s, "
               f"{summary['device']} x{summary['processes']}, {summary['precision']}); validation accuracy "
-              f"{summary['validation_accuracy']}, macro-F1 {summary['validation_macro_f1']} -> {out}")
+              f"{summary['validation_accuracy']}, macro-F1 {summary['validation_macro_f1']}{refitted} -> {out}")
     return summary
 
 

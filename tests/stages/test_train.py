@@ -197,3 +197,57 @@ def test_a_retrain_on_feedback_continues_from_the_champions_weights(setup, bento
     assert summary["started_from"] == tag and summary["best_step"] is None
     assert summary["train_rows"] == 30 + min(options.replay_rows, len(frame) - 30)
     assert summary["epochs"] == options.epochs
+
+
+def test_refit_steps_are_the_best_steps_epochs_on_the_larger_set(tiny_settings):
+    # given a selection run whose best checkpoint was step 300 of 141-step epochs (4,500 rows, batch 32)
+    settings = tiny_settings.model_copy(update={"train": tiny_settings.train.model_copy(
+        update={"batch_size": 32, "grad_accum_steps": 1})})
+    # when the refit adds the 500 validation rows (157-step epochs), it runs as many epochs' worth of steps
+    assert train.refit_steps(300, 4500, 5000, settings) == round(300 * 157 / 141)
+    # and gradient accumulation counts optimiser steps, not batches
+    accumulated = settings.model_copy(update={"train": settings.train.model_copy(update={"grad_accum_steps": 2})})
+    assert train.refit_steps(150, 4500, 5000, accumulated) == round(150 * 79 / 71)
+
+
+def refit_command(out: str) -> list[str]:
+    return [str(BIN / "mlops"), "train", "--split-dir", "data/split", "--out", f"{out}/model", "--metrics",
+            f"{out}/train.json", "--live-dir", f"{out}/dvclive"]
+
+
+@pytest.mark.slow
+def test_refit_trains_on_train_and_validation_and_resumes_after_kill_9(setup):
+    # given the tiny project with train.refit on
+    settings, root = setup
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["refit"] = True
+    refit_root = root / "refit"
+    shutil.copytree(root / "data", refit_root / "data")
+    (refit_root / "params.yaml").write_text(yaml.safe_dump(params))
+    env = project_env(refit_root)
+    # when it trains uninterrupted
+    result = subprocess.run(refit_command("r"), cwd=refit_root, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((refit_root / "r/train.json").read_text())
+    rows = {name: len(read_table(root / "data/split" / f"{name}.parquet")) for name in ("train", "validation")}
+    # then the refit learnt from both splits for the selection's best step scaled to them, and the model is its
+    assert summary["refit"]["rows"] == rows["train"] + rows["validation"]
+    assert summary["refit"]["steps"] == train.refit_steps(summary["best_step"], rows["train"], sum(rows.values()),
+                                                          parse_settings(params))
+    selection = run_once(settings, root, "a") if not (root / "a/train.json").exists() else \
+        json.loads((root / "a/train.json").read_text())
+    assert summary["best_step"] == selection["best_step"]  # the same selection run as without the refit
+    assert summary["validation_accuracy"] == selection["validation_accuracy"]  # its figures, not the refit's
+    assert registry.model_digest(refit_root / "r/model") != registry.model_digest(root / "a/model")
+    assert not (refit_root / "r/.model-checkpoints").exists()
+    assert not (refit_root / "r/.model-refit-checkpoints").exists()
+    # when another run is killed in the middle of its refit, then started again
+    kill_9_at(refit_command("k"), refit_root, env,
+              refit_root / "k/.model-refit-checkpoints/checkpoint-20/trainer_state.json")
+    assert not (refit_root / "k/model").exists()
+    result = subprocess.run(refit_command("k"), cwd=refit_root, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # then it does not train the selection again, resumes the refit, and ends with the same model
+    assert "the selection run finished before" in result.stdout
+    assert "refit resuming from" in result.stdout
+    assert registry.model_digest(refit_root / "k/model") == registry.model_digest(refit_root / "r/model")

@@ -401,8 +401,8 @@ def refit(settings: Settings, labels: list[str], start: Path | None, rows: pd.Da
                                 "wall_seconds": round(time.perf_counter() - started, 1)}
 
 
-def select(settings: Settings, model: Any, tokenizer: Any, train_set: EncodedTexts, validation_set: EncodedTexts,
-           checkpoints: Path, resume: str | None, select_best: bool, live_dir: Path,
+def select(settings: Settings, model: Any, tokenizer: Any, labels: list[str], train_set: EncodedTexts,
+           validation_set: EncodedTexts, checkpoints: Path, resume: str | None, select_best: bool, live_dir: Path,
            curves: Path | None) -> tuple[Any, dict[str, Any]]:
     """The training run validation watches (and picks the best checkpoint of): (trainer, its summary)."""
     from dvclive import Live
@@ -417,7 +417,7 @@ def select(settings: Settings, model: Any, tokenizer: Any, train_set: EncodedTex
     with tracking as live:
         if live is not None:
             live.log_params({"model": settings.model.model_dump(), "train": settings.train.model_dump(),
-                             "train_rows": len(train_set), "labels": labels_of(model)})
+                             "train_rows": len(train_set), "labels": labels})
         trainer = build_trainer(settings, model, tokenizer, train_set, validation_set, checkpoints,
                                 [*callbacks, *([DVCLiveCallback(live=live)] if live is not None else [])],
                                 select_best=select_best)
@@ -425,10 +425,6 @@ def select(settings: Settings, model: Any, tokenizer: Any, train_set: EncodedTex
     if curves is not None and trainer.is_world_process_zero():
         plot_curves(trainer.state.log_history, curves)
     return trainer, fit_summary(trainer, result, final, wall, resume, select_best)
-
-
-def labels_of(model: Any) -> list[str]:
-    return [model.config.id2label[index] for index in range(len(model.config.id2label))]
 
 
 def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves: Path | None = None) -> dict[str, Any]:
@@ -454,8 +450,8 @@ def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves
         trainer, summary = None, json.loads(selected.read_text())
         print(f"train: the selection run finished before (best step {summary['best_step']})", flush=True)
     else:
-        trainer, summary = select(settings, model, tokenizer, train_set, validation_set, checkpoints, resume,
-                                  select_best, live_dir, curves)
+        trainer, summary = select(settings, model, tokenizer, labels, train_set, validation_set, checkpoints,
+                                  resume, select_best, live_dir, curves)
         if refitting and summary["best_step"] and trainer.is_world_process_zero():
             write_json(summary, selected)
         elif refitting:

@@ -79,9 +79,27 @@ class ValidateSettings(Strict):
         return self
 
 
+class TextRepair(Strict):
+    """One regex replacement the model's tokenizer applies before its own normaliser (mlops/ml/text_repairs.py)."""
+    pattern: str = Field(min_length=1)
+    replacement: str
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        from mlops.ml.text_repairs import check_pattern
+
+        return check_pattern(pattern)
+
+
 class ModelSettings(Strict):
     base: str = Field(min_length=1)
     max_length: int = Field(ge=8, le=4096)
+    text_repairs: tuple[TextRepair, ...] = ()
+
+    def repairs(self) -> list[tuple[str, str]]:
+        """The repairs as (pattern, replacement) pairs, in order: what the label map records."""
+        return [(repair.pattern, repair.replacement) for repair in self.text_repairs]
 
 
 class ContinueSettings(Strict):

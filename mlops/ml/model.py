@@ -161,7 +161,9 @@ class Classifier(TokenisedPredict):
     @classmethod
     def load(cls, path: Path | str, max_length: int | None = None, device: str | None = None,
              precision: str = "fp32") -> Classifier:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
+
+        from mlops.ml.text_repairs import load_tokenizer
 
         path = Path(path)
         if not (path / "model.safetensors").is_file():
@@ -175,7 +177,7 @@ class Classifier(TokenisedPredict):
         model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True).to(device).eval()
         if precision == "int8":
             model = quantize_int8(model)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = load_tokenizer(path)
         return cls(tokenizer, model, label_map["labels"], max_length or int(label_map["max_length"]), device,
                    precision)
 
@@ -197,12 +199,15 @@ class Classifier(TokenisedPredict):
 
 
 def read_label_map(path: Path | str) -> dict:
-    """A model directory's label map: its `labels` (the output order) and `max_length`."""
+    """A model directory's label map: its `labels` (the output order), `max_length` and `text_repairs`."""
     return json.loads((Path(path) / LABEL_MAP).read_text(encoding="utf-8"))
 
 
-def save_label_map(path: Path, labels: list[str], max_length: int) -> None:
-    (path / LABEL_MAP).write_text(json.dumps({"labels": labels, "max_length": max_length}, indent=2) + "\n")
+def save_label_map(path: Path, labels: list[str], max_length: int,
+                   text_repairs: Sequence[tuple[str, str]] = ()) -> None:
+    """What a loader needs beside the weights and tokenizer files (mlops/ml/text_repairs.py: why the repairs)."""
+    record = {"labels": labels, "max_length": max_length, "text_repairs": [list(pair) for pair in text_repairs]}
+    (path / LABEL_MAP).write_text(json.dumps(record, indent=2) + "\n")
 
 
 def set_cpu_threads(threads: int | None = None) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 from mlops.core.errors import MlopsError
 from mlops.ml.model import TokenisedPredict, read_label_map
 from mlops.ml.onnx_export import ONNX_FILE, OUTPUTS
+from mlops.ml.text_repairs import load_tokenizer
 
 
 def pick_providers() -> list[str]:
@@ -52,7 +53,6 @@ class OnnxClassifier(TokenisedPredict):
              threads: int | None = None) -> OnnxClassifier:
         """Load a variant directory (model.onnx, tokenizer, label map); `threads`: ORT intra-op threads."""
         import onnxruntime as ort
-        from transformers import AutoTokenizer
 
         path = Path(path)
         if not (path / ONNX_FILE).is_file():
@@ -65,7 +65,7 @@ class OnnxClassifier(TokenisedPredict):
         providers = pick_providers()
         session = ort.InferenceSession(str(path / ONNX_FILE), sess_options=options, providers=providers)
         device = "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
-        return cls(AutoTokenizer.from_pretrained(path), session, label_map["labels"],
+        return cls(load_tokenizer(path), session, label_map["labels"],
                    max_length or int(label_map["max_length"]), precision, device)
 
     def run_batch(self, features: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -103,7 +103,7 @@ def distill(settings: Settings, teacher_dir: Path, split_dir: Path, out: Path) -
                "epochs": options.epochs, **options.model_dump(exclude={"enabled", "epochs"}),
                **fit_summary(trainer, result, final, wall, resume, True)}
     if trainer.is_world_process_zero():
-        save_trained(trainer, tokenizer, out, labels, settings.model.max_length, checkpoints)
+        save_trained(trainer, tokenizer, out, labels, settings, checkpoints)
         write_json(summary, out / MARKER)
         print(f"distill: student of {len(keep)} layers, {summary['train_rows']} rows x {summary['epochs']} epochs "
               f"({summary['steps']} steps, best {summary['best_step']}) in {summary['wall_seconds']}s; validation "

@@ -51,6 +51,7 @@ from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path, read_table, write_json
 from mlops.core.settings import Settings
 from mlops.ml.model import read_label_map, resolve_base, save_label_map, set_cpu_threads
+from mlops.ml.text_repairs import apply_text_repairs
 from mlops.stages.split import FEEDBACK
 
 RUN_KEY = "run-key.json"
@@ -248,15 +249,17 @@ def plan_start(settings: Settings, train_frame: pd.DataFrame, labels: list[str]
 
 
 def load_base(settings: Settings, labels: list[str], start: Path | None = None) -> tuple[Any, Any]:
-    """The tokenizer and model fine-tuning starts from: the base model's, or a champion's (safetensors only)."""
+    """The tokenizer and model fine-tuning starts from: the base model's, or a champion's (safetensors only).
+
+    The tokenizer applies `model.text_repairs` (this run's, which the saved label map will record)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     if start is not None:
-        return AutoTokenizer.from_pretrained(start), AutoModelForSequenceClassification.from_pretrained(
-            start, use_safetensors=True)
+        tokenizer = apply_text_repairs(AutoTokenizer.from_pretrained(start), settings.model.repairs())
+        return tokenizer, AutoModelForSequenceClassification.from_pretrained(start, use_safetensors=True)
     base = resolve_base(settings.model.base)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(base)
+        tokenizer = apply_text_repairs(AutoTokenizer.from_pretrained(base), settings.model.repairs())
         model = AutoModelForSequenceClassification.from_pretrained(
             base, num_labels=len(labels), id2label=dict(enumerate(labels)),
             label2id={label: index for index, label in enumerate(labels)}, ignore_mismatched_sizes=True,
@@ -343,7 +346,7 @@ def fit_summary(trainer: Any, result: Any, final: dict[str, float], wall: float,
     }
 
 
-def save_trained(trainer: Any, tokenizer: Any, out: Path, labels: list[str], max_length: int,
+def save_trained(trainer: Any, tokenizer: Any, out: Path, labels: list[str], settings: Settings,
                  *checkpoints: Path) -> None:
     """The self-contained model directory (safetensors, tokenizer, label map); the checkpoints go once it is."""
     if out.exists():
@@ -352,7 +355,7 @@ def save_trained(trainer: Any, tokenizer: Any, out: Path, labels: list[str], max
     trainer.save_model(str(out))
     (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing here loads it
     tokenizer.save_pretrained(str(out))
-    save_label_map(out, labels, max_length)
+    save_label_map(out, labels, settings.model.max_length, settings.model.repairs())
     for folder in checkpoints:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -467,7 +470,7 @@ def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves
             steps, run_key(settings, split_dir, started_from or "base", extra={"refit_steps": steps}), refit_dir)
         kept_checkpoints.append(refit_dir)
     if trainer.is_world_process_zero():
-        save_trained(trainer, tokenizer, out, labels, settings.model.max_length, *kept_checkpoints)
+        save_trained(trainer, tokenizer, out, labels, settings, *kept_checkpoints)
         refitted = f"; refit on {summary['refit']['rows']} rows for {summary['refit']['steps']} steps" \
             if "refit" in summary else ""
         print(f"train: {summary['train_rows']} rows x {summary['epochs']} epochs ({summary['steps']} steps, best "

@@ -119,3 +119,16 @@ def test_unknown_traffic_key_is_named(repo_params):
     repo_params["serve"]["traffic"]["hash_text"] = True
     with pytest.raises(MlopsError, match=r"serve\.traffic\.hash_text: unknown key"):
         parse_settings(repo_params)
+
+
+def test_a_text_repair_that_does_not_compile_is_named(repo_params):
+    repo_params["model"]["text_repairs"] = [{"pattern": "#39;", "replacement": "'"},
+                                            {"pattern": "(unclosed", "replacement": ""}]
+    with pytest.raises(MlopsError, match=r"model\.text_repairs\.1\.pattern: .*not a valid regular expression"):
+        parse_settings(repo_params)
+
+
+def test_text_repairs_keep_their_order(repo_params):
+    repo_params["model"]["text_repairs"] = [{"pattern": "&lt;", "replacement": "<"},
+                                            {"pattern": "a", "replacement": "b"}]
+    assert parse_settings(repo_params).model.repairs() == [("&lt;", "<"), ("a", "b")]

@@ -251,3 +251,34 @@ def test_refit_trains_on_train_and_validation_and_resumes_after_kill_9(setup):
     assert "the selection run finished before" in result.stdout
     assert "refit resuming from" in result.stdout
     assert registry.model_digest(refit_root / "k/model") == registry.model_digest(refit_root / "r/model")
+
+
+REPAIRS = [{"pattern": "&?#39;", "replacement": "'"}, {"pattern": "\\\\", "replacement": " "}]
+
+
+def with_repairs(settings):
+    return parse_settings(settings.model_dump(by_alias=True) | {
+        "model": settings.model.model_dump() | {"text_repairs": REPAIRS}})
+
+
+@pytest.mark.parametrize("from_champion", [False, True])
+def test_training_tokenises_with_this_runs_text_repairs(setup, tiny_classifier_dir, from_champion):
+    settings, _ = setup
+    labels = json.loads((tiny_classifier_dir / "label_map.json").read_text())["labels"]
+    tokenizer, _ = train.load_base(with_repairs(settings), labels, tiny_classifier_dir if from_champion else None)
+    assert tokenizer("Haiti #39;s line\\break")["input_ids"] == tokenizer("Haiti's line break")["input_ids"]
+
+
+@pytest.mark.slow
+def test_a_trained_model_records_its_text_repairs_and_serves_with_them(setup):
+    from mlops.ml.model import Classifier
+
+    settings, root = setup
+    settings = with_repairs(settings)
+    settings = settings.model_copy(update={"train": settings.train.model_copy(update={"epochs": 1})})
+    run_once(settings, root, "repaired")
+    label_map = json.loads((root / "repaired/model/label_map.json").read_text())
+    assert label_map["text_repairs"] == [[r["pattern"], r["replacement"]] for r in REPAIRS]
+    classifier = Classifier.load(root / "repaired/model", device="cpu")
+    raw, clean = classifier.tokenize(["Haiti #39;s line\\break", "Haiti's line break"])["input_ids"]
+    assert raw == clean

@@ -87,9 +87,14 @@ class TextRepair(Strict):
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, pattern: str) -> str:
-        from mlops.ml.text_repairs import check_pattern
+        """Compiled by the engine that will run it (Oniguruma, in the tokenizers library), not Python's `re`."""
+        from tokenizers import Regex
 
-        return check_pattern(pattern)
+        try:
+            Regex(pattern)
+        except Exception as error:  # tokenizers raises a bare Exception for a bad pattern
+            raise ValueError(f"not a valid regular expression {pattern!r}: {error}") from None
+        return pattern
 
 
 class ModelSettings(Strict):

@@ -30,17 +30,6 @@ from mlops.core.errors import MlopsError
 Repairs = Sequence[tuple[str, str]]
 
 
-def check_pattern(pattern: str) -> str:
-    """`pattern` if the tokenizer's regex engine (Oniguruma) compiles it; a ValueError naming it otherwise."""
-    from tokenizers import Regex
-
-    try:
-        Regex(pattern)
-    except Exception as error:  # tokenizers raises a bare Exception for a bad pattern
-        raise ValueError(f"not a valid regular expression {pattern!r}: {error}") from None
-    return pattern
-
-
 def repair_normalizers(repairs: Repairs) -> list[Any]:
     """One `Replace` normaliser per (pattern, replacement), in order."""
     from tokenizers import Regex, normalizers

@@ -88,12 +88,15 @@ class TextRepair(Strict):
     @classmethod
     def _compiles(cls, pattern: str) -> str:
         """Compiled by the engine that will run it (Oniguruma, in the tokenizers library), not Python's `re`."""
-        from tokenizers import Regex
+        from tokenizers import Regex, normalizers
 
         try:
-            Regex(pattern)
+            rule = normalizers.Replace(Regex(pattern), "\x01")
         except Exception as error:  # tokenizers raises a bare Exception for a bad pattern
             raise ValueError(f"not a valid regular expression {pattern!r}: {error}") from None
+        if rule.normalize_str("\x00").startswith("\x01\x00"):  # matched before the text, consuming nothing
+            raise ValueError(f"{pattern!r} matches the empty string: its replacement would go between every "
+                             "two characters")
         return pattern
 
 

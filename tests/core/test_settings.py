@@ -132,3 +132,10 @@ def test_text_repairs_keep_their_order(repo_params):
     repo_params["model"]["text_repairs"] = [{"pattern": "&lt;", "replacement": "<"},
                                             {"pattern": "a", "replacement": "b"}]
     assert parse_settings(repo_params).model.repairs() == [("&lt;", "<"), ("a", "b")]
+
+
+@pytest.mark.parametrize("pattern", ["a*", "(?:#39;)?", "x|"])
+def test_a_text_repair_that_matches_the_empty_string_is_refused(repo_params, pattern):
+    repo_params["model"]["text_repairs"] = [{"pattern": pattern, "replacement": " "}]
+    with pytest.raises(MlopsError, match=r"model\.text_repairs\.0\.pattern: .*matches the empty string"):
+        parse_settings(repo_params)

@@ -177,7 +177,7 @@ class Classifier(TokenisedPredict):
         model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True).to(device).eval()
         if precision == "int8":
             model = quantize_int8(model)
-        tokenizer = load_tokenizer(path)
+        tokenizer = load_tokenizer(path, label_map)
         return cls(tokenizer, model, label_map["labels"], max_length or int(label_map["max_length"]), device,
                    precision)
 

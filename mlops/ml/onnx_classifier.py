@@ -65,7 +65,7 @@ class OnnxClassifier(TokenisedPredict):
         providers = pick_providers()
         session = ort.InferenceSession(str(path / ONNX_FILE), sess_options=options, providers=providers)
         device = "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
-        return cls(load_tokenizer(path), session, label_map["labels"],
+        return cls(load_tokenizer(path, label_map), session, label_map["labels"],
                    max_length or int(label_map["max_length"]), precision, device)
 
     def run_batch(self, features: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -65,10 +65,12 @@ def repairs_of(label_map: dict) -> list[tuple[str, str]]:
     return [(str(pattern), str(replacement)) for pattern, replacement in label_map.get("text_repairs", [])]
 
 
-def load_tokenizer(path: Path | str) -> Any:
-    """A model directory's tokenizer with the text repairs its label map records."""
+def load_tokenizer(path: Path | str, label_map: dict | None = None) -> Any:
+    """A model directory's tokenizer with the text repairs its label map records (`label_map`: one the caller
+    has already read from `path`)."""
     from transformers import AutoTokenizer
 
     from mlops.ml.model import read_label_map
 
-    return apply_text_repairs(AutoTokenizer.from_pretrained(path), repairs_of(read_label_map(path)))
+    label_map = read_label_map(path) if label_map is None else label_map
+    return apply_text_repairs(AutoTokenizer.from_pretrained(path), repairs_of(label_map))

@@ -255,18 +255,20 @@ def load_base(settings: Settings, labels: list[str], start: Path | None = None) 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     if start is not None:
-        tokenizer = apply_text_repairs(AutoTokenizer.from_pretrained(start), settings.model.repairs())
-        return tokenizer, AutoModelForSequenceClassification.from_pretrained(start, use_safetensors=True)
-    base = resolve_base(settings.model.base)
-    try:
-        tokenizer = apply_text_repairs(AutoTokenizer.from_pretrained(base), settings.model.repairs())
-        model = AutoModelForSequenceClassification.from_pretrained(
-            base, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={label: index for index, label in enumerate(labels)}, ignore_mismatched_sizes=True,
-        )
-    except OSError as error:
-        raise MlopsError(f"model.base {settings.model.base!r}: cannot load it: {str(error).splitlines()[0]}") from None
-    return tokenizer, model
+        tokenizer = AutoTokenizer.from_pretrained(start)
+        model = AutoModelForSequenceClassification.from_pretrained(start, use_safetensors=True)
+    else:
+        base = resolve_base(settings.model.base)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(base)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                base, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                label2id={label: index for index, label in enumerate(labels)}, ignore_mismatched_sizes=True,
+            )
+        except OSError as error:
+            raise MlopsError(f"model.base {settings.model.base!r}: cannot load it: "
+                             f"{str(error).splitlines()[0]}") from None
+    return apply_text_repairs(tokenizer, settings.model.repairs()), model
 
 
 def load_splits(settings: Settings, split_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:

@@ -231,6 +231,25 @@ def webhook_receiver(path: str = "/hook") -> Iterator[tuple[str, list[dict[str, 
         server.shutdown()
 
 
+def processes_of(project: Path, grace: float = 0.0) -> list[str]:
+    """Command lines of the processes (other than this one) running with `project`'s BentoML home, once `grace`
+    seconds have passed or none is left: what a stopped or killed command of the project left behind."""
+    import psutil
+
+    home, deadline, found = str(project / ".bentoml"), time.monotonic() + grace, []
+    while True:
+        found = []
+        for process in psutil.process_iter(["pid", "cmdline", "status"]):
+            if process.info["pid"] == os.getpid() or process.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            with contextlib.suppress(psutil.Error):
+                if process.environ().get("BENTOML_HOME") == home:
+                    found.append(" ".join((process.info["cmdline"] or [])[:6]))
+        if not found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.2)
+
+
 def server_cpu_seconds(process: subprocess.Popen) -> float:
     """User + system CPU seconds of the server's whole process tree (the CLI, circusd, every worker)."""
     import psutil

@@ -56,6 +56,9 @@ from mlops.serving.guard import RequestGuard  # noqa: E402
 from mlops.serving.scheduler import ModelCalls, Overloaded, Request, Scheduler  # noqa: E402
 from mlops.serving.swap import Active, ModelSlot, Pinned  # noqa: E402
 from mlops.serving.traffic import TrafficLog, TrafficWriter, new_ids  # noqa: E402
+from mlops.serving.worker_lifetime import tie_worker_to_server  # noqa: E402
+
+tie_worker_to_server(bentoml.server_context.worker_index)  # a killed `bentoml serve` takes its workers with it
 
 SETTINGS = load_settings(os.environ.get("MLOPS_PARAMS", "params.yaml"))
 SERVE = SETTINGS.serve

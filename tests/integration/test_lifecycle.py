@@ -27,6 +27,7 @@ from tests.helpers import (
     copy_project,
     free_port,
     post,
+    processes_of,
     project_env,
     run_cmd,
     start_server,
@@ -247,6 +248,26 @@ def test_serve_champion_classify_log_and_monitor(lifecycle):
     assert summary["status"] == "insufficient_data" and "NO VERDICT" in result.stdout  # 37 < min_rows
 
 
+def test_a_killed_server_takes_its_workers_with_it(lifecycle, tmp_path):
+    # given the champion served, one request answered
+    project, _ = lifecycle
+    bento = read_json(project / ".bentoml/registry.json")["champion"]["bento"]
+    port, traffic = free_port(), tmp_path / "traffic"
+    server = start_server(bento, project, project_env(project) | {"MLOPS_TRAFFIC_DIR": str(traffic)}, port)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", server)
+        assert post(f"http://127.0.0.1:{port}/classify", b'{"text": "where is my parcel"}')[0] == 200
+        # when `bentoml serve` alone is SIGKILLed (its workers run in sessions of their own)
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
+        # then its workers end too, after writing what they logged
+        assert processes_of(project, grace=30) == []
+    finally:
+        stop(server)
+    records = [json.loads(line) for path in traffic.glob("*.jsonl") for line in path.read_text().splitlines()]
+    assert [record["text"] for record in records] == ["where is my parcel"]
+
+
 def test_rollback_then_make_serve_serves_the_previous_champion(lifecycle):
     project, _ = lifecycle
     first = read_json(project / ".bentoml/registry.json")["champion"]
@@ -299,6 +320,9 @@ def test_killed_promotion_leaves_a_valid_champion(lifecycle):
         assert (project / ".bentoml/bentos" / name / version / "bento.yaml").is_file()  # and is servable
         if champion["model"] == tag:
             break
+    # nothing outlives the killed command: not the candidate's server, nor its workers (circus starts them in
+    # sessions of their own, out of reach of the killed process group; mlops/serving/worker_lifetime.py)
+    assert processes_of(project, grace=30) == []
     output = run_cmd([str(BIN / "mlops"), "registry", "promote", tag], cwd=project).stdout
     assert tag in output and read_json(project / ".bentoml/registry.json")["champion"]["model"] == tag
 

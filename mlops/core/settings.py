@@ -216,6 +216,8 @@ class ServeSettings(Strict):
     traffic: TrafficSettings = TrafficSettings()
     follow_registry: bool = True   # a served champion swaps to the registry's new champion without a restart
     registry_poll_s: float = Field(default=2.0, gt=0)
+    access_log: bool = False  # BentoML's line per request on stdout (the traffic log records every request)
+    tracing: bool = False  # BentoML's OpenTelemetry spans for the service's routes (with an exporter configured)
 
     @field_validator("model_calls")
     @classmethod

@@ -54,6 +54,7 @@ from mlops.core.settings import load_settings  # noqa: E402
 from mlops.serving.feedback import FeedbackEndpoint, FeedbackRoute  # noqa: E402
 from mlops.serving.guard import RequestGuard  # noqa: E402
 from mlops.serving.scheduler import ModelCalls, Overloaded, Request, Scheduler  # noqa: E402
+from mlops.serving.server_config import service_config  # noqa: E402
 from mlops.serving.swap import Active, ModelSlot, Pinned  # noqa: E402
 from mlops.serving.traffic import TrafficLog, TrafficWriter, new_ids  # noqa: E402
 from mlops.serving.worker_lifetime import tie_worker_to_server  # noqa: E402
@@ -148,7 +149,7 @@ def batch_size_histogram(service_name: str) -> Any:
              service_name=bentoml.server_context.bento_name or service_name)
 
 
-@bentoml.service(name=SERVE.name, workers=SERVE.workers, traffic={"timeout": 60, "max_concurrency": 1024})
+@bentoml.service(**service_config(SERVE))  # access log and tracing: mlops/serving/server_config.py
 class TextClassifier:
     model_ref = bentoml.models.BentoModel(model_tag())
 
@@ -189,10 +190,17 @@ class TextClassifier:
 
     @staticmethod
     def results(version: str, labels: list[str], proba: Any) -> list[dict[str, Any]]:
-        """Per text: label, score, all probabilities, model version."""
-        return [{"label": labels[int(row.argmax())], "score": float(row.max()),
-                 "probabilities": dict(zip(labels, row.tolist(), strict=True)), "model_version": version}
-                for row in proba]
+        """Per text: label, score, all probabilities, model version.
+
+        From Python floats (one `tolist` for the request), not numpy scalars: per-row numpy calls on the request
+        thread cost more than the rest of the answer.
+        """
+        answers = []
+        for row in proba.tolist():
+            score = max(row)
+            answers.append({"label": labels[row.index(score)], "score": score,
+                            "probabilities": dict(zip(labels, row, strict=True)), "model_version": version})
+        return answers
 
     def answer(self, texts: list[str], active: Active) -> tuple[list[dict[str, Any]], Any]:
         """One request on its own (`serve.batching: false`): its answers and embeddings."""

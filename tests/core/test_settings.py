@@ -81,6 +81,8 @@ def test_non_mapping(tmp_path):
     ("serve", "model_calls", "many", "serve.model_calls"),
     ("serve", "precision", "fp16", "serve.precision"),
     ("serve", "precision", "int8", "serve.precision"),
+    ("serve", "access_log", "sometimes", "serve.access_log"),
+    ("serve", "tracing", [], "serve.tracing"),
     ("optimize", "variants", ["fp32"], "optimize.variants.0"),
     ("serve", "max_batch_size", 1, "serve.max_batch_size"),
     ("serve", "max_batch_tokens", 0, "serve.max_batch_tokens"),

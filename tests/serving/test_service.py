@@ -57,6 +57,7 @@ def test_concurrent_requests_are_answered_like_offline_and_logged_whole_after_a_
     finally:
         killed = stop(server, grace=30)
     assert not killed, killed  # it stopped by itself on SIGTERM
+    assert "path=/classify" not in (tmp_path / "server.log").read_text()  # no access log line per request (default)
     assert "mlops_traffic_log_dropped_total 0.0" in metrics  # nothing dropped, and the counter is exported
     assert (tmp_path / "server.log").read_text().count("Completed cleanup hook: shutdown") == 2  # each worker's flush
     assert all(status == 200 for status, _ in answers), [a for a in answers if a[0] != 200][:3]

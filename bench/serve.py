@@ -63,7 +63,10 @@ from tests.helpers import (  # noqa: E402
     wait_ready,
 )
 
-FULL_LEVELS = "1x1:300,8x1:1200,32x1:2400,64x1:2400,64x16:600"  # clients x texts per request : requests
+# clients x texts per request : requests; 64 x 1 runs ~15 s and 64 x 16 ~20 s with the int8 student on 2 cores,
+# long enough that a second of another process's work moves the ratio by a few percent, not by a tenth
+FULL_LEVELS = "1x1:600,8x1:2400,32x1:4800,64x1:9600,64x16:1200"
+OFFLINE_TEXTS = 4096  # per layout and micro-batch size: ~5 s each for the student, the limit is the best of four
 WINDOW, MICRO_BATCHES = 64, (8, 16)
 LAYOUTS = {"1_call_2_threads": (1, 2), "2_calls_1_thread": (2, 1)}  # concurrent calls, threads per call
 TARGETS = {"served_vs_limit": 0.5, "served_vs_limit_aim": 0.7, "served_16_texts_vs_limit": 0.85,
@@ -313,7 +316,7 @@ def main() -> None:
     print(f"project {project}: model {champion['model']} (serves {headline}), variants {variants}, serving {target}; "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}"
           + (" (busy: every figure is skewed)" if os.getloadavg()[0] > 0.5 else ""))
-    count, rows = (256, 256) if args.quick else (2048, len(texts))
+    count, rows = (256, 256) if args.quick else (OFFLINE_TEXTS, len(texts))
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         offline = {v: run_offline(project, model_dir, v, texts[:count], texts[:rows], Path(tmp))
                    for v in variants}

@@ -28,6 +28,9 @@ metrics and docs. The model sits in a swappable slot (mlops/serving/swap.py):
 a served champion follows the registry's promotions and rollbacks without a
 restart; `self.slot.active` is the (version, model) answering new requests.
 `/metrics` adds the model's own metrics (mlops/serving/model_metrics.py).
+BentoML's access log and its tracing spans are settings, off by default
+(mlops/serving/server_config.py). A worker ends with the `bentoml serve` that
+started it, even a killed one (mlops/serving/worker_lifetime.py).
 """
 
 from __future__ import annotations

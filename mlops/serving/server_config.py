@@ -24,6 +24,8 @@ def untraced_urls(serve: ServeSettings) -> list[str]:
 
 
 def service_config(serve: ServeSettings) -> dict[str, Any]:
-    """The keyword arguments of `@bentoml.service`."""
-    return {"name": serve.name, "workers": serve.workers, "traffic": {"timeout": 60, "max_concurrency": 1024},
-            "logging": {"access": {"enabled": serve.access_log}}, "tracing": {"excluded_urls": untraced_urls(serve)}}
+    """The keyword arguments of `@bentoml.service`; with `tracing: true` no tracing key at all, so that what a
+    BentoML configuration file says of tracing (exporter, sample rate, its own excluded URLs) stands."""
+    config = {"name": serve.name, "workers": serve.workers, "traffic": {"timeout": 60, "max_concurrency": 1024},
+              "logging": {"access": {"enabled": serve.access_log}}}
+    return config if serve.tracing else config | {"tracing": {"excluded_urls": untraced_urls(serve)}}

@@ -35,6 +35,7 @@ def test_tracing_on_traces_every_route(repo_params, url):
     serve = serve_settings(repo_params, tracing=True, access_log=True)
     assert untraced_urls(serve) == []
     assert not ExcludeList(untraced_urls(serve)).url_disabled(url)
+    assert "tracing" not in service_config(serve)  # a BentoML config file's own tracing settings stand
     assert service_config(serve)["logging"] == {"access": {"enabled": True}}
 
 

@@ -74,8 +74,10 @@ def start_server(bento: str, model_tag: str, settings: Settings, workdir: Path, 
            settings.serve.api_key_env: key, "BENTOML_DO_NOT_TRACK": "True"}
     log = open(workdir / "server.log", "w")  # noqa: SIM115 - closed in stop_server
     bentoml_bin = Path(sys.executable).parent / "bentoml"
-    # In our own process group: whoever stops `mlops promote` (a killed Airflow task) stops this server too.
-    process = subprocess.Popen([str(bentoml_bin), "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
+    # In our own process group: whoever stops `mlops promote`'s group (a killed Airflow task) stops this server
+    # too; and tied to this process, so that a promote killed alone (SIGKILL of its pid) takes the server with it.
+    tie = [sys.executable, "-m", "mlops.serving.worker_lifetime", str(os.getpid()), "--"]
+    process = subprocess.Popen([*tie, str(bentoml_bin), "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
                                env=env, stdout=log, stderr=subprocess.STDOUT)
     process.log = log  # type: ignore[attr-defined]
     return process, f"http://127.0.0.1:{port}"

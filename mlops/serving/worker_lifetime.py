@@ -62,3 +62,28 @@ def tie_worker_to_server(worker_index: int | None) -> bool:
         return False
     recorded = os.environ.get(SERVER_PID_ENV, "")
     return end_with_parent(parent=int(recorded) if recorded.isdigit() else None)
+
+
+def exec_tied(parent: int, command: list[str]) -> None:
+    """Become `command`, tied to `parent`: the death signal outlives exec, so the command ends with `parent`.
+
+    For a server that a short-lived command starts for itself (`mlops promote`
+    infra-validating a candidate): a killed promote, however it is killed,
+    then does not leave a `bentoml serve` behind, and that server's workers
+    follow it (`tie_worker_to_server`). No `preexec_fn` (unsafe in a process
+    with threads): the child runs this module, ties itself, then execs.
+    """
+    end_with_parent(parent=parent)
+    os.execvp(command[0], command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m mlops.serving.worker_lifetime PARENT_PID -- COMMAND...`"""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 3 or not args[0].isdigit() or args[1] != "--":
+        sys.exit("usage: python -m mlops.serving.worker_lifetime PARENT_PID -- COMMAND [ARG...]")
+    exec_tied(int(args[0]), args[2:])
+
+
+if __name__ == "__main__":
+    main()

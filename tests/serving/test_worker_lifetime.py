@@ -93,3 +93,32 @@ def test_the_server_records_its_pid_and_a_worker_ties_to_it(monkeypatch):
     monkeypatch.setenv(SERVER_PID_ENV, "4242")
     # then the worker ties itself to that pid
     assert tie_worker_to_server(1) is True and calls == [4242]
+
+
+# A "promote" that starts a "server" through the module's exec wrapper, prints its pid and waits.
+PROMOTE = """
+import os, subprocess, sys
+server = subprocess.Popen([sys.executable, "-m", "mlops.serving.worker_lifetime", str(os.getpid()), "--",
+                           sys.executable, "-c", "import time; print('serving', flush=True); time.sleep(120)"],
+                          stdout=subprocess.PIPE, text=True)
+print(server.pid, server.stdout.readline().strip(), flush=True)
+server.wait()
+"""
+
+
+def test_a_server_started_through_the_wrapper_ends_when_its_starter_alone_is_killed():
+    # given a command that started its server through `python -m mlops.serving.worker_lifetime PID -- ...`
+    promote = subprocess.Popen([sys.executable, "-c", PROMOTE], stdout=subprocess.PIPE, text=True)
+    pid, state = promote.stdout.readline().split()
+    assert state == "serving"  # the wrapper exec'd the command: same pid, its output
+    # when only that command is SIGKILLed (not its process group)
+    os.kill(promote.pid, signal.SIGKILL)
+    promote.wait(timeout=10)
+    # then the server ends too
+    assert wait_gone(int(pid)), f"server {pid} outlived the command that started it"
+
+
+@pytest.mark.parametrize("argv", [[], ["x", "--", "true"], ["123", "true"], ["123", "--"]])
+def test_the_wrapper_names_its_usage(argv):
+    with pytest.raises(SystemExit, match="usage: python -m mlops.serving.worker_lifetime PARENT_PID -- COMMAND"):
+        worker_lifetime.main(argv)

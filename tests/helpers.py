@@ -236,7 +236,7 @@ def processes_of(project: Path, grace: float = 0.0) -> list[str]:
     seconds have passed or none is left: what a stopped or killed command of the project left behind."""
     import psutil
 
-    home, deadline, found = str(project / ".bentoml"), time.monotonic() + grace, []
+    home, deadline = str(project / ".bentoml"), time.monotonic() + grace
     while True:
         found = []
         for process in psutil.process_iter(["pid", "cmdline", "status"]):

@@ -41,7 +41,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-def kill_server_leaving_worker(worker_code: str) -> int:
+def kill_server_leaving_worker(worker_code: str) -> tuple[int, str]:
     server = subprocess.Popen([sys.executable, "-c", SERVER, worker_code], stdout=subprocess.PIPE, text=True,
                               start_new_session=True)
     pid, state = server.stdout.readline().split()

@@ -11,6 +11,9 @@ BIN := $(VENV)/bin
 DVC_REMOTE ?= $(CURDIR)/.dvcstore
 DVC_S3_ENDPOINT ?=
 PORT ?= 3000
+# The address `make serve` listens on. Beyond loopback it needs keys (MLOPS_API_KEY for clients, MLOPS_LABEL_KEY
+# for labellers, or a keys file in MLOPS_KEYS_FILE): `mlops keys check` refuses to start without them.
+HOST ?= 127.0.0.1
 
 include airflow.env
 export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' airflow.env)
@@ -21,7 +24,8 @@ export BENTOML_DO_NOT_TRACK := True
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
-export MLOPS_TRAFFIC_DIR := $(CURDIR)/logs/traffic
+export MLOPS_TRAFFIC_DIR ?= $(CURDIR)/logs/traffic
+export MLOPS_FEEDBACK_DIR ?= $(CURDIR)/logs/feedback
 export PATH := $(BIN):$(PATH)
 
 .PHONY: help setup run test test-fast lint serve airflow airflow-stop bento-image compose-check clean
@@ -67,9 +71,10 @@ test-fast:  ## the tests that take seconds, not minutes
 lint:  ## ruff
 	$(BIN)/ruff check mlops dags tests bench
 
-serve:  ## serve the champion Bento on 127.0.0.1:$(PORT)
-	@bento=$$($(BIN)/mlops registry show --field bento) && echo "serving $$bento on http://127.0.0.1:$(PORT)" && \
-	MLOPS_PROJECT_DIR=$(CURDIR) $(BIN)/bentoml serve $$bento --host 127.0.0.1 --port $(PORT)
+serve:  ## serve the champion Bento on $(HOST):$(PORT) (127.0.0.1 by default; beyond it, keys are required)
+	@$(BIN)/mlops keys check --host $(HOST)
+	@bento=$$($(BIN)/mlops registry show --field bento) && echo "serving $$bento on http://$(HOST):$(PORT)" && \
+	MLOPS_PROJECT_DIR=$(CURDIR) $(BIN)/bentoml serve $$bento --host $(HOST) --port $(PORT)
 
 airflow:  ## start Airflow standalone (SQLite, LocalExecutor) on 127.0.0.1:8080, in the background
 	@$(BIN)/python -m mlops.orchestration.airflow_ctl start

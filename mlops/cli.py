@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from mlops.cli_feedback import feedback, keys
 from mlops.core.environment import apply_defaults
 from mlops.core.errors import EXIT_FILE_ENV, USER_ERROR_EXIT, MlopsError
 from mlops.core.registry import PROMOTION_RECORD
@@ -360,56 +361,6 @@ def registry_rollback() -> None:
     click.echo(f"registry: rolled back; champion is now {entry['model']} (bento {entry['bento']})")
 
 
-@cli.group()
-def feedback() -> None:
-    """Labels from production and from labelling tools: batches of new data, the labelling queue."""
-
-
-@feedback.command("import")
-@click.argument("file", type=PathArg)
-@click.pass_context
-def feedback_import(ctx: click.Context, file: Path) -> None:
-    """Add a labelled CSV or JSONL file (columns text, label; optional id) as a new data batch."""
-    from mlops.loop.batches import import_file
-
-    path, rows = import_file(settings_of(ctx), file)
-    click.echo(f"feedback: imported {rows} labelled texts from {file} -> {path}")
-
-
-@feedback.command("collect")
-@click.option("--log", "log_path", type=PathArg, default=None,
-              help="The feedback log (default: $MLOPS_FEEDBACK_DIR/feedback.jsonl, else logs/feedback/).")
-@click.pass_context
-def feedback_collect(ctx: click.Context, log_path: Path | None) -> None:
-    """Turn labels posted to /feedback that no batch holds yet into a new data batch."""
-    from mlops.loop.batches import collect_served
-    from mlops.serving.feedback import FEEDBACK_FILE, feedback_dir
-
-    log_path = log_path or feedback_dir() / FEEDBACK_FILE
-    path, rows, skipped = collect_served(settings_of(ctx), log_path)
-    note = f" ({skipped} without their text: hashed traffic log)" if skipped else ""
-    click.echo(f"feedback: {rows} new labels from {log_path}" + (f" -> {path}" if path else ": no new batch") + note)
-
-
-@feedback.command("queue")
-@click.option("--current", type=str, default=None,
-              help="Traffic log directory or file (default: $MLOPS_TRAFFIC_DIR, else logs/traffic).")
-@click.option("--out-dir", type=PathArg, default=None, help="Where to write the queue (default: feedback.queue_dir).")
-@click.pass_context
-def feedback_queue(ctx: click.Context, current: str | None, out_dir: Path | None) -> None:
-    """Write the labelling queue of the newest traffic window: least confident first, de-duplicated."""
-    from mlops.loop.queue import write_queue
-    from mlops.serving.feedback import traffic_dir
-    from mlops.serving.traffic import read_traffic
-
-    settings = settings_of(ctx)
-    window = read_traffic(Path(current) if current else traffic_dir(), settings.monitor.window_rows,
-                          settings.monitor.window_hours)
-    path, rows = write_queue(settings, window, out_dir)
-    click.echo(f"feedback: {rows} texts queued for labelling at {path} "
-               f"(and {path.with_name('queue.labelstudio.json')})")
-
-
 @cli.command("retrain-on-drift")
 @click.option("--summary", "summary_path", type=PathArg, default=None,
               help="The monitoring summary that found the drift (default: take the drift as given).")
@@ -453,6 +404,10 @@ def retrain_on_drift(ctx: click.Context, summary_path: Path | None) -> None:
         from mlops.orchestration.summary import main as print_summary
 
         print_summary()
+
+cli.add_command(feedback)
+cli.add_command(keys)
+
 
 def report_exit(code: int, error: str | None) -> None:
     """Tell a driver that asked (MLOPS_EXIT_FILE) how this command ended."""

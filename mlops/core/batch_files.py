@@ -48,3 +48,12 @@ def read_batches(directory: Path) -> pd.DataFrame:
     rows = pd.concat(frames, ignore_index=True)
     with_id = rows[rows["id"] != ""].drop_duplicates("id", keep="last")
     return pd.concat([with_id, rows[rows["id"] == ""]]).sort_index().reset_index(drop=True)
+
+
+def batched_labels(directory: Path) -> dict[str, str]:
+    """The latest label of every id in the batch files of a directory (the data's, or the held ones')."""
+    latest: dict[str, str] = {}
+    for path in list_batches(directory):
+        frame = read_batch(path)
+        latest.update(zip(frame["id"], frame["label"], strict=True))
+    return latest

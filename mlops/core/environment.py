@@ -33,3 +33,28 @@ def apply_defaults(project: Path | str | None = None) -> None:
     """Set every default this process's environment lacks; with `project`, its BentoML home too."""
     for key, value in (project_defaults(project) if project is not None else FIXED_DEFAULTS).items():
         os.environ.setdefault(key, value)
+
+
+def project_dir() -> Path:
+    """The project the process works for: $MLOPS_PROJECT_DIR (`make serve`, the DAGs), else the working directory.
+
+    `bentoml serve <bento>` runs in the Bento's own folder inside the BentoML store, so a relative default there
+    would scatter the logs across store folders, one per champion: every default below is anchored here instead.
+    """
+    return Path(os.environ.get("MLOPS_PROJECT_DIR") or Path.cwd())
+
+
+def directory_from(variable: str, default: str, project: Path | str | None = None) -> Path:
+    """`$variable` when set and not empty, else `default` under the project: one rule for every reader."""
+    value = os.environ.get(variable, "").strip()
+    return Path(value) if value else Path(project if project is not None else project_dir()) / default
+
+
+def traffic_dir(project: Path | str | None = None) -> Path:
+    """Where the service logs its traffic and monitoring reads it: $MLOPS_TRAFFIC_DIR, else <project>/logs/traffic."""
+    return directory_from("MLOPS_TRAFFIC_DIR", "logs/traffic", project)
+
+
+def feedback_dir(project: Path | str | None = None) -> Path:
+    """Where `/feedback` stores labels and suggestions: $MLOPS_FEEDBACK_DIR, else <project>/logs/feedback."""
+    return directory_from("MLOPS_FEEDBACK_DIR", "logs/feedback", project)

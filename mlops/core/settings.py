@@ -206,7 +206,11 @@ class ServeSettings(Strict):
     max_texts: int = Field(ge=1)
     max_text_chars: int = Field(ge=1)
     max_body_kb: int = Field(ge=1)
-    api_key_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
+    api_key_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")  # clients' key: /classify, /feedback as suggestions
+    label_key_env: str = Field(default="MLOPS_LABEL_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$")  # labellers' key
+    metrics_key_env: str = Field(default="MLOPS_METRICS_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$")  # /metrics, when set
+    keys_file_env: str = Field(default="MLOPS_KEYS_FILE", pattern=r"^[A-Z_][A-Z0-9_]*$")  # named, hashed keys
+    allow_anonymous: bool = False  # true: keyless requests from beyond loopback are served as anonymous clients
     workers: int = Field(default=1, ge=1)
     threads: int = Field(ge=1)
     model_calls: int | Literal["auto"] = "auto"
@@ -265,9 +269,22 @@ class MonitorSettings(Strict):
         return self
 
 
+class ScreenSettings(Strict):
+    """When a batch of trusted labels is held for review instead of collected (mlops/loop/screening.py)."""
+
+    confident: float = Field(default=0.9, gt=0, lt=1)  # the champion's confidence that counts as confident
+    min_confident_rows: int = Field(default=20, ge=1)  # fewer confident answers: no contradiction verdict
+    min_contradiction: float = Field(default=0.15, gt=0, lt=1)  # the contradiction limit is at least this
+    error_multiple: float = Field(default=3.0, ge=1)  # ... and at least this many times the champion's test error
+    confidence_level: float = Field(default=0.95, gt=0.5, lt=1)  # of the contradiction rate's Wilson interval
+    max_source_share: float = Field(default=0.8, gt=0, le=1)  # one source's share of a multi-source batch
+
+
 class FeedbackSettings(Strict):
     max_items: int = Field(default=256, ge=1)
     batches_dir: str = Field(default="data/feedback", min_length=1)
+    held_dir: str = Field(default="data/feedback-held", min_length=1)  # batches held for review, and decided
+    screen: ScreenSettings = ScreenSettings()
     queue_dir: str = Field(default="reports/labelling", min_length=1)
     queue_size: int = Field(default=500, ge=1)
     recent_share: float = Field(default=0.5, gt=0, lt=1)

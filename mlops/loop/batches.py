@@ -1,10 +1,14 @@
 """Labelled feedback as data batches: the files that make the data grow.
 
-Labels come back two ways: through `POST /feedback` (the service's feedback
-log, which holds each label with the text it labels) and as files from a
-labelling tool (`mlops feedback import`). Either way they end as one new
-batch file in `feedback.batches_dir`: a CSV of `id`, `text`, `label`, named
-by the time it was made, never rewritten. That directory is a dependency of
+Labels come back two ways: through `POST /feedback` with a labeller's key
+(the service's feedback log, which holds each label with the text it labels
+and its source) and as files from a labelling tool (`mlops feedback import`).
+Only these trusted labels become data; a client's `/feedback` is a suggestion
+(mlops/serving/feedback.py). Each batch is screened first
+(mlops/loop/screening.py): a batch that looks poisoned is held for review in
+`feedback.held_dir` (mlops/loop/held.py) and blocks nothing. A batch that
+passes ends as one new file in `feedback.batches_dir`: a CSV of `id`, `text`,
+`label`, named by the time it was made, never rewritten. That directory is a dependency of
 `ingest` in dvc.yaml, so DVC hashes it and `dvc repro` re-runs ingest and
 everything after it exactly when a batch arrives. A bad file fails with one
 line naming the problem and writes nothing; a batch is written atomically.
@@ -14,11 +18,12 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from mlops.core.batch_files import BATCH_COLUMNS, list_batches, read_batch, write_batch
+from mlops.core.batch_files import BATCH_COLUMNS, batched_labels, write_batch
 from mlops.core.errors import MlopsError
 from mlops.core.settings import Settings, declared_labels
 
@@ -46,12 +51,6 @@ def label_set(settings: Settings) -> list[str]:
         if label_map.is_file():
             return list(json.loads(label_map.read_text(encoding="utf-8"))["labels"])
     raise MlopsError("no label set: declare validate.labels in params.yaml (or train a model first)")
-
-
-
-
-
-
 
 
 def parse_labelled_file(path: Path) -> pd.DataFrame:
@@ -87,6 +86,10 @@ def parse_labelled_file(path: Path) -> pd.DataFrame:
         frame = pd.DataFrame(rows)
     else:
         raise MlopsError(f"{path}: expected a .csv or .jsonl file")
+    from mlops.loop.queue import is_queue_file, unescape_cell
+
+    if is_queue_file(frame):  # the labelling queue filled in: its cells carry the formula guard
+        frame = frame.assign(**{column: frame[column].map(unescape_cell) for column in ("id", "text", "label")})
     missing = [column for column in ("text", "label") if column not in frame.columns]
     if missing:
         raise MlopsError(f"{path}: no column {missing[0]!r} (columns: {', '.join(map(str, frame.columns)) or 'none'})")
@@ -111,47 +114,104 @@ def check_label_set(frame: pd.DataFrame, labels: list[str], origin: str) -> None
                          f"({', '.join(labels)}); {len(unknown)} row(s) like it")
 
 
-def import_file(settings: Settings, path: Path) -> tuple[Path, int]:
-    """Check a labelled file whole, then write it as one new batch; (batch path, rows)."""
+@dataclass(frozen=True)
+class Outcome:
+    """What one collection or import did: a new batch, or a held one, and the rows it left out."""
+
+    batch: Path | None = None
+    held: Path | None = None
+    rows: int = 0
+    skipped_without_text: int = 0
+    untrusted: int = 0
+    reasons: tuple[str, ...] = ()
+
+
+def champion_error() -> float | None:
+    """The champion's measured test error (1 - accuracy), the yardstick of contradiction; None without one."""
+    try:
+        from mlops.core import registry
+
+        current = registry.champion()
+    except Exception:  # no BentoML store here
+        return None
+    accuracy = ((current or {}).get("metrics") or {}).get("accuracy")
+    return None if accuracy is None else 1.0 - float(accuracy)
+
+
+def champion_answers(settings: Settings, texts: list[str]) -> pd.DataFrame | None:
+    """The champion's prediction and confidence for each text (None without a champion): what an imported file
+    is screened against, as served labels are against the answer their text got."""
+    try:
+        from mlops.core import registry
+
+        current = registry.champion()
+    except Exception:
+        return None
+    if current is None:
+        return None
+    from mlops.ml.variants import load_served
+
+    classifier = load_served(registry.model_path(current["model"]), settings.serve.precision)
+    proba = classifier.predict_proba(texts, settings.serve.micro_batch, settings.serve.max_batch_tokens)
+    labels = list(classifier.labels)
+    return pd.DataFrame({"prediction": [labels[i] for i in proba.argmax(axis=1)],
+                         "confidence": proba.max(axis=1).astype(float)})
+
+
+def admit(settings: Settings, frame: pd.DataFrame, kind: str, origin: str) -> tuple[Path | None, Path | None,
+                                                                                  tuple[str, ...]]:
+    """Screen a checked batch, then write it as data, or hold it for review; (batch, held, reasons)."""
+    from mlops.loop.held import hold
+    from mlops.loop.screening import screen
+
+    verdict = screen(frame, settings.feedback.screen, champion_error())
+    if verdict.held:
+        return None, hold(frame, Path(settings.feedback.held_dir), kind, verdict, origin), tuple(verdict.reasons)
+    batch = write_batch(frame, Path(settings.feedback.batches_dir), kind)
+    track_with_dvc(batch.parent)
+    return batch, None, ()
+
+
+def import_file(settings: Settings, path: Path) -> Outcome:
+    """Check a labelled file whole, screen it against the champion, then write it as one new batch (or hold it)."""
     frame = parse_labelled_file(path)
     check_label_set(frame, label_set(settings), str(path))
     from mlops.serving.traffic import new_ids
 
     missing_ids = frame["id"] == ""
     frame.loc[missing_ids, "id"] = new_ids(int(missing_ids.sum()))
-    batch = write_batch(frame, Path(settings.feedback.batches_dir), f"import-{Path(path).stem}")
-    track_with_dvc(batch.parent)
-    return batch, len(frame)
+    answers = champion_answers(settings, frame["text"].tolist())
+    screened = frame.assign(source=f"import:{Path(path).name}")
+    if answers is not None:
+        screened = screened.assign(prediction=answers["prediction"].to_numpy(),
+                                   confidence=answers["confidence"].to_numpy())
+    batch, held, reasons = admit(settings, screened, f"import-{Path(path).stem}", str(path))
+    return Outcome(batch, held, len(frame), reasons=reasons)
 
 
-def batched_labels(directory: Path) -> dict[str, str]:
-    """The latest label of every id already in a batch."""
-    latest: dict[str, str] = {}
-    for path in list_batches(directory):
-        frame = read_batch(path)
-        latest.update(zip(frame["id"], frame["label"], strict=True))
-    return latest
+def collect_served(settings: Settings, feedback_log: Path) -> Outcome:
+    """Trusted labels posted to /feedback that no batch holds yet, screened, as one new batch (or a held one).
 
-
-def collect_served(settings: Settings, feedback_log: Path) -> tuple[Path | None, int, int]:
-    """Labels posted to /feedback that no batch holds yet, as one new batch: (path or None, rows, skipped).
-
-    A label for a text whose log line holds only its hash (serve.traffic.hash_texts) cannot train a model:
-    it is counted as skipped.
+    A label for a text whose log line holds only its hash (serve.traffic.hash_texts) cannot train a model: it
+    is counted as skipped. A record without a labeller's role (a client's, or one written before roles
+    existed) is counted as untrusted and left out.
     """
-    from mlops.serving.feedback import read_feedback
+    from mlops.core.feedback_log import read_feedback
 
     directory = Path(settings.feedback.batches_dir)
-    done = batched_labels(directory)
-    records = [r for r in read_feedback(feedback_log) if done.get(r["id"]) != r["label"]]
+    done = batched_labels(directory) | batched_labels(Path(settings.feedback.held_dir))  # held ones are handled
+    fresh = [r for r in read_feedback(feedback_log) if done.get(r["id"]) != r["label"]]
+    records = [r for r in fresh if r.get("role") == "labeller"]
+    untrusted = len(fresh) - len(records)
     usable = [r for r in records if isinstance(r.get("text"), str) and r["text"].strip()]
+    skipped = len(records) - len(usable)
     if not usable:
-        return None, 0, len(records)
-    frame = pd.DataFrame([{"id": r["id"], "text": r["text"], "label": r["label"]} for r in usable])
+        return Outcome(skipped_without_text=skipped, untrusted=untrusted)
+    frame = pd.DataFrame([{"id": r["id"], "text": r["text"], "label": r["label"], "source": r.get("source"),
+                           "prediction": r.get("prediction"), "confidence": r.get("confidence")} for r in usable])
     check_label_set(frame, label_set(settings), str(feedback_log))
-    batch = write_batch(frame, directory, "served")
-    track_with_dvc(directory)
-    return batch, len(frame), len(records) - len(usable)
+    batch, held, reasons = admit(settings, frame, "served", str(feedback_log))
+    return Outcome(batch, held, len(frame), skipped, untrusted, reasons)
 
 
 def track_with_dvc(directory: Path) -> Path | None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlops.core.environment import feedback_dir
 from mlops.core.settings import Settings, load_settings
 
 LOOP_FILE = "loop.json"  # in a drift-triggered run's record
@@ -56,32 +57,38 @@ def prepare(project: Path, summaries: list[str] | None = None) -> dict[str, Any]
     import os
 
     from mlops.core.batch_files import list_batches
+    from mlops.core.feedback_log import FEEDBACK_FILE
     from mlops.loop.batches import collect_served
-    from mlops.serving.feedback import FEEDBACK_FILE
 
     project = Path(project).resolve()
     settings = load_settings(project / "params.yaml")
     batches_dir = project / settings.feedback.batches_dir
     batches_dir.mkdir(parents=True, exist_ok=True)
-    log = Path(os.environ.get("MLOPS_FEEDBACK_DIR") or project / "logs" / "feedback") / FEEDBACK_FILE
+    log = feedback_dir(project) / FEEDBACK_FILE
     here = Path.cwd()
     try:
         os.chdir(project)  # batches_dir and the label set resolve against the project
-        batch, collected, skipped = collect_served(settings, log)
+        outcome = collect_served(settings, log)
     finally:
         os.chdir(here)
     new = sorted({path.name for path in list_batches(batches_dir)} - ingested_batches(project))
-    result: dict[str, Any] = {"collected": collected, "collected_batch": str(batch) if batch else None,
-                              "skipped_without_text": skipped, "new_batches": new}
+    result: dict[str, Any] = {"collected": 0 if outcome.held else outcome.rows,
+                              "collected_batch": str(outcome.batch) if outcome.batch else None,
+                              "held_batch": str(outcome.held) if outcome.held else None,
+                              "held_reasons": list(outcome.reasons),
+                              "skipped_without_text": outcome.skipped_without_text,
+                              "untrusted": outcome.untrusted, "new_batches": new}
     if new:
         result |= {"status": "retrain",
                    "message": f"drift, {len(new)} new labelled batch(es) since the champion's data "
                               f"({', '.join(new)}): retraining"}
     else:
         queued, path = queue_of(project, settings, summaries or [])
+        held = (f"; {outcome.rows} new labels were HELD for review ({outcome.held.stem}: `mlops feedback held`)"
+                if outcome.held else "")
         result |= {"status": "no_new_labels", "queued": queued, "queue": path,
                    "message": f"drift, no new labels since the champion's data: {queued} texts queued for "
-                              f"labelling at {path}"}
+                              f"labelling at {path}{held}"}
     return result
 
 

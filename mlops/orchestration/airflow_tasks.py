@@ -30,6 +30,7 @@ from airflow.providers.standard.hooks.subprocess import SubprocessHook
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
+from mlops.core.environment import traffic_dir
 from mlops.core.errors import EXIT_FILE_ENV, USER_ERROR_EXIT
 
 
@@ -153,11 +154,6 @@ class StageOperator(CommandOperator):
         if result.stage_exit == USER_ERROR_EXIT:
             raise AirflowFailException(message)  # the stage refused its input: a person must fix it
         raise AirflowException(message)
-
-
-def traffic_dir(project: Path | str) -> Path:
-    """Where the service logs its traffic: $MLOPS_TRAFFIC_DIR, else <project>/logs/traffic."""
-    return Path(os.environ.get("MLOPS_TRAFFIC_DIR") or Path(project) / "logs" / "traffic")
 
 
 class MonitorOperator(CommandOperator):

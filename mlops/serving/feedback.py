@@ -6,7 +6,12 @@ id's time prefix narrows to one or two day files) and stores the label with
 the text, the prediction and the model that made it: the feedback log is then
 self-contained, and outlives the traffic log's rotation.
 
-Every accepted label is appended to `$MLOPS_FEEDBACK_DIR/feedback.jsonl`
+Every record names its source: the credential it was posted with, its role
+and the time (mlops/serving/credentials.py). A labeller's label is appended to
+`$MLOPS_FEEDBACK_DIR/feedback.jsonl`, the trusted labels that `mlops feedback
+collect` turns into data; a client's is only a suggestion, appended to
+`suggestions.jsonl`, which the labelling queue offers a labeller to confirm:
+an end user's word never trains or judges a model by itself. Each is appended
 under an exclusive lock (the service's worker processes share the file), and
 written, flushed and fsynced before the answer goes out: a crash can lose at
 most the request being written, never an acknowledged label. A crash
@@ -28,9 +33,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from mlops.core.environment import feedback_dir, traffic_dir
+from mlops.core.feedback_log import FEEDBACK_FILE, SUGGESTIONS_FILE, read_feedback  # noqa: F401 (re-exported)
+from mlops.serving.credentials import LOCAL, Identity
+from mlops.serving.guard import IDENTITY
 from mlops.serving.traffic import id_time, list_parts
 
-FEEDBACK_FILE = "feedback.jsonl"
+OPERATOR = Identity(LOCAL, "labeller")  # a script or test on this machine
 MAX_ID_CHARS = 64
 MAX_LABEL_CHARS = 200
 SERVED_FIELDS = ("text", "text_hmac", "prediction", "confidence", "model_version")
@@ -42,14 +51,6 @@ class FeedbackError(Exception):
     def __init__(self, status: int, message: str, **details: Any) -> None:
         super().__init__(message)
         self.status, self.message, self.details = status, message, details
-
-
-def feedback_dir() -> Path:
-    return Path(os.environ.get("MLOPS_FEEDBACK_DIR", "logs/feedback"))
-
-
-def traffic_dir() -> Path:
-    return Path(os.environ.get("MLOPS_TRAFFIC_DIR", "logs/traffic"))
 
 
 @dataclass(frozen=True)
@@ -252,41 +253,37 @@ def check_request(body: bytes, labels: Sequence[str], max_items: int) -> tuple[l
     return items, single
 
 
+def log_file_for(identity: Identity, log_dir: Path | None = None) -> Path:
+    """Where a label from `identity` goes: the trusted labels (a labeller) or the suggestions (anyone else)."""
+    name = FEEDBACK_FILE if identity.role == "labeller" else SUGGESTIONS_FILE
+    return (log_dir or feedback_dir()) / name
+
+
 def store_feedback(items: Sequence[Item], single: bool, served: dict[str, dict[str, Any]],
-                   log_dir: Path | None = None) -> dict[str, Any] | list[dict[str, Any]]:
-    """Append checked labels with what was served durably, and say per id whether a label was replaced."""
+                   identity: Identity = OPERATOR, log_dir: Path | None = None) -> dict[str, Any] | list[dict[str, Any]]:
+    """Append checked labels with what was served and who sent them, durably, and say per id what happened."""
     now = datetime.now(UTC).isoformat()
-    records = [{"id": item.id, "label": item.label, "labelled_at": now, "served_at": served[item.id].get("timestamp"),
+    records = [{"id": item.id, "label": item.label, "labelled_at": now, "source": identity.name,
+                "role": identity.role, "served_at": served[item.id].get("timestamp"),
                 **{name: served[item.id][name] for name in SERVED_FIELDS if name in served[item.id]}}
                for item in items]
-    previous = append_durably(records, (log_dir or feedback_dir()) / FEEDBACK_FILE)
-    answers = [{"id": item.id, "label": item.label,
-                **({"status": "replaced", "previous_label": previous[item.id]} if item.id in previous
-                   else {"status": "recorded"})} for item in items]
+    previous = append_durably(records, log_file_for(identity, log_dir))
+    if identity.role != "labeller":
+        answers = [{"id": item.id, "label": item.label, "status": "suggested"} for item in items]
+    else:
+        answers = [{"id": item.id, "label": item.label,
+                    **({"status": "replaced", "previous_label": previous[item.id]} if item.id in previous
+                       else {"status": "recorded"})} for item in items]
     return answers[0] if single else answers
 
 
 def record_feedback(body: bytes, labels: Sequence[str], max_items: int, traffic: Path | None = None,
-                    log_dir: Path | None = None) -> dict[str, Any] | list[dict[str, Any]]:
+                    log_dir: Path | None = None,
+                    identity: Identity = OPERATOR) -> dict[str, Any] | list[dict[str, Any]]:
     """Check a request whole, find what was served for its ids, append its labels durably (no event loop)."""
     items, single = check_request(body, labels, max_items)
     served = find_served([item.id for item in items], traffic or traffic_dir())
-    return store_feedback(items, single, served, log_dir)
-
-
-def read_feedback(path: Path) -> list[dict[str, Any]]:
-    """Every intact record of a feedback log, the latest per id, in the order they were first labelled."""
-    if not Path(path).is_file():
-        return []
-    latest: dict[str, dict[str, Any]] = {}
-    for line in Path(path).read_bytes().splitlines():
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
-        if isinstance(record, dict) and "id" in record and "label" in record:
-            latest[record["id"]] = record
-    return list(latest.values())
+    return store_feedback(items, single, served, identity, log_dir)
 
 
 async def respond(send: Callable[..., Any], status: int, payload: Any) -> None:
@@ -301,8 +298,9 @@ async def respond(send: Callable[..., Any], status: int, payload: Any) -> None:
 class FeedbackEndpoint:
     """The ASGI app mounted at /feedback. The service attaches its label set once its model is loaded.
 
-    It sits behind the same RequestGuard as /classify (API key, body limit,
-    JSON content type), which reads the body within the limit before this sees it.
+    It sits behind the same RequestGuard as /classify (credentials, body limit,
+    JSON content type), which reads the body within the limit and names the
+    request's identity before this sees it.
     """
 
     def __init__(self, max_items: int) -> None:
@@ -331,7 +329,8 @@ class FeedbackEndpoint:
         try:
             items, single = check_request(b"".join(chunks), list(self.labels()), self.max_items)
             served = await await_served([item.id for item in items], traffic_dir(), slots=self.waiting)
-            answer = await asyncio.to_thread(store_feedback, items, single, served)
+            identity = scope.get(IDENTITY) or Identity("unknown", "client")  # the guard sets it; else untrusted
+            answer = await asyncio.to_thread(store_feedback, items, single, served, identity)
         except FeedbackError as error:
             return await respond(send, error.status, {"error": error.message, **error.details})
         await respond(send, 200, answer)

@@ -1,28 +1,32 @@
-"""ASGI middleware in front of the service: request size limit and optional API key.
+"""ASGI middleware in front of the service: request size limit, and who may ask what.
 
 BentoML validates a request only after reading all of it, so a 100 MB body
 costs memory and seconds before the 400; this guard refuses it (413) as soon
 as the declared or streamed size passes the limit. BentoML also parses any
 body it does not recognise as JSON; a POST that does not declare JSON gets 415
-here instead. When the API key's
-environment variable is set, every endpoint but the health, metrics and docs
-endpoints needs `Authorization: Bearer <key>` or `X-API-Key: <key>` (401
-otherwise). The key never comes from a config file.
+here instead. Every endpoint but the health and docs endpoints needs a
+credential of the right role (mlops/serving/credentials.py): a client or a
+labeller key for `/classify` and `/feedback`, the metrics key for `/metrics`
+when one is configured; 401 without one, 403 with the wrong role. The
+request's identity travels on in its scope (`IDENTITY`) for `/feedback` to
+record as the label's source. Keys never come from a config file.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from mlops.serving.credentials import Credentials, Identity, key_of
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-PUBLIC_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/docs", "/static_content/")  # and "/", the docs UI
+PUBLIC_PATHS = ("/livez", "/readyz", "/healthz", "/docs", "/static_content/")  # and "/", the docs UI
+METRICS_PATH = "/metrics"
+IDENTITY = "mlops.identity"  # the scope key under which the request's Identity travels
 
 
 async def reply(send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -52,25 +56,46 @@ async def drain(receive: Receive, limit: int) -> None:
 
 
 class RequestGuard:
-    def __init__(self, app: Any, max_body_bytes: int, api_key_env: str) -> None:
-        self.app, self.max_body_bytes, self.api_key_env = app, max_body_bytes, api_key_env
+    def __init__(self, app: Any, max_body_bytes: int, credentials: Credentials) -> None:
+        self.app, self.max_body_bytes, self.credentials = app, max_body_bytes, credentials
 
-    def authorised(self, headers: dict[bytes, bytes]) -> bool:
-        key = os.environ.get(self.api_key_env, "")
-        if not key:
-            return True
-        bearer = headers.get(b"authorization", b"").decode("latin-1")
-        given = bearer[7:] if bearer.lower().startswith("bearer ") else headers.get(b"x-api-key", b"").decode("latin-1")
-        return hmac.compare_digest(given.encode(), key.encode())
+    def identify(self, scope: Scope, headers: dict[bytes, bytes]) -> Identity | None:
+        """The request's identity: its key's credential, else who a keyless request is (None: refused)."""
+        key = key_of(headers)
+        if key:
+            return self.credentials.identify(key)
+        peer = (scope.get("client") or (None,))[0]
+        return self.credentials.anonymous(peer)
+
+    def refusal(self, scope: Scope, identity: Identity | None) -> tuple[int, str] | None:
+        """The status and message a request is refused with, or None when its identity may make it."""
+        variables = self.credentials.variables
+        if scope["path"].startswith(METRICS_PATH):
+            if not self.credentials.metrics_guarded or (identity is not None and identity.role == "metrics"):
+                return None
+            return 401, f"/metrics needs the metrics key (set by {variables.get('metrics')} on the server)"
+        if identity is None:
+            if self.credentials.guarded:
+                return 401, (f"missing or wrong API key (set {variables.get('client')} or {variables.get('labeller')} "
+                             "on the server; send Authorization: Bearer <key>)")
+            return 401, ("this service has no keys and answers anonymous requests from loopback only: set "
+                         f"{variables.get('client')} and {variables.get('labeller')} on the server (or "
+                         "serve.allow_anonymous: true)")
+        if identity.role == "metrics":
+            return 403, "the metrics key reads /metrics only; use a client or labeller key"
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] == "/" or scope["path"].startswith(PUBLIC_PATHS):
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
-        if not self.authorised(headers):
+        identity = self.identify(scope, headers)
+        refused = self.refusal(scope, identity)
+        if refused is not None:
             await drain(receive, self.max_body_bytes)
-            return await reply(send, 401, f"missing or wrong API key (set {self.api_key_env} on the server; "
-                                          "send Authorization: Bearer <key>)", [(b"www-authenticate", b"Bearer")])
+            return await reply(send, refused[0], refused[1],
+                               [(b"www-authenticate", b"Bearer")] if refused[0] == 401 else None)
+        scope[IDENTITY] = identity
         if scope.get("method") == "POST":
             media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
             if media_type != b"application/json":

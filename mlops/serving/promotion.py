@@ -70,8 +70,12 @@ def start_server(bento: str, model_tag: str, settings: Settings, workdir: Path, 
     import sys
 
     port = free_port()
-    env = {**os.environ, "MLOPS_MODEL_TAG": model_tag, "MLOPS_TRAFFIC_DIR": str(workdir / "traffic"),
-           settings.serve.api_key_env: key, "BENTOML_DO_NOT_TRACK": "True"}
+    serve = settings.serve
+    # Only the check's own client key: the candidate answers nobody else, and its logs stay in the scratch dir
+    env = {name: value for name, value in os.environ.items()
+           if name not in (serve.label_key_env, serve.metrics_key_env, serve.keys_file_env)}
+    env |= {"MLOPS_MODEL_TAG": model_tag, "MLOPS_TRAFFIC_DIR": str(workdir / "traffic"),
+            "MLOPS_FEEDBACK_DIR": str(workdir / "feedback"), serve.api_key_env: key, "BENTOML_DO_NOT_TRACK": "True"}
     log = open(workdir / "server.log", "w")  # noqa: SIM115 - closed in stop_server
     bentoml_bin = Path(sys.executable).parent / "bentoml"
     # In our own process group: whoever stops `mlops promote`'s group (a killed Airflow task) stops this server

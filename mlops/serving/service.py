@@ -22,9 +22,11 @@ there are model-call threads. The traffic log is written by a background
 thread from a bounded queue (mlops/serving/traffic.py), after the answer, and
 flushed when the worker shuts down. Limits (texts per request, characters per
 text, body size), precision and the traffic log come from params.yaml, which
-the Bento carries (`MLOPS_PARAMS` names another file); an API key, when its
-environment variable is set, is required on every endpoint but health,
-metrics and docs. The model sits in a swappable slot (mlops/serving/swap.py):
+the Bento carries (`MLOPS_PARAMS` names another file). Every endpoint but
+health and docs needs a credential of its role (mlops/serving/credentials.py):
+a client's or a labeller's key, the metrics key for metrics when one is set;
+keyless requests are answered from loopback only. The model sits in a
+swappable slot (mlops/serving/swap.py):
 a served champion follows the registry's promotions and rollbacks without a
 restart; `self.slot.active` is the (version, model) answering new requests.
 `/metrics` adds the model's own metrics (mlops/serving/model_metrics.py).
@@ -53,7 +55,9 @@ import bentoml  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, model_validator  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
+from mlops.core.environment import traffic_dir  # noqa: E402
 from mlops.core.settings import load_settings  # noqa: E402
+from mlops.serving.credentials import Credentials  # noqa: E402
 from mlops.serving.feedback import FeedbackEndpoint, FeedbackRoute  # noqa: E402
 from mlops.serving.guard import RequestGuard  # noqa: E402
 from mlops.serving.scheduler import ModelCalls, Overloaded, Request, Scheduler  # noqa: E402
@@ -67,6 +71,10 @@ tie_worker_to_server(bentoml.server_context.worker_index)  # a killed `bentoml s
 SETTINGS = load_settings(os.environ.get("MLOPS_PARAMS", "params.yaml"))
 SERVE = SETTINGS.serve
 FEEDBACK = FeedbackEndpoint(max_items=SETTINGS.feedback.max_items)  # POST /feedback (mlops/serving/feedback.py)
+CREDENTIALS = Credentials.from_environment(SERVE)  # who may ask what (mlops/serving/credentials.py)
+if SERVE.allow_anonymous and not CREDENTIALS.guarded:
+    print("serve: WARNING: serve.allow_anonymous is true and no client or labeller key is set: anyone who can reach "
+          "this port may classify and send suggestions (never trusted labels)", flush=True)
 
 
 def model_tag() -> str:
@@ -170,8 +178,7 @@ class TextClassifier:
             dropped = dropped_records_counter().inc
         except Exception:  # metrics off or a BentoML without them: serving works the same
             self.batch_sizes, dropped = None, None
-        self.traffic = TrafficWriter(TrafficLog(Path(os.environ.get("MLOPS_TRAFFIC_DIR", "logs/traffic")),
-                                                SERVE.traffic), SERVE.traffic.queue_size, dropped) \
+        self.traffic = TrafficWriter(TrafficLog(traffic_dir(), SERVE.traffic), SERVE.traffic.queue_size, dropped) \
             if SERVE.traffic.enabled else None
         calls = SERVE.model_call_count()
         if SERVE.batching:
@@ -270,5 +277,5 @@ async def docs_page(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 TextClassifier.mount_asgi_app(docs_page, path="/docs")
 TextClassifier.add_asgi_middleware(RequestGuard, max_body_bytes=SERVE.max_body_kb * 1024,
-                                   api_key_env=SERVE.api_key_env)
+                                   credentials=CREDENTIALS)
 TextClassifier.add_asgi_middleware(FeedbackRoute, endpoint=FEEDBACK)  # after the guard, which runs first

@@ -21,7 +21,7 @@ from tests.helpers import BIN, ROOT
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "docker-compose.yaml"
 SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "AIRFLOW_FERNET_KEY",
-           "AIRFLOW_API_SECRET_KEY", "AIRFLOW_JWT_SECRET")
+           "AIRFLOW_API_SECRET_KEY", "AIRFLOW_JWT_SECRET", "MLOPS_API_KEY", "MLOPS_LABEL_KEY")
 
 
 def compose_command() -> list[str]:
@@ -67,6 +67,14 @@ def test_compose_config_validates_with_the_env_file(tmp_path):
               | {str(v).split(":")[0] for v in services[name]["volumes"] if isinstance(v, str)}
               for name in ("airflow-worker", "bento")}
     assert any("traffic" in m for m in mounts["airflow-worker"]) and any("traffic" in m for m in mounts["bento"])
+    # ...and the labels posted to it live on a named volume both mount: a recreated container loses none
+    assert worker_env["MLOPS_FEEDBACK_DIR"] == services["bento"]["environment"]["MLOPS_FEEDBACK_DIR"] == "/feedback"
+    volumes = {name: {(v["source"], v["target"]) if isinstance(v, dict) else tuple(v.split(":")[:2])
+                      for v in services[name]["volumes"]} for name in ("airflow-worker", "airflow-scheduler", "bento")}
+    assert all(("feedback", "/feedback") in volumes[name] for name in volumes), volumes
+    assert "feedback" in config["volumes"]
+    bento_env = services["bento"]["environment"]
+    assert (bento_env["MLOPS_API_KEY"], bento_env["MLOPS_LABEL_KEY"]) == ("test-mlops_api_key", "test-mlops_label_key")
     gpu = services["airflow-worker-gpu"]
     assert gpu["command"][gpu["command"].index("--queues") + 1] == "gpu"
     assert gpu["build"]["dockerfile"] == "docker/Dockerfile.train"

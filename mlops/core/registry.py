@@ -5,22 +5,35 @@ which one is in production. The registry adds that: a JSON document in the
 BentoML home naming the champion (model and Bento tags, metrics, lineage), the
 challenger (the candidate the last `package` stored: model and built Bento,
 waiting for `mlops promote`), and the champions before it, plus an append-only
-event log. The document is replaced atomically (temp file, fsync, rename), and
-promotion writes it only after the Bento exists, so a process killed at any
-point leaves the previous champion in place and servable.
+event log. The document is replaced atomically (temp file, fsync, rename, fsync
+of the folder), and promotion writes it only after the Bento exists, so a
+process killed at any point leaves the previous champion in place and servable.
+
+Every change is a read-modify-write under an exclusive `flock` on a lock file
+beside the document, reading it again inside the lock: a `package` recording
+its candidate while someone rolls back cannot write back the champion it read
+before the rollback. Event-log appends take their own lock (always inside the
+registry's when both are held, so the log's order is the registry's) and are
+fsynced; a line torn by a crash mid-append is skipped by its readers and the
+next append starts on a new line.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mlops.core.errors import MlopsError
-from mlops.core.io import file_digest, read_json, write_json
+from mlops.core.io import file_digest, read_json
 
 EMPTY: dict[str, Any] = {"champion": None, "challenger": None, "history": []}
 
@@ -39,9 +52,65 @@ def registry_path() -> Path:
     return bentoml_home() / "registry.json"
 
 
+def events_path() -> Path:
+    return bentoml_home() / "registry-events.jsonl"
+
+
+logger = logging.getLogger("mlops.core.registry")
+
+
 def read_registry() -> dict[str, Any]:
     path = registry_path()
     return {**EMPTY, **read_json(path)} if path.is_file() else dict(EMPTY)
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive `flock` on `path`'s lock file (`<name>.lock`, beside it) for the block.
+
+    The lock belongs to the open file, so it is released when the holder
+    exits, even by SIGKILL: a dead writer never blocks the next one.
+    """
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_durably(data: Any, path: Path) -> None:
+    """Replace `path` with `data` as JSON so that a crash or power loss leaves the old or the new document whole:
+    temp file in the same folder, flush and fsync, rename, fsync of the folder (which makes the rename last)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data, indent=2, default=str) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+@contextmanager
+def updating() -> Iterator[dict[str, Any]]:
+    """The registry, read under its lock, to change in place; written back durably when the block succeeds
+    (an exception leaves it as it was)."""
+    path = registry_path()
+    with exclusive(path):
+        registry = read_registry()
+        yield registry
+        write_durably(registry, path)
 
 
 def champion() -> dict[str, Any] | None:
@@ -53,10 +122,40 @@ def now() -> str:
 
 
 def log_event(event: str, **details: Any) -> None:
-    path = bentoml_home() / "registry-events.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps({"at": now(), "event": event, **details}) + "\n")
+    """Append one event, locked and fsynced; after a line torn by a crash, on a new line of its own."""
+    path = events_path()
+    line = (json.dumps({"at": now(), "event": event, **details}) + "\n").encode()
+    with exclusive(path), open(path, "a+b") as handle:
+        if handle.seek(0, os.SEEK_END) > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                line = b"\n" + line
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_events() -> list[dict[str, Any]]:
+    """The event log, oldest first; a line that is not a whole JSON object (torn by a crash mid-append) is
+    skipped with one warning, so a reader such as `mlops promote` keeps working."""
+    path = events_path()
+    if not path.is_file():
+        return []
+    events, torn = [], 0
+    for raw in path.read_bytes().splitlines():
+        if not raw.strip():
+            continue
+        try:
+            event = json.loads(raw.decode("utf-8"))
+        except ValueError:  # JSONDecodeError, UnicodeDecodeError (a character cut in two)
+            event = None
+        if isinstance(event, dict):
+            events.append(event)
+        else:
+            torn += 1
+    if torn:
+        logger.warning("%d torn lines skipped in %s", torn, path)
+    return events
 
 
 def model_digest(model_dir: Path) -> str:
@@ -75,17 +174,17 @@ def register_model(name: str, model_dir: Path, metadata: dict[str, Any]) -> str:
             elif item.is_dir():  # a serving variant's files (package stores the one the gate chose)
                 shutil.copytree(item, Path(model.path) / item.name)
     tag = str(model.tag)
-    registry = read_registry()
-    write_json({**registry, "challenger": {"model": tag, "registered_at": now()}}, registry_path())
-    log_event("registered", model=tag)
+    with updating() as registry:
+        registry["challenger"] = {"model": tag, "registered_at": now()}
+        log_event("registered", model=tag)
     return tag
 
 
 def set_candidate(entry: dict[str, Any]) -> None:
     """Record a stored model and its built Bento as the challenger; the champion does not change."""
-    registry = read_registry()
-    write_json({**registry, "challenger": {**entry, "registered_at": now()}}, registry_path())
-    log_event("candidate", model=entry["model"], bento=entry.get("bento"))
+    with updating() as registry:
+        registry["challenger"] = {**entry, "registered_at": now()}
+        log_event("candidate", model=entry["model"], bento=entry.get("bento"))
 
 
 def find_stored(name: str, digest: str, build: str, variant: str = "fp32") -> dict[str, Any] | None:
@@ -137,40 +236,36 @@ def promote(entry: dict[str, Any]) -> dict[str, Any]:
     """Make `entry` (model and Bento that exist) the champion; the previous one joins the history."""
     if not bento_exists(entry.get("bento")):
         raise MlopsError(f"cannot promote {entry.get('model')}: its Bento {entry.get('bento')} is not in the store")
-    registry = read_registry()
     entry = {**entry, "promoted_at": now()}
-    history = registry["history"] + ([registry["champion"]] if registry["champion"] else [])
-    challenger = registry["challenger"]
-    if challenger and challenger.get("model") == entry["model"]:
-        challenger = None
-    write_json({"champion": entry, "challenger": challenger, "history": history}, registry_path())
-    log_event("promoted", model=entry["model"], bento=entry["bento"])
+    with updating() as registry:
+        history = registry["history"] + ([registry["champion"]] if registry["champion"] else [])
+        challenger = registry["challenger"]
+        if challenger and challenger.get("model") == entry["model"]:
+            challenger = None
+        registry.update(champion=entry, challenger=challenger, history=history)
+        log_event("promoted", model=entry["model"], bento=entry["bento"])
     return entry
 
 
 def rollback() -> dict[str, Any]:
     """Restore the previous champion; the current one is retired (kept in the store and the event log)."""
-    registry = read_registry()
-    if not registry["history"]:
-        raise MlopsError("nothing to roll back to: the registry has no previous champion")
-    previous, retired = registry["history"][-1], registry["champion"]
-    if not bento_exists(previous.get("bento")):
-        raise MlopsError(f"cannot roll back to {previous['model']}: its Bento {previous.get('bento')} is gone")
-    restored = {**previous, "promoted_at": now(), "restored_from_rollback": True}
-    write_json({**registry, "champion": restored, "history": registry["history"][:-1]}, registry_path())
-    log_event("rolled_back", model=restored["model"], bento=restored["bento"],
-              retired=retired["model"] if retired else None)
+    with updating() as registry:
+        if not registry["history"]:
+            raise MlopsError("nothing to roll back to: the registry has no previous champion")
+        previous, retired = registry["history"][-1], registry["champion"]
+        if not bento_exists(previous.get("bento")):
+            raise MlopsError(f"cannot roll back to {previous['model']}: its Bento {previous.get('bento')} is gone")
+        restored = {**previous, "promoted_at": now(), "restored_from_rollback": True}
+        registry.update(champion=restored, history=registry["history"][:-1])
+        log_event("rolled_back", model=restored["model"], bento=restored["bento"],
+                  retired=retired["model"] if retired else None)
     return restored
 
 
 def retired_by_rollback(model: str) -> bool:
     """Whether the last promotion or rollback that concerned `model` rolled it back (the event log says)."""
-    path = bentoml_home() / "registry-events.jsonl"
-    if not path.is_file():
-        return False
     retired = False
-    for line in path.read_text(encoding="utf-8").splitlines():
-        event = json.loads(line)
+    for event in read_events():
         if event.get("event") == "promoted" and event.get("model") == model:
             retired = False
         elif event.get("event") == "rolled_back" and event.get("retired") == model:

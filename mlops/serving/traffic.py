@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import logging
 import os
@@ -89,6 +90,7 @@ class TrafficLog:
                                  "reversible by guessing)")
             self.key = secret.encode()
         self.day, self.part = "", 0
+        self.opened: Path | None = None  # the part this process last appended to
 
     def current_file(self, day: str) -> Path:
         if day != self.day:  # first write, or a new day: continue the day's newest part
@@ -135,6 +137,10 @@ class TrafficLog:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.current_file(f"{datetime.now(UTC):%Y%m%d}")
+        if path != self.opened:  # a part another process left: a crash may have torn its last line
+            self.opened = path
+            if ends_torn(path):
+                lines = ["\n", *lines]  # the torn line stays one bad line instead of spoiling this one too
         with open(path, "a", encoding="utf-8") as handle:
             handle.write("".join(lines))
             size = handle.tell()
@@ -215,20 +221,64 @@ class TrafficWriter:
         self.thread.join(timeout)
 
 
+def ends_torn(path: Path) -> bool:
+    """Whether a file exists, is not empty and does not end with a newline (its last append was cut short)."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.seek(0, os.SEEK_END) == 0:
+                return False
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
+
+
+def read_part(file: Path) -> tuple[pd.DataFrame, int]:
+    """One log file's records and how many of its lines were torn (not a whole JSON object) and skipped.
+
+    A writer killed mid-append leaves half a line; until the part rotates
+    out, monitoring must still read the rest. A file with no whole record at
+    all is not a torn log but something else, and is named.
+    """
+    try:
+        return pd.read_json(file, lines=True, dtype=False), 0
+    except ValueError as error:  # also UnicodeDecodeError: a character cut in two
+        failure = error
+    good, torn = [], 0
+    for raw in file.read_bytes().splitlines():
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+            record = json.loads(text)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            good.append(text)
+        else:
+            torn += 1
+    if not good:
+        raise MlopsError(f"traffic log {file}: not JSON lines: {failure}")
+    return pd.read_json(io.StringIO("\n".join(good)), lines=True, dtype=False), torn
+
+
 def read_traffic(path: Path, window_rows: int, window_hours: float | None = None) -> pd.DataFrame:
-    """The newest `window_rows` records (of the last `window_hours`, when given) of a log file or directory."""
+    """The newest `window_rows` records (of the last `window_hours`, when given) of a log file or directory.
+
+    Torn lines are skipped with one warning per file ("N torn lines skipped in
+    <file>"); the frame's `attrs["torn_lines"]` holds their total."""
     path = Path(path)
     files = list_parts(path) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):
         raise MlopsError(f"no traffic log at {path}")
-    frames, rows = [], 0
+    frames, rows, torn = [], 0, 0
     for file in reversed(files):  # newest first, until the window is full
         if not file.stat().st_size:
             continue
-        try:
-            frame = pd.read_json(file, lines=True, dtype=False)
-        except ValueError as error:
-            raise MlopsError(f"traffic log {file}: not JSON lines: {error}") from None
+        frame, skipped = read_part(file)
+        if skipped:
+            logger.warning("%d torn lines skipped in %s", skipped, file)
+            torn += skipped
         frames.append(frame)
         rows += len(frame)
         if rows >= window_rows:
@@ -241,4 +291,6 @@ def read_traffic(path: Path, window_rows: int, window_hours: float | None = None
             raise MlopsError(f"traffic log at {path} has no timestamp column; a window in hours needs one")
         since = pd.Timestamp(datetime.now(UTC) - timedelta(hours=window_hours))
         window = window[pd.to_datetime(window["timestamp"], utc=True, format="ISO8601") >= since]
-    return window.tail(window_rows).reset_index(drop=True)
+    window = window.tail(window_rows).reset_index(drop=True)
+    window.attrs["torn_lines"] = torn
+    return window

@@ -72,8 +72,10 @@ def load_current(current: str, scored_test: Path, config: MonitorSettings) -> tu
         raise MlopsError(f"monitor.current: not found: {current}")
     hours = f" of the last {config.window_hours:g} h" if config.window_hours else ""
     if path.is_dir() or path.name.startswith("traffic-"):
-        return (read_traffic(path, config.window_rows, config.window_hours),
-                f"served traffic from {current}, newest {config.window_rows} rows{hours} at most")
+        window = read_traffic(path, config.window_rows, config.window_hours)
+        torn = window.attrs.get("torn_lines", 0)
+        return window, (f"served traffic from {current}, newest {config.window_rows} rows{hours} at most"
+                        + (f"; {torn} torn lines skipped" if torn else ""))
     return read_any(path).tail(config.window_rows), f"data file {current}"
 
 

@@ -6,13 +6,20 @@ because GE marks a run failed even for warning-level expectations:
 - row checks (blank text, unknown label, encoding damage, duplicates, label
   conflicts, leakage into the held-out test rows, ...) name the rows that
   break them. While those rows are at most `validate.max_quarantine_share` of
-  the batch they are quarantined, each with its reasons, and the rest go on;
-  above that share the batch is rejected whole. accepted + quarantined = input.
-- table checks (columns and types, row count, class shares, the quarantine
-  share itself) are critical: one failure rejects the batch, the stage exits
-  non-zero and `dvc repro` or the Airflow task stops.
+  the primary data (every row but labelled feedback) they are quarantined,
+  each with its reasons, and the rest go on; above that share the dataset is
+  rejected whole. accepted + quarantined = input.
+- the same share is judged per feedback batch: a batch above it is excluded
+  whole (every row quarantined, the reason naming the batch) and the checks
+  run again without it, so its conflicts no longer mark the rows it clashed
+  with. Batches are never rewritten: were a bad one to reject the dataset,
+  every later run would fail too and the loop would stop for good.
+- table checks (columns and types, row count, class shares, every declared
+  class present, the quarantine share itself) are critical: one failure
+  rejects the batch, the stage exits non-zero and `dvc repro` or the Airflow
+  task stops.
 - warnings (a shift of text lengths or label mix against the last accepted
-  batch) are reported and never stop anything.
+  batch, an excluded feedback batch) are reported and never stop anything.
 
 Each failed check prints one line with its observed value; a JSON summary and
 a self-contained HTML page (no CDN, no script) say the same for people.
@@ -173,7 +180,8 @@ def run_suite(frame: pd.DataFrame, checks: list[Check]) -> list[Outcome]:
 
 def table_checks(frame: pd.DataFrame, accepted: pd.DataFrame, quarantined_share: float,
                  settings: Settings) -> list[Outcome]:
-    """Checks GE has no expectation for: column types, per-class share bounds, the quarantine share."""
+    """Checks GE has no expectation for: column types, per-class share bounds, the primary data's quarantine
+    share (`quarantined_share`, feedback batches being judged on their own)."""
     bounds = settings.validate_
     missing = [column for column in COLUMNS if column not in frame.columns]
     wrong_type = [c for c in ("text", "label") if c in frame and not (pd.api.types.is_string_dtype(frame[c])
@@ -190,7 +198,7 @@ def table_checks(frame: pd.DataFrame, accepted: pd.DataFrame, quarantined_share:
                 not outside and len(shares) > 0,
                 outside or {str(k): round(float(v), 4) for k, v in shares.items()}),
         Outcome("quarantine_share", "table",
-                f"at most {bounds.max_quarantine_share:.1%} of the rows need quarantine",
+                f"at most {bounds.max_quarantine_share:.1%} of the primary rows (all but feedback) need quarantine",
                 quarantined_share <= bounds.max_quarantine_share, round(quarantined_share, 4)),
     ]
 
@@ -233,46 +241,97 @@ class Verdict:
     outcomes: list[Outcome]
     accepted: pd.DataFrame
     quarantined: pd.DataFrame
+    excluded: dict[str, float] = field(default_factory=dict)  # feedback batch -> its own quarantined share
 
     @property
     def success(self) -> bool:
         return not [o for o in self.outcomes if o.kind == "table" and not o.success]
 
 
+EXCLUDED = "batch_excluded:"  # the quarantine reason of every row of an excluded feedback batch, then its name
+
+
+def row_reasons(frame: pd.DataFrame, keep: np.ndarray, settings: Settings) -> tuple[list[Outcome],
+                                                                                     dict[int, list[str]]]:
+    """The suite on the rows `keep` marks; its outcomes, and each failing row's check names, by row of `frame`."""
+    positions = np.flatnonzero(keep)
+    outcomes = run_suite(derive_columns(frame.iloc[positions].reset_index(drop=True)),
+                         build_checks(settings, declared_labels(settings)))
+    reasons: dict[int, list[str]] = {}
+    for outcome in outcomes:
+        outcome.rows = [int(positions[row]) for row in outcome.rows]
+        if outcome.kind == "row":
+            for row in outcome.rows:
+                reasons.setdefault(row, []).append(outcome.name)
+    return outcomes, reasons
+
+
+def feedback_batches(frame: pd.DataFrame) -> pd.Series:
+    """Each row's feedback batch, or None for the primary data (the source's rows and the test source's)."""
+    feedback = frame["subset"].eq("feedback") if "subset" in frame else pd.Series(False, index=frame.index)
+    names = frame["batch"].astype(str) if "batch" in frame else pd.Series("feedback", index=frame.index)
+    return names.where(feedback, None)
+
+
 def validate_frame(frame: pd.DataFrame, settings: Settings, previous: dict[str, Any] | None = None) -> Verdict:
-    """Run the whole suite; split the batch into accepted and quarantined rows."""
+    """Run the whole suite; split the batch into accepted and quarantined rows.
+
+    A feedback batch whose own quarantined share is above the limit is
+    excluded whole and the suite runs again on the rest, until no batch is
+    (cross-row checks can only flag fewer rows with fewer rows to compare).
+    """
     frame = frame.reset_index(drop=True)
     if "text" not in frame or "label" not in frame:
         missing = [c for c in ("text", "label") if c not in frame]
         outcome = Outcome("columns", "table", "columns text, label, subset are present", False,
                           {"missing": missing})
         return Verdict([outcome], frame, frame.iloc[0:0].assign(row=0, reason=""))
-    outcomes = run_suite(derive_columns(frame), build_checks(settings, declared_labels(settings)))
-    reasons: dict[int, list[str]] = {}
-    for outcome in outcomes:
-        if outcome.kind == "row":
-            for row in outcome.rows:
-                reasons.setdefault(row, []).append(outcome.name)
+    limit = settings.validate_.max_quarantine_share
+    batch = feedback_batches(frame)
+    keep = np.ones(len(frame), dtype=bool)
+    excluded: dict[str, float] = {}
+    excluded_reasons: dict[int, list[str]] = {}
+    while True:
+        outcomes, reasons = row_reasons(frame, keep, settings)
+        bad = np.zeros(len(frame), dtype=bool)
+        bad[list(reasons)] = True
+        shares = pd.Series(bad[keep], index=batch[keep]).groupby(level=0).mean()  # None (primary) is dropped
+        over = {str(name): round(float(share), 4) for name, share in shares.items() if share > limit}
+        if not over:
+            break
+        excluded |= over
+        for row in np.flatnonzero(keep & batch.isin(list(over)).to_numpy()):
+            excluded_reasons[int(row)] = [*reasons.get(int(row), []), EXCLUDED + str(batch[row])]
+        keep &= ~batch.isin(list(over)).to_numpy()
+    reasons |= excluded_reasons
     bad = np.zeros(len(frame), dtype=bool)
     bad[list(reasons)] = True
     accepted = frame[~bad].reset_index(drop=True)
     quarantined = frame[bad].assign(row=np.flatnonzero(bad), reason=[";".join(reasons[i]) for i in
                                                                       np.flatnonzero(bad)]).reset_index(drop=True)
-    share = float(bad.mean()) if len(frame) else 0.0
+    primary = batch.isna().to_numpy()
+    share = float(bad[primary].mean()) if primary.any() else 0.0
     outcomes += table_checks(frame, accepted, share, settings)
     outcomes += declared_classes_present(accepted, declared_labels(settings))
+    if batch.notna().any():
+        outcomes.append(Outcome("feedback_batch_quarantine", "warning",
+                                f"every feedback batch has at most {limit:.1%} of its rows in quarantine "
+                                "(a batch above is excluded whole)", not excluded,
+                                {"excluded": excluded} if excluded else "none excluded"))
     if len(accepted):
         outcomes += shift_warnings(profile(accepted), previous, settings)
-    return Verdict(outcomes, accepted, quarantined)
+    return Verdict(outcomes, accepted, quarantined, excluded)
 
 
 def declared_classes_present(accepted: pd.DataFrame, labels: list[str] | None) -> list[Outcome]:
-    """The label set's other direction: a declared class with no accepted row at all (a model trained on this
-    data could never predict it). Unknown labels are the row check `label_known`."""
+    """The label set's other direction: a declared class with no accepted row in the whole dataset is
+    critical, since a model trained on it could never predict that class (one feedback batch may lack
+    classes; the data the model trains on may not). Unknown labels are the row check `label_known`."""
     if labels is None:
         return []
     missing = sorted(set(labels) - set(accepted["label"].astype(str)))
-    return [Outcome("declared_labels_present", "warning", f"every declared class ({', '.join(labels)}) has rows",
+    return [Outcome("declared_labels_present", "table",
+                    f"every declared class ({', '.join(labels)}) has accepted rows",
                     not missing, {"missing": missing} if missing else "all present")]
 
 
@@ -280,7 +339,7 @@ def batch_report(verdict: Verdict, previous: dict[str, Any] | None) -> dict[str,
     """Per batch (source file or feedback batch): rows, accepted, quarantined; and which are new since the
     last accepted run's profile."""
     if "batch" not in verdict.accepted.columns:
-        return {"batches": {}, "new_batches": []}
+        return {"batches": {}, "new_batches": [], "excluded_batches": verdict.excluded}
     count = {name: {"rows": 0, "accepted": 0, "quarantined": 0} for name in
              pd.concat([verdict.accepted["batch"], verdict.quarantined["batch"]]).astype(str).unique()}
     for frame, key in ((verdict.accepted, "accepted"), (verdict.quarantined, "quarantined")):
@@ -288,7 +347,8 @@ def batch_report(verdict: Verdict, previous: dict[str, Any] | None) -> dict[str,
             count[name][key] += int(rows)
             count[name]["rows"] += int(rows)
     known = set((previous or {}).get("batches", []))
-    return {"batches": count, "new_batches": sorted(name for name in count if name not in known)}
+    return {"batches": count, "new_batches": sorted(name for name in count if name not in known),
+            "excluded_batches": verdict.excluded}
 
 
 def render_html(verdict: Verdict, summary: dict[str, Any]) -> str:
@@ -303,9 +363,10 @@ def render_html(verdict: Verdict, summary: dict[str, Any]) -> str:
     )
     reasons = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>"
                       for k, v in summary["quarantine_reasons"].items()) or "<tr><td colspan=2>none</td></tr>"
-    new = set(summary.get("new_batches", []))
-    batches = "".join(f"<tr><td>{html.escape(name)}{' <b>(new)</b>' if name in new else ''}</td><td>{c['rows']}</td>"
-                      f"<td>{c['accepted']}</td><td>{c['quarantined']}</td></tr>"
+    new, excluded = set(summary.get("new_batches", [])), summary.get("excluded_batches", {})
+    batches = "".join(f"<tr><td>{html.escape(name)}{' <b>(new)</b>' if name in new else ''}"
+                      + (f" <b>(excluded: {excluded[name]:.1%} quarantined)</b>" if name in excluded else "")
+                      + f"</td><td>{c['rows']}</td><td>{c['accepted']}</td><td>{c['quarantined']}</td></tr>"
                       for name, c in summary.get("batches", {}).items()) or "<tr><td colspan=4>none</td></tr>"
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Data validation: {status}</title>
 <style>
@@ -414,14 +475,21 @@ def run(settings: Settings, data: Path, out: Path | None, report_dir: Path, quar
             print(f"validate: {outcome.severity.upper()} {outcome.name}: expected {outcome.description}; "
                   f"observed {outcome.observed}")
     if not verdict.success:
-        raise ValidationFailed(f"data validation failed ({', '.join(summary['failed'])}); the batch is rejected "
+        failed = [f"{o.name}: missing {', '.join(map(str, o.observed['missing']))}"
+                  if isinstance(o.observed, dict) and o.observed.get("missing") else o.name
+                  for o in verdict.outcomes if o.kind == "table" and not o.success]
+        raise ValidationFailed(f"data validation failed ({'; '.join(failed)}); the batch is rejected "
                                f"whole, see {report_dir / 'report.html'}")
     if out is not None:
         write_table(verdict.accepted, out)
     if quarantine is not None:
         write_table(verdict.quarantined, quarantine)
-    if profile_path is not None:
-        write_json(profile(verdict.accepted), profile_path)
+    if profile_path is not None:  # an excluded batch was seen: the next run does not call it new
+        accepted = profile(verdict.accepted)
+        write_json(accepted | {"batches": sorted({*accepted["batches"], *verdict.excluded})}, profile_path)
+    if verdict.excluded:
+        print("validate: feedback batches excluded whole: " + ", ".join(
+            f"{name} ({share:.1%} of its rows quarantined)" for name, share in verdict.excluded.items()))
     if summary["new_batches"]:
         print("validate: new batches: " + ", ".join(f"{name} ({summary['batches'][name]['accepted']} of "
                                                       f"{summary['batches'][name]['rows']} rows accepted)"

@@ -4,6 +4,7 @@ a window. (tests/stages/test_monitor.py covers the log as monitoring reads it, w
 import hashlib
 import hmac
 import json
+import logging
 from datetime import UTC, datetime
 
 import pytest
@@ -197,6 +198,30 @@ def test_a_part_that_is_not_json_lines_is_named(tmp_path):
     bad.write_text("this is not json\n")
     with pytest.raises(MlopsError, match=r"traffic-20261130-0000\.jsonl: not JSON lines"):
         read_traffic(tmp_path, 10)
+
+
+def test_torn_lines_are_skipped_counted_and_reported(tmp_path, caplog):
+    """Given a part whose middle line is torn (a crash mid-append, the next write after it) and whose last line is
+    cut inside a UTF-8 character, the window holds every whole record and says how many lines were skipped."""
+    part = tmp_path / "traffic-20261130-0000.jsonl"
+    part.write_bytes((line("a") + line("b")[:40] + "\n" + line("c")).encode() + line("café").encode()[:-12])
+    with caplog.at_level(logging.WARNING, logger="mlops.serving.traffic"):
+        window = read_traffic(tmp_path, 10)
+    assert window["text"].tolist() == ["a", "c"]
+    assert window.attrs["torn_lines"] == 2
+    assert caplog.messages == [f"2 torn lines skipped in {part}"]
+    assert read_traffic(tmp_path / "traffic-20261130-0000.jsonl", 1)["text"].tolist() == ["c"]
+
+
+def test_a_writer_after_a_torn_line_starts_a_new_one(tmp_path):
+    """A process appending to a part another one left torn does not glue its record onto the torn half."""
+    part = tmp_path / f"traffic-{today()}-0000.jsonl"
+    part.write_text(line("whole") + line("torn")[:30])
+    TrafficLog(tmp_path).append(["next"], [answer()], latency_ms=1)
+    TrafficLog(tmp_path).append(["after"], [answer()], latency_ms=1)  # the file now ends whole: no blank line
+    window = read_traffic(tmp_path, 10)
+    assert window["text"].tolist() == ["whole", "next", "after"] and window.attrs["torn_lines"] == 1
+    assert "\n\n" not in part.read_text()
 
 
 def test_window_in_hours_needs_timestamps(tmp_path):

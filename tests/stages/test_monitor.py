@@ -176,6 +176,20 @@ def test_traffic_window_by_hours(tmp_path):
     assert read_traffic(tmp_path, 100, window_hours=1)["text"].tolist() == ["now"]
 
 
+def test_monitor_reads_a_traffic_log_with_a_torn_line_and_says_so(tmp_path, repo_params):
+    """A worker killed mid-append must not stop monitoring until its part rotates out."""
+    from mlops.core.settings import parse_settings
+
+    log = TrafficLog(tmp_path)
+    log.append(["first", "second"], [answer(), answer()], latency_ms=1)
+    with open(list_parts(tmp_path)[-1], "a") as part:
+        part.write('{"timestamp": "2026-11-30T10:00:00+00:00", "text": "cut sh')
+    window, described = monitor.load_current(str(tmp_path), tmp_path / "unused.parquet",
+                                             parse_settings(repo_params).monitor)
+    assert window["text"].tolist() == ["first", "second"]
+    assert described.endswith("; 1 torn lines skipped")
+
+
 def test_traffic_log_rotates_and_keeps_the_newest_parts(tmp_path):
     log = TrafficLog(tmp_path, TrafficSettings(max_file_mb=0.001, keep_files=3))  # ~1 KB parts
     for index in range(40):

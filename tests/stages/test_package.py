@@ -14,6 +14,7 @@ def bento_sources(tmp_path: Path) -> Path:
     shutil.copy2(ROOT / "bentofile.yaml", tmp_path / "bentofile.yaml")
     shutil.copytree(ROOT / "mlops", tmp_path / "mlops", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copy2(ROOT / "requirements.lock", tmp_path / "requirements.lock")
     return tmp_path / "bentofile.yaml"
 
 
@@ -37,6 +38,67 @@ def test_build_digest_follows_serving_code_and_settings_only(tmp_path, repo_para
     unchanged = build_digest(bentofile, parse_settings(repo_params))
     (tmp_path / "mlops" / "train.py").write_text("# still not in the Bento\n")
     assert build_digest(bentofile, parse_settings(repo_params)) == unchanged
+
+
+def test_build_digest_follows_the_lock(tmp_path, repo_params):
+    """A new pin in requirements.lock builds a new Bento around the same model."""
+    bentofile = bento_sources(tmp_path)
+    base = build_digest(bentofile, parse_settings(repo_params))
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(lock.read_text().replace(f"safetensors=={locked('safetensors')}", "safetensors==0.0.1"))
+    assert build_digest(bentofile, parse_settings(repo_params)) != base
+
+
+# the Bento's Python packages: exact pins from requirements.lock
+
+def locked(name: str) -> str:
+    """The lock's version of `name` (the lock spells some names with underscores)."""
+    from packaging.utils import canonicalize_name
+
+    pins = dict(line.split("==") for line in (ROOT / "requirements.lock").read_text().splitlines() if "==" in line)
+    return next(version for locked_name, version in pins.items() if canonicalize_name(locked_name) == name)
+
+
+def test_the_bentos_packages_and_what_they_need_are_pinned_from_the_lock():
+    from mlops.stages.package import pinned_bentofile
+
+    packages = pinned_bentofile(ROOT / "bentofile.yaml")["python"]["packages"]
+    for name in ("torch", "transformers", "bentoml", "tokenizers", "huggingface-hub", "numpy", "starlette"):
+        assert f"{name}=={locked(name)}" in packages  # named, bentoml itself, and their dependencies
+    assert all("==" in package for package in packages)
+    assert not any(package.startswith(("apache-airflow", "dvc", "great-expectations")) for package in packages)
+
+
+def test_a_specifier_the_lock_does_not_satisfy_is_named(tmp_path):
+    import pytest
+
+    from mlops.core.errors import MlopsError
+    from mlops.stages.package import pinned_packages
+
+    shutil.copy2(ROOT / "requirements.lock", tmp_path / "requirements.lock")
+    with pytest.raises(MlopsError, match="asks for transformers<5 but requirements.lock pins transformers==5"):
+        pinned_packages(["transformers<5"], tmp_path / "requirements.lock")
+    (tmp_path / "requirements.lock").write_text("torch==2.13.0\n")
+    with pytest.raises(MlopsError, match="requirements.lock has no pin for .*regenerate the lock"):
+        pinned_packages(["torch"], tmp_path / "requirements.lock")
+
+
+def test_the_built_bento_requires_the_locks_exact_versions(tiny_classifier_dir, tmp_path, monkeypatch):
+    """`bentoml build` (offline, as `package` runs it) writes the lock's versions into the Bento."""
+    import bentoml
+
+    from mlops.core import registry
+    from mlops.stages.package import build_bento
+
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "home"))
+    tag = registry.register_model("text-classifier", tiny_classifier_dir, {"note": "pins"})
+    (tmp_path / "src").mkdir()
+    bento = build_bento(tag, bento_sources(tmp_path / "src"))
+    requirements = (Path(bentoml.bentos.get(bento).path) / "env" / "python" / "requirements.txt").read_text()
+    lines = requirements.splitlines()
+    for name in ("torch", "transformers", "bentoml"):
+        assert f"{name}=={locked(name)}" in lines
+    assert not [line for line in lines if line.strip() and not line.startswith("#") and "==" not in line]
 
 
 # the serving variant the gate chose travels inside the stored model

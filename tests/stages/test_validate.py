@@ -135,12 +135,76 @@ def test_report_names_new_batches_and_quarantines_their_bad_rows(tmp_path, clean
     assert "batch-1-served.csv <b>(new)</b>" in (tmp_path / "report" / "report.html").read_text()
 
 
-def test_a_declared_class_missing_from_the_data_is_reported(clean, tiny_settings):
+def test_a_declared_class_missing_from_the_whole_dataset_rejects_it(clean, tiny_settings, tmp_path):
+    """Given data where a declared class has no accepted row, validation fails, naming the class: a model
+    trained on it could never predict that class."""
     verdict = validate.validate_frame(clean[clean["label"] != "billing"], tiny_settings)
     outcome = next(o for o in verdict.outcomes if o.name == "declared_labels_present")
-    assert not outcome.success and outcome.observed == {"missing": ["billing"]}
+    assert not outcome.success and outcome.severity == "critical" and outcome.observed == {"missing": ["billing"]}
+    assert not verdict.success
     assert next(o for o in validate.validate_frame(clean, tiny_settings).outcomes
                 if o.name == "declared_labels_present").success
+    data = tmp_path / "in.parquet"
+    clean[clean["label"] != "billing"].to_parquet(data)
+    with pytest.raises(validate.ValidationFailed, match="declared_labels_present: missing billing"):
+        validate.run(tiny_settings, data, tmp_path / "out.parquet", tmp_path / "report")
+
+
+def test_a_feedback_batch_may_lack_classes(clean, tiny_settings):
+    batch = generate_corpus(30, tiny_settings.data.generated.classes, seed=8)
+    batch = batch[batch["label"] == "billing"].assign(subset="feedback", batch="batch-1-billing.csv")
+    verdict = validate.validate_frame(pd.concat([clean.assign(batch="corpus.csv"), batch], ignore_index=True),
+                                      tiny_settings)
+    assert verdict.success and verdict.excluded == {}
+
+
+def bad_feedback_batch(clean, tiny_settings) -> pd.DataFrame:
+    """100 labels of which 14 contradict the primary data's label for the same text and 3 carry a control
+    character: 17% of the batch to quarantine, and with the primary rows they clash with, more than 5% of
+    the whole dataset."""
+    batch = generate_corpus(100, tiny_settings.data.generated.classes, seed=9)
+    classes = sorted(clean["label"].unique())
+    for row in range(14):
+        batch.loc[row, "text"] = clean.loc[row, "text"]
+        batch.loc[row, "label"] = next(c for c in classes if c != clean.loc[row, "label"])
+    for row in range(14, 17):
+        batch.loc[row, "text"] = batch.loc[row, "text"] + " \x07bell"
+    return batch.assign(subset="feedback", batch="batch-2-bad.csv")
+
+
+def test_a_bad_feedback_batch_is_excluded_alone_and_the_rest_passes(tmp_path, clean, tiny_settings, capsys):
+    """Given the primary data, a good feedback batch and a bad one, validation accepts the dataset: the bad
+    batch goes to quarantine whole with a reason naming it, the report lists it with its share, the rows it
+    clashed with are accepted, and the good batch stays."""
+    good = generate_corpus(30, tiny_settings.data.generated.classes, seed=8).assign(subset="feedback",
+                                                                                   batch="batch-1-served.csv")
+    frame = pd.concat([clean.assign(batch="corpus.csv"), good, bad_feedback_batch(clean, tiny_settings)],
+                      ignore_index=True)
+    data = tmp_path / "in.parquet"
+    frame.to_parquet(data)
+    out, quarantine = tmp_path / "out.parquet", tmp_path / "q.parquet"
+    summary = validate.run(tiny_settings, data, out, tmp_path / "report", quarantine, tmp_path / "profile.json")
+    accepted, quarantined = pd.read_parquet(out), pd.read_parquet(quarantine)
+    assert summary["success"] and summary["excluded_batches"] == {"batch-2-bad.csv": 0.17}
+    assert "batch-2-bad.csv" not in set(accepted["batch"])
+    assert len(quarantined) == 100 and set(quarantined["batch"]) == {"batch-2-bad.csv"}
+    assert quarantined["reason"].str.endswith("batch_excluded:batch-2-bad.csv").all()
+    assert quarantined["reason"].str.contains("label_conflict").sum() == 14
+    assert summary["batches"]["batch-1-served.csv"] == {"rows": 30, "accepted": 30, "quarantined": 0}
+    assert summary["batches"]["corpus.csv"] == {"rows": 400, "accepted": 400, "quarantined": 0}
+    assert "feedback_batch_quarantine" in summary["warnings"]
+    assert "(excluded: 17.0% quarantined)" in (tmp_path / "report" / "report.html").read_text()
+    assert "batch-2-bad.csv (17.0% of its rows quarantined)" in capsys.readouterr().out
+    assert "batch-2-bad.csv" in json.loads((tmp_path / "profile.json").read_text())["batches"]  # not new next time
+
+
+def test_the_primary_datas_own_quarantine_share_still_rejects(clean, tiny_settings):
+    primary = clean.assign(label=clean["label"].where(clean.index % 10 != 0, "refunds"), batch="corpus.csv")
+    good = generate_corpus(30, tiny_settings.data.generated.classes, seed=8).assign(subset="feedback",
+                                                                                   batch="batch-1-served.csv")
+    verdict = validate.validate_frame(pd.concat([primary, good], ignore_index=True), tiny_settings)
+    assert not verdict.success and verdict.excluded == {}
+    assert not next(o for o in verdict.outcomes if o.name == "quarantine_share").success
 def test_previous_profile_comes_back_through_dvc_lock_when_dvc_removed_the_file(tmp_path, monkeypatch):
     """Inside `dvc repro` the profile output is deleted before validate runs: the locked version is read."""
     import hashlib

@@ -186,7 +186,7 @@ def keys_add(name: str, role: str, keys_file: Path) -> None:
     keys_file.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(keys_file) as tmp:
         tmp.write_text(yaml.safe_dump(entries, sort_keys=False), encoding="utf-8")
-        tmp.chmod(0o600)
+    keys_file.chmod(0o600)  # digests only, but nobody else's to read
     read_keys_file(keys_file)  # re-read: a file that would not load is caught before the key is shown
     click.echo(key)
     click.echo(f"keys: {name} ({role}) added to {keys_file}; the key above is shown once", err=True)

@@ -1,0 +1,93 @@
+"""Screening trusted labels: an honest batch from a real shift passes, one that flips confident answers is held."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops.core.settings import ScreenSettings
+from mlops.core.stats import wilson_interval
+from mlops.loop.screening import screen
+
+LABELS = ["world", "sports", "business", "sci_tech"]
+
+
+def batch(rows: int, confident_share: float, wrong_confident: float, wrong_unsure: float, seed: int = 0,
+          sources: list[str] | None = None) -> pd.DataFrame:
+    """`rows` labels with the champion's answers: a share of confident answers, each kind wrong at its rate."""
+    rng = np.random.default_rng(seed)
+    truth = rng.choice(LABELS, rows)
+    confident = rng.random(rows) < confident_share
+    wrong = np.where(confident, rng.random(rows) < wrong_confident, rng.random(rows) < wrong_unsure)
+    other = [(LABELS.index(t) + 1 + rng.integers(3)) % 4 for t in truth]
+    prediction = np.where(wrong, [LABELS[i] for i in other], truth)
+    return pd.DataFrame({"id": [f"id{i}" for i in range(rows)], "label": truth, "prediction": prediction,
+                         "confidence": np.where(confident, rng.uniform(0.9, 1.0, rows), rng.uniform(0.3, 0.9, rows)),
+                         "source": (sources or ["labeller"]) * (rows // len(sources or ["labeller"]))})
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_an_honest_batch_from_a_real_shift_is_not_held(seed):
+    """Given 400 labels on which the champion is wrong on ~8% (its confident answers on ~4%, as on a real shift)
+    and a champion with 9% test error, when screened, then the batch passes."""
+    frame = batch(400, confident_share=0.7, wrong_confident=0.04, wrong_unsure=0.14, seed=seed)
+    assert 0.04 < (frame["label"] != frame["prediction"]).mean() < 0.12
+    verdict = screen(frame, ScreenSettings(), champion_error=0.09)
+    assert not verdict.held, verdict.reasons
+
+
+def test_even_a_harsh_honest_shift_passes_with_the_defaults():
+    """The champion wrong on 10% of its confident answers (a shift far from its data) stays below the limit."""
+    verdict = screen(batch(400, 0.6, 0.10, 0.25, seed=7), ScreenSettings(), champion_error=0.05)
+    assert not verdict.held, verdict.reasons
+
+
+def test_labels_that_flip_confident_answers_are_held_with_the_evidence():
+    """Given 100 labels that each contradict a confident answer of the champion, then the batch is held and the
+    evidence counts them."""
+    frame = batch(100, confident_share=1.0, wrong_confident=1.0, wrong_unsure=1.0)
+    verdict = screen(frame, ScreenSettings(), champion_error=0.05)
+    assert verdict.held and "contradict 100 of the model's 100 confident answers" in verdict.reasons[0]
+    assert verdict.evidence["contradicting_rows"] == 100 and len(verdict.evidence["examples"]) == 10
+
+
+def test_a_poisoned_third_hidden_among_honest_labels_is_held():
+    honest = batch(300, 0.7, 0.03, 0.15, seed=1)
+    flipped = batch(100, 1.0, 1.0, 1.0, seed=2).assign(id=lambda f: "p" + f["id"])
+    verdict = screen(pd.concat([honest, flipped], ignore_index=True), ScreenSettings(), champion_error=0.08)
+    assert verdict.held
+
+
+def test_too_few_confident_answers_give_no_contradiction_verdict():
+    frame = batch(60, confident_share=0.0, wrong_confident=0.0, wrong_unsure=1.0)
+    verdict = screen(frame, ScreenSettings(), champion_error=0.05)
+    assert not verdict.held and "not enough to judge" in verdict.evidence["contradiction"]
+
+
+def test_labels_without_model_answers_are_not_judged_on_contradiction():
+    verdict = screen(pd.DataFrame({"id": ["a"], "label": ["world"]}), ScreenSettings(), champion_error=None)
+    assert not verdict.held and "not checked" in verdict.evidence["contradiction"]
+
+
+def test_the_limit_grows_with_the_champions_measured_error():
+    """A weak champion (30% test error) is contradicted more by honest labels: the limit follows it."""
+    frame = batch(400, 0.7, 0.35, 0.4, seed=3)
+    assert screen(frame, ScreenSettings(), champion_error=0.05).held
+    assert not screen(frame, ScreenSettings(), champion_error=0.30).held
+
+
+def test_one_source_dominating_a_multi_source_batch_is_held():
+    frame = batch(100, 0.0, 0.0, 0.0).assign(source=["mallory"] * 90 + ["alice"] * 10)
+    verdict = screen(frame, ScreenSettings(), champion_error=0.05)
+    assert verdict.held and "mallory" in verdict.reasons[0]
+    assert verdict.evidence["sources"]["mallory"] == {"rows": 90, "share": 0.9, "agreement": 1.0}
+    assert not screen(frame.assign(source="alice"), ScreenSettings(), champion_error=0.05).held  # one labeller
+
+
+def test_wilson_interval_matches_known_values():
+    low, high = wilson_interval(81, 263, 0.95)  # Wilson (1927) worked example, as in Newcombe (1998)
+    assert (round(low, 4), round(high, 4)) == (0.2553, 0.3662)
+    assert wilson_interval(0, 0) == (0.0, 1.0) and wilson_interval(0, 10)[0] == 0.0
+    with pytest.raises(ValueError):
+        wilson_interval(11, 10)

@@ -1,5 +1,6 @@
-"""`POST /feedback` on a running service (2 workers, API key set): ids on /classify answers, every bad input's
-4xx, and a SIGKILL while labels are being posted loses no acknowledged label."""
+"""`POST /feedback` on a running service (2 workers, client and labeller keys set): ids on /classify answers,
+every bad input's 4xx, a client's labels kept apart as suggestions, two servers sharing one store, and a SIGKILL
+while labels are being posted loses no acknowledged label."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -48,10 +50,14 @@ def store(tmp_path_factory, tiny_model_dir) -> tuple[Path, str, Path]:
     return root, tag, root / "params.yaml"
 
 
-def start(root: Path, tag: str, params: Path, key: str) -> tuple[subprocess.Popen, str]:
+CLIENT_KEY, LABEL_KEY = "client-key", "label-key"
+
+
+def start(root: Path, tag: str, params: Path, key: str = CLIENT_KEY) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = project_env(root) | {"PYTHONPATH": str(ROOT), "MLOPS_MODEL_TAG": tag, "MLOPS_PARAMS": str(params),
-                               "MLOPS_API_KEY": key, "MLOPS_FEEDBACK_DIR": str(root / "logs" / "feedback")}
+                               "MLOPS_API_KEY": key, "MLOPS_LABEL_KEY": LABEL_KEY,
+                               "MLOPS_FEEDBACK_DIR": str(root / "logs" / "feedback")}
     server = subprocess.Popen([str(BIN / "bentoml"), "serve", "mlops.serving.service:TextClassifier", "--host",
                                "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
@@ -86,10 +92,10 @@ def classify(base: str, key: str, texts: list[str]) -> list[dict]:
 
 def test_feedback_answers_and_every_bad_input_gets_its_4xx(store):
     root, tag, params = store
-    key = "fb-key"
-    server, base = start(root, tag, params, key)
+    key = LABEL_KEY
+    server, base = start(root, tag, params)
     try:
-        answers = classify(base, key, ["my parcel never came", "charged twice", "app crashes on start"])
+        answers = classify(base, CLIENT_KEY, ["my parcel never came", "charged twice", "app crashes on start"])
         ids = [answer["id"] for answer in answers]
         assert len(set(ids)) == 3 and all(len(i) == 26 for i in ids)
         one = post(f"{base}/classify", b'{"text": "reset my password"}', key=key)
@@ -123,18 +129,69 @@ def test_feedback_answers_and_every_bad_input_gets_its_4xx(store):
         allowed = json.loads(post(f"{base}/feedback", json.dumps({"id": ids[2], "label": "refund"}).encode(),
                                   key=key)[1])["allowed_labels"]
         assert allowed == LABELS
+        # a client's label is a suggestion: answered as such, kept apart from the labellers' log
+        status, body = post(f"{base}/feedback", json.dumps({"id": ids[2], "label": "account"}).encode(),
+                            key=CLIENT_KEY)
+        assert (status, json.loads(body)) == (200, {"id": ids[2], "label": "account", "status": "suggested"})
     finally:
         kill(server)
+    suggestions = [json.loads(line) for line in (root / "logs/feedback/suggestions.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["label"], r["source"], r["role"]) for r in suggestions] == [
+        (ids[2], "account", "client", "client")]
     records = [json.loads(line) for line in (root / "logs/feedback/feedback.jsonl").read_text().splitlines()]
-    assert [(r["id"], r["label"], r["text"]) for r in records] == [
-        (ids[0], "delivery", "my parcel never came"), (ids[0], "billing", "my parcel never came"),
-        (ids[1], "billing", "charged twice")]
+    assert [(r["id"], r["label"], r["text"], r["source"], r["role"]) for r in records] == [
+        (ids[0], "delivery", "my parcel never came", "labeller", "labeller"),
+        (ids[0], "billing", "my parcel never came", "labeller", "labeller"),
+        (ids[1], "billing", "charged twice", "labeller", "labeller")]
+    assert all(r["model_version"] == tag and r["labelled_at"] for r in records)
+
+
+def test_two_servers_share_one_store_and_a_new_one_loses_nothing(store):
+    """Given two server processes on one traffic and feedback store (replicas, or a container and its successor),
+    when a labeller labels on the second the texts the first answered, then every label is accepted and
+    collected; a client's contradicting labels posted there never reach the data; and after the first server is
+    killed, a new one still accepts labels for what it served."""
+    root, tag, params = store
+    first, first_base = start(root, tag, params)
+    second, second_base = start(root, tag, params)
+    try:
+        served = [answer for at in range(0, 220, 50) for answer in classify(
+            first_base, CLIENT_KEY, [f"replica text number {i}" for i in range(at, min(at + 50, 220))])]
+        agreeing = [{"id": a["id"], "label": a["label"]} for a in served[:120]]
+        status, body = post(f"{second_base}/feedback", json.dumps(agreeing).encode(), key=LABEL_KEY)
+        assert status == 200 and {a["status"] for a in json.loads(body)} == {"recorded"}, body
+        contradicting = [{"id": a["id"], "label": LABELS[(LABELS.index(a["label"]) + 1) % 5]} for a in served[120:]]
+        status, body = post(f"{second_base}/feedback", json.dumps(contradicting).encode(), key=CLIENT_KEY)
+        assert status == 200 and {a["status"] for a in json.loads(body)} == {"suggested"}, body
+        kill(first)
+        third, third_base = start(root, tag, params)  # the first one's successor, on the same store
+        try:
+            late = [{"id": served[0]["id"], "label": served[0]["label"]}]
+            assert post(f"{third_base}/feedback", json.dumps(late).encode(), key=LABEL_KEY)[0] == 200
+        finally:
+            kill(third)
+    finally:
+        for server in (first, second):
+            if server.poll() is None:
+                kill(server)
+    batches = root / "replica-batches"
+    settings = yaml.safe_load(params.read_text())
+    settings["feedback"]["batches_dir"] = str(batches)
+    (root / "replica-params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    out = subprocess.run([str(BIN / "mlops"), "--params", "replica-params.yaml", "feedback", "collect", "--log",
+                          str(root / "logs/feedback/feedback.jsonl")], cwd=root, capture_output=True, text=True,
+                         env=project_env(root) | {"PYTHONPATH": str(ROOT)}, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = pd.concat([pd.read_csv(path, dtype=str) for path in batches.glob("batch-*.csv")])
+    ours = rows[rows["id"].isin([a["id"] for a in served])]
+    assert sorted(ours["id"]) == sorted(a["id"] for a in served[:120])  # every labeller label, no client one
+    assert dict(zip(ours["id"], ours["label"], strict=True)) == {a["id"]: a["label"] for a in served[:120]}
 
 
 def test_sigkill_while_feedback_is_posted_loses_no_acknowledged_label(store):
     root, tag, params = store
-    key = "fb-key"
-    server, base = start(root, tag, params, key)
+    key = LABEL_KEY
+    server, base = start(root, tag, params)
     acknowledged: list[tuple[str, str]] = []
     lock = threading.Lock()
     try:

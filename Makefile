@@ -24,7 +24,7 @@ export HF_HUB_OFFLINE := 1
 export MLOPS_TRAFFIC_DIR := $(CURDIR)/logs/traffic
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup run test test-fast lint serve airflow airflow-stop bento-image compose-check clean
+.PHONY: help setup run test test-fast lint docs docs-serve serve airflow airflow-stop bento-image compose-check clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -66,6 +66,12 @@ test-fast:  ## the tests that take seconds, not minutes
 
 lint:  ## ruff
 	$(BIN)/ruff check mlops dags tests bench
+
+docs:  ## build the documentation site into site/ (mkdocs build --strict: a broken link or reference fails)
+	$(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve:  ## serve the documentation on http://127.0.0.1:8000, rebuilt on every change
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 serve:  ## serve the champion Bento on 127.0.0.1:$(PORT)
 	@bento=$$($(BIN)/mlops registry show --field bento) && echo "serving $$bento on http://127.0.0.1:$(PORT)" && \

@@ -32,7 +32,8 @@ class SourceSettings(Strict):
     header: bool = Field(default=True, description="Whether a CSV or TSV file has a header row; false for a "
                                                    "headerless file, which then names its columns in `columns`.")
     columns: tuple[str, ...] | None = Field(
-        default=None, description="Column names of a headerless file, in order (null: the file's header names them).")
+        default=None, description="Column names of a headerless file, in order; required when `header` is false "
+                                  "for a CSV or TSV (null: the file's header names them).")
     text: tuple[str, ...] = Field(
         default=("text",), min_length=1, description="The columns joined with a space into the text.")
     label: str = Field(default="label", description="The label column.")
@@ -63,21 +64,21 @@ class DataSettings(Strict):
     source: SourceSettings = Field(description="Where the labelled text comes from and how its columns map onto text "
                                                "and label.")
     test_source: SourceSettings | None = Field(
-        default=None, description="Optional held-out test set (the same fields as `data.source`): `split` then takes "
-                                  "the test split from it and divides `source` into train and validation.")
+        default=None, description="Optional held-out test set: `split` then takes the test split from it and "
+                                  "divides `source` into train and validation.")
     generated: GeneratedSettings = Field(description="The offline default corpus the `generate` stage writes.")
     split: SplitSettings = Field(description="The shares of the validation and test splits.")
 
 
 class ValidateSettings(Strict):
-    min_rows: int = Field(ge=1, description="Fewer rows than this reject the batch (critical).")
+    min_rows: int = Field(ge=1, description="Fewer rows than this reject the batch (critical); at most max_rows.")
     max_rows: int = Field(ge=1, description="More rows than this reject the batch (critical).")
-    min_text_chars: int = Field(ge=1, description="A shorter text is quarantined.")
+    min_text_chars: int = Field(ge=1, description="A shorter text is quarantined; at most max_text_chars.")
     max_text_chars: int = Field(ge=1, description="A longer text is quarantined.")
     max_duplicate_share: float = Field(ge=0, le=1, description="Share of duplicate texts above which the batch is "
                                                                "rejected.")
     min_class_share: float = Field(ge=0, le=1, description="Lower bound of each class's share of the accepted rows "
-                                                           "(critical).")
+                                                           "(critical); at most max_class_share.")
     max_class_share: float = Field(gt=0, le=1, description="Upper bound of each class's share of the accepted rows "
                                                            "(critical).")
     max_quarantine_share: float = Field(
@@ -218,7 +219,7 @@ class OptimizeSettings(Strict):
         default=("onnx_fp32", "onnx_int8"), description="Converted variants of the candidate built for serving: "
                                                         "`torch_int8` (torch dynamic int8 at load time, nothing "
                                                         "stored), `onnx_fp32` (ONNX Runtime with its transformer "
-                                                        "fusions), `onnx_int8` (ONNX Runtime dynamic int8); [] "
+                                                        "fusions), `onnx_int8` (ONNX Runtime dynamic int8); `[]` "
                                                         "builds none and fp32 alone serves.")
 
     @field_validator("variants")
@@ -368,7 +369,7 @@ class MonitorSettings(Strict):
     window_hours: float | None = Field(
         default=None, gt=0, description="When set, only the rows of the last N hours (null: no time limit).")
     min_rows: int = Field(ge=10, description="With fewer rows there is no verdict (insufficient data) and no "
-                                             "retraining.")
+                                             "retraining; at most window_rows.")
     drift_share: float = Field(gt=0, le=1, description="Share of the 6 signals that must drift for the dataset to "
                                                        "drift (0.3: 2 of 6).")
     num_threshold: float = Field(gt=0, description="Normed Wasserstein distance above which a text descriptor "

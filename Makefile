@@ -68,10 +68,10 @@ lint:  ## ruff
 	$(BIN)/ruff check mlops dags tests bench
 
 docs:  ## build the documentation site into site/ (mkdocs build --strict: a broken link or reference fails)
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 docs-serve:  ## serve the documentation on http://127.0.0.1:8000, rebuilt on every change
-	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 serve:  ## serve the champion Bento on 127.0.0.1:$(PORT)
 	@bento=$$($(BIN)/mlops registry show --field bento) && echo "serving $$bento on http://127.0.0.1:$(PORT)" && \

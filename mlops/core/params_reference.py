@@ -169,6 +169,11 @@ def render_reference(model: type[BaseModel] = Settings, raw: dict[str, Any] | No
     """The markdown of docs/reference/params.md: one table per section, every parameter once."""
     docs = walk(model, raw)
     lines = [
+        "---",
+        "hide:",
+        "  - navigation",  # the five-column tables need the width; the page's own sections stay in its TOC
+        "---",
+        "",
         "# Parameters",
         "",
         f"<!-- Generated from mlops/core/settings.py by `{REGENERATE}`: edit the descriptions there. -->",

@@ -28,7 +28,7 @@ export MLOPS_TRAFFIC_DIR ?= $(CURDIR)/logs/traffic
 export MLOPS_FEEDBACK_DIR ?= $(CURDIR)/logs/feedback
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup run test test-fast lint serve airflow airflow-stop bento-image compose-check clean
+.PHONY: help setup run test test-fast lint docs docs-serve serve airflow airflow-stop bento-image compose-check clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -71,7 +71,10 @@ test-fast:  ## the tests that take seconds, not minutes
 lint:  ## ruff
 	$(BIN)/ruff check mlops dags tests bench
 
-serve:  ## serve the champion Bento on $(HOST):$(PORT) (127.0.0.1 by default; beyond it, keys are required)
+docs:  ## build the documentation site into site/ (mkdocs build --strict: a broken link or reference fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve:  ## serve the champion Bento on $(HOST):$(PORT) (127.0.0.1 by default; beyond it, keys are required)
 	@$(BIN)/mlops keys check --host $(HOST)
 	@bento=$$($(BIN)/mlops registry show --field bento) && echo "serving $$bento on http://$(HOST):$(PORT)" && \
 	MLOPS_PROJECT_DIR=$(CURDIR) $(BIN)/bentoml serve $$bento --host $(HOST) --port $(PORT)

@@ -36,7 +36,7 @@ reports/runs/<run id>/failure.md, and alerts the `mlops_alerts` webhook
 connection when there is one (so does a rejected model). `train` goes to the `gpu` queue, so that
 under the CeleryExecutor GPU machines run training and CPU workers the rest.
 
-With MLOPS_WORKSPACE_MODE=isolated on the workers (README, "Workers that share nothing"), each task
+With MLOPS_WORKSPACE_MODE=isolated on the workers (docs/how-to/share-nothing.md), each task
 works in a directory of its own, cloned from the run's git branch and fed by the DVC remote, so the
 workers need no disk in common (mlops/orchestration/workspace.py).
 """

@@ -300,6 +300,16 @@ def params_apply(ctx: click.Context, preset: Path) -> None:
     click.echo(f"params: applied {preset} ({', '.join(sections)}) to params.yaml")
 
 
+@params.command("explain")
+@click.argument("key")
+@click.pass_context
+def params_explain(ctx: click.Context, key: str) -> None:
+    """Print one parameter's type, default, constraints and description (KEY: dotted, e.g. serve.max_batch_tokens)."""
+    from mlops.core.params_reference import explain
+
+    click.echo(explain(key, ctx.find_root().obj))
+
+
 @cli.group()
 def registry() -> None:
     """The champion, the challenger and the champions before them."""

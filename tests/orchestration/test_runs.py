@@ -230,6 +230,35 @@ def test_a_runs_overrides_apply_to_that_run_only(project):
     assert params.read_bytes() == before
 
 
+@pytest.mark.parametrize("data_source, message", [
+    ("https://attacker.example/corpus.csv", r"^data.source.path: https host 'attacker.example' is not allowed "
+                                            r"\(data.allowed_sources.hosts: none\)$"),
+    ("ftp://files.example/corpus.csv", r"^data.source.path: scheme 'ftp' is not allowed"),
+    ("/etc/passwd", r"^data.source.path /etc/passwd: outside the project, and not in data.allowed_sources.paths"),
+    ("../../corpus.csv", r"^data.source.path ../../corpus.csv: outside the project"),
+])
+def test_configure_refuses_a_data_source_outside_the_allow_list(project, data_source, message):
+    """A trigger's data_source is checked before any stage fetches it; params.yaml is left as it was."""
+    params = project / "params.yaml"
+    before = params.read_bytes()
+    with pytest.raises(MlopsError, match=message):
+        configure(project, "run-1", {"data_source": data_source}, conf_keys=["data_source"])
+    assert params.read_bytes() == before
+    assert not (project / "reports" / "runs" / "params.before-run.yaml").exists()
+    assert not run_dir(project, "run-1").exists()
+    (project / "data").mkdir()
+    assert configure(project, "run-2", {"data_source": "data/export.csv"}, conf_keys=["data_source"]) == {
+        "data.source.path": "data/export.csv"}  # inside the project: fine
+
+
+def test_configure_refuses_a_params_file_whose_own_source_is_not_allowed(project):
+    text = (project / "params.yaml").read_text().replace("path: data/generated/corpus.csv",
+                                                         "path: https://example.com/corpus.csv")
+    (project / "params.yaml").write_text(text)
+    with pytest.raises(MlopsError, match="host 'example.com' is not allowed"):
+        configure(project, "run-1", {})
+
+
 def test_record_of_a_rejected_model_names_no_package_or_promotion(project):
     # given a run whose gate rejected the model, and package/promotion files an earlier run left behind
     files = recorded_files(project)

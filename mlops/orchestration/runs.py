@@ -121,10 +121,19 @@ def overrides_of(values: dict[str, Any], conf_keys: list[str] | None = None) -> 
 
 
 def write_text(path: Path, text: str) -> None:
+    """A file of a run's record, secrets redacted (mlops.core.redact): records are committed, shared and read."""
     from mlops.core.io import atomic_path
+    from mlops.core.redact import redact
 
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(redact(text), encoding="utf-8")
+
+
+def say(line: str) -> None:
+    """Print a line of a run's task log, secrets redacted."""
+    from mlops.core.redact import redact
+
+    print(redact(line), flush=True)
 
 
 def configure(project: Path, run_id: str, values: dict[str, Any], conf_keys: list[str] | None = None) -> dict:
@@ -151,7 +160,7 @@ def configure(project: Path, run_id: str, values: dict[str, Any], conf_keys: lis
     write_text(folder / "params.yaml", text)
     write_text(folder / "overrides.json", json.dumps(overrides, indent=2) + "\n")
     shown = ", ".join(f"{key}={value!r}" for key, value in overrides.items()) or "none (params.yaml as it is)"
-    print(f"configure: run {run_id}: overrides {shown}; validated; record in {folder.relative_to(project)}")
+    say(f"configure: run {run_id}: overrides {shown}; validated; record in {folder.relative_to(project)}")
     return overrides
 
 
@@ -228,8 +237,8 @@ def record_trigger(project: Path, run_id: str, events: list[dict[str, Any]]) -> 
         source = extra.get("monitoring_run_id") or event.get("source_run_id") or "unknown run"
         drifted = ", ".join(extra.get("drifted") or []) or "not stated"
         report = extra.get("report") or "no report named"
-        print(f"configure: run {run_id} was started by drift in monitoring run {source} (asset "
-              f"{event.get('asset')}, drifted: {drifted}): [drift report]({report})", flush=True)
+        say(f"configure: run {run_id} was started by drift in monitoring run {source} (asset "
+            f"{event.get('asset')}, drifted: {drifted}): [drift report]({report})")
     return trigger
 
 
@@ -244,9 +253,9 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
     for name in files.values():
         source = project / name
         if source.is_file():
-            target = folder / name.replace("/", "__")
-            shutil.copyfile(source, target)
-            results[name] = json.loads(source.read_text(encoding="utf-8"))
+            text = source.read_text(encoding="utf-8")
+            write_text(folder / name.replace("/", "__"), text)
+            results[name] = json.loads(text)
     if results.get(decision_file, {}).get("accepted") is False:
         # the gate_decision branch skipped packaging: a package.json left by an earlier run is not this run's
         results[package_file] = {"status": "skipped", "reason": "the gate rejected the model"}
@@ -275,13 +284,13 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
     started_by = (f"; started by drift report(s) {', '.join(summary['triggered_by']['reports'])}"
                   if "triggered_by" in summary else "")
     if summary.get("loop", {}).get("status") == "no_new_labels":  # nothing was retrained: no gate to report
-        print(f"record: run {run_id}: {summary['loop']['message']}; {folder.relative_to(project) / 'run.json'}"
-              f"{started_by}")
+        say(f"record: run {run_id}: {summary['loop']['message']}; {folder.relative_to(project) / 'run.json'}"
+            f"{started_by}")
         return summary
     if "loop" in summary:
         started_by += f"; {summary['loop']['message']}"
-    print(f"record: run {run_id}: gate {'accepted' if decision.get('accepted') else 'rejected'}, "
-          f"package {package.get('status')}; {folder.relative_to(project) / 'run.json'}{started_by}")
+    say(f"record: run {run_id}: gate {'accepted' if decision.get('accepted') else 'rejected'}, "
+        f"package {package.get('status')}; {folder.relative_to(project) / 'run.json'}{started_by}")
     return summary
 
 
@@ -303,7 +312,9 @@ def run_id_of(context: dict[str, Any]) -> str:
 
 
 def failure_summary(project: Path, context: dict[str, Any]) -> str:
-    """One paragraph on why a task failed, written to reports/runs/<run id>/failure.md; returns it."""
+    """One paragraph on why a task failed, written to reports/runs/<run id>/failure.md; returns it, redacted."""
+    from mlops.core.redact import redact
+
     ti = context.get("ti") or context.get("task_instance")
     run_id = run_id_of(context)
     task_id = getattr(ti, "task_id", "unknown-task")
@@ -328,5 +339,6 @@ def failure_summary(project: Path, context: dict[str, Any]) -> str:
         f"holds this run's params."
     )
     folder.mkdir(parents=True, exist_ok=True)
+    paragraph = redact(paragraph)  # the cause is an error's text: a git error names the remote, token and all
     write_text(folder / "failure.md", paragraph + "\n")
     return paragraph

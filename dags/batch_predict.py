@@ -3,11 +3,14 @@
     predict
 
 Triggered with the file as a parameter (`input`, a path relative to the
-project or absolute; `output`, default reports/batch/<run id>/predictions.<the
-input's format>; `model`, default the registry's champion). Airflow checks the
-parameters against their schema when the run is triggered; the task checks
-that the input exists before it scores, and fails at once, without retries,
-on input that `mlops predict` refuses. No schedule: a run scores the file it
+project, inside data/; `output`, inside reports/ or data/ but not the
+feedback batches folder, default reports/batch/<run id>/predictions.<the
+input's format>; `model`, a model tag, default the registry's champion).
+Airflow checks the parameters against their schema when the run is
+triggered; the task checks again where each path leads, symlinks followed,
+and that the input exists before it scores, and fails at once, without
+retries, on a path outside those folders or input that `mlops predict`
+refuses. No schedule: a run scores the file it
 is given (trigger from the UI, `airflow dags trigger batch_predict --conf
 '{"input": "data/new.csv"}'` or the REST API).
 """
@@ -26,7 +29,7 @@ sys.path.insert(0, str(PROJECT))
 
 from mlops.orchestration.airflow_tasks import task_env  # noqa: E402
 from mlops.orchestration.alerts import WebhookNotifier  # noqa: E402
-from mlops.orchestration.batch_tasks import PATH_PATTERN, BatchPredictOperator  # noqa: E402
+from mlops.orchestration.batch_tasks import MODEL_PATTERN, PATH_PATTERN, BatchPredictOperator  # noqa: E402
 
 with DAG(
     dag_id="batch_predict",
@@ -37,11 +40,12 @@ with DAG(
     tags=["mlops", "serving"],
     params={
         "input": Param("", type="string", minLength=1, pattern=PATH_PATTERN, title="input",
-                       description="CSV, TSV, JSONL or Parquet file with a `text` column (project-relative or "
-                                   "absolute path)."),
+                       description="CSV, TSV, JSONL or Parquet file with a `text` column (a project-relative "
+                                   "path inside data/)."),
         "output": Param(None, type=["null", "string"], minLength=1, pattern=PATH_PATTERN, title="output",
-                        description="Where the scored rows go; empty: reports/batch/<run id>/predictions.<format>."),
-        "model": Param(None, type=["null", "string"], minLength=1, title="model",
+                        description="Where the scored rows go, inside reports/ or data/ (not the feedback batches); "
+                                    "empty: reports/batch/<run id>/predictions.<format>."),
+        "model": Param(None, type=["null", "string"], minLength=1, pattern=MODEL_PATTERN, title="model",
                        description="Model tag (text-classifier:<version>); empty: the registry's champion."),
     },
     default_args={"retries": 1, "retry_delay": timedelta(seconds=30), "execution_timeout": timedelta(hours=2),

@@ -84,9 +84,12 @@ def generate(ctx: click.Context, out: Path, variant: str, rows: int | None, seed
 @click.pass_context
 def ingest(ctx: click.Context, out: Path) -> None:
     """Read the configured source(s) into one table of text, label and subset."""
+    from mlops.core.sources import check_sources
     from mlops.stages import ingest as stage
 
-    stage.run(settings_of(ctx), out)
+    settings = settings_of(ctx)
+    check_sources(settings, Path.cwd())  # data.allowed_sources, before anything is fetched or read
+    stage.run(settings, out)
 
 
 @cli.command()

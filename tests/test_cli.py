@@ -56,7 +56,35 @@ def test_data_file_without_label_column(workdir, tmp_path):
     write, params = workdir
     pd.DataFrame({"text": ["hello world"], "topic": ["x"]}).to_csv(tmp_path / "d.csv", index=False)
     params["data"]["source"]["path"] = "d.csv"
-    assert_one_line_error(mlops(write(params), "ingest"), "no label column 'label'", "columns: text, topic")
+    result = mlops(write(params), "ingest")
+    assert_one_line_error(result, "no label column 'label' among its 2 column(s)")
+    assert "topic" not in result.stderr  # the file's own column names stay out of logs and alerts
+
+
+def test_ingest_refuses_a_source_outside_the_allow_list_before_reading_it(workdir, tmp_path):
+    write, params = workdir
+    # given a file outside the project, whose column names must not reach the logs
+    (tmp_path / "project").mkdir()
+    outside = tmp_path / "outside.csv"
+    outside.write_text("secret_column,other\n1,2\n")
+    params["data"]["source"]["path"] = str(outside)
+    write(params)
+    (tmp_path / "project" / "params.yaml").write_text((tmp_path / "params.yaml").read_text())
+    # when `mlops ingest` runs in the project, it refuses the path, naming the setting, before reading it
+    result = mlops(tmp_path / "project", "ingest")
+    assert_one_line_error(result, f"data.source.path {outside}: outside the project, and not in "
+                                  f"data.allowed_sources.paths (none)")
+    assert "secret_column" not in result.stderr and not (tmp_path / "project" / "data").exists()
+    params["data"]["source"]["path"] = "https://example.com/corpus.csv"
+    (tmp_path / "project" / "params.yaml").write_text(yaml.safe_dump(params))
+    assert_one_line_error(mlops(tmp_path / "project", "ingest"), "https host 'example.com' is not allowed")
+    # and with its folder listed, the file is read (and its columns still not named)
+    params["data"]["source"]["path"] = str(outside)
+    params["data"]["allowed_sources"]["paths"] = [str(tmp_path)]
+    (tmp_path / "project" / "params.yaml").write_text(yaml.safe_dump(params))
+    result = mlops(tmp_path / "project", "ingest")
+    assert_one_line_error(result, "no text column 'text' among its 2 column(s)")
+    assert "secret_column" not in result.stderr
 
 
 def test_failed_validation_exits_non_zero(workdir, tmp_path):

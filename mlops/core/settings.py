@@ -60,6 +60,35 @@ class SplitSettings(Strict):
                                                   "`data.test_source`, the test split is that file instead).")
 
 
+SourceScheme = Literal["http", "https", "s3", "gs", "az", "hf"]  # the URL schemes ingest reads (hf: a hub dataset)
+
+
+class AllowedSourcesSettings(Strict):
+    """Where data.source and data.test_source may point (mlops/core/sources.py checks it at configure and ingest).
+
+    A local path inside the project is always allowed; a URL only with its scheme in `schemes` and its host
+    (an s3/gs/az URL: its bucket; hf: the hub's host) in `hosts`; a local path outside only inside `paths`."""
+    schemes: tuple[SourceScheme, ...] = Field(
+        default=("http", "https", "s3", "gs", "az", "hf"),
+        description="URL schemes a source may use (each still needs its host in `hosts`).")
+    hosts: tuple[str, ...] = Field(
+        default=(), description="Hosts a source URL may name (an s3/gs/az URL: its bucket; `*.domain` matches "
+                                "subdomains); empty: no URL is allowed.")
+    paths: tuple[str, ...] = Field(
+        default=(), description="Local folders outside the project a source may read from (relative to the "
+                                "project, or absolute).")
+
+    @field_validator("hosts")
+    @classmethod
+    def _host_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import re
+
+        bad = [host for host in value if not re.fullmatch(r"(\*\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", host)]
+        if bad:
+            raise ValueError(f"not a host name (or *.domain): {', '.join(map(repr, bad))}")
+        return tuple(host.lower() for host in value)
+
+
 class DataSettings(Strict):
     source: SourceSettings = Field(description="Where the labelled text comes from and how its columns map onto text "
                                                "and label.")
@@ -68,6 +97,10 @@ class DataSettings(Strict):
                                   "divides `source` into train and validation.")
     generated: GeneratedSettings = Field(description="The offline default corpus the `generate` stage writes.")
     split: SplitSettings = Field(description="The shares of the validation and test splits.")
+    allowed_sources: AllowedSourcesSettings = Field(
+        default=AllowedSourcesSettings(), description="Where data.source and data.test_source (and a run's "
+                                                      "data_source) may point: local paths inside the project, and "
+                                                      "only the URL schemes, hosts and outside folders listed here.")
 
 
 class ValidateSettings(Strict):

@@ -32,6 +32,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from mlops.core.environment import traffic_dir
 from mlops.core.errors import EXIT_FILE_ENV, USER_ERROR_EXIT
+from mlops.core.redact import redact, secret_values
 
 
 def task_env(project: Path | str) -> dict[str, str]:
@@ -58,8 +59,9 @@ def remotes() -> Any:
     try:
         return Remotes.from_env()
     except MlopsError as error:
-        print(f"error: {error}", flush=True)
-        raise AirflowFailException(f"error: {error}") from None
+        line = redact(f"error: {error}")
+        print(line, flush=True)
+        raise AirflowFailException(line) from None
 
 
 @contextlib.contextmanager
@@ -71,7 +73,7 @@ def remote_failures() -> Iterator[None]:
     try:
         yield
     except RemoteUnreachable as error:
-        line = f"error: {error}"
+        line = redact(f"error: {error}")
         print(line, flush=True)
         raise (AirflowException if error.transient else AirflowFailException)(line) from None
 
@@ -86,7 +88,16 @@ class CommandResult:
     stage_error: str | None = None
 
     def describe(self) -> str:
-        return self.stage_error or self.last_line
+        return redact(self.stage_error or self.last_line)
+
+
+def mask_in_task_log() -> None:
+    """Register the environment's secrets with Airflow's log masker: a command's output streams into the task
+    log line by line, and this is how it comes out redacted there too."""
+    from airflow.sdk.log import mask_secret
+
+    for value in secret_values():
+        mask_secret(value)
 
 
 class CommandOperator(BaseOperator):
@@ -108,7 +119,8 @@ class CommandOperator(BaseOperator):
                     extra_env: dict[str, str] | None = None) -> CommandResult:
         """`command` in the project (or `cwd`: an isolated task's own directory, with its `extra_env`)."""
         where = str(cwd or self.project)
-        print(f"$ {' '.join(command)}  (in {where})", flush=True)
+        mask_in_task_log()
+        print(redact(f"$ {' '.join(command)}  (in {where})"), flush=True)
         with tempfile.TemporaryDirectory(prefix="mlops-exit-") as scratch:
             exit_file = Path(scratch) / "exit.json"
             env = {**os.environ, **self.env, **(extra_env or {}), "PYTHONUNBUFFERED": "1",
@@ -212,11 +224,11 @@ def configure(project: str, params: dict[str, Any], dag_run: Any, run_id: str,
             except RemoteUnreachable:
                 raise
             except MlopsError as error:
-                raise AirflowFailException(f"error: {error}") from None
+                raise AirflowFailException(redact(f"error: {error}")) from None
     try:
         overrides = apply_run(Path(project), run_id, dict(params), conf_keys=list(conf))
     except MlopsError as error:
-        raise AirflowFailException(f"error: {error}") from None  # bad params never get better by retrying
+        raise AirflowFailException(redact(f"error: {error}")) from None  # bad params never get better by retrying
     if events:
         record_trigger(Path(project), run_id, events)
         drift_run(project, run_id, events)
@@ -240,7 +252,7 @@ def drift_run(project: str, run_id: str, events: list[dict[str, Any]]) -> dict[s
     summaries = [event["extra"]["summary"] for event in events if (event.get("extra") or {}).get("summary")]
     result = prepare(Path(project), summaries)
     write_loop_record(run_dir(Path(project), run_id), result)
-    print(f"configure: {result['message']}", flush=True)
+    print(redact(f"configure: {result['message']}"), flush=True)
     return result
 
 
@@ -286,9 +298,10 @@ def record(project: str, run_id: str, **_: Any) -> None:
     write_record(Path(project), run_id)
     if os.environ.get("MLOPS_DVC_PUSH") == "1":
         result = subprocess.run(["dvc", "push"], cwd=project, capture_output=True, text=True, timeout=3600)
-        print(result.stdout + result.stderr, flush=True)
+        print(redact(result.stdout + result.stderr), flush=True)
         if result.returncode != 0:
-            raise AirflowException(f"dvc push failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}")
+            error = redact(result.stderr).strip()[-2000:]
+            raise AirflowException(f"dvc push failed (exit {result.returncode}): {error}")
 
 
 def restore(project: str, **_: Any) -> None:
@@ -348,11 +361,11 @@ def on_failure(context: Any) -> None:
             paragraph = write_on_run_branch(run_id_of(context), "failure",
                                             lambda path: failure_summary(path, context))
         except Exception as error:  # noqa: BLE001 - a callback that fails loses the summary: keep it local
-            print(f"failure summary: not committed to the run's branch ({error}); written on this worker",
+            print(redact(f"failure summary: not committed to the run's branch ({error}); written on this worker"),
                   flush=True)
     if paragraph is None:
         paragraph = failure_summary(Path(project or os.getcwd()), context)
-    print(f"FAILURE SUMMARY: {paragraph}", flush=True)
+    print(redact(f"FAILURE SUMMARY: {paragraph}"), flush=True)
 
 
 def read_decision(project: str, decision: str, run_id: str | None) -> tuple[dict[str, Any] | None, str]:

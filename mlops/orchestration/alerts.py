@@ -63,7 +63,10 @@ def webhook_url(connection_id: str) -> str | None:
 
 
 def alert_body(event: str, context: Any, **details: Any) -> dict[str, Any]:
-    """The JSON an alert carries: a human line in `text` and the fields it was made from."""
+    """The JSON an alert carries: a human line in `text` and the fields it was made from, secrets redacted
+    (an error's text may name a remote with its token; the webhook is someone else's service)."""
+    from mlops.core.redact import redact, redact_all
+
     task_instance = context.get("ti") or context.get("task_instance")
     fields = {
         "event": event,
@@ -75,12 +78,13 @@ def alert_body(event: str, context: Any, **details: Any) -> dict[str, Any]:
     }
     exception = context.get("exception")
     if exception is not None:
-        fields["error"] = str(exception).splitlines()[0][:500] if str(exception) else type(exception).__name__
+        message = redact(exception)  # before it is cut: a secret cut in two would no longer match
+        fields["error"] = message.splitlines()[0][:500] if message else type(exception).__name__
     text = EVENTS[event].format_map({k: ("-" if v is None else v) for k, v in fields.items()} | {
         "drifted": ", ".join(details.get("drifted_signals") or []) or "signals",
         "reasons": "; ".join(details.get("reasons") or []) or "see the decision",
     })
-    return {"text": f"[mlops] {text}", **fields}
+    return redact_all({"text": f"[mlops] {text}", **fields})
 
 
 def post(url: str, body: dict[str, Any], timeout: float = 10) -> int:
@@ -118,7 +122,9 @@ class WebhookNotifier(BaseNotifier):
             status = post(url, body)
             print(f"alert {self.event}: sent to connection {connection_id!r} (HTTP {status})", flush=True)
         except OSError as error:  # the alert is lost, the task's outcome is not changed
-            print(f"alert {self.event}: webhook of connection {connection_id!r} failed: {error}", flush=True)
+            from mlops.core.redact import redact
+
+            print(redact(f"alert {self.event}: webhook of connection {connection_id!r} failed: {error}"), flush=True)
 
 
 class DriftNotifier(WebhookNotifier):

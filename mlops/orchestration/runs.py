@@ -44,7 +44,8 @@ from mlops.core.errors import MlopsError
 # Every field defaults to null, meaning "as params.yaml says".
 TRIGGER_PARAMS: dict[str, tuple[str, dict[str, Any], str]] = {
     "data_source": ("data.source.path", {"type": "string", "minLength": 1},
-                    "Labelled data: a local path (CSV, TSV, JSONL, Parquet) or an http(s)/s3 URL."),
+                    "Labelled data: a local path (CSV, TSV, JSONL, Parquet) or an http(s)/s3 URL, as "
+                    "data.allowed_sources allows."),
     "data_format": ("data.source.format", {"type": "string", "enum": ["auto", "csv", "tsv", "jsonl", "parquet"]},
                     "Format of data_source."),
     "generated_rows": ("data.generated.rows", {"type": "integer", "minimum": 50, "maximum": 1_000_000},
@@ -120,10 +121,19 @@ def overrides_of(values: dict[str, Any], conf_keys: list[str] | None = None) -> 
 
 
 def write_text(path: Path, text: str) -> None:
+    """A file of a run's record, secrets redacted (mlops.core.redact): records are committed, shared and read."""
     from mlops.core.io import atomic_path
+    from mlops.core.redact import redact
 
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(redact(text), encoding="utf-8")
+
+
+def say(line: str) -> None:
+    """Print a line of a run's task log, secrets redacted."""
+    from mlops.core.redact import redact
+
+    print(redact(line), flush=True)
 
 
 def configure(project: Path, run_id: str, values: dict[str, Any], conf_keys: list[str] | None = None) -> dict:
@@ -142,6 +152,7 @@ def configure(project: Path, run_id: str, values: dict[str, Any], conf_keys: lis
 
         load_settings(params_file)  # a run without overrides still refuses a broken params.yaml
         text = params_file.read_text(encoding="utf-8")
+    check_run_sources(project, text)
     folder = run_dir(project, run_id)
     if folder.exists():
         shutil.rmtree(folder)  # a cleared and re-run configure starts the record afresh
@@ -149,8 +160,21 @@ def configure(project: Path, run_id: str, values: dict[str, Any], conf_keys: lis
     write_text(folder / "params.yaml", text)
     write_text(folder / "overrides.json", json.dumps(overrides, indent=2) + "\n")
     shown = ", ".join(f"{key}={value!r}" for key, value in overrides.items()) or "none (params.yaml as it is)"
-    print(f"configure: run {run_id}: overrides {shown}; validated; record in {folder.relative_to(project)}")
+    say(f"configure: run {run_id}: overrides {shown}; validated; record in {folder.relative_to(project)}")
     return overrides
+
+
+def check_run_sources(project: Path, text: str) -> None:
+    """The run's data sources against data.allowed_sources, before any stage fetches or reads them (a trigger's
+    `data_source` may be any string); refused, params.yaml goes back as it was at once."""
+    from mlops.core.settings import parse_settings
+    from mlops.core.sources import check_sources
+
+    try:
+        check_sources(parse_settings(yaml.safe_load(text)), project)
+    except MlopsError:
+        restore_params(project)
+        raise
 
 
 def keep_params(project: Path) -> Path:
@@ -213,8 +237,8 @@ def record_trigger(project: Path, run_id: str, events: list[dict[str, Any]]) -> 
         source = extra.get("monitoring_run_id") or event.get("source_run_id") or "unknown run"
         drifted = ", ".join(extra.get("drifted") or []) or "not stated"
         report = extra.get("report") or "no report named"
-        print(f"configure: run {run_id} was started by drift in monitoring run {source} (asset "
-              f"{event.get('asset')}, drifted: {drifted}): [drift report]({report})", flush=True)
+        say(f"configure: run {run_id} was started by drift in monitoring run {source} (asset "
+            f"{event.get('asset')}, drifted: {drifted}): [drift report]({report})")
     return trigger
 
 
@@ -229,9 +253,9 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
     for name in files.values():
         source = project / name
         if source.is_file():
-            target = folder / name.replace("/", "__")
-            shutil.copyfile(source, target)
-            results[name] = json.loads(source.read_text(encoding="utf-8"))
+            text = source.read_text(encoding="utf-8")
+            write_text(folder / name.replace("/", "__"), text)
+            results[name] = json.loads(text)
     if results.get(decision_file, {}).get("accepted") is False:
         # the gate_decision branch skipped packaging: a package.json left by an earlier run is not this run's
         results[package_file] = {"status": "skipped", "reason": "the gate rejected the model"}
@@ -260,13 +284,13 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
     started_by = (f"; started by drift report(s) {', '.join(summary['triggered_by']['reports'])}"
                   if "triggered_by" in summary else "")
     if summary.get("loop", {}).get("status") == "no_new_labels":  # nothing was retrained: no gate to report
-        print(f"record: run {run_id}: {summary['loop']['message']}; {folder.relative_to(project) / 'run.json'}"
-              f"{started_by}")
+        say(f"record: run {run_id}: {summary['loop']['message']}; {folder.relative_to(project) / 'run.json'}"
+            f"{started_by}")
         return summary
     if "loop" in summary:
         started_by += f"; {summary['loop']['message']}"
-    print(f"record: run {run_id}: gate {'accepted' if decision.get('accepted') else 'rejected'}, "
-          f"package {package.get('status')}; {folder.relative_to(project) / 'run.json'}{started_by}")
+    say(f"record: run {run_id}: gate {'accepted' if decision.get('accepted') else 'rejected'}, "
+        f"package {package.get('status')}; {folder.relative_to(project) / 'run.json'}{started_by}")
     return summary
 
 
@@ -288,7 +312,9 @@ def run_id_of(context: dict[str, Any]) -> str:
 
 
 def failure_summary(project: Path, context: dict[str, Any]) -> str:
-    """One paragraph on why a task failed, written to reports/runs/<run id>/failure.md; returns it."""
+    """One paragraph on why a task failed, written to reports/runs/<run id>/failure.md; returns it, redacted."""
+    from mlops.core.redact import redact
+
     ti = context.get("ti") or context.get("task_instance")
     run_id = run_id_of(context)
     task_id = getattr(ti, "task_id", "unknown-task")
@@ -313,5 +339,6 @@ def failure_summary(project: Path, context: dict[str, Any]) -> str:
         f"holds this run's params."
     )
     folder.mkdir(parents=True, exist_ok=True)
+    paragraph = redact(paragraph)  # the cause is an error's text: a git error names the remote, token and all
     write_text(folder / "failure.md", paragraph + "\n")
     return paragraph

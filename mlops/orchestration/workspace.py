@@ -31,6 +31,10 @@ MLOPS_WORKSPACE_MODE selects how tasks find their files:
     and push a new pointer when they changed it (package, promote); the push
     is fast-forward only, so two writers cannot silently overwrite each other.
 
+A remote's URL may carry credentials (`https://user:token@host/repo.git`):
+every message that names a remote, git's and DVC's errors and the output
+printed here pass through mlops.core.redact first.
+
 Work directories lie under MLOPS_WORKDIR (default: <tmp>/mlops-work), one per
 run and task, emptied when a task (or its retry) starts and removed after it
 succeeds unless MLOPS_KEEP_WORKDIRS=1.
@@ -52,6 +56,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from mlops.core.errors import MlopsError
+from mlops.core.redact import redact
 
 MODE_ENV = "MLOPS_WORKSPACE_MODE"
 MODES = ("shared", "isolated")
@@ -68,7 +73,7 @@ class RemoteUnreachable(MlopsError):
     """A remote could not be reached. `transient`: a network failure worth a retry; else a setting to fix."""
 
     def __init__(self, message: str, transient: bool) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))  # it names a remote, whose URL may hold a token, and git's own error
         self.transient = transient
 
 
@@ -115,7 +120,10 @@ def run_branch(run_id: str) -> str:
 
 
 def run_git(args: list[str], cwd: Path, remote: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """git in `cwd`; its stderr comes back redacted (git echoes the remote's URL, token included, in its
+    errors), its stdout as it is (commits, file contents: data, not messages)."""
     result = subprocess.run([*GIT, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    result.stderr = redact(result.stderr)
     if check and result.returncode != 0:
         raise RemoteUnreachable(f"git {args[0]} with the git remote {remote} failed: {last_line(result.stderr)}",
                                 transient=False)
@@ -165,6 +173,7 @@ def check_dvc_remote(remotes: Remotes, timeout: float = 5) -> None:
 def run_dvc(args: list[str], cwd: Path, remotes: Remotes) -> None:
     result = subprocess.run(["dvc", *args], cwd=cwd, capture_output=True, text=True, timeout=3600,
                             env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    result.stderr, result.stdout = redact(result.stderr), redact(result.stdout)
     if result.returncode != 0:
         raise RemoteUnreachable(f"dvc {args[0]} with the DVC remote {remotes.named()} failed: "
                                 f"{last_line(result.stderr + result.stdout)}", transient=True)
@@ -246,7 +255,8 @@ def pull_inputs(workspace: Workspace, inputs: Iterable[str]) -> list[str]:
         elif not (path / dep).exists() and produced_by_stages(path, dep):
             targets.append(dep)
     if targets:
-        print(f"{workspace.task}: dvc pull {' '.join(targets)}  (from {workspace.remotes.named()})", flush=True)
+        print(redact(f"{workspace.task}: dvc pull {' '.join(targets)}  (from {workspace.remotes.named()})"),
+              flush=True)
         run_dvc(["pull", "-q", *targets], path, workspace.remotes)
     return targets
 
@@ -389,7 +399,7 @@ def start_run(remotes: Remotes, run_id: str, apply: Callable[[Path], object]) ->
     run_git(["commit", "-q", "--allow-empty", "-m", f"run {run_id}: params and record"], workspace.path, remotes.git)
     branch = run_branch(run_id)
     run_git(["push", "-q", "--force", "origin", f"HEAD:refs/heads/{branch}"], workspace.path, remotes.git)
-    print(f"configure: run branch {branch} in {remotes.git}", flush=True)
+    print(redact(f"configure: run branch {branch} in {remotes.git}"), flush=True)
     finish(workspace)
     return result
 
@@ -412,10 +422,11 @@ def execute(workspace: Workspace, command: list[str]) -> None:
     """Run `command` in the workspace (without Airflow); a failure raises, naming its last error line."""
     result = subprocess.run(command, cwd=workspace.path, capture_output=True, text=True,
                             env={**os.environ, **workspace.env}, timeout=24 * 3600)
-    print(result.stdout + result.stderr, flush=True)
+    output = redact(result.stdout + result.stderr)
+    print(output, flush=True)
     if result.returncode != 0:
         raise MlopsError(f"{workspace.task} failed ({command[0]} exit {result.returncode}): "
-                         f"{last_line(result.stderr + result.stdout)}")
+                         f"{last_line(redact(result.stderr + result.stdout))}")
 
 
 def run_stage(remotes: Remotes, run_id: str, stage: str) -> Workspace:
@@ -459,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", flush=True)
         return 1 if error.transient else 2
     except MlopsError as error:
-        print(f"error: {error}", flush=True)
+        print(redact(f"error: {error}"), flush=True)
         return 1
     return 0
 

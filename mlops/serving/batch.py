@@ -84,7 +84,9 @@ def read_input(path: Path, text_columns: tuple[str, ...], columns: tuple[str, ..
     frame = read_raw(source)
     missing = [column for column in text_columns if column not in frame.columns]
     if missing:
-        raise MlopsError(f"input {path}: no text column {missing[0]!r} (columns: {', '.join(frame.columns)})")
+        # the count, not the names: errors of a triggered run reach its alerts
+        raise MlopsError(f"input {path}: no text column {missing[0]!r} among its {len(frame.columns)} column(s) "
+                         f"(--text names the column to score)")
     if frame.empty:
         raise MlopsError(f"input {path}: no rows to score")
     return frame

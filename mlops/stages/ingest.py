@@ -93,9 +93,11 @@ def map_columns(frame: pd.DataFrame, source: SourceSettings, subset: str) -> pd.
     wanted = [*source.text, source.label]
     missing = [column for column in wanted if column not in frame.columns]
     if missing:
-        role = "label" if source.label in missing else "text"
+        role = "text" if missing[0] in source.text else "label"
+        # the count, not the names: the file may be anything a trigger pointed at, and errors reach alerts
         raise MlopsError(
-            f"data file {source.path}: no {role} column {missing[0]!r} (columns: {', '.join(frame.columns)})"
+            f"data file {source.path}: no {role} column {missing[0]!r} among its {len(frame.columns)} column(s) "
+            f"(data.*.text and data.*.label name the columns to use)"
         )
     text = frame[list(source.text)].astype("string").fillna("")
     joined = text.iloc[:, 0] if len(source.text) == 1 else text.apply(lambda row: " ".join(row), axis=1)

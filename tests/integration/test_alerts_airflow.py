@@ -18,9 +18,9 @@ def test_failed_task_alerts_the_webhook_connection(tmp_path):
                                    "AIRFLOW_CONN_MLOPS_ALERTS": url}
         run_cmd([str(BIN / "airflow"), "db", "migrate"], cwd=ROOT, env=env)
         result = run_cmd([str(BIN / "airflow"), "dags", "test", "batch_predict", "-c",
-                          json.dumps({"input": "no/such/file.csv"})], cwd=ROOT, env=env, check=False)
+                          json.dumps({"input": "data/no/such/file.csv"})], cwd=ROOT, env=env, check=False)
     assert result.returncode != 0
     assert len(received) == 1, result.stdout[-3000:] + result.stderr[-3000:]
     alert = received[0]["body"]
     assert alert["event"] == "task_failed" and alert["dag_id"] == "batch_predict" and alert["task_id"] == "predict"
-    assert "no/such/file.csv: no such file" in alert["error"]
+    assert "data/no/such/file.csv: no such file" in alert["error"]

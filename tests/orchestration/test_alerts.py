@@ -37,6 +37,22 @@ def test_failed_task_alert(receiver, capsys):
     assert "sent to connection 'mlops_alerts' (HTTP 204)" in capsys.readouterr().out
 
 
+def test_an_alert_carries_no_secret(receiver, monkeypatch, capsys):
+    """The webhook is someone else's service: an error that quotes a token, a URL's credentials or a secret of
+    the environment reaches it masked, whatever field holds it."""
+    monkeypatch.setenv("MLOPS_API_KEY", "api-k3y-value")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG")
+    error = RuntimeError("git push https://bot:ghp_t0ken@git.example/o/p.git failed; key api-k3y-value; "
+                         "Authorization: Bearer eyJ.abc.def; aws wJalrXUtnFEMI/K7MDENG")
+    WebhookNotifier("task_failed").notify(task_context(exception=error, run_id="manual__api-k3y-value"))
+    body = receiver[0]["body"]
+    assert body["error"] == ("git push https://***@git.example/o/p.git failed; key ***; Authorization: Bearer ***; "
+                             "aws ***")
+    assert body["run_id"] == "manual__***" and body["text"].endswith("(run manual__***, try 3)")
+    for secret in ("ghp_t0ken", "bot:", "api-k3y-value", "eyJ.abc.def", "wJalrXUtnFEMI/K7MDENG"):
+        assert secret not in json.dumps(body) and secret not in capsys.readouterr().out
+
+
 def test_drift_alert_names_the_drifted_signals_and_the_report(receiver, tmp_path):
     run_id = "scheduled__2026-12-01T10:00:00+00:00"
     folder = monitoring_run_dir(tmp_path, run_id)

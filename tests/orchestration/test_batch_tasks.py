@@ -18,7 +18,12 @@ bag = DagBag('dags')
 dag = bag.dags.get('batch_predict')
 refused = []
 for conf in ({'input': ''}, {'input': 'a.xlsx'}, {'input': 3}, {'input': 'a.csv', 'output': 'b.txt'},
-             {'input': 'a.csv', 'model': ''}, {'input': 'a.csv'}, {'input': 'd/a.parquet', 'output': 'o.jsonl'}):
+             {'input': 'a.csv', 'model': ''}, {'input': '/etc/a.csv'}, {'input': '../a.csv'},
+             {'input': 'data/../../a.csv'}, {'input': 'a.csv', 'output': '/tmp/o.csv'},
+             {'input': 'a.csv', 'output': 'reports/../../o.csv'}, {'input': 'a.csv', 'model': '/models/m'},
+             {'input': 'a.csv', 'model': 'text-classifier:abc/../x'},
+             {'input': 'a.csv'}, {'input': 'd/a.parquet', 'output': 'o.jsonl'}, {'input': 'data/x..y.csv'},
+             {'input': 'a.csv', 'model': 'text-classifier:abc123'}):
     params = copy.deepcopy(dag.params)
     try:
         params.update(conf)
@@ -38,7 +43,12 @@ def test_dag_imports_and_its_schema_refuses_bad_parameters(tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["errors"] == {} and report["schedule"] is None and report["tasks"] == ["predict"]
     assert report["refused"] == [{"input": ""}, {"input": "a.xlsx"}, {"input": 3},
-                                 {"input": "a.csv", "output": "b.txt"}, {"input": "a.csv", "model": ""}]
+                                 {"input": "a.csv", "output": "b.txt"}, {"input": "a.csv", "model": ""},
+                                 {"input": "/etc/a.csv"}, {"input": "../a.csv"}, {"input": "data/../../a.csv"},
+                                 {"input": "a.csv", "output": "/tmp/o.csv"},
+                                 {"input": "a.csv", "output": "reports/../../o.csv"},
+                                 {"input": "a.csv", "model": "/models/m"},
+                                 {"input": "a.csv", "model": "text-classifier:abc/../x"}]
 
 
 @pytest.fixture
@@ -70,9 +80,9 @@ def test_task_runs_mlops_predict_into_the_runs_folder(project):
     assert result == {"output": str(expected)}
     assert (project / "args.txt").read_text().split() == [
         "predict", "--input", str(project / "data/new.csv"), "--output", str(expected), "--no-progress"]
-    operator_with(project, "").execute({**context, "params": {"input": "data/new.csv", "output": "o.parquet",
+    operator_with(project, "").execute({**context, "params": {"input": "data/new.csv", "output": "data/o.parquet",
                                                               "model": "text-classifier:abc"}})
-    assert (project / "args.txt").read_text().split()[4:] == [str(project / "o.parquet"), "--no-progress",
+    assert (project / "args.txt").read_text().split()[4:] == [str(project / "data/o.parquet"), "--no-progress",
                                                               "--model", "text-classifier:abc"]
     with pytest.raises(AirflowFailException, match="refused its input"):
         operator_with(project, "echo 'error: input: no text column'; exit 2").execute(context)
@@ -85,7 +95,7 @@ def test_task_runs_mlops_predict_into_the_runs_folder(project):
     ({}, "param `input`: give the file"),
     ({"input": "data/missing.csv"}, "no such file"),
     ({"input": "data/new.txt"}, "unsupported format '.txt'"),
-    ({"input": "data/new.csv", "output": "out.xlsx"}, "param `output` out.xlsx: unsupported format"),
+    ({"input": "data/new.csv", "output": "reports/out.xlsx"}, "param `output` reports/out.xlsx: unsupported format"),
     ({"input": "data/new.csv", "output": "data/new.csv"}, "is the input file"),
     ({"input": "data/new.csv", "model": " "}, "param `model`"),
 ])
@@ -96,3 +106,57 @@ def test_bad_parameters_fail_at_once_without_running_anything(project, params, m
     with pytest.raises(AirflowFailException, match=message):
         operator_with(project, "").execute({"run_id": "r", "params": params})
     assert not (project / "args.txt").exists()
+
+
+ALLOWED_OUTPUT = r"give a path inside reports/ or data/ \(not data/feedback/\)"
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"input": "/etc/passwd.csv"}, r"^param `input` /etc/passwd.csv: outside the folders it may use; give a path "
+                                   r"inside data/$"),
+    ({"input": "../new.csv"}, r"^param `input` \.\./new.csv: outside the folders it may use"),
+    ({"input": "data/link/new.csv"}, r"^param `input` data/link/new.csv: outside the folders it may use"),
+    ({"input": "data/new.csv", "output": "/tmp/out.csv"}, r"^param `output` /tmp/out.csv: outside the folders"),
+    ({"input": "data/new.csv", "output": "reports/../../out.csv"}, "outside the folders it may use; " + ALLOWED_OUTPUT),
+    ({"input": "data/new.csv", "output": ".bentoml/registry.json"}, "outside the folders it may use"),
+    ({"input": "data/new.csv", "output": "data/../.bentoml/registry.json"}, "outside the folders it may use"),
+    ({"input": "data/new.csv", "output": "data/link/registry.json"}, "outside the folders it may use"),
+    ({"input": "data/new.csv", "output": "data/feedback/batch-20260101T000000Z-served.csv"},
+     r"^param `output` data/feedback/batch-20260101T000000Z-served.csv: inside a folder it may not use; "
+     + ALLOWED_OUTPUT),
+    ({"input": "data/new.csv", "output": "data/fb-link/batch.csv"}, "inside a folder it may not use"),
+    ({"input": "data/new.csv", "model": "/tmp/some-model-dir"}, "param `model`: a model tag"),
+])
+def test_paths_outside_the_allowed_folders_fail_at_once_without_running_anything(project, params, message):
+    """No trigger can overwrite the registry, add a self-labelled feedback batch, or read outside data/."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    # given the registry in .bentoml/, the feedback batches folder, and links inside data/ to both
+    (project / ".bentoml").mkdir()
+    (project / ".bentoml" / "registry.json").write_text("{}")
+    (project / "data" / "feedback").mkdir()
+    (project / "data" / "link").symlink_to(project / ".bentoml")
+    (project / "data" / "fb-link").symlink_to(project / "data" / "feedback")
+    (project / ".bentoml" / "new.csv").write_text("text\nhello\n")
+    # when a run is triggered with a path that leads out of them, the task fails before running anything
+    with pytest.raises(AirflowFailException, match=message) as raised:
+        operator_with(project, "").execute({"run_id": "r", "params": params})
+    assert "\n" not in str(raised.value)
+    assert not (project / "args.txt").exists()
+    assert (project / ".bentoml" / "registry.json").read_text() == "{}"
+
+
+def test_the_feedback_batches_folder_comes_from_params(project, repo_params):
+    """A project whose feedback.batches_dir is elsewhere refuses that folder, and data/feedback is then fine."""
+    import yaml
+
+    repo_params["feedback"]["batches_dir"] = "data/labels"
+    (project / "params.yaml").write_text(yaml.safe_dump(repo_params))
+    context = {"run_id": "r", "params": {"input": "data/new.csv", "output": "data/labels/batch.csv"}}
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match=r"\(not data/labels/\)"):
+        operator_with(project, "").execute(context)
+    result = operator_with(project, "").execute({**context, "params": {"input": "data/new.csv",
+                                                                       "output": "data/feedback/x.csv"}})
+    assert result == {"output": str(project / "data/feedback/x.csv")}

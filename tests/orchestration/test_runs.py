@@ -94,6 +94,54 @@ def test_failure_summary_is_one_paragraph_naming_task_and_cause(project):
     assert (run_dir(project, "r1") / "failure.md").read_text().strip() == paragraph
 
 
+SECRET_ENV = {"MLOPS_API_KEY": "api-k3y-value", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG",
+              "MLOPS_GIT_REMOTE": "https://bot:git-t0ken-xyz@git.example/org/p.git"}
+
+
+def test_failure_summary_and_the_runs_record_hold_no_secret(project, monkeypatch):
+    """A stage's error may quote a URL with credentials or a secret of the environment: failure.md, the
+    printed lines and every file of the run's record mask them."""
+    for key, value in SECRET_ENV.items():
+        monkeypatch.setenv(key, value)
+    # given a failure whose error text carries secrets (as a git or S3 client prints them), and a trigger
+    # parameter with a token in its URL
+    context = {
+        "run_id": "r1", "ti": SimpleNamespace(task_id="ingest", try_number=1), "task": SimpleNamespace(retries=0),
+        "exception": RuntimeError("error: fetch https://user:pw-1234@data.example/x.csv failed with key "
+                                  "api-k3y-value, AWS secret wJalrXUtnFEMI/K7MDENG, password git-t0ken-xyz"),
+        "params": {"data_source": "https://reader:tok-5678@data.example/x.csv"},
+    }
+    # when the summary is written
+    paragraph = failure_summary(project, context)
+    failure = (run_dir(project, "r1") / "failure.md").read_text()
+    # then neither it nor what it returns (printed by the callback) holds any of them
+    for text in (paragraph, failure):
+        assert "https://***@data.example/x.csv failed" in text and "data_source='https://***@data.example" in text
+        for secret in ("pw-1234", "tok-5678", "reader", *SECRET_ENV.values(), "git-t0ken-xyz"):
+            assert secret not in text, secret
+    # and a record copies a stage's summary with its secrets masked
+    (project / "metrics").mkdir()
+    (project / "metrics/train.json").write_text(json.dumps({"epochs": 1, "note": "pushed with api-k3y-value"}))
+    summary = record(project, "r1")
+    assert summary["results"]["metrics/train.json"]["note"] == "pushed with api-k3y-value"  # read, not changed
+    for path in run_dir(project, "r1").iterdir():
+        assert "api-k3y-value" not in path.read_text(), path.name
+    assert json.loads((run_dir(project, "r1") / "metrics__train.json").read_text())["note"] == "pushed with ***"
+
+
+def test_configure_prints_and_records_a_data_source_without_its_credentials(project, capsys):
+    text = (project / "params.yaml").read_text().replace("hosts: []", "hosts: [data.example]")
+    (project / "params.yaml").write_text(text)
+    configure(project, "r1", {"data_source": "https://reader:tok-5678@data.example/x.csv"}, conf_keys=["data_source"])
+    printed = capsys.readouterr().out
+    assert "data.source.path='https://***@data.example/x.csv'" in printed and "tok-5678" not in printed
+    assert yaml.safe_load((project / "params.yaml").read_text())["data"]["source"]["path"] == (
+        "https://reader:tok-5678@data.example/x.csv")  # what the stages read is the real URL
+    for name in ("params.yaml", "overrides.json"):
+        recorded = (run_dir(project, "r1") / name).read_text()
+        assert "https://***@data.example/x.csv" in recorded and "tok-5678" not in recorded
+
+
 DAG_PROBE = """
 import copy, json, time
 from airflow.dag_processing.dagbag import DagBag
@@ -228,6 +276,35 @@ def test_a_runs_overrides_apply_to_that_run_only(project):
         configure(project, "bad", {"min_accuracy": 2})
     restore_params(project)
     assert params.read_bytes() == before
+
+
+@pytest.mark.parametrize("data_source, message", [
+    ("https://attacker.example/corpus.csv", r"^data.source.path: https host 'attacker.example' is not allowed "
+                                            r"\(data.allowed_sources.hosts: none\)$"),
+    ("ftp://files.example/corpus.csv", r"^data.source.path: scheme 'ftp' is not allowed"),
+    ("/etc/passwd", r"^data.source.path /etc/passwd: outside the project, and not in data.allowed_sources.paths"),
+    ("../../corpus.csv", r"^data.source.path ../../corpus.csv: outside the project"),
+])
+def test_configure_refuses_a_data_source_outside_the_allow_list(project, data_source, message):
+    """A trigger's data_source is checked before any stage fetches it; params.yaml is left as it was."""
+    params = project / "params.yaml"
+    before = params.read_bytes()
+    with pytest.raises(MlopsError, match=message):
+        configure(project, "run-1", {"data_source": data_source}, conf_keys=["data_source"])
+    assert params.read_bytes() == before
+    assert not (project / "reports" / "runs" / "params.before-run.yaml").exists()
+    assert not run_dir(project, "run-1").exists()
+    (project / "data").mkdir()
+    assert configure(project, "run-2", {"data_source": "data/export.csv"}, conf_keys=["data_source"]) == {
+        "data.source.path": "data/export.csv"}  # inside the project: fine
+
+
+def test_configure_refuses_a_params_file_whose_own_source_is_not_allowed(project):
+    text = (project / "params.yaml").read_text().replace("path: data/generated/corpus.csv",
+                                                         "path: https://example.com/corpus.csv")
+    (project / "params.yaml").write_text(text)
+    with pytest.raises(MlopsError, match="host 'example.com' is not allowed"):
+        configure(project, "run-1", {})
 
 
 def test_record_of_a_rejected_model_names_no_package_or_promotion(project):

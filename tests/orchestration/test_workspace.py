@@ -226,3 +226,45 @@ def test_a_failed_tasks_summary_is_committed_beside_the_runs_record(tmp_path, mo
     on_failure(context)
     assert "not committed to the run's branch" in capsys.readouterr().out
     assert "CUDA out of memory" in (worker_project / failure).read_text()
+
+
+def test_a_git_remotes_token_never_reaches_the_log_the_failure_summary_or_the_alert(tmp_path, monkeypatch, capsys):
+    """Isolated mode with MLOPS_GIT_REMOTE=https://user:token@host/...: configure's clone fails, and neither its
+    error, nor what it printed, nor failure.md, nor the alert's payload holds the token."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlops.orchestration.airflow_tasks import configure, on_failure
+    from mlops.orchestration.alerts import WebhookNotifier
+    from mlops.orchestration.runs import run_dir
+    from tests.helpers import webhook_receiver
+
+    # given isolated workers whose git remote URL carries a token, and that remote down
+    token = "ghp_t0kenThatMustNotLeak"
+    remote = f"https://mlops-bot:{token}@127.0.0.1:{free_port()}/org/project.git"
+    (tmp_path / "dvc-remote").mkdir()
+    isolated = {workspace.MODE_ENV: "isolated", "MLOPS_GIT_REMOTE": remote,
+                "MLOPS_DVC_REMOTE": str(tmp_path / "dvc-remote"), "MLOPS_WORKDIR": str(tmp_path / "work")}
+    for key, value in isolated.items():
+        monkeypatch.setenv(key, value)
+    worker_project = tmp_path / "worker-project"
+    with webhook_receiver() as (url, received):
+        monkeypatch.setenv("AIRFLOW_CONN_MLOPS_ALERTS", url)
+        # when configure fails on the clone, and the failure callbacks run
+        with pytest.raises(AirflowFailException) as raised:
+            configure(str(worker_project), {}, SimpleNamespace(conf={}), RUN_ID)
+        context = {"run_id": RUN_ID, "exception": raised.value,
+                   "ti": SimpleNamespace(task_id="configure", dag_id="lifecycle", run_id=RUN_ID, try_number=1),
+                   "task": SimpleNamespace(retries=0, project=str(worker_project))}
+        on_failure(context)
+        WebhookNotifier("task_failed").notify(context)
+    # then the error names the remote without its credentials
+    error = str(raised.value)
+    assert error.startswith("error: git remote https://***@127.0.0.1:") and "cannot clone" in error, error
+    printed = capsys.readouterr()
+    failure = (run_dir(worker_project, RUN_ID) / "failure.md").read_text()
+    assert "https://***@127.0.0.1:" in failure and "`configure`" in failure
+    assert len(received) == 1 and "https://***@127.0.0.1:" in received[0]["body"]["error"]
+    for text in (error, printed.out, printed.err, failure, json.dumps(received)):
+        assert token not in text and "mlops-bot" not in text

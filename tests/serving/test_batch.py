@@ -82,7 +82,7 @@ def mlops(cwd, *args):
 
 
 @pytest.mark.parametrize("name, content, output, message", [
-    ("in.csv", "id,body\n1,hello\n", "out.csv", "no text column 'text' (columns: id, body)"),
+    ("in.csv", "id,body\n1,hello\n", "out.csv", "no text column 'text' among its 2 column(s)"),
     ("in.csv", "text\nhello\n\"\"\n", "out.csv", "1 row(s) with no text (first rows, from 0: 1)"),
     ("in.csv", "text\n", "out.csv", "no rows to score"),
     ("in.xlsx", "text\nhello\n", "out.csv", "unsupported format '.xlsx'"),

@@ -83,19 +83,29 @@ def test_a_specifier_the_lock_does_not_satisfy_is_named(tmp_path):
         pinned_packages(["torch"], tmp_path / "requirements.lock")
 
 
-def test_the_built_bento_requires_the_locks_exact_versions(tiny_classifier_dir, tmp_path, monkeypatch):
-    """`bentoml build` (offline, as `package` runs it) writes the lock's versions into the Bento."""
-    import bentoml
+def test_the_built_bento_requires_the_locks_exact_versions(tiny_classifier_dir, tmp_path):
+    """`bentoml build` (offline, as `package` runs it) writes the lock's versions into the Bento.
 
-    from mlops.core import registry
-    from mlops.stages.package import build_bento
+    In a process of its own: BentoML fixes its model store's home at its first use in a process, so a home set
+    here afterwards would reach the `bentoml build` subprocess but not the registration.
+    """
+    import os
+    import subprocess
+    import sys
 
-    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "home"))
-    tag = registry.register_model("text-classifier", tiny_classifier_dir, {"note": "pins"})
     (tmp_path / "src").mkdir()
-    bento = build_bento(tag, bento_sources(tmp_path / "src"))
-    requirements = (Path(bentoml.bentos.get(bento).path) / "env" / "python" / "requirements.txt").read_text()
-    lines = requirements.splitlines()
+    sources = bento_sources(tmp_path / "src")
+    script = (
+        "import bentoml, sys; from pathlib import Path\n"
+        "from mlops.core import registry\n"
+        "from mlops.stages.package import build_bento\n"
+        f"tag = registry.register_model('text-classifier', Path({str(tiny_classifier_dir)!r}), {{'note': 'pins'}})\n"
+        f"bento = build_bento(tag, Path({str(sources)!r}))\n"
+        "print(Path(bentoml.bentos.get(bento).path) / 'env' / 'python' / 'requirements.txt')\n")
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = Path(result.stdout.strip().splitlines()[-1]).read_text().splitlines()
     for name in ("torch", "transformers", "bentoml"):
         assert f"{name}=={locked(name)}" in lines
     assert not [line for line in lines if line.strip() and not line.startswith("#") and "==" not in line]

@@ -247,6 +247,9 @@ class PromoteSettings(Strict):
     agreement_rows: int = Field(default=64, ge=1)
     latency_samples: int = Field(default=30, ge=5)
     ready_timeout_s: float = Field(default=180, gt=0)
+    # `human`: the lifecycle DAG's promote waits for a person's approval (mlops/orchestration/approval.py)
+    approval: Literal["auto", "human"] = "auto"
+    approval_timeout_h: float = Field(default=72, gt=0)  # no answer by then counts as a rejection
 
 
 class MonitorSettings(Strict):

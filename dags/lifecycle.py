@@ -21,6 +21,10 @@ After `gate`, the `gate_decision` branch lets `package` run only for an
 accepted model; a rejected one skips packaging, and the branch's log lists
 the gate's reasons. `package` only builds the candidate; `promote` (not a DVC
 stage: `mlops promote`) starts its Bento, checks it and makes it champion.
+Between them, `approve` waits for a person's Approve or Reject when
+params.yaml says `promote.approval: human` (the gate's decision and the model
+card are in the request; Reject or no answer skips `promote`), and skips
+itself with `auto` (mlops/orchestration/approval.py).
 
 The DAG is scheduled on the drift asset (`mlops.orchestration.assets.DRIFT_ASSET`, which
 the `monitoring` DAG emits when served traffic has drifted): each drift event
@@ -68,6 +72,7 @@ from mlops.orchestration.airflow_tasks import (  # noqa: E402
     task_env,
 )
 from mlops.orchestration.alerts import RejectedModelNotifier, WebhookNotifier  # noqa: E402
+from mlops.orchestration.approval import PromotionApproval  # noqa: E402
 from mlops.orchestration.assets import DRIFT_ASSET  # noqa: E402
 from mlops.orchestration.runs import GPU_STAGES, TRIGGER_PARAMS  # noqa: E402
 
@@ -151,8 +156,19 @@ with DAG(
                 tasks[upstream] >> tasks[stage.name]
         if not stage.upstream:
             configure_task >> tasks[stage.name]
+    approve_task = PromotionApproval(
+        task_id="approve", project=str(PROJECT), retries=0, execution_timeout=timedelta(minutes=10),
+        decision=str(stage_path(PROJECT, GATE, "out")), card=str(stage_path(PROJECT, GATE, "card")),
+        package=str(stage_path(PROJECT, PACKAGE, "out")),
+        doc_md="`promote.approval: human`: wait for a person's Approve (promote runs) or Reject (it is skipped; "
+               "also after `promote.approval_timeout_h` with no answer), shown the gate's decision and the "
+               "model card. `auto`: skipped, promote follows package.",
+    )
+    # none_failed_min_one_success: `approve` skipped by `auto` lets promote follow package; a Reject skips
+    # promote itself; a rejected gate skips package, approve and so promote.
     promote_task = PromoteOperator(
         task_id="promote", project=str(PROJECT), env=env, retries=0, execution_timeout=timedelta(minutes=30),
+        trigger_rule="none_failed_min_one_success",
         doc_md="`mlops promote`: start the candidate Bento, check it, make it champion (mlops.serving.promotion).",
     )
     # A teardown of `configure`: it runs whatever happened after it, and, unlike a plain all_done leaf,
@@ -163,7 +179,8 @@ with DAG(
         doc_md="Put params.yaml back as it was before this run's overrides "
                "(`mlops.orchestration.runs.restore_params`).",
     ).as_teardown(setups=configure_task)
-    tasks[PACKAGE] >> promote_task >> record_task >> restore_task
+    tasks[PACKAGE] >> approve_task >> promote_task >> record_task >> restore_task
+    tasks[PACKAGE] >> promote_task
     downstream = {upstream for stage in stages for upstream in stage.upstream}
     for stage in stages:
         if stage.name not in downstream and stage.name != PACKAGE:

@@ -406,6 +406,12 @@ class PromoteSettings(Strict):
     ready_timeout_s: float = Field(
         default=180, gt=0, description="Seconds the candidate server has to answer /readyz; a server not ready by "
                                        "then fails the `ready` check.")
+    approval: Literal["auto", "human"] = Field(
+        default="auto", description="`human`: a lifecycle DAG run with a new candidate waits before `promote` for a "
+                                    "person's approval (Airflow's ApprovalOperator; mlops/orchestration/approval.py); "
+                                    "`mlops promote` by hand never waits. `auto`: promote as soon as the gate accepts.")
+    approval_timeout_h: float = Field(
+        default=72, gt=0, description="Hours an approval waits; no answer by then counts as a rejection.")
 
 
 class MonitorSettings(Strict):

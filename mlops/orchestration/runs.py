@@ -75,6 +75,7 @@ RUNS_DIR = Path("reports/runs")
 PARAMS_KEPT = RUNS_DIR / "params.before-run.yaml"  # params.yaml's bytes while a run's overrides are applied
 MONITORING_RUNS_DIR = Path("reports/monitoring-runs")  # one folder per run of the monitoring DAG
 TRIGGER_FILE = "trigger.json"  # in an asset-triggered run's record: the drift report(s) that started it
+APPROVAL_FILE = "approval.json"  # promote.approval: human: who approved or rejected the promotion, and when
 STATUSES = ("drift", "no_drift", "insufficient_data")  # of `mlops monitor`'s summary.json
 # What a run's record keeps: each stage's summary file, by name: (stage, option of its dvc.yaml command, file inside).
 RECORDED = {"train": ("train", "metrics", ""), "evaluate": ("evaluate", "metrics", ""), "gate": ("gate", "out", ""),
@@ -262,6 +263,11 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
         results[promotion_file] = {"promoted": False, "reason": "the gate rejected the model"}
         (folder / package_file.replace("/", "__")).unlink(missing_ok=True)
         (folder / promotion_file.replace("/", "__")).unlink(missing_ok=True)
+    approval_file = folder / APPROVAL_FILE  # written by the `approve` task (mlops/orchestration/approval.py)
+    approval = json.loads(approval_file.read_text(encoding="utf-8")) if approval_file.is_file() else None
+    if approval and not approval.get("approved"):  # `promote` was skipped: an earlier promotion.json is not ours
+        results[promotion_file] = {"promoted": False, "reason": approval["reason"]}
+        (folder / promotion_file.replace("/", "__")).unlink(missing_ok=True)
     params_file = folder / "params.yaml"
     summary = {
         "run_id": run_id,
@@ -271,6 +277,8 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
         "params": yaml.safe_load(params_file.read_text()) if params_file.is_file() else None,
         "results": results,
     }
+    if approval:
+        summary["approval"] = approval
     trigger_file = folder / TRIGGER_FILE
     if trigger_file.is_file():  # an asset-triggered run: the drift report(s) that started it
         trigger = json.loads(trigger_file.read_text(encoding="utf-8"))
@@ -289,8 +297,9 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
         return summary
     if "loop" in summary:
         started_by += f"; {summary['loop']['message']}"
+    approved = f", approval: {approval['reason']}" if approval else ""
     say(f"record: run {run_id}: gate {'accepted' if decision.get('accepted') else 'rejected'}, "
-        f"package {package.get('status')}; {folder.relative_to(project) / 'run.json'}{started_by}")
+        f"package {package.get('status')}{approved}; {folder.relative_to(project) / 'run.json'}{started_by}")
     return summary
 
 

@@ -63,11 +63,11 @@ def test_dag_imports_without_errors_and_mirrors_dvc_yaml(tmp_path):
                 for stage in stages}
     downstream = {upstream for stage in stages for upstream in stage.upstream}
     # Around the stages: `configure` applies the trigger params first, `promote` follows `package` (promotion
-    # is not a DVC stage), `record` writes the run's record, and `restore_params`, the teardown of `configure`,
-    # puts params.yaml back last.
+    # is not a DVC stage) and `approve` (a person's approval, when promote.approval is human), `record` writes
+    # the run's record, and `restore_params`, the teardown of `configure`, puts params.yaml back last.
     leaves = [stage.name for stage in stages if stage.name not in downstream and stage.name != "package"]
     expected |= {"configure": [], "record": sorted([*leaves, "promote"]), "gate_decision": ["gate"],
-                 "promote": ["package"], "restore_params": ["configure", "record"]}
+                 "approve": ["package"], "promote": ["approve", "package"], "restore_params": ["configure", "record"]}
     assert report["tasks"] == expected
     assert report["tasks"]["package"] == ["evaluate", "gate_decision", "optimize", "train"]
 

@@ -448,8 +448,13 @@ class MonitorSettings(Strict):
 class ScreenSettings(Strict):
     """When a batch of trusted labels is held for review instead of collected (mlops/loop/screening.py)."""
 
-    confident: float = Field(default=0.9, gt=0, lt=1,
-                             description="The champion's confidence at or above which an answer counts as confident.")
+    confident_quantile: float = Field(
+        default=0.25, gt=0, lt=1, description="An answer counts as confident when the champion was at least as sure "
+                                              "as this quantile of its answers on its own reference (the scored "
+                                              "validation split stored with it); its error is measured there too.")
+    confident: float | None = Field(
+        default=None, gt=0, lt=1, description="A fixed confidence that counts as confident instead, judged against "
+                                              "the champion's test error (null: from its reference).")
     min_confident_rows: int = Field(
         default=20, ge=1, description="With fewer confident answers in a batch, no contradiction verdict: too little "
                                       "evidence either way.")
@@ -458,8 +463,8 @@ class ScreenSettings(Strict):
                                               "answers its labels contradict exceeds this, or error_multiple times "
                                               "the champion's test error if larger.")
     error_multiple: float = Field(
-        default=3.0, ge=1, description="The contradiction limit is at least this many times the champion's measured "
-                                       "test error.")
+        default=3.0, ge=1, description="The contradiction limit is at least this many times the champion's error "
+                                       "on its own confident answers.")
     confidence_level: float = Field(
         default=0.95, gt=0.5, lt=1, description="Confidence of the Wilson interval of the contradiction rate whose "
                                                 "lower bound is compared with the limit.")

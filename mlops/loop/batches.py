@@ -26,6 +26,7 @@ import pandas as pd
 from mlops.core.batch_files import BATCH_COLUMNS, batched_labels, write_batch
 from mlops.core.errors import MlopsError
 from mlops.core.settings import Settings, declared_labels
+from mlops.loop.screening import Yardstick, screen, yardstick
 
 
 def label_set(settings: Settings) -> list[str]:
@@ -126,25 +127,40 @@ class Outcome:
     reasons: tuple[str, ...] = ()
 
 
-def champion_error() -> float | None:
-    """The champion's measured test error (1 - accuracy), the yardstick of contradiction; None without one."""
+def champion_yardstick(settings: Settings, tag: str | None = None) -> Yardstick:
+    """The champion's (or the stored model `tag`'s) own measure of confidence and error
+    (mlops/loop/screening.py), from the scored reference stored with it; without one, the fixed fallback."""
     try:
         from mlops.core import registry
 
-        current = registry.champion()
+        current = registry.champion() if tag is None else {"model": tag, "metrics": stored_metrics(tag)}
+        if current is None:
+            return yardstick(None, settings.feedback.screen, None)
+        accuracy = (current.get("metrics") or {}).get("accuracy")
+        reference_file = registry.model_path(current["model"]) / registry.REFERENCE_FILE
     except Exception:  # no BentoML store here
-        return None
-    accuracy = ((current or {}).get("metrics") or {}).get("accuracy")
-    return None if accuracy is None else 1.0 - float(accuracy)
+        return yardstick(None, settings.feedback.screen, None)
+    test_error = None if accuracy is None else 1.0 - float(accuracy)
+    reference = pd.read_parquet(reference_file, columns=["label", "prediction", "confidence"]) \
+        if reference_file.is_file() else None
+    return yardstick(reference, settings.feedback.screen, test_error)
 
 
-def champion_answers(settings: Settings, texts: list[str]) -> pd.DataFrame | None:
-    """The champion's prediction and confidence for each text (None without a champion): what an imported file
-    is screened against, as served labels are against the answer their text got."""
+def stored_metrics(tag: str) -> dict:
+    """The headline metrics a stored model was registered with."""
+    import bentoml
+
+    metrics = bentoml.models.get(tag).info.metadata.get("metrics") or {}
+    return json.loads(metrics) if isinstance(metrics, str) else dict(metrics)
+
+
+def champion_answers(settings: Settings, texts: list[str], tag: str | None = None) -> pd.DataFrame | None:
+    """The champion's (or the stored model `tag`'s) prediction and confidence for each text (None without a
+    champion): what an imported file is screened against, as served labels are against the answer they got."""
     try:
         from mlops.core import registry
 
-        current = registry.champion()
+        current = registry.champion() if tag is None else {"model": tag}
     except Exception:
         return None
     if current is None:
@@ -162,9 +178,8 @@ def admit(settings: Settings, frame: pd.DataFrame, kind: str, origin: str) -> tu
                                                                                   tuple[str, ...]]:
     """Screen a checked batch, then write it as data, or hold it for review; (batch, held, reasons)."""
     from mlops.loop.held import hold
-    from mlops.loop.screening import screen
 
-    verdict = screen(frame, settings.feedback.screen, champion_error())
+    verdict = screen(frame, settings.feedback.screen, champion_yardstick(settings))
     if verdict.held:
         return None, hold(frame, Path(settings.feedback.held_dir), kind, verdict, origin), tuple(verdict.reasons)
     batch = write_batch(frame, Path(settings.feedback.batches_dir), kind)

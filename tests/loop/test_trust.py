@@ -131,7 +131,7 @@ def test_an_operator_import_of_flipped_labels_is_held_against_the_champions_answ
 
     monkeypatch.setattr(batches, "champion_answers", lambda settings, texts: pd.DataFrame(
         {"prediction": ["billing"] * len(texts), "confidence": [0.99] * len(texts)}))
-    monkeypatch.setattr(batches, "champion_error", lambda: 0.05)
+    monkeypatch.setattr(batches, "champion_yardstick", lambda settings: batches.Yardstick(0.9, 0.05, "stand-in"))
     (project / "labels.csv").write_text("text,label\n" + "".join(f"invoice {i} wrong,delivery\n" for i in range(50)))
     outcome = batches.import_file(load_settings("params.yaml"), project / "labels.csv")
     assert outcome.held is not None and outcome.batch is None

@@ -239,3 +239,133 @@ def test_recent_set_decides_with_promote_if_and_a_small_one_is_said_so(trained, 
                                                         "batches": ["b1"]}}, decision, {
         "data": {"source": "s", "train_md5": "x", "test_md5": "y"}, "git_commit": "c"})
     assert "Recent set (held-out feedback of 1 batch(es)): 90 rows" in card and "on the recent set" in card
+
+
+# The rule and the evidence, on synthetic scored frames: no model, the champion's answers given.
+
+LABELS = ["a", "b", "c"]
+
+
+def synthetic(fixed: int, broken: int, rows: int = 400, seed: int = 0):
+    """Truth and the champion's and challenger's label ids: the challenger fixes `fixed` of the champion's errors
+    and breaks `broken` of its right answers."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 3, rows)
+    champion = np.where(rng.random(rows) < 0.85, truth, (truth + 1) % 3)
+    challenger = champion.copy()
+    right, wrong = np.flatnonzero(champion == truth), np.flatnonzero(champion != truth)
+    fixes, breaks = rng.choice(wrong, fixed, replace=False), rng.choice(right, broken, replace=False)
+    challenger[fixes], challenger[breaks] = truth[fixes], (truth[breaks] + 2) % 3
+    return truth, champion, challenger
+
+
+def scored_frames(monkeypatch, fixed: int, broken: int, rows: int = 400):
+    """A scored frame (the challenger's predictions) whose champion answers are `synthetic`'s, as `score` gives."""
+    import pandas as pd
+
+    truth, champion, challenger = synthetic(fixed, broken, rows)
+    texts = [f"text {i}" for i in range(rows)]
+    frame = pd.DataFrame({"text": texts, "label": [LABELS[i] for i in truth],
+                          "prediction": [LABELS[i] for i in challenger]})
+    answers = dict(zip(texts, (LABELS[i] for i in champion), strict=True))
+    monkeypatch.setattr(gate.Classifier, "load", staticmethod(lambda *args, **kwargs: None))
+    monkeypatch.setattr(gate, "score", lambda _, scored: scored.assign(prediction=scored["text"].map(answers)))
+    return frame
+
+
+def judged(settings, frame, recent=None, **gate_values):
+    """The gate's comparison checks with `frame` as the test split and `recent` as the recent set."""
+    settings = settings.model_copy(update={
+        "gate": settings.gate.model_copy(update=gate_values),
+        "feedback": settings.feedback.model_copy(update={"min_recent_rows": 100, "recent_share": 0.5})})
+    checks, comparison = gate.compare_with_champion(None, "text-classifier:champ", frame, LABELS, settings, recent)
+    return {c["check"]: c["passed"] for c in checks}, comparison, settings
+
+
+@pytest.fixture
+def settings(repo_params):
+    from mlops.core.settings import parse_settings
+
+    return parse_settings(repo_params)
+
+
+def test_a_clear_gain_passes_every_rule(settings, monkeypatch):
+    frame = scored_frames(monkeypatch, fixed=40, broken=2)
+    for rule, check_name in (("better", "better_than_champion_on_recent"), ("non_inferior", "gain_on_recent"),
+                             ("expected_gain", "gain_probability_on_recent")):
+        passed, comparison, _ = judged(settings, frame, recent=frame, promote_if=rule)
+        assert passed[check_name] and all(passed.values()), (rule, passed)
+    assert comparison["recent"]["ci_low"] > 0 and comparison["judged_on"] == "recent"
+
+
+def test_a_gain_inside_the_noise_is_not_better_but_is_non_inferior_and_a_probable_gain(settings, monkeypatch):
+    frame = scored_frames(monkeypatch, fixed=14, broken=8)  # +0.016 macro-F1, lower bound -0.008 on 400 rows
+    passed, comparison, _ = judged(settings, frame, recent=frame, promote_if="better")
+    recent = comparison["recent"]
+    assert recent["difference"] > 0 > recent["ci_low"] > -0.01
+    assert passed == {"no_regression_vs_champion": True, "better_than_champion_on_recent": False}
+    passed, _, _ = judged(settings, frame, recent=frame, promote_if="non_inferior")
+    assert passed == {"no_regression_vs_champion": True, "non_inferior_on_recent": True, "gain_on_recent": True}
+    assert 0.8 < recent["p_gain"] < 0.99
+    passed, _, _ = judged(settings, frame, recent=frame, promote_if="expected_gain", min_gain_probability=0.8)
+    assert passed["gain_probability_on_recent"] and all(passed.values())
+    passed, _, _ = judged(settings, frame, recent=frame, promote_if="expected_gain", min_gain_probability=0.99)
+    assert not passed["gain_probability_on_recent"] and passed["non_inferior_on_recent"]
+
+
+def test_non_inferior_needs_a_better_point_estimate(settings, monkeypatch):
+    frame = scored_frames(monkeypatch, fixed=8, broken=10)  # within the margin, but worse as measured
+    passed, comparison, _ = judged(settings, frame, recent=frame, promote_if="non_inferior", max_regression=0.05)
+    assert comparison["recent"]["difference"] < 0 and comparison["recent"]["ci_low"] > -0.05
+    assert passed == {"no_regression_vs_champion": True, "non_inferior_on_recent": True, "gain_on_recent": False}
+    assert comparison["recent"]["evidence"]["by_rule"]["rows_needed"] is None  # no rows show a gain not observed
+    # without a recent set, the rule is judged on the test split: the point estimate there
+    passed, comparison, _ = judged(settings, frame, promote_if="non_inferior", max_regression=0.05)
+    assert passed == {"no_regression_vs_champion": True, "gain_vs_champion": False}
+    assert comparison["judged_on"] == "test"
+
+
+def test_rows_needed_follows_the_square_root_law():
+    # the lower half-width 0.03 must shrink to the gain 0.02: (0.03 / 0.02)**2 = 2.25 times the rows
+    assert gate.rows_needed(200, 0.02, -0.01) == 450
+    assert gate.rows_needed(200, 0.02, -0.01, bound=-0.01) == 200  # non-inferiority holds already at 200 rows
+    assert gate.rows_needed(200, -0.004, -0.03) is None and gate.rows_needed(200, 0.0, -0.02) is None
+
+
+def test_the_rows_needed_is_where_the_bootstrap_lower_bound_clears_zero(settings):
+    truth, champion, challenger = synthetic(14, 8)
+    stats = gate.paired_bootstrap(truth, champion, challenger, 3, 2000, 0.95, seed=1) | {"rows": len(truth)}
+    needed = gate.rows_needed(len(truth), stats["difference"], stats["ci_low"])
+    assert 2 * len(truth) < needed < 3 * len(truth)  # about 916 rows
+    for copies in (2, 3, 4):  # the same rows, more of them: the same difference, a narrower interval
+        index = np.tile(np.arange(len(truth)), copies)
+        more = gate.paired_bootstrap(truth[index], champion[index], challenger[index], 3, 2000, 0.95, seed=2)
+        predicted = stats["difference"] - (stats["difference"] - stats["ci_low"]) / np.sqrt(copies)
+        assert more["ci_low"] == pytest.approx(predicted, abs=0.002)
+        assert (more["ci_low"] > 0) == (copies * len(truth) > needed)
+
+
+def test_a_rejection_for_want_of_evidence_says_how_many_more_texts_to_label(settings, monkeypatch, tmp_path):
+    import math
+
+    import pandas as pd
+
+    monkeypatch.chdir(tmp_path)  # feedback.queue_dir resolves here
+    frame = scored_frames(monkeypatch, fixed=14, broken=8)
+    checks, comparison, judged_settings = judged(settings, frame, recent=frame, promote_if="better")
+    evidence = comparison["recent"]["evidence"]
+    significant = evidence["significant"]
+    assert significant == evidence["by_rule"] and significant["rows_needed"] > 400
+    assert significant["more_rows"] == significant["rows_needed"] - 400
+    assert significant["more_labels"] == math.ceil(significant["more_rows"] / 0.5)  # half of each batch is recent
+    queue = tmp_path / "reports/labelling/queue.csv"
+    queue.parent.mkdir(parents=True)
+    pd.DataFrame({"id": ["1", "2", "3"], "text": ["x", "y", "z"]}).to_csv(queue, index=False)
+    failed = [{"check": name} for name, ok in checks.items() if not ok]
+    step = gate.next_step(failed, comparison, judged_settings)
+    assert step.startswith(f"label about {significant['more_labels']} more texts (the queue has 3: "
+                           "reports/labelling/queue.csv; a larger feedback.queue_size")
+    assert "set gate.promote_if: non_inferior in params.yaml and make run" in step
+    assert "not good enough (min_accuracy)" in gate.next_step([{"check": "min_accuracy"}], comparison,
+                                                              judged_settings)
+    assert gate.next_step([], comparison, judged_settings) is None

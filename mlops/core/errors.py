@@ -14,9 +14,9 @@ USER_ERROR_EXIT = 2
 # When set, the CLI writes {"exit": code, "error": message} there as it ends: how a driver that runs a stage
 # through `dvc repro` (the Airflow task) learns the stage's own outcome without parsing DVC's messages.
 EXIT_FILE_ENV = "MLOPS_EXIT_FILE"
-# Exit status of `mlops promote`, `mlops retrain-on-drift` and `make run` when the gate rejected the candidate:
-# an outcome a script may branch on, not a failure (the champion keeps serving; the verdict and the next step
-# are printed). 1 stays what it always is: something failed.
+# Exit status of `mlops promote` and `mlops retrain-on-drift` when the gate rejected the candidate: an outcome a
+# script may branch on, not a failure (the champion keeps serving; the verdict and the next step are printed;
+# `make run` goes on and ends 0). 1 stays what it always is: something failed.
 REJECTED_EXIT = 3
 FAILED_EXIT = 1
 

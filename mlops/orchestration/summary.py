@@ -74,8 +74,8 @@ def verdict_line(decision: dict, promotion: dict) -> list[str]:
     if promotion.get("promoted"):
         return ["", f"Verdict: PROMOTED {promotion.get('champion')}."]
     if promotion.get("rejected") or (decision and not decision.get("accepted")):
-        return ["", f"Verdict: REJECTED by the gate, nothing promoted; the champion keeps serving (exit status "
-                    f"{REJECTED_EXIT}: an outcome, not a failure).",
+        return ["", f"Verdict: REJECTED by the gate, nothing promoted; the champion keeps serving (an outcome, not "
+                    f"a failure: mlops promote and retrain-on-drift exit {REJECTED_EXIT}, make run 0).",
                 *([f"Next step: {decision['next_step']}"] if decision.get("next_step") else [])]
     return ["", f"Verdict: nothing promoted: {promotion.get('reason', 'no promotion ran')}."]
 

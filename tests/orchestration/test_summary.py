@@ -127,5 +127,6 @@ def test_the_verdict_comes_last_and_a_rejection_says_its_exit_status_and_next_st
     summary.main()
     out = lines(capsys)
     assert out[4] == f"  evidence        {note}"
-    assert out[-3:] == ["", "Verdict: REJECTED by the gate, nothing promoted; the champion keeps serving (exit "
-                            "status 3: an outcome, not a failure).", f"Next step: {step}"]
+    assert out[-3:] == ["", "Verdict: REJECTED by the gate, nothing promoted; the champion keeps serving (an "
+                            "outcome, not a failure: mlops promote and retrain-on-drift exit 3, make run 0).",
+                        f"Next step: {step}"]

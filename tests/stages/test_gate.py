@@ -79,15 +79,20 @@ def test_challenger_equal_within_noise_is_not_reported_better(trained, metrics, 
     save_file({k: v + 1e-7 if v.is_floating_point() else v for k, v in weights.items()}, twin / "model.safetensors",
               metadata={"format": "pt"})
     as_champion(monkeypatch, root / "model")
-    decision = gate.decide(lenient(settings), metrics, twin, root / "scored" / "test.parquet",
+    decision = gate.decide(lenient(settings, promote_if="better"), metrics, twin, root / "scored" / "test.parquet",
                            optimized_dir=root / "optimized")
     comparison = decision["comparison"]
     assert comparison["verdict"] != "better" and comparison["ci_low"] <= 0 <= comparison["ci_high"]
     assert not decision["accepted"]  # promote_if: better, and it is not
     assert [c["check"] for c in decision["checks"] if not c["passed"]] == ["better_than_champion"]
+    # non_inferior: not worse, but not better as measured either (a twin): nothing to gain by swapping
     non_inferior = gate.decide(lenient(settings, promote_if="non_inferior"), metrics, twin,
                                root / "scored" / "test.parquet", optimized_dir=root / "optimized")
-    assert non_inferior["accepted"] and non_inferior["comparison"]["verdict"] == "non_inferior"
+    assert non_inferior["comparison"]["verdict"] == "non_inferior"
+    assert [c["check"] for c in non_inferior["checks"] if not c["passed"]] == ["gain_vs_champion"]
+    accept_any = gate.decide(lenient(settings, promote_if="expected_gain", min_gain_probability=0.0), metrics, twin,
+                             root / "scored" / "test.parquet", optimized_dir=root / "optimized")
+    assert accept_any["accepted"], accept_any["reasons"]
 
 
 def test_paired_bootstrap_sees_a_real_improvement_and_ignores_noise():
@@ -162,16 +167,17 @@ def test_latency_verdict_is_the_same_with_a_cpu_hog_beside_it(trained, metrics, 
     twin = tmp_path / "twin"
     shutil.copytree(root / "model", twin)  # same architecture: as fast as the champion
     texts = __import__("pandas").read_parquet(root / "scored" / "test.parquet")["text"].head(50).tolist()
-    relaxed = lenient(settings, promote_if="non_inferior", max_regression=1.0, max_latency_p95_ms=None,
-                      max_latency_ratio=1.5)
+    relaxed = lenient(settings, promote_if="expected_gain", min_gain_probability=0.0, max_regression=1.0,
+                      max_latency_p95_ms=None, max_latency_ratio=1.5)  # any model as good: latency decides
     # the champion serves the variant the candidate would (stored inside it, as package does): as fast
     serve_variant = gate.judge_variants(metrics, relaxed)["serve_variant"]
     champion = tmp_path / "champion"
     shutil.copytree(root / "model", champion)
     stage_variant(serve_variant, root / "optimized", champion)
     as_champion(monkeypatch, champion)
-    demanding = lenient(settings, promote_if="non_inferior", max_regression=1.0, max_latency_p95_ms=None,
-                        max_latency_ratio=0.3)  # the candidate would have to be 3.3 times as fast: it is not
+    # the candidate would have to be 3.3 times as fast: it is not
+    demanding = lenient(settings, promote_if="expected_gain", min_gain_probability=0.0, max_regression=1.0,
+                        max_latency_p95_ms=None, max_latency_ratio=0.3)
     relaxed = relaxed.model_copy(update={"evaluate": settings.evaluate.model_copy(update={"latency_samples": 100})})
     demanding = demanding.model_copy(update={"evaluate": relaxed.evaluate})
     classifier = Classifier.load(twin, device="cpu")
@@ -218,7 +224,7 @@ def test_recent_set_decides_with_promote_if_and_a_small_one_is_said_so(trained, 
     recent["prediction"] = recent["label"]  # and the challenger learnt it
     recent.to_parquet(tmp_path / "recent.parquet")
     twin = root / "model"  # the champion's weights under another digest: identical on the test split
-    settings = lenient(settings)
+    settings = lenient(settings, promote_if="better")
     wide = settings.model_copy(update={"feedback": settings.feedback.model_copy(update={"min_recent_rows": 40})})
     monkeypatch.setattr(registry, "model_digest", lambda _: "challenger-digest")
     decision = gate.decide(wide, metrics, twin, root / "scored" / "test.parquet", tmp_path / "recent.parquet",

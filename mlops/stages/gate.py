@@ -336,9 +336,10 @@ def next_step(failed: list[dict[str, Any]], comparison: dict[str, Any] | None, s
         labels = ceil(max(feedback.min_recent_rows - have, 0) / feedback.recent_share)
         if comparison.get("recent"):
             labels = max(labels, comparison["recent"]["evidence"]["by_rule"]["more_labels"] or 0)
+    labels = max(labels or 0, 1)  # at the boundary the estimate rounds to none: one more batch decides
     queue = (f"the queue has {queued}: {path}" if queued is not None
              else f"no queue yet: `mlops feedback queue` writes it to {path}")
-    if queued is not None and queued < labels:
+    if queued is not None and labels > queued >= feedback.queue_size:  # the queue is full, not the traffic short
         queue += f"; a larger feedback.queue_size (now {feedback.queue_size}) queues more"
     step = f"label about {labels} more texts ({queue}) and run again (mlops retrain-on-drift, or make run)"
     other = accepting_rule(comparison, settings)

@@ -370,7 +370,10 @@ def test_a_rejection_for_want_of_evidence_says_how_many_more_texts_to_label(sett
     failed = [{"check": name} for name, ok in checks.items() if not ok]
     step = gate.next_step(failed, comparison, judged_settings)
     assert step.startswith(f"label about {significant['more_labels']} more texts (the queue has 3: "
-                           "reports/labelling/queue.csv; a larger feedback.queue_size")
+                           "reports/labelling/queue.csv) and run again")
+    full = judged_settings.model_copy(update={"feedback": judged_settings.feedback.model_copy(
+        update={"queue_size": 3})})  # the queue is as long as it may be: a longer one would hold more
+    assert "queue.csv; a larger feedback.queue_size (now 3) queues more)" in gate.next_step(failed, comparison, full)
     assert "set gate.promote_if: non_inferior in params.yaml and make run" in step
     assert "not good enough (min_accuracy)" in gate.next_step([{"check": "min_accuracy"}], comparison,
                                                               judged_settings)

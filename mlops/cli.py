@@ -2,7 +2,9 @@
 
 Every subcommand reads params.yaml through the strict settings loader, and
 every problem a user can fix ends as one line on stderr with exit status 2,
-not as a traceback.
+not as a traceback. A candidate the gate rejected is an outcome, not an
+error: `mlops promote` and `mlops retrain-on-drift` print the verdict and the
+next step and end with exit status 3 (docs: reference/exit-status.md).
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ import click
 
 from mlops.cli_feedback import feedback, keys
 from mlops.core.environment import apply_defaults
-from mlops.core.errors import EXIT_FILE_ENV, USER_ERROR_EXIT, MlopsError
+from mlops.core.errors import (
+    EXIT_FILE_ENV,
+    FAILED_EXIT,
+    REJECTED_EXIT,
+    USER_ERROR_EXIT,
+    GateRejected,
+    MlopsError,
+    StepFailed,
+)
 from mlops.core.registry import PROMOTION_RECORD
 from mlops.core.settings import DEFAULT_PARAMS, Settings, load_settings
 
@@ -235,10 +245,23 @@ PROMOTION_OUT = click.option("--out", type=PathArg, default=Path(PROMOTION_RECOR
 @PROMOTION_OUT
 @click.pass_context
 def promote(ctx: click.Context, package_result: Path, scored_test: Path, out: Path) -> None:
-    """Promote the candidate the gate accepted, after starting its Bento and checking it (not a DVC stage)."""
+    """Promote the candidate the gate accepted, after starting its Bento and checking it (not a DVC stage).
+
+    Exit status: 0 promoted or nothing to do, 3 the gate rejected the candidate (its verdict and the next step are
+    printed), 2 refused (bad input, or the Bento failed a check), 1 failed.
+    """
     from mlops.serving.promotion import promote_candidate
 
-    promote_candidate(settings_of(ctx), package_result, scored_test, out)
+    result = promote_candidate(settings_of(ctx), package_result, scored_test, out)
+    if result.get("rejected"):
+        raise GateRejected(rejection_verdict(result))
+
+
+def rejection_verdict(result: dict) -> str:
+    """The lines a rejected candidate ends a command with: the verdict, the next step, the exit status."""
+    return (f"verdict: REJECTED by the gate, nothing promoted; the champion keeps serving "
+            f"(exit {REJECTED_EXIT}: an outcome, not a failure)"
+            + (f"\nnext step: {result['next_step']}" if result.get("next_step") else ""))
 
 
 @cli.command()
@@ -383,9 +406,9 @@ def retrain_on_drift(ctx: click.Context, summary_path: Path | None) -> None:
 
     Collects the labels posted to /feedback; with new labelled batches, runs `dvc repro` (retrain, gate) and
     `mlops promote` (if accepted); without, ends (exit 0) saying so, with the labelling queue's size and path.
+    Exit status as `mlops promote`'s: 3 when the gate rejected the retrained candidate (the summary, the verdict
+    and the next step printed), 2 when a step refused its input, 1 when one failed.
     """
-    import json
-    import subprocess
     from datetime import UTC, datetime
 
     from mlops.loop.retrain import prepare, write_loop_record
@@ -407,16 +430,34 @@ def retrain_on_drift(ctx: click.Context, summary_path: Path | None) -> None:
     result = prepare(project, [str(summary_path)] if summary_path else [])
     write_loop_record(folder, result)
     click.echo(f"retrain-on-drift: {result['message']}")
+    rejected = False
     if result["status"] == "retrain":  # as `make run`: the pipeline builds and judges, then promotion is explicit
         for command in (["dvc", "repro"], ["mlops", "promote"]):
-            code = subprocess.run(command, cwd=project).returncode
-            if code != 0:
-                raise MlopsError(f"{' '.join(command)} failed (exit {code}); the run's record is in {folder}")
+            code, own = run_step(command, project)
+            rejected = command[0] == "mlops" and code == REJECTED_EXIT
+            if code != 0 and not rejected:
+                raise StepFailed(f"{' '.join(command)} failed (exit {code}); the run's record is in {folder}",
+                                 own if own in (USER_ERROR_EXIT, FAILED_EXIT) else FAILED_EXIT)
     runs.record(project, run_id)
     if result["status"] == "retrain":
         from mlops.orchestration.summary import main as print_summary
 
         print_summary()
+    if rejected:  # the summary ended with the verdict and the next step
+        raise GateRejected("")
+
+
+def run_step(command: list[str], project: Path) -> tuple[int, int | None]:
+    """`command` in the project: its exit status, and the status the mlops command inside reported (`dvc repro`
+    exits 1 whichever stage failed, and how; the stage says whether it refused its input)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mlops-step-") as scratch:
+        exit_file = Path(scratch) / "exit.json"
+        code = subprocess.run(command, cwd=project, env={**os.environ, EXIT_FILE_ENV: str(exit_file)}).returncode
+        reported = json.loads(exit_file.read_text(encoding="utf-8")) if exit_file.is_file() else {}
+    return code, reported.get("exit")
 
 cli.add_command(feedback)
 cli.add_command(keys)
@@ -433,8 +474,12 @@ def main(argv: list[str] | None = None) -> None:
     code, message = 0, None
     try:
         cli.main(args=argv, prog_name="mlops", standalone_mode=False)
+    except GateRejected as verdict:  # an outcome: the verdict on stdout, no "error:"
+        code, message = REJECTED_EXIT, str(verdict) or "rejected by the gate"
+        if str(verdict):
+            click.echo(message)
     except MlopsError as error:
-        code, message = USER_ERROR_EXIT, f"error: {error}"
+        code, message = getattr(error, "exit_code", USER_ERROR_EXIT), f"error: {error}"
         click.echo(message, err=True)
     except click.exceptions.Abort:
         code = 130

@@ -126,3 +126,43 @@ def test_exit_and_error_are_reported_to_a_driver_that_asks(workdir):
     assert result.returncode == 2
     reported = json.loads(exit_file.read_text())
     assert reported["exit"] == 2 and "train.epocs: unknown key" in reported["error"]
+
+
+def test_a_candidate_the_gate_rejected_ends_promote_with_exit_3_the_verdict_and_the_labels_needed(tmp_path,
+                                                                                                  repo_params):
+    """A rejection is an outcome: the verdict and the next step on stdout, exit 3, no error line."""
+    import json
+
+    from mlops.core.settings import parse_settings
+    from mlops.stages import package
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params))
+    step = ("label about 412 more texts (the queue has 500: reports/labelling/queue.csv) and run again "
+            "(mlops retrain-on-drift, or make run)")
+    decision = {"accepted": False, "next_step": step,
+                "reasons": ["better_than_champion_on_recent: observed -0.0047 vs 0.0 (lower bound > 0)"]}
+    rejected = package.package(parse_settings(repo_params), decision, tmp_path / "model", {}, tmp_path / "b", tmp_path)
+    (tmp_path / "package.json").write_text(json.dumps(rejected))  # what the package stage writes for it
+    exit_file = tmp_path / "exit.json"
+    result = subprocess.run([sys.executable, "-m", "mlops", "promote", "--package-result", "package.json",
+                             "--out", "promotion.json"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
+                                 "MLOPS_EXIT_FILE": str(exit_file)})
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    assert "error" not in result.stderr and "Traceback" not in result.stderr
+    out = result.stdout.splitlines()
+    assert out[0].startswith("promote: nothing promoted: the gate rejected the model: better_than_champion_on_recent")
+    assert out[1].startswith("verdict: REJECTED by the gate, nothing promoted; the champion keeps serving (exit 3")
+    assert out[2] == f"next step: {step}"
+    promotion = json.loads((tmp_path / "promotion.json").read_text())
+    assert promotion["rejected"] and not promotion["promoted"] and promotion["next_step"] == step
+    assert json.loads(exit_file.read_text())["exit"] == 3  # what a driver (Airflow) learns
+
+
+def test_a_step_reports_the_status_of_the_mlops_command_inside(tmp_path, repo_params, bentoml_home):
+    """retrain-on-drift passes on a step's own status: 2 for a refusal behind `dvc repro`'s 1, as for a stage."""
+    from mlops.cli import run_step
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params))
+    code, own = run_step([sys.executable, "-m", "mlops", "registry", "show"], tmp_path)  # no champion: refused
+    assert (code, own) == (2, 2)

@@ -289,9 +289,14 @@ class GateSettings(Strict):
                                                           "of the macro-F1 difference): the candidate is rejected "
                                                           "unless the lower bound of the confidence interval is "
                                                           "above -max_regression (non-inferior).")
-    promote_if: Literal["better", "non_inferior"] = Field(
-        description="`better`: the lower bound must be above 0; `non_inferior`: above -max_regression. Judged on the "
-                    "recent set when it holds `feedback.min_recent_rows`, else on the test split.")
+    promote_if: Literal["better", "non_inferior", "expected_gain"] = Field(
+        description="`better`: the lower bound must be above 0 (a significant gain); `non_inferior`: above "
+                    "-max_regression, with a point estimate above 0; `expected_gain`: above -max_regression, with "
+                    "at least min_gain_probability of the bootstrap resamples showing a gain. Judged on the recent "
+                    "set when it holds `feedback.min_recent_rows`, else on the test split.")
+    min_gain_probability: float = Field(
+        default=0.8, ge=0, lt=1, description="With `promote_if: expected_gain`: the share of the paired bootstrap's "
+                                             "resamples in which the candidate's macro-F1 is higher that it needs.")
     confidence: float = Field(gt=0.5, lt=1, description="Confidence level of the bootstrap interval.")
     bootstrap_samples: int = Field(ge=100, le=100_000, description="Resamples of the paired bootstrap.")
 

@@ -31,7 +31,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from mlops.core.environment import traffic_dir
-from mlops.core.errors import EXIT_FILE_ENV, USER_ERROR_EXIT
+from mlops.core.errors import EXIT_FILE_ENV, REJECTED_EXIT, USER_ERROR_EXIT
 from mlops.core.redact import redact, secret_values
 
 
@@ -321,7 +321,9 @@ class PromoteOperator(CommandOperator):
 
     A candidate that fails infra validation fails this task at once (exit 2, no
     retries): the decision in reports/promotion.json names the check, and the
-    champion is unchanged.
+    champion is unchanged. A candidate the gate rejected never gets here (the
+    `gate_decision` branch skips packaging and this task); should one, its
+    exit 3 skips the task: a rejection is an outcome, not a failure.
     """
 
     ui_color = "#3fa34d"
@@ -338,10 +340,13 @@ class PromoteOperator(CommandOperator):
             with remote_failures():
                 space = workspace.prepare(remotes(), context["run_id"], "promote", inputs, registry=True)
         result = self.run_command(["mlops", "promote"], cwd=space and space.path, extra_env=space and space.env)
-        if space is not None and result.code in (0, USER_ERROR_EXIT):
+        if space is not None and result.code in (0, USER_ERROR_EXIT, REJECTED_EXIT):
             with remote_failures():  # the decision and the registry, even for a refused candidate
                 workspace.publish(space, git_files=[PROMOTION_RECORD], message=f"promote of run {context['run_id']}")
             workspace.finish(space)
+        if result.code == REJECTED_EXIT:  # the gate_decision branch skips this task first; if not, a skip too
+            raise AirflowSkipException(f"REJECTED by the gate, nothing promoted (exit {REJECTED_EXIT}): "
+                                       f"{result.describe()}")
         if result.code == USER_ERROR_EXIT:
             raise AirflowFailException(f"mlops promote refused the candidate (exit 2): {result.describe()}")
         if result.code != 0:
@@ -389,6 +394,8 @@ def gate_passed(project: str, decision: str, run_id: str | None = None, **_: Any
     print(f"gate {state} ({verdict['basis']})", flush=True)
     for reason in verdict["reasons"]:
         print(f"  - {reason}", flush=True)
+    if verdict.get("next_step"):
+        print(f"next step: {verdict['next_step']}", flush=True)
     return bool(verdict["accepted"])
 
 

@@ -161,4 +161,5 @@ class RejectedModelNotifier(WebhookNotifier):
         verdict = verdict or {}
         if verdict.get("accepted", True):
             return None
-        return {"reasons": verdict.get("reasons", []), "basis": verdict.get("basis"), "decision": where}
+        return {"reasons": verdict.get("reasons", []), "basis": verdict.get("basis"), "decision": where,
+                "next_step": verdict.get("next_step")}

@@ -59,6 +59,27 @@ def variant_lines(decision: dict) -> list[str]:
             for name, v in judged.items()]
 
 
+def evidence_line(decision: dict) -> list[str]:
+    """What the judged set's difference would need to be shown significant (rows, and on the recent set labels)."""
+    comparison = decision.get("comparison") or {}
+    judged = comparison.get("recent") if comparison.get("judged_on") == "recent" else comparison
+    note = ((judged or {}).get("evidence") or {}).get("note")
+    return [f"  evidence        {note}"] if note else []
+
+
+def verdict_line(decision: dict, promotion: dict) -> list[str]:
+    """The run's verdict, last: a person reads it, and a rejection must not read as a crash."""
+    from mlops.core.errors import REJECTED_EXIT
+
+    if promotion.get("promoted"):
+        return ["", f"Verdict: PROMOTED {promotion.get('champion')}."]
+    if promotion.get("rejected") or (decision and not decision.get("accepted")):
+        return ["", f"Verdict: REJECTED by the gate, nothing promoted; the champion keeps serving (an outcome, not "
+                    f"a failure: mlops promote and retrain-on-drift exit {REJECTED_EXIT}, make run 0).",
+                *([f"Next step: {decision['next_step']}"] if decision.get("next_step") else [])]
+    return ["", f"Verdict: nothing promoted: {promotion.get('reason', 'no promotion ran')}."]
+
+
 def main() -> None:
     from mlops.core.pipeline import stage_path
     from mlops.core.registry import PROMOTION_RECORD
@@ -82,6 +103,7 @@ def main() -> None:
         f"  ({metrics_path}, {plots / 'confusion_matrix.png'})",
         *recent_lines(metrics, decision),
         f"  gate            {verdict}: {'; '.join(decision.get('reasons', []))}  ({decision_path})",
+        *evidence_line(decision),
         f"  package         {package.get('status')}: bento {package.get('bento', '-')}"
         + serving_note(metrics, decision),
         *variant_lines(decision),
@@ -90,6 +112,7 @@ def main() -> None:
         f"  monitoring      {monitor.get('status', '?').replace('_', ' ')}: {monitor.get('current')}"
         f"  ({monitoring / 'report.html'}, history: {monitor_history() / 'index.html'})",
         f"  validation      {validation / 'report.html'}",
+        *verdict_line(decision, promotion),
     ]
     print("\n".join(lines))
 

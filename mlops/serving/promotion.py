@@ -296,8 +296,10 @@ def promote_candidate(settings: Settings, package_path: Path, scored: Path | Non
     if not package_path.is_file():
         raise MlopsError(f"no package result at {package_path}: run the pipeline (dvc repro) first")
     package = read_json(package_path)
-    if package["status"] not in ("candidate", "unchanged"):
-        result = {"promoted": False, "reason": f"the gate rejected the model: {'; '.join(package['reasons'])}"}
+    if package["status"] not in ("candidate", "unchanged"):  # an outcome: the CLI ends with REJECTED_EXIT
+        result = {"promoted": False, "rejected": True,
+                  "reason": f"the gate rejected the model: {'; '.join(package['reasons'])}",
+                  "next_step": package.get("next_step")}
         write_json(result, out)
         print(f"promote: nothing promoted: {result['reason']}")
         return result

@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import subprocess
 from datetime import UTC, datetime
+from math import ceil
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -88,7 +90,70 @@ def paired_bootstrap(truth: np.ndarray, champion: np.ndarray, challenger: np.nda
                   - macro_f1_batch(truth[None], champion[None], classes)[0])
     return {"difference": round(point, 4), "ci_low": round(float(np.quantile(diffs, alpha / 2)), 4),
             "ci_high": round(float(np.quantile(diffs, 1 - alpha / 2)), 4), "confidence": confidence,
-            "samples": samples, "p_not_better": round(float((diffs <= 0).mean()), 4)}
+            "samples": samples, "p_not_better": round(float((diffs <= 0).mean()), 4),
+            "p_gain": round(float((diffs > 0).mean()), 4)}
+
+
+def rows_needed(rows: int, difference: float, ci_low: float, bound: float = 0.0) -> int | None:
+    """Rows at which the interval's lower bound would clear `bound`, were the difference to stay as observed.
+
+    The lower half-width (difference - lower bound) is z standard errors, and a standard error shrinks as
+    1/sqrt(rows): at n rows the lower bound is difference - half_width * sqrt(rows / n), above `bound` once
+    n > rows * (half_width / (difference - bound))**2. None when the observed difference itself does not clear
+    `bound`: no number of rows shows what was not observed."""
+    margin = difference - bound
+    if margin <= 0:
+        return None
+    return max(1, ceil(rows * (max(difference - ci_low, 0.0) / margin) ** 2))
+
+
+def rows_for_gain_probability(rows: int, difference: float, ci_low: float, confidence: float,
+                              probability: float) -> int | None:
+    """Rows at which the bootstrap's probability of a gain would reach `probability`, the difference as observed.
+
+    The standard error is the lower half-width over the interval's z; the probability of a gain is about
+    Phi(difference / standard error), which grows with sqrt(rows)."""
+    if difference <= 0:
+        return None
+    z_gain = NormalDist().inv_cdf(probability) if probability > 0 else -1.0
+    if z_gain <= 0:
+        return 1
+    error = max(difference - ci_low, 0.0) / NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    return max(1, ceil(rows * (z_gain * error / difference) ** 2))
+
+
+def evidence(stats: dict[str, Any], settings: Settings, minimum_rows: int = 0,
+             recent_share: float | None = None) -> dict[str, Any]:
+    """How many rows the observed difference needs: to be significant (`better`'s rule, at gate.confidence) and
+    to pass the configured rule; with `recent_share` (the recent set), how many more labelled texts that is, as
+    only that share of each labelled batch joins the recent set."""
+    gate = settings.gate
+    rows, difference, low = stats["rows"], stats["difference"], stats["ci_low"]
+    non_inferior = rows_needed(rows, difference, low, -gate.max_regression) if difference > 0 else None
+    gain = rows_for_gain_probability(rows, difference, low, gate.confidence, gate.min_gain_probability)
+    by_rule = {"better": rows_needed(rows, difference, low),
+               "non_inferior": non_inferior,
+               "expected_gain": None if non_inferior is None or gain is None else max(non_inferior, gain)}
+
+    def needs(needed: int | None) -> dict[str, Any]:
+        if needed is None:
+            return {"rows_needed": None, "more_rows": None, "more_labels": None}
+        more = max(0, needed - rows, minimum_rows - rows)
+        return {"rows_needed": max(needed, minimum_rows), "more_rows": more,
+                "more_labels": ceil(more / recent_share) if recent_share else None}
+
+    significant, rule = needs(by_rule["better"]), needs(by_rule[gate.promote_if])
+    on = "recent rows" if recent_share else "test rows"
+    if significant["rows_needed"] is None:
+        note = (f"the observed macro-F1 difference ({difference}) is no gain: more rows cannot show it "
+                "significant")
+    else:
+        note = (f"a gain of {difference} would be significant at {gate.confidence:.0%} with about "
+                f"{significant['rows_needed']} {on} ({rows} now)")
+        if significant["more_labels"]:
+            note += (f": about {significant['more_labels']} more labelled texts, of which "
+                     f"feedback.recent_share ({recent_share}) join the recent set")
+    return {"rows": rows, "rule": gate.promote_if, "significant": significant, "by_rule": rule, "note": note}
 
 
 def side_by_side_latency(candidate: Classifier, champion: Classifier, texts: list[str],
@@ -164,45 +229,124 @@ def paired_comparison(classifier: Classifier, tag: str, scored: pd.DataFrame, la
             "challenger_accuracy": round(float((challenger == truth).mean()), 4), **stats}
 
 
+def rule_checks(stats: dict[str, Any], settings: Settings, level: str, on_recent: bool) -> list[dict[str, Any]]:
+    """`gate.promote_if` on one set's paired comparison. On the test split, non-inferiority is
+    `no_regression_vs_champion`, which applies whatever the rule; on the recent set it is a check of its own."""
+    gate = settings.gate
+    suffix = "_on_recent" if on_recent else "_vs_champion"
+    if gate.promote_if == "better":
+        return [check("better_than_champion" + ("_on_recent" if on_recent else ""), stats["ci_low"], 0.0,
+                      stats["ci_low"] > 0, f"lower bound of the {level} > 0 (a significant improvement)")]
+    then = (f"and gain{suffix}: the point estimate > 0" if gate.promote_if == "non_inferior"
+            else f"and gain_probability{suffix}: P(gain) >= min_gain_probability")
+    checks = [check("non_inferior_on_recent", stats["ci_low"], -gate.max_regression,
+                    stats["ci_low"] > -gate.max_regression,
+                    f"lower bound of the {level} > -max_regression ({gate.promote_if}: {then})")] if on_recent else []
+    if gate.promote_if == "non_inferior":
+        checks.append(check("gain" + suffix, stats["difference"], 0.0, stats["difference"] > 0,
+                            f"point estimate of the macro-F1 difference on the {stats['rows']} rows > 0 "
+                            "(non_inferior: not worse beyond max_regression, and better as measured)"))
+    else:
+        checks.append(check("gain_probability" + suffix, stats["p_gain"], gate.min_gain_probability,
+                            stats["p_gain"] >= gate.min_gain_probability,
+                            f"share of the {stats['samples']} paired bootstrap resamples of the {stats['rows']} rows "
+                            "in which the candidate's macro-F1 is higher >= min_gain_probability"))
+    return checks
+
+
 def compare_with_champion(champion_dir: Path, tag: str, scored_test: pd.DataFrame, labels: list[str],
                           settings: Settings, scored_recent: pd.DataFrame | None = None,
                           candidate_dir: Path | None = None, variant: str = "fp32",
                           optimized_dir: Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Non-inferior on the test split always; `promote_if` on the recent set when it is large enough to show a
-    difference, else (said so in the comparison) on the test split as before."""
+    difference, else (said so in the comparison) on the test split as before. Each set's comparison says how
+    many rows (on the recent set: labelled texts) its difference needs to be shown significant."""
     classifier = Classifier.load(champion_dir)
     comparison = paired_comparison(classifier, tag, scored_test, labels, settings)
+    comparison["evidence"] = evidence(comparison, settings)
     gate = settings.gate
     level = f"{gate.confidence:.0%} CI of the macro-F1 difference vs {tag}"
     checks = [check("no_regression_vs_champion", comparison["ci_low"], -gate.max_regression,
-                    comparison["ci_low"] > -gate.max_regression, f"lower bound of the {level} > -max_regression")]
+                    comparison["ci_low"] > -gate.max_regression, f"lower bound of the {level} > -max_regression "
+                                                                 "(on the test split: nothing forgotten)")]
     judged_on_recent = False
     if scored_recent is not None and len(scored_recent):
         recent = paired_comparison(classifier, tag, scored_recent, labels, settings)
         minimum = settings.feedback.min_recent_rows
+        recent["evidence"] = evidence(recent, settings, minimum, settings.feedback.recent_share)
         if len(scored_recent) < minimum:
             recent["too_small"] = (f"{len(scored_recent)} recent rows, fewer than feedback.min_recent_rows "
                                    f"({minimum}): too small to show a difference; judged on the test split alone")
         else:
             judged_on_recent = True
-            on_recent = f"{level} on the {len(scored_recent)} recent (held-out feedback) rows"
-            if gate.promote_if == "better":
-                checks.append(check("better_than_champion_on_recent", recent["ci_low"], 0.0, recent["ci_low"] > 0,
-                                    f"lower bound of the {on_recent} > 0 (a significant improvement)"))
-            else:
-                checks.append(check("non_inferior_on_recent", recent["ci_low"], -gate.max_regression,
-                                    recent["ci_low"] > -gate.max_regression,
-                                    f"lower bound of the {on_recent} > -max_regression"))
+            checks += rule_checks(recent, settings, f"{level} on the {len(scored_recent)} recent (held-out "
+                                                    "feedback) rows", on_recent=True)
         comparison["recent"] = recent
-    if gate.promote_if == "better" and not judged_on_recent:
-        checks.append(check("better_than_champion", comparison["ci_low"], 0.0, comparison["ci_low"] > 0,
-                            f"lower bound of the {level} > 0 (a significant improvement)"))
+    if not judged_on_recent:
+        checks += rule_checks(comparison, settings, level, on_recent=False)
+    comparison["judged_on"] = "recent" if judged_on_recent else "test"
     if candidate_dir is not None:
         latency, comparison["latency"] = latency_check(candidate_dir, champion_dir,
                                                        scored_test["text"].head(200).tolist(), settings,
                                                        variant, optimized_dir)
         checks.append(latency)
     return checks, comparison
+
+
+# The checks `promote_if` adds: when only these failed, what the candidate lacks is evidence (or a gain at all)
+RULE_CHECKS = ("better_than_champion", "better_than_champion_on_recent", "non_inferior_on_recent", "gain_vs_champion",
+               "gain_on_recent", "gain_probability_vs_champion", "gain_probability_on_recent")
+
+
+def labelling_queue(settings: Settings) -> tuple[int | None, Path]:
+    """Rows in the labelling queue monitoring (or `mlops feedback queue`) wrote last, and its path."""
+    path = Path(settings.feedback.queue_dir) / "queue.csv"
+    return (len(pd.read_csv(path, dtype=str)) if path.is_file() else None), path
+
+
+def accepting_rule(comparison: dict[str, Any], settings: Settings) -> str | None:
+    """Another `promote_if` that the judged set's evidence, as it is, would pass; None if none would."""
+    stats = comparison["recent"] if comparison.get("judged_on") == "recent" else comparison
+    gate = settings.gate
+    passes = {"non_inferior": stats["ci_low"] > -gate.max_regression and stats["difference"] > 0,
+              "expected_gain": stats["ci_low"] > -gate.max_regression and stats["p_gain"] >= gate.min_gain_probability}
+    return next((rule for rule, ok in passes.items() if ok and rule != gate.promote_if), None)
+
+
+def next_step(failed: list[dict[str, Any]], comparison: dict[str, Any] | None, settings: Settings) -> str | None:
+    """What to do about a rejection. For want of evidence (only the `promote_if` checks failed, and the gain was
+    observed): how many more texts to label, the queue, and how to accept the evidence as it is by hand."""
+    if not failed:
+        return None
+    names = [c["check"] for c in failed]
+    keep = "the champion keeps serving"
+    if comparison is None or not set(names) <= set(RULE_CHECKS):
+        return (f"not good enough ({', '.join(names)}): change the data or the training and run again "
+                f"(make run); {keep}")
+    judged = comparison["recent"] if comparison.get("judged_on") == "recent" else comparison
+    rule = judged["evidence"]["by_rule"]
+    if rule["rows_needed"] is None:
+        return f"no gain was observed ({judged['evidence']['note']}): {keep}"
+    queued, path = labelling_queue(settings)
+    feedback = settings.feedback
+    if comparison.get("judged_on") == "recent":
+        labels = rule["more_labels"]
+    else:  # no recent set large enough yet: labels enough for one to decide
+        have = (comparison.get("recent") or {}).get("rows", 0)
+        labels = ceil(max(feedback.min_recent_rows - have, 0) / feedback.recent_share)
+        if comparison.get("recent"):
+            labels = max(labels, comparison["recent"]["evidence"]["by_rule"]["more_labels"] or 0)
+    labels = max(labels or 0, 1)  # at the boundary the estimate rounds to none: one more batch decides
+    queue = (f"the queue has {queued}: {path}" if queued is not None
+             else f"no queue yet: `mlops feedback queue` writes it to {path}")
+    if queued is not None and labels > queued >= feedback.queue_size:  # the queue is full, not the traffic short
+        queue += f"; a larger feedback.queue_size (now {feedback.queue_size}) queues more"
+    step = f"label about {labels} more texts ({queue}) and run again (mlops retrain-on-drift, or make run)"
+    other = accepting_rule(comparison, settings)
+    if other:
+        step += (f", or accept this evidence by hand: set gate.promote_if: {other} in params.yaml and make run "
+                 "(only gate, package and promote run again; the change stays in git's history)")
+    return f"{step}; {keep}"
 
 
 def decide(settings: Settings, metrics: dict[str, Any], model_dir: Path, scored_test: Path,
@@ -236,6 +380,7 @@ def decide(settings: Settings, metrics: dict[str, Any], model_dir: Path, scored_
     return {
         "accepted": not failed,
         "basis": basis,
+        "next_step": next_step(failed, comparison, settings),
         "champion": None if current is None else current["model"],
         "candidate_digest": digest,
         "comparison": comparison,
@@ -286,7 +431,8 @@ def recent_lines(metrics: dict[str, Any], comparison: dict[str, Any] | None) -> 
                      f"vs {on_recent['champion_accuracy']}, macro-F1 difference {on_recent['difference']} "
                      f"({on_recent['confidence']:.0%} CI {on_recent['ci_low']} to {on_recent['ci_high']}, paired "
                      f"bootstrap over {on_recent['rows']} rows): **{on_recent['verdict']}**"
-                     + (f" ({on_recent['too_small']})" if on_recent.get("too_small") else "") + ".")
+                     + (f" ({on_recent['too_small']})" if on_recent.get("too_small") else "") + "."
+                     + (f" Evidence: {on_recent['evidence']['note']}." if on_recent.get("evidence") else ""))
     return "\n".join(lines)
 
 
@@ -310,10 +456,11 @@ def model_card(settings: Settings, metrics: dict[str, Any], decision: dict[str, 
                 f"paired bootstrap over {comparison['rows']} test rows): **{comparison['verdict']}**."
                 if comparison else "No comparison with a champion: " + decision["basis"] + ".")
     compared += "\n" + recent_lines(metrics, comparison)
+    next_line = f"\nNext step: {decision['next_step']}." if decision.get("next_step") else ""
     return f"""# Model card: text classifier `{decision['candidate_digest'][:12]}`
 
 Gate decision: **{verdict}** ({decision['basis']}), {decision['decided_at']}.
-{compared}
+{compared}{next_line}
 
 ## Intended use
 Classifies short English texts into one of: {', '.join(metrics['labels'])}. Trained on
@@ -370,6 +517,11 @@ def run(settings: Settings, metrics_path: Path, model_dir: Path, scored_test: Pa
     verdict = "ACCEPTED" if decision["accepted"] else "REJECTED"
     refused = [name for name, v in decision["variants"]["variants"].items() if not v["accepted"]]
     print(f"gate: {verdict} ({decision['basis']}): {'; '.join(decision['reasons'])} -> {out}, {card_path}")
+    evidence_of = (decision["comparison"] or {}).get("recent") or decision["comparison"]
+    if evidence_of:
+        print(f"gate: evidence: {evidence_of['evidence']['note']}")
+    if decision["next_step"]:
+        print(f"gate: next step: {decision['next_step']}")
     print(f"gate: serve variant {decision['serve_variant']} ({decision['variants']['why']})"
           + (f"; refused: {', '.join(refused)}" if refused else ""))
     return decision

@@ -187,8 +187,8 @@ def stored_variant(entry: dict[str, Any]) -> str:
 def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metrics: dict[str, Any],
             bentofile: Path, card: Path, reference: Path | None = None,
             optimized_dir: Path | None = None) -> dict[str, Any]:
-    if not decision["accepted"]:
-        return {"status": "rejected", "reasons": decision["reasons"]}
+    if not decision["accepted"]:  # what to do next travels on, so `mlops promote` can say it
+        return {"status": "rejected", "reasons": decision["reasons"], "next_step": decision.get("next_step")}
     current = registry.champion()
     build = build_digest(bentofile, settings)
     variant = decision.get("serve_variant", "fp32")
@@ -240,7 +240,8 @@ def run(settings: Settings, decision_path: Path, model_dir: Path, metrics_path: 
                      reference, optimized_dir)
     write_json(result, out)
     if result["status"] == "rejected":
-        print(f"package: SKIPPED, the gate rejected the model: {'; '.join(result['reasons'])}")
+        print(f"package: SKIPPED, the gate rejected the model: {'; '.join(result['reasons'])}"
+              + (f"; next step: {result['next_step']}" if result.get("next_step") else ""))
     else:
         print(f"package: {result['status']}: model {result['model']} (serves {result.get('serve_variant', 'fp32')}), "
               f"bento {result['bento']} -> {out}"

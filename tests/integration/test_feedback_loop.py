@@ -63,8 +63,9 @@ def test_drift_labels_retrain_and_a_run_without_labels(tmp_path, tiny_model_dir)
     finally:
         stop(server)
 
-    out = run_cmd([str(BIN / "mlops"), "retrain-on-drift", "--summary", "reports/live/summary.json"], cwd=project,
-                  env=env, timeout=1800).stdout
+    retrained = run_cmd([str(BIN / "mlops"), "retrain-on-drift", "--summary", "reports/live/summary.json"],
+                        cwd=project, env=env, timeout=1800, check=False)
+    out = retrained.stdout
     assert "new labelled batch(es) since the champion's data" in out and "Lifecycle finished." in out, out
     batch = next((project / "data/feedback").glob("batch-*-served.csv")).name
     validation = read_json(project / "reports/validation/summary.json")
@@ -80,6 +81,11 @@ def test_drift_labels_retrain_and_a_run_without_labels(tmp_path, tiny_model_dir)
     assert "recent set" in out and "vs champion" in out
     champion = read_json(project / ".bentoml/registry.json")["champion"]
     assert (champion["model"] != first["model"]) == decision["accepted"]  # promoted exactly when accepted
+    # a rejection is an outcome: exit 3 and the verdict with the next step, the labels it needs among them
+    assert retrained.returncode == (0 if decision["accepted"] else 3), (out, retrained.stderr)
+    assert ("Verdict: PROMOTED" in out) == decision["accepted"]
+    assert decision["comparison"]["recent"]["evidence"]["significant"].keys() == {"rows_needed", "more_rows",
+                                                                                  "more_labels"}
     record = read_json(next((project / "reports/runs").glob("cli_drift*/run.json")))
     assert record["loop"]["status"] == "retrain" and record["loop"]["new_batches"] == [batch]
 

@@ -273,7 +273,7 @@ def test_rollback_then_make_serve_serves_the_previous_champion(lifecycle):
     first = read_json(project / ".bentoml/registry.json")["champion"]
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"]["lr"] = 2.5e-3  # a second model, accepted if not worse beyond the (wide) margin
-    params["gate"].update({"promote_if": "non_inferior", "max_regression": 1.0})
+    params["gate"].update({"promote_if": "expected_gain", "min_gain_probability": 0.0, "max_regression": 1.0})
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run_cmd([str(BIN / "dvc"), "repro"], cwd=project)
     run_cmd([str(BIN / "mlops"), "promote"], cwd=project)

@@ -39,7 +39,8 @@ def mlops(project: Path, *args: str, check: bool = True, timeout: float = 600) -
 def project(tmp_path_factory, tiny_model_dir):
     params = tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()), tiny_model_dir)
     # any retrained model is acceptable here: these tests are about what happens after the gate
-    params["gate"].update({"promote_if": "non_inferior", "max_regression": 1.0, "max_latency_ratio": 5.0,
+    params["gate"].update({"promote_if": "expected_gain", "min_gain_probability": 0.0, "max_regression": 1.0,
+                           "max_latency_ratio": 5.0,
                            "min_accuracy": 0.0, "min_macro_f1": 0.0})
     params["promote"]["ready_timeout_s"] = 90
     params["serve"]["registry_poll_s"] = 1.0

@@ -188,6 +188,28 @@ def test_monitor_task_runs_mlops_monitor_on_the_traffic_into_the_runs_folder(tmp
     assert not isinstance(caught.value, AirflowFailException)
 
 
+
+def test_promote_task_skips_on_a_rejection_and_fails_on_a_refusal(tmp_path, monkeypatch):
+    """A candidate the gate rejected is an outcome (exit 3): the promote task is skipped, never failed."""
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+    from mlops.orchestration.airflow_tasks import PromoteOperator
+
+    monkeypatch.delenv("MLOPS_WORKSPACE_MODE", raising=False)
+    _, project = fake_mlops(tmp_path, "echo 'verdict: REJECTED by the gate, nothing promoted'; exit 3")
+    operator = PromoteOperator(task_id="promote", project=str(project),
+                               env={"PATH": f"{project / 'bin'}:/usr/bin:/bin"})
+    with pytest.raises(AirflowSkipException, match="REJECTED by the gate, nothing promoted"):
+        operator.execute({"run_id": "manual__1"})
+    assert (project / "args.txt").read_text().split() == ["promote"]
+    fake_mlops(tmp_path, "echo 'error: NOT promoted'; exit 2")
+    with pytest.raises(AirflowFailException, match="refused the candidate"):
+        operator.execute({"run_id": "manual__1"})
+    fake_mlops(tmp_path, "exit 1")
+    with pytest.raises(AirflowException) as caught:
+        operator.execute({"run_id": "manual__1"})
+    assert not isinstance(caught.value, (AirflowFailException, AirflowSkipException))
+
 def triggering_events(*extras: dict):
     """The context's `triggering_asset_events`, as the task SDK builds it from the run's consumed events."""
     from airflow.sdk.api.datamodels._generated import AssetReferenceAssetEventDagRun

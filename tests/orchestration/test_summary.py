@@ -110,3 +110,23 @@ def test_read_of_a_missing_file_is_empty(project):
     put(project, "a.json", {"k": 1})
     assert summary.read("a.json") == {"k": 1}
     assert summary.read("missing.json") == {}
+
+
+def test_the_verdict_comes_last_and_a_rejection_says_its_exit_status_and_next_step(project, capsys):
+    finished_lifecycle(project)
+    put(project, "reports/promotion.json", {"promoted": True, "champion": "text-classifier:m1"})
+    summary.main()
+    assert lines(capsys)[-2:] == ["", "Verdict: PROMOTED text-classifier:m1."]
+    step = "label about 412 more texts (the queue has 500: reports/labelling/queue.csv)"
+    note = "a gain of 0.013 would be significant at 95% with about 371 recent rows (200 now)"
+    put(project, "reports/gate/decision.json", {
+        "accepted": False, "reasons": ["better_than_champion_on_recent: observed -0.0047 vs 0.0"], "next_step": step,
+        "comparison": {"judged_on": "recent", "evidence": {"note": "on the test split"},
+                       "recent": {"evidence": {"note": note}}}})
+    put(project, "reports/promotion.json", {"promoted": False, "rejected": True, "reason": "the gate rejected"})
+    summary.main()
+    out = lines(capsys)
+    assert out[4] == f"  evidence        {note}"
+    assert out[-3:] == ["", "Verdict: REJECTED by the gate, nothing promoted; the champion keeps serving (an "
+                            "outcome, not a failure: mlops promote and retrain-on-drift exit 3, make run 0).",
+                        f"Next step: {step}"]

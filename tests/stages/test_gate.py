@@ -79,15 +79,20 @@ def test_challenger_equal_within_noise_is_not_reported_better(trained, metrics, 
     save_file({k: v + 1e-7 if v.is_floating_point() else v for k, v in weights.items()}, twin / "model.safetensors",
               metadata={"format": "pt"})
     as_champion(monkeypatch, root / "model")
-    decision = gate.decide(lenient(settings), metrics, twin, root / "scored" / "test.parquet",
+    decision = gate.decide(lenient(settings, promote_if="better"), metrics, twin, root / "scored" / "test.parquet",
                            optimized_dir=root / "optimized")
     comparison = decision["comparison"]
     assert comparison["verdict"] != "better" and comparison["ci_low"] <= 0 <= comparison["ci_high"]
     assert not decision["accepted"]  # promote_if: better, and it is not
     assert [c["check"] for c in decision["checks"] if not c["passed"]] == ["better_than_champion"]
+    # non_inferior: not worse, but not better as measured either (a twin): nothing to gain by swapping
     non_inferior = gate.decide(lenient(settings, promote_if="non_inferior"), metrics, twin,
                                root / "scored" / "test.parquet", optimized_dir=root / "optimized")
-    assert non_inferior["accepted"] and non_inferior["comparison"]["verdict"] == "non_inferior"
+    assert non_inferior["comparison"]["verdict"] == "non_inferior"
+    assert [c["check"] for c in non_inferior["checks"] if not c["passed"]] == ["gain_vs_champion"]
+    accept_any = gate.decide(lenient(settings, promote_if="expected_gain", min_gain_probability=0.0), metrics, twin,
+                             root / "scored" / "test.parquet", optimized_dir=root / "optimized")
+    assert accept_any["accepted"], accept_any["reasons"]
 
 
 def test_paired_bootstrap_sees_a_real_improvement_and_ignores_noise():
@@ -162,16 +167,17 @@ def test_latency_verdict_is_the_same_with_a_cpu_hog_beside_it(trained, metrics, 
     twin = tmp_path / "twin"
     shutil.copytree(root / "model", twin)  # same architecture: as fast as the champion
     texts = __import__("pandas").read_parquet(root / "scored" / "test.parquet")["text"].head(50).tolist()
-    relaxed = lenient(settings, promote_if="non_inferior", max_regression=1.0, max_latency_p95_ms=None,
-                      max_latency_ratio=1.5)
+    relaxed = lenient(settings, promote_if="expected_gain", min_gain_probability=0.0, max_regression=1.0,
+                      max_latency_p95_ms=None, max_latency_ratio=1.5)  # any model as good: latency decides
     # the champion serves the variant the candidate would (stored inside it, as package does): as fast
     serve_variant = gate.judge_variants(metrics, relaxed)["serve_variant"]
     champion = tmp_path / "champion"
     shutil.copytree(root / "model", champion)
     stage_variant(serve_variant, root / "optimized", champion)
     as_champion(monkeypatch, champion)
-    demanding = lenient(settings, promote_if="non_inferior", max_regression=1.0, max_latency_p95_ms=None,
-                        max_latency_ratio=0.3)  # the candidate would have to be 3.3 times as fast: it is not
+    # the candidate would have to be 3.3 times as fast: it is not
+    demanding = lenient(settings, promote_if="expected_gain", min_gain_probability=0.0, max_regression=1.0,
+                        max_latency_p95_ms=None, max_latency_ratio=0.3)
     relaxed = relaxed.model_copy(update={"evaluate": settings.evaluate.model_copy(update={"latency_samples": 100})})
     demanding = demanding.model_copy(update={"evaluate": relaxed.evaluate})
     classifier = Classifier.load(twin, device="cpu")
@@ -218,7 +224,7 @@ def test_recent_set_decides_with_promote_if_and_a_small_one_is_said_so(trained, 
     recent["prediction"] = recent["label"]  # and the challenger learnt it
     recent.to_parquet(tmp_path / "recent.parquet")
     twin = root / "model"  # the champion's weights under another digest: identical on the test split
-    settings = lenient(settings)
+    settings = lenient(settings, promote_if="better")
     wide = settings.model_copy(update={"feedback": settings.feedback.model_copy(update={"min_recent_rows": 40})})
     monkeypatch.setattr(registry, "model_digest", lambda _: "challenger-digest")
     decision = gate.decide(wide, metrics, twin, root / "scored" / "test.parquet", tmp_path / "recent.parquet",
@@ -239,3 +245,136 @@ def test_recent_set_decides_with_promote_if_and_a_small_one_is_said_so(trained, 
                                                         "batches": ["b1"]}}, decision, {
         "data": {"source": "s", "train_md5": "x", "test_md5": "y"}, "git_commit": "c"})
     assert "Recent set (held-out feedback of 1 batch(es)): 90 rows" in card and "on the recent set" in card
+
+
+# The rule and the evidence, on synthetic scored frames: no model, the champion's answers given.
+
+LABELS = ["a", "b", "c"]
+
+
+def synthetic(fixed: int, broken: int, rows: int = 400, seed: int = 0):
+    """Truth and the champion's and challenger's label ids: the challenger fixes `fixed` of the champion's errors
+    and breaks `broken` of its right answers."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 3, rows)
+    champion = np.where(rng.random(rows) < 0.85, truth, (truth + 1) % 3)
+    challenger = champion.copy()
+    right, wrong = np.flatnonzero(champion == truth), np.flatnonzero(champion != truth)
+    fixes, breaks = rng.choice(wrong, fixed, replace=False), rng.choice(right, broken, replace=False)
+    challenger[fixes], challenger[breaks] = truth[fixes], (truth[breaks] + 2) % 3
+    return truth, champion, challenger
+
+
+def scored_frames(monkeypatch, fixed: int, broken: int, rows: int = 400):
+    """A scored frame (the challenger's predictions) whose champion answers are `synthetic`'s, as `score` gives."""
+    import pandas as pd
+
+    truth, champion, challenger = synthetic(fixed, broken, rows)
+    texts = [f"text {i}" for i in range(rows)]
+    frame = pd.DataFrame({"text": texts, "label": [LABELS[i] for i in truth],
+                          "prediction": [LABELS[i] for i in challenger]})
+    answers = dict(zip(texts, (LABELS[i] for i in champion), strict=True))
+    monkeypatch.setattr(gate.Classifier, "load", staticmethod(lambda *args, **kwargs: None))
+    monkeypatch.setattr(gate, "score", lambda _, scored: scored.assign(prediction=scored["text"].map(answers)))
+    return frame
+
+
+def judged(settings, frame, recent=None, **gate_values):
+    """The gate's comparison checks with `frame` as the test split and `recent` as the recent set."""
+    settings = settings.model_copy(update={
+        "gate": settings.gate.model_copy(update=gate_values),
+        "feedback": settings.feedback.model_copy(update={"min_recent_rows": 100, "recent_share": 0.5})})
+    checks, comparison = gate.compare_with_champion(None, "text-classifier:champ", frame, LABELS, settings, recent)
+    return {c["check"]: c["passed"] for c in checks}, comparison, settings
+
+
+@pytest.fixture
+def settings(repo_params):
+    from mlops.core.settings import parse_settings
+
+    return parse_settings(repo_params)
+
+
+def test_a_clear_gain_passes_every_rule(settings, monkeypatch):
+    frame = scored_frames(monkeypatch, fixed=40, broken=2)
+    for rule, check_name in (("better", "better_than_champion_on_recent"), ("non_inferior", "gain_on_recent"),
+                             ("expected_gain", "gain_probability_on_recent")):
+        passed, comparison, _ = judged(settings, frame, recent=frame, promote_if=rule)
+        assert passed[check_name] and all(passed.values()), (rule, passed)
+    assert comparison["recent"]["ci_low"] > 0 and comparison["judged_on"] == "recent"
+
+
+def test_a_gain_inside_the_noise_is_not_better_but_is_non_inferior_and_a_probable_gain(settings, monkeypatch):
+    frame = scored_frames(monkeypatch, fixed=14, broken=8)  # +0.016 macro-F1, lower bound -0.008 on 400 rows
+    passed, comparison, _ = judged(settings, frame, recent=frame, promote_if="better")
+    recent = comparison["recent"]
+    assert recent["difference"] > 0 > recent["ci_low"] > -0.01
+    assert passed == {"no_regression_vs_champion": True, "better_than_champion_on_recent": False}
+    passed, _, _ = judged(settings, frame, recent=frame, promote_if="non_inferior")
+    assert passed == {"no_regression_vs_champion": True, "non_inferior_on_recent": True, "gain_on_recent": True}
+    assert 0.8 < recent["p_gain"] < 0.99
+    passed, _, _ = judged(settings, frame, recent=frame, promote_if="expected_gain", min_gain_probability=0.8)
+    assert passed["gain_probability_on_recent"] and all(passed.values())
+    passed, _, _ = judged(settings, frame, recent=frame, promote_if="expected_gain", min_gain_probability=0.99)
+    assert not passed["gain_probability_on_recent"] and passed["non_inferior_on_recent"]
+
+
+def test_non_inferior_needs_a_better_point_estimate(settings, monkeypatch):
+    frame = scored_frames(monkeypatch, fixed=8, broken=10)  # within the margin, but worse as measured
+    passed, comparison, _ = judged(settings, frame, recent=frame, promote_if="non_inferior", max_regression=0.05)
+    assert comparison["recent"]["difference"] < 0 and comparison["recent"]["ci_low"] > -0.05
+    assert passed == {"no_regression_vs_champion": True, "non_inferior_on_recent": True, "gain_on_recent": False}
+    assert comparison["recent"]["evidence"]["by_rule"]["rows_needed"] is None  # no rows show a gain not observed
+    # without a recent set, the rule is judged on the test split: the point estimate there
+    passed, comparison, _ = judged(settings, frame, promote_if="non_inferior", max_regression=0.05)
+    assert passed == {"no_regression_vs_champion": True, "gain_vs_champion": False}
+    assert comparison["judged_on"] == "test"
+
+
+def test_rows_needed_follows_the_square_root_law():
+    # the lower half-width 0.03 must shrink to the gain 0.02: (0.03 / 0.02)**2 = 2.25 times the rows
+    assert gate.rows_needed(200, 0.02, -0.01) == 450
+    assert gate.rows_needed(200, 0.02, -0.01, bound=-0.01) == 200  # non-inferiority holds already at 200 rows
+    assert gate.rows_needed(200, -0.004, -0.03) is None and gate.rows_needed(200, 0.0, -0.02) is None
+
+
+def test_the_rows_needed_is_where_the_bootstrap_lower_bound_clears_zero(settings):
+    truth, champion, challenger = synthetic(14, 8)
+    stats = gate.paired_bootstrap(truth, champion, challenger, 3, 2000, 0.95, seed=1) | {"rows": len(truth)}
+    needed = gate.rows_needed(len(truth), stats["difference"], stats["ci_low"])
+    assert 2 * len(truth) < needed < 3 * len(truth)  # about 916 rows
+    for copies in (2, 3, 4):  # the same rows, more of them: the same difference, a narrower interval
+        index = np.tile(np.arange(len(truth)), copies)
+        more = gate.paired_bootstrap(truth[index], champion[index], challenger[index], 3, 2000, 0.95, seed=2)
+        predicted = stats["difference"] - (stats["difference"] - stats["ci_low"]) / np.sqrt(copies)
+        assert more["ci_low"] == pytest.approx(predicted, abs=0.002)
+        assert (more["ci_low"] > 0) == (copies * len(truth) > needed)
+
+
+def test_a_rejection_for_want_of_evidence_says_how_many_more_texts_to_label(settings, monkeypatch, tmp_path):
+    import math
+
+    import pandas as pd
+
+    monkeypatch.chdir(tmp_path)  # feedback.queue_dir resolves here
+    frame = scored_frames(monkeypatch, fixed=14, broken=8)
+    checks, comparison, judged_settings = judged(settings, frame, recent=frame, promote_if="better")
+    evidence = comparison["recent"]["evidence"]
+    significant = evidence["significant"]
+    assert significant == evidence["by_rule"] and significant["rows_needed"] > 400
+    assert significant["more_rows"] == significant["rows_needed"] - 400
+    assert significant["more_labels"] == math.ceil(significant["more_rows"] / 0.5)  # half of each batch is recent
+    queue = tmp_path / "reports/labelling/queue.csv"
+    queue.parent.mkdir(parents=True)
+    pd.DataFrame({"id": ["1", "2", "3"], "text": ["x", "y", "z"]}).to_csv(queue, index=False)
+    failed = [{"check": name} for name, ok in checks.items() if not ok]
+    step = gate.next_step(failed, comparison, judged_settings)
+    assert step.startswith(f"label about {significant['more_labels']} more texts (the queue has 3: "
+                           "reports/labelling/queue.csv) and run again")
+    full = judged_settings.model_copy(update={"feedback": judged_settings.feedback.model_copy(
+        update={"queue_size": 3})})  # the queue is as long as it may be: a longer one would hold more
+    assert "queue.csv; a larger feedback.queue_size (now 3) queues more)" in gate.next_step(failed, comparison, full)
+    assert "set gate.promote_if: non_inferior in params.yaml and make run" in step
+    assert "not good enough (min_accuracy)" in gate.next_step([{"check": "min_accuracy"}], comparison,
+                                                              judged_settings)
+    assert gate.next_step([], comparison, judged_settings) is None

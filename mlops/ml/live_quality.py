@@ -235,7 +235,7 @@ def render_table(assessed: dict[str, Any]) -> str:
                f"suggestions ignored; {meta.get('unmatched', 0)} without a served answer. Window: "
                f"{html.escape(str(meta.get('window', '')))}; accuracy [95% CI]; breach when the upper bound is below "
                f"gate.min_accuracy {meta.get('min_accuracy', '')}.")
-    table = (f'<table style="border-collapse:collapse;font-size:13px"><thead><tr>'
+    table = ('<table style="border-collapse:collapse;font-size:13px"><thead><tr>'
              + "".join(f'<th style="{style};background:#f2f4f7">{name}</th>' for name in (
                  "model version", "accuracy, window", "accuracy, cumulative", "macro-F1, window",
                  "recall per class, window"))

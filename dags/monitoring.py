@@ -1,4 +1,4 @@
-"""The monitoring DAG: drift of the served traffic, and retraining when it drifted.
+"""The monitoring DAG: drift of the served traffic and live quality, and retraining when either says so.
 
     monitor → drift_detected → announce_drift ··(asset mlops://monitoring/drift)··> lifecycle
 
@@ -8,11 +8,15 @@ overrides it for one run) into reports/monitoring-runs/<run id>/
 (summary.json, report.html). With no traffic log yet the task is skipped;
 input the monitor refuses (exit 2) fails it at once, without retries.
 `drift_detected` logs the verdict and every signal's score and threshold, and
-lets `announce_drift` run only for the verdict "drift" ("no_drift" and
-"insufficient_data" skip it). `announce_drift` emits an event of the drift
-asset whose `extra` names the report, the summary, the drifted signals and
-this run; the `lifecycle` DAG is scheduled on that asset, so the event starts
-a lifecycle run, which records the report that triggered it.
+lets `announce_drift` run for the verdict "drift" or for a live quality breach
+(the trusted labels put the serving version's accuracy below
+gate.min_accuracy, mlops/ml/live_quality.py), whatever the drift verdict;
+otherwise ("no_drift", "insufficient_data") it skips it. `announce_drift`
+emits an event of the drift asset whose `extra` names the report, the
+summary, the drifted signals, the reasons (`drift`, `live_quality_breach`),
+the breach and this run; the `lifecycle` DAG is scheduled on that asset, so
+the event starts a lifecycle run, which records the report that triggered it.
+Its notifier alerts once per reason.
 
 The schedule is `monitor.schedule` in params.yaml (a cron expression or a
 preset such as "@hourly"; null: only by hand), read when the file is parsed.
@@ -40,7 +44,8 @@ SCHEDULE = load_settings(PROJECT / "params.yaml").monitor.schedule
 
 with DAG(
     dag_id="monitoring",
-    description="drift of the served traffic (mlops monitor); on drift, the lifecycle retrains",
+    description="drift of the served traffic and live quality (mlops monitor); on drift or a live quality "
+                "breach, the lifecycle retrains",
     schedule=SCHEDULE,
     catchup=False,
     max_active_runs=1,
@@ -67,12 +72,13 @@ with DAG(
     verdict = ShortCircuitOperator(
         task_id="drift_detected", python_callable=drift_detected, op_kwargs={"project": str(PROJECT)},
         retries=0, execution_timeout=timedelta(minutes=2),
-        doc_md="The monitor's verdict and every signal's score; only \"drift\" lets `announce_drift` run.",
+        doc_md="The monitor's verdict and every signal's score; \"drift\" or a live quality breach lets "
+               "`announce_drift` run.",
     )
     announce = PythonOperator(
         task_id="announce_drift", python_callable=announce_drift, op_kwargs={"project": str(PROJECT)},
         outlets=[DRIFT_ASSET], retries=0, execution_timeout=timedelta(minutes=2),
-        on_success_callback=DriftNotifier(str(PROJECT)),  # alert the `mlops_alerts` webhook, if configured
+        on_success_callback=DriftNotifier(str(PROJECT)),  # alert the `mlops_alerts` webhook per reason, if configured
         doc_md=f"Emit an event of `{DRIFT_ASSET.uri}` naming the report; the `lifecycle` DAG runs on it.",
     )
     monitor >> verdict >> announce

@@ -280,7 +280,8 @@ def rejection_verdict(result: dict) -> str:
 @click.pass_context
 def monitor(ctx: click.Context, reference: Path, model_dir: Path, current: str | None, scored_test: Path,
             out_dir: Path | None, no_history: bool) -> None:
-    """Compare served traffic (or a stand-in) with the reference; report drift. Exit 0 whatever the verdict."""
+    """Compare served traffic (or a stand-in) with the reference; report drift, and the live quality the returned
+    labels show. Exit 0 whatever the verdict."""
     from mlops.stages import monitor as stage
 
     out_dir = out_dir or adhoc_dir("monitor")

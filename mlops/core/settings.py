@@ -428,6 +428,9 @@ class MonitorSettings(Strict):
         default=None, gt=0, description="When set, only the rows of the last N hours (null: no time limit).")
     min_rows: int = Field(ge=10, description="With fewer rows there is no verdict (insufficient data) and no "
                                              "retraining; at most window_rows.")
+    live_min_labels: int = Field(
+        default=30, ge=1, description="Trusted labels a model version needs in the window before its live accuracy "
+                                      "is judged (fewer: the count and how many more are needed, no verdict).")
     drift_share: float = Field(gt=0, le=1, description="Share of the 6 signals that must drift for the dataset to "
                                                        "drift (0.3: 2 of 6).")
     num_threshold: float = Field(gt=0, description="Normed Wasserstein distance above which a text descriptor "

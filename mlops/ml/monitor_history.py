@@ -1,8 +1,9 @@
-"""The monitoring history: a static index of every report and a plot of drift scores over time.
+"""The monitoring history: a static index of every report and plots of drift scores and live accuracy over time.
 
 Each `mlops monitor` run archives its report under `monitor.history_dir/<UTC
 time>/`; this page is what an engineer opens to see when traffic started to
-move and which signal moved first. It is plain HTML with inline styles and a
+move and which signal moved first, and, where labels came back, how often
+each model version was right (its live accuracy with its 95% interval). It is plain HTML with inline styles and a
 PNG, so it works from a file share, an artifact store or an air-gapped
 machine alike.
 """
@@ -63,6 +64,67 @@ def plot_scores(entries: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
     return True
 
 
+def live_points(entries: list[tuple[str, dict[str, Any]]]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """Per model version, the runs that measured its live accuracy (window): (created, figures), oldest first."""
+    points: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for name, summary in entries:
+        for version, figures in (summary.get("live_quality") or {}).items():
+            window = figures.get("window") or {}
+            if window.get("status") == "measured":
+                points.setdefault(version, []).append((summary.get("created", name), window))
+    return points
+
+
+def plot_live_accuracy(entries: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
+    """Each version's live accuracy per run with its 95% interval, and the gate's minimum accuracy."""
+    points = live_points(entries)
+    if not points:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    figure, axis = plt.subplots(figsize=(9, 3.6))
+    for version, measured in points.items():
+        times = [pd.Timestamp(created) for created, _ in measured]
+        accuracy = [w["accuracy"] for _, w in measured]
+        errors = [[w["accuracy"] - w["accuracy_ci"][0] for _, w in measured],
+                  [w["accuracy_ci"][1] - w["accuracy"] for _, w in measured]]
+        axis.errorbar(times, accuracy, yerr=errors, marker="o", markersize=3, capsize=3, label=version)
+    minimum = next((s["live_labels"]["min_accuracy"] for _, s in reversed(entries)
+                    if (s.get("live_labels") or {}).get("min_accuracy") is not None), None)
+    if minimum is not None:
+        axis.axhline(minimum, color="black", linestyle="--", linewidth=1, label="gate.min_accuracy")
+    axis.set_ylim(0, 1.02)
+    axis.set_ylabel("live accuracy (95% CI)")
+    axis.set_title("Live accuracy from returning labels, per model version")
+    axis.legend(loc="lower left", fontsize=8, ncol=3)
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
+    return True
+
+
+def live_cell(summary: dict[str, Any]) -> str:
+    """Each version's live accuracy [95% CI] and label count, or how many labels it still needs."""
+    lines = []
+    for version, figures in (summary.get("live_quality") or {}).items():
+        window = figures.get("window") or {}
+        if window.get("status") == "measured":
+            low, high = window["accuracy_ci"]
+            text = f"{window['accuracy']:.3f} [{low:.3f}, {high:.3f}] n={window['labelled']}"
+        else:
+            text = f"{window.get('labelled', 0)} labels, {window.get('min_labels', '?')} needed"
+        breached = (summary.get("live_quality_breach") or {}).get("model_version") == version
+        style = ' style="color:#b42318;font-weight:600"' if breached else ""
+        lines.append(f"<span{style}>{'&#9660; ' if breached else ''}{html.escape(version)}: {text}</span>")
+    return "<br>".join(lines) or "&ndash;"
+
+
 def row(name: str, summary: dict[str, Any]) -> str:
     label, colour, background = VERDICT_STYLE.get(summary.get("status", ""), ("?", "#475467", "#f2f4f7"))
     cells = []
@@ -73,17 +135,19 @@ def row(name: str, summary: dict[str, Any]) -> str:
     return (f"<tr><td>{html.escape(summary.get('created', name))}</td>"
             f'<td><span class="badge" style="color:{colour};background:{background}">{label}</span></td>'
             f"<td>{summary.get('current_rows', '')}</td><td>{html.escape(str(summary.get('current', '')))}</td>"
-            f"<td>{'<br>'.join(cells) or '&ndash;'}</td>"
+            f"<td>{'<br>'.join(cells) or '&ndash;'}</td><td>{live_cell(summary)}</td>"
             f'<td><a href="{html.escape(name)}/report.html">report</a> &middot; '
             f'<a href="{html.escape(name)}/summary.json">json</a></td></tr>')
 
 
 def render_history(history_dir: Path) -> Path:
-    """Rewrite index.html and drift_over_time.png from the archived runs."""
+    """Rewrite index.html, drift_over_time.png and live_accuracy_over_time.png from the archived runs."""
     history_dir = Path(history_dir)
     entries = read_history(history_dir)
     plotted = plot_scores(entries, history_dir / "drift_over_time.png")
+    live_plotted = plot_live_accuracy(entries, history_dir / "live_accuracy_over_time.png")
     drifts = sum(1 for _, s in entries if s.get("drift"))
+    breaches = sum(1 for _, s in entries if s.get("live_quality_breach"))
     rows = "\n".join(row(name, summary) for name, summary in reversed(entries))
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Monitoring history</title>
@@ -96,10 +160,12 @@ th {{ background: #f2f4f7; }}
 img {{ max-width: 100%; border: 1px solid #d0d5dd; }}
 </style></head><body>
 <h1>Monitoring history</h1>
-<p>{len(entries)} reports, {drifts} with dataset drift. Newest first; each links to its Evidently report.</p>
+<p>{len(entries)} reports, {drifts} with dataset drift. Live quality breaches: {breaches}. Newest first; each
+links to its Evidently report.</p>
 {'<img src="drift_over_time.png" alt="drift scores over time">' if plotted else ''}
+{'<img src="live_accuracy_over_time.png" alt="live accuracy over time">' if live_plotted else ''}
 <table><thead><tr><th>created (UTC)</th><th>verdict</th><th>rows</th><th>current window</th>
-<th>signal scores (&#9650; drifted)</th><th></th></tr></thead>
+<th>signal scores (&#9650; drifted)</th><th>live accuracy [95% CI] (&#9660; breach)</th><th></th></tr></thead>
 <tbody>
 {rows}
 </tbody></table>

@@ -1,8 +1,9 @@
-"""Alerts through Airflow's own notifier mechanism: a failed task, drift, a rejected model.
+"""Alerts through Airflow's own notifier mechanism: a failed task, drift, a live quality breach, a rejected model.
 
 `WebhookNotifier` is an Airflow `BaseNotifier`, attached to the DAGs as a
 callback (`on_failure_callback` for failed tasks, `on_success_callback` of
-`announce_drift` for drift and of `gate_decision` for a rejected model). It
+`announce_drift` for drift and a live quality breach, each its own alert, and
+of `gate_decision` for a rejected model). It
 POSTs one JSON document to the URL of the Airflow connection `mlops_alerts`
 (`MLOPS_ALERT_CONN_ID` names another), e.g.
 
@@ -29,6 +30,7 @@ DEFAULT_CONN_ID = "mlops_alerts"
 EVENTS = {
     "task_failed": "task {task_id} of {dag_id} failed (run {run_id}, try {try_number})",
     "drift": "drift in served traffic: {drifted} drifted (monitoring run {run_id})",
+    "live_quality_breach": "live quality breach: {breach} (monitoring run {run_id})",
     "model_rejected": "the gate rejected the candidate model: {reasons} (run {run_id})",
 }
 
@@ -83,6 +85,7 @@ def alert_body(event: str, context: Any, **details: Any) -> dict[str, Any]:
     text = EVENTS[event].format_map({k: ("-" if v is None else v) for k, v in fields.items()} | {
         "drifted": ", ".join(details.get("drifted_signals") or []) or "signals",
         "reasons": "; ".join(details.get("reasons") or []) or "see the decision",
+        "breach": (details.get("live_quality_breach") or {}).get("reason") or "see the monitoring summary",
     })
     return redact_all({"text": f"[mlops] {text}", **fields})
 
@@ -108,43 +111,64 @@ class WebhookNotifier(BaseNotifier):
         """What this event adds to the alert; None: nothing to alert about."""
         return {}
 
-    def notify(self, context: Any) -> None:
+    def alerts(self, context: Any) -> list[tuple[str, dict[str, Any]]]:
+        """The alerts to send, as (event, details): this notifier's event, unless `details` says nothing."""
         details = self.details(context)
-        if details is None:
-            return
+        return [] if details is None else [(self.event, details)]
+
+    def notify(self, context: Any) -> None:
+        for event, details in self.alerts(context):
+            self.send(event, context, details)
+
+    def send(self, event: str, context: Any, details: dict[str, Any]) -> None:
         connection_id = conn_id()
         url = webhook_url(connection_id)
         if url is None:
-            print(f"alert {self.event}: no Airflow connection {connection_id!r}, nothing sent", flush=True)
+            print(f"alert {event}: no Airflow connection {connection_id!r}, nothing sent", flush=True)
             return
-        body = alert_body(self.event, context, **details)
+        body = alert_body(event, context, **details)
         try:
             status = post(url, body)
-            print(f"alert {self.event}: sent to connection {connection_id!r} (HTTP {status})", flush=True)
+            print(f"alert {event}: sent to connection {connection_id!r} (HTTP {status})", flush=True)
         except OSError as error:  # the alert is lost, the task's outcome is not changed
             from mlops.core.redact import redact
 
-            print(redact(f"alert {self.event}: webhook of connection {connection_id!r} failed: {error}"), flush=True)
+            print(redact(f"alert {event}: webhook of connection {connection_id!r} failed: {error}"), flush=True)
 
 
 class DriftNotifier(WebhookNotifier):
-    """On `announce_drift`'s success (it runs only for a drift verdict): the drifted signals and the report."""
+    """On `announce_drift`'s success (it runs for a drift verdict or a live quality breach): a `drift` alert with
+    the drifted signals and the report, and a `live_quality_breach` alert with the breach, each when it holds."""
 
     def __init__(self, project: str) -> None:
         super().__init__("drift", project)
 
-    def details(self, context: Any) -> dict[str, Any] | None:
+    def summary(self, context: Any) -> tuple[dict[str, Any], Path]:
         from mlops.orchestration.runs import monitoring_run_dir
 
         folder = monitoring_run_dir(Path(self.project or "."), context["run_id"])
         summary_path = folder / "summary.json"
-        summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+        return (json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}), folder
+
+    def details(self, context: Any) -> dict[str, Any] | None:
+        summary, folder = self.summary(context)
         if summary.get("status") != "drift":
             return None
         signals = summary.get("signals") or {}
         return {"drifted_signals": sorted(name for name, s in signals.items() if s.get("drifted")),
                 "scores": {name: s.get("score") for name, s in signals.items()},
-                "report": str(folder / "report.html"), "summary": str(summary_path)}
+                "report": str(folder / "report.html"), "summary": str(folder / "summary.json")}
+
+    def alerts(self, context: Any) -> list[tuple[str, dict[str, Any]]]:
+        found = super().alerts(context)
+        summary, folder = self.summary(context)
+        if summary.get("live_quality_breach"):
+            found.append(("live_quality_breach", {
+                "live_quality_breach": summary["live_quality_breach"],
+                "live_quality": (summary.get("live_quality") or {}).get(summary["live_quality_breach"].get(
+                    "model_version"), {}).get("window"),
+                "report": str(folder / "report.html"), "summary": str(folder / "summary.json")}))
+        return found
 
 
 class RejectedModelNotifier(WebhookNotifier):

@@ -215,6 +215,13 @@ def drift_status(summary: dict[str, Any]) -> str:
     return status
 
 
+def retrain_reasons(summary: dict[str, Any]) -> list[str]:
+    """Why a monitoring run should start a retraining: `drift` (the verdict), `live_quality_breach` (the labels
+    rule out that the serving version meets gate.min_accuracy), both or neither; two reasons, judged apart."""
+    reasons = ["drift"] if drift_status(summary) == "drift" else []
+    return reasons + (["live_quality_breach"] if summary.get("live_quality_breach") else [])
+
+
 def drifted_signals(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The signals that drifted, each with its score and threshold."""
     return {name: signal for name, signal in (summary.get("signals") or {}).items()
@@ -238,8 +245,15 @@ def record_trigger(project: Path, run_id: str, events: list[dict[str, Any]]) -> 
         source = extra.get("monitoring_run_id") or event.get("source_run_id") or "unknown run"
         drifted = ", ".join(extra.get("drifted") or []) or "not stated"
         report = extra.get("report") or "no report named"
+        breach = extra.get("live_quality_breach") or {}
+        if "drift" not in (extra.get("reasons") or ["drift"]):  # an event from before `reasons`: drift
+            say(f"configure: run {run_id} was started by a live quality breach in monitoring run {source} (asset "
+                f"{event.get('asset')}: {breach.get('reason', 'not stated')}): [monitoring report]({report})")
+            continue
         say(f"configure: run {run_id} was started by drift in monitoring run {source} (asset "
             f"{event.get('asset')}, drifted: {drifted}): [drift report]({report})")
+        if breach:
+            say(f"configure: monitoring run {source} also found a live quality breach: {breach.get('reason')}")
     return trigger
 
 

@@ -6,7 +6,12 @@
 - `mlops_drift_detected`, `mlops_drift_status{status}`, `mlops_drift_drifted_share`,
   `mlops_drift_signal_score{signal}`, `mlops_drift_signal_threshold{signal}`,
   `mlops_drift_signal_drifted{signal}`, `mlops_drift_last_run_timestamp_seconds`: the newest
-  monitoring run's verdict and per-signal scores (its summary.json), re-read every `refresh_s` seconds.
+  monitoring run's verdict and per-signal scores (its summary.json), re-read every `refresh_s` seconds;
+- `mlops_live_accuracy{model_version}`, `mlops_live_accuracy_upper{model_version}`,
+  `mlops_live_labelled{model_version}`, `mlops_live_quality_breach`: the same run's live quality (the
+  window's accuracy, the upper bound of its 95% interval and its trusted-label count, per model version;
+  accuracy is NaN while a version has too few labels for a figure), and 1 when that run found a breach.
+  Read from the summary, never computed on the request path: labels are joined and judged by `mlops monitor`.
 
 The monitoring runs are looked for under $MLOPS_PROJECT_DIR (`make serve` sets it; `bentoml serve <bento>`
 runs in the Bento's own folder, not the project), else the working directory.
@@ -70,6 +75,14 @@ class ModelMetrics:
                                       "Each signal's effective threshold (threshold or noise floor).", ("signal",))
         self.signal_drifted = gauge("mlops_drift_signal_drifted", "1 if the signal drifted, newest run.", ("signal",))
         self.last_run = gauge("mlops_drift_last_run_timestamp_seconds", "When the newest monitoring run wrote.")
+        self.live_accuracy = gauge("mlops_live_accuracy", "Accuracy of the served answers on trusted labels, "
+                                   "monitoring window, newest run (NaN: too few labels).", ("model_version",))
+        self.live_accuracy_upper = gauge("mlops_live_accuracy_upper", "Upper bound of the live accuracy's 95% "
+                                         "interval, newest run (NaN: too few labels).", ("model_version",))
+        self.live_labelled = gauge("mlops_live_labelled", "Trusted labels in the monitoring window, newest run.",
+                                   ("model_version",))
+        self.live_breach = gauge("mlops_live_quality_breach", "1 if the newest run found the serving version's "
+                                 "live accuracy below gate.min_accuracy, else 0.")
 
     def observe(self, answers: Iterable[dict[str, Any]]) -> None:
         """Count each answer by label and record its score, under the version that produced it (hot swap)."""
@@ -104,9 +117,22 @@ class ModelMetrics:
             effective = max(float(signal["threshold"]), float(signal.get("noise_floor") or 0.0))
             self.signal_threshold.labels(signal=name).set(effective)
             self.signal_drifted.labels(signal=name).set(1 if signal.get("drifted") else 0)
+        self.refresh_live(summary)
         self.last_run.set(stamp[1])
         self.seen = stamp
         return True
+
+    def refresh_live(self, summary: dict[str, Any]) -> None:
+        """The summary's live quality (`live_quality`, per model version) into the live gauges."""
+        nan = float("nan")
+        for version, figures in (summary.get("live_quality") or {}).items():
+            window = (figures or {}).get("window") or {}
+            measured = window.get("status") == "measured"
+            self.live_accuracy.labels(model_version=version).set(float(window["accuracy"]) if measured else nan)
+            self.live_accuracy_upper.labels(model_version=version).set(
+                float(window["accuracy_ci"][1]) if measured else nan)
+            self.live_labelled.labels(model_version=version).set(float(window.get("labelled") or 0))
+        self.live_breach.set(1 if summary.get("live_quality_breach") else 0)
 
     def start(self) -> ModelMetrics:
         """Refresh the drift gauges now and then every `refresh_s` seconds, in a daemon thread."""

@@ -30,6 +30,13 @@ headline, the six signals with their effective thresholds; mlops/ml/verdict_repo
 and report.json. Evidently writes the HTML report; every run
 is also archived in `monitor.history_dir` with an index page and a plot of
 the scores over time.
+
+Drift is not the only verdict: the labels that come back from production say
+how often the served answers were right (mlops/ml/live_quality.py). Each run
+writes that live quality per model version into summary.json and at the top
+of the report, and names a `live_quality_breach` when the serving version's
+accuracy is, beyond the labels' doubt, below `gate.min_accuracy`: a reason to
+retrain of its own, whatever the drift verdict.
 """
 
 from __future__ import annotations
@@ -42,11 +49,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlops.core.environment import feedback_dir, traffic_dir
 from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path, read_table, write_json
 from mlops.core.settings import MonitorSettings, Settings
 from mlops.ml.descriptors import DESCRIPTORS, describe
 from mlops.ml.drift import embedding_drift
+from mlops.ml.live_quality import assess, insert_section, render_table
+from mlops.ml.live_quality import describe as describe_live
 from mlops.serving.traffic import read_traffic
 
 SIGNALS = [*DESCRIPTORS, "prediction", "confidence", "embedding"]
@@ -71,12 +81,22 @@ def load_current(current: str, scored_test: Path, config: MonitorSettings) -> tu
     if not path.exists():
         raise MlopsError(f"monitor.current: not found: {current}")
     hours = f" of the last {config.window_hours:g} h" if config.window_hours else ""
-    if path.is_dir() or path.name.startswith("traffic-"):
+    if is_traffic_log(current):
         window = read_traffic(path, config.window_rows, config.window_hours)
         torn = window.attrs.get("torn_lines", 0)
         return window, (f"served traffic from {current}, newest {config.window_rows} rows{hours} at most"
                         + (f"; {torn} torn lines skipped" if torn else ""))
     return read_any(path).tail(config.window_rows), f"data file {current}"
+
+
+def is_traffic_log(current: str) -> bool:
+    path = Path(current)
+    return path.is_dir() or path.name.startswith("traffic-")
+
+
+def traffic_source(current: str) -> Path:
+    """The traffic log that batch labels' ids are looked up in: the one monitored, else the service's."""
+    return Path(current) if current != "test" and is_traffic_log(current) else traffic_dir()
 
 
 def one_model_version(frame: pd.DataFrame) -> tuple[pd.DataFrame, str | None, str]:
@@ -271,17 +291,21 @@ def run(settings: Settings, reference_path: Path, current: str | None, scored_te
                                "current": description + note, "baseline": baseline, "model_version": version,
                                "current_rows": len(window)}
     out_dir.mkdir(parents=True, exist_ok=True)
+    live = assess(settings, feedback_dir(), traffic_source(current or config.current), version)
+    live_section = render_table(live)
     if len(window) < config.min_rows:
         summary |= {"status": "insufficient_data", "drift": False, "min_rows": config.min_rows, "signals": {}}
         with atomic_path(out_dir / "report.html") as tmp:
             tmp.write_text(f"<!doctype html><title>Monitoring</title><p>No verdict: {len(window)} rows in the "
-                           f"current window, {config.min_rows} needed ({description}).</p>\n", encoding="utf-8")
+                           f"current window, {config.min_rows} needed ({description}).</p>\n" + live_section,
+                           encoding="utf-8")
     else:
         reference = signal_frame(read_table(reference_path), str(reference_path), model_dir)
         verdict, snapshot = compare(reference, signal_frame(window, description, model_dir), config)
         summary |= {"reference_rows": len(reference[0]), **verdict}
         with atomic_path(out_dir / "report.html") as tmp:
             snapshot.save_html(str(tmp))
+            tmp.write_text(insert_section(tmp.read_text(encoding="utf-8"), live_section), encoding="utf-8")
         with atomic_path(out_dir / "report.json") as tmp:  # the same report as data: what a test or a tool reads
             snapshot.save_json(str(tmp))
         if verdict["drift"]:  # the drifted window's texts that most need a label, for the next turn of the loop
@@ -289,10 +313,12 @@ def run(settings: Settings, reference_path: Path, current: str | None, scored_te
 
             queue_path, queued = write_queue(settings, window)
             summary["labelling_queue"] = {"path": str(queue_path.resolve()), "rows": queued}
+    summary |= live
     write_json(summary, out_dir / "summary.json")
     if history:
         archive(out_dir, Path(config.history_dir))
     print(f"monitor: {describe_verdict(summary)}; current = {summary['current']} -> {out_dir}")
+    print(f"monitor: live quality: {describe_live(live)}")
     if "labelling_queue" in summary:
         print(f"monitor: {summary['labelling_queue']['rows']} texts queued for labelling at "
               f"{summary['labelling_queue']['path']}")

@@ -96,3 +96,39 @@ def test_no_plot_without_a_judged_run(tmp_path):
 def test_rendering_leaves_no_temporary_files(history):
     render_history(history)
     assert sorted(p.name for p in history.iterdir() if p.is_file()) == ["drift_over_time.png", "index.html"]
+
+
+def live(accuracy, low, high, labelled):
+    return {"window": {"status": "measured", "labelled": labelled, "accuracy": accuracy, "accuracy_ci": [low, high]},
+            "cumulative": {"status": "measured", "labelled": labelled, "accuracy": accuracy,
+                           "accuracy_ci": [low, high]}}
+
+
+def test_live_accuracy_per_version_is_listed_and_plotted_and_a_breach_marked(history):
+    """Given two runs with live quality (one a breach of v2) beside runs without, then the index shows each
+    version's live accuracy, marks the breach, counts it, and plots live accuracy over time."""
+    archive(history, "20261130T130000Z", {
+        "created": "2026-11-30T13:00:00+00:00", "status": "no_drift", "drift": False, "current_rows": 500,
+        "signals": {"text_length": signal(0.05, 0.1, False)},
+        "live_quality": {"m:v1": live(0.9, 0.86, 0.93, 300),
+                         "m:v2": {"window": {"status": "insufficient_labels", "labelled": 12, "min_labels": 30,
+                                             "needed": 18}}},
+        "live_labels": {"min_accuracy": 0.8}})
+    archive(history, "20261130T140000Z", {
+        "created": "2026-11-30T14:00:00+00:00", "status": "no_drift", "drift": False, "current_rows": 500,
+        "signals": {"text_length": signal(0.05, 0.1, False)},
+        "live_quality": {"m:v2": live(0.5, 0.43, 0.57, 200)}, "live_labels": {"min_accuracy": 0.8},
+        "live_quality_breach": {"model_version": "m:v2", "accuracy": 0.5}})
+
+    page = render_history(history).read_text()
+
+    assert "Live quality breaches: 1." in page
+    assert "<span>m:v1: 0.900 [0.860, 0.930] n=300</span>" in page and "m:v2: 12 labels, 30 needed" in page
+    assert '&#9660; m:v2: 0.500 [0.430, 0.570] n=200</span>' in page
+    assert (history / "live_accuracy_over_time.png").read_bytes().startswith(PNG_MAGIC)
+    assert '<img src="live_accuracy_over_time.png"' in page
+
+
+def test_no_live_plot_without_measured_live_accuracy(history):
+    page = render_history(history).read_text()
+    assert not (history / "live_accuracy_over_time.png").exists() and "live_accuracy_over_time" not in page

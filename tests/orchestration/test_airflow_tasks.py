@@ -134,8 +134,47 @@ def test_announce_drift_sets_the_asset_events_extra(tmp_path):
     extra = announce_drift(str(tmp_path), run_id, outlet_events=events)
     assert events[DRIFT_ASSET].extra == extra == {
         "report": str(folder.resolve() / "report.html"), "summary": str(folder.resolve() / "summary.json"),
-        "drifted": ["confidence", "text_length"], "monitoring_run_id": run_id}
+        "drifted": ["confidence", "text_length"], "monitoring_run_id": run_id, "reasons": ["drift"]}
     assert Path(extra["report"]).is_absolute()
+
+
+BREACH = {"model_version": "text-classifier:v1", "labelled": 200, "accuracy": 0.5, "accuracy_ci": [0.4314, 0.5686],
+          "min_accuracy": 0.8, "reason": "live accuracy of text-classifier:v1 is 0.5 (95% CI 0.4314-0.5686, 200 "
+                                        "labels): even its upper bound is below gate.min_accuracy 0.8"}
+
+
+@pytest.mark.parametrize("status", ["no_drift", "insufficient_data", "drift"])
+def test_a_live_quality_breach_is_announced_whatever_the_drift_verdict(tmp_path, capsys, status):
+    """Given a monitoring summary with a live quality breach, when the branch and the announcement run, then the
+    breach lets the announcement through and its event carries the breach as a reason of its own."""
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    from mlops.orchestration.airflow_tasks import announce_drift, drift_detected
+
+    run_id = "scheduled__2026-11-22T11:00:00+00:00"
+    signals = SIGNALS if status != "insufficient_data" else {}
+    write_summary(tmp_path, run_id, {"status": status, "drift": status == "drift", "signals": signals,
+                                     "live_quality_breach": BREACH})
+    assert drift_detected(str(tmp_path), run_id) is True
+    out = capsys.readouterr().out
+    assert f"LIVE QUALITY BREACH: {BREACH['reason']}" in out and "nothing to do" not in out
+    events = OutletEventAccessors()
+    extra = announce_drift(str(tmp_path), run_id, outlet_events=events)
+    expected = ["drift", "live_quality_breach"] if status == "drift" else ["live_quality_breach"]
+    assert events[DRIFT_ASSET].extra == extra and extra["reasons"] == expected
+    assert extra["live_quality_breach"] == BREACH
+
+
+def test_a_run_started_by_a_breach_says_so(tmp_path, capsys):
+    from mlops.orchestration.runs import record_trigger
+
+    extra = {"report": "/p/reports/monitoring-runs/m3/report.html", "summary": "/p/m3/summary.json",
+             "drifted": [], "monitoring_run_id": "m3", "reasons": ["live_quality_breach"],
+             "live_quality_breach": BREACH}
+    record_trigger(tmp_path, "asset_triggered__x", [{"asset": DRIFT_ASSET.uri, "extra": extra}])
+    out = capsys.readouterr().out
+    assert "was started by a live quality breach in monitoring run m3" in out and BREACH["reason"] in out
+    assert "started by drift" not in out
 
 
 def fake_mlops(tmp_path: Path, body: str):

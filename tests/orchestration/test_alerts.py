@@ -1,4 +1,5 @@
-"""Alerts through Airflow notifiers: a loopback webhook receives one for a failed task, drift, a rejected model."""
+"""Alerts through Airflow notifiers: a loopback webhook receives one for a failed task, drift, a live quality breach,
+a rejected model."""
 
 from __future__ import annotations
 
@@ -68,6 +69,31 @@ def test_drift_alert_names_the_drifted_signals_and_the_report(receiver, tmp_path
     (folder / "summary.json").write_text(json.dumps({"status": "no_drift", "signals": signals}))
     DriftNotifier(str(tmp_path)).notify({"run_id": run_id})
     assert len(receiver) == 1  # no drift, no alert
+
+
+def test_a_live_quality_breach_alerts_on_its_own(receiver, tmp_path):
+    """Given a monitoring summary with no drift but a live quality breach, then one alert names the breach; with
+    drift too, the drift alert and the breach alert both go."""
+    run_id = "scheduled__2026-12-01T11:00:00+00:00"
+    folder = monitoring_run_dir(tmp_path, run_id)
+    folder.mkdir(parents=True)
+    breach = {"model_version": "m:v1", "accuracy": 0.5, "accuracy_ci": [0.4314, 0.5686], "min_accuracy": 0.8,
+              "reason": "live accuracy of m:v1 is 0.5 (95% CI 0.4314-0.5686, 200 labels): even its upper bound is "
+                        "below gate.min_accuracy 0.8"}
+    window = {"status": "measured", "labelled": 200, "accuracy": 0.5, "accuracy_ci": [0.4314, 0.5686]}
+    summary = {"status": "no_drift", "signals": {"embedding": {"score": 0.5, "drifted": False}},
+               "live_quality": {"m:v1": {"window": window}}, "live_quality_breach": breach}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    DriftNotifier(str(tmp_path)).notify({"run_id": run_id})
+    assert [r["body"]["event"] for r in receiver] == ["live_quality_breach"]
+    body = receiver[0]["body"]
+    assert body["text"] == f"[mlops] live quality breach: {breach['reason']} (monitoring run {run_id})"
+    assert body["live_quality"] == window and body["report"] == str(folder / "report.html")
+
+    (folder / "summary.json").write_text(json.dumps(summary | {"status": "drift", "signals": {
+        "embedding": {"score": 0.9, "drifted": True}}}))
+    DriftNotifier(str(tmp_path)).notify({"run_id": run_id})
+    assert [r["body"]["event"] for r in receiver[1:]] == ["drift", "live_quality_breach"]
 
 
 def test_rejected_model_alert_only_when_rejected(receiver, tmp_path):

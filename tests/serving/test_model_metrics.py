@@ -65,3 +65,36 @@ def test_drift_gauges_follow_the_newest_monitoring_run(tmp_path):
     run.write_text("{not json")
     os.utime(run, (later + 5, later + 5))
     assert metrics.refresh_drift() is False and "mlops_drift_detected 1.0" in exposition(registry)  # kept
+
+
+def test_live_quality_gauges_come_from_the_summary(tmp_path):
+    """Given a monitoring summary with live quality for two versions (one measured and in breach, one with too
+    few labels), then /metrics shows each version's live accuracy, its upper bound and its label count."""
+    registry = CollectorRegistry()
+    metrics = ModelMetrics("text-classifier:v2", "fp32", project=tmp_path, registry=registry)
+    stage = tmp_path / "reports/monitoring/summary.json"
+    stage.parent.mkdir(parents=True)
+    live = {"text-classifier:v2": {"serving": True, "window": {
+                "status": "measured", "labelled": 200, "correct": 100, "accuracy": 0.5,
+                "accuracy_ci": [0.4314, 0.5686]}},
+            "text-classifier:v1": {"serving": False, "window": {
+                "status": "insufficient_labels", "labelled": 12, "min_labels": 30, "needed": 18}}}
+    stage.write_text(json.dumps(summary("no_drift", {"embedding": 0.5}) | {
+        "live_quality": live, "live_quality_breach": {"model_version": "text-classifier:v2"}}))
+    assert metrics.refresh_drift() is True
+    text = exposition(registry)
+    assert 'mlops_live_accuracy{model_version="text-classifier:v2"} 0.5' in text
+    assert 'mlops_live_accuracy_upper{model_version="text-classifier:v2"} 0.5686' in text
+    assert 'mlops_live_labelled{model_version="text-classifier:v2"} 200.0' in text
+    assert 'mlops_live_labelled{model_version="text-classifier:v1"} 12.0' in text
+    assert 'mlops_live_accuracy{model_version="text-classifier:v1"} NaN' in text
+    assert "mlops_live_quality_breach 1.0" in text
+
+    later = time.time() + 5
+    live["text-classifier:v2"]["window"] |= {"correct": 190, "accuracy": 0.95, "accuracy_ci": [0.91, 0.97]}
+    stage.write_text(json.dumps(summary("no_drift", {"embedding": 0.5}) | {"live_quality": live}))
+    os.utime(stage, (later, later))
+    assert metrics.refresh_drift() is True
+    text = exposition(registry)
+    assert 'mlops_live_accuracy{model_version="text-classifier:v2"} 0.95' in text
+    assert "mlops_live_quality_breach 0.0" in text

@@ -219,3 +219,96 @@ def test_hashed_traffic_keeps_no_text_and_still_monitors(tmp_path, monkeypatch, 
                           tmp_path / "unused.parquet", tmp_path / "out", history=False)
     assert summary["status"] == "no_drift", summary  # the same rows, through hashes and descriptors
     assert os.environ["TEST_SALT"] not in raw
+
+
+LIVE_LABELS = ["billing", "delivery", "technical", "account", "feedback"]
+
+
+@pytest.fixture
+def live_project(tmp_path, repo_params, monkeypatch):
+    """A project whose service answered: its traffic log, feedback folder and a private BentoML home."""
+    from mlops.core.settings import parse_settings
+
+    repo_params["validate"]["labels"] = LIVE_LABELS
+    monkeypatch.setenv("MLOPS_FEEDBACK_DIR", str(tmp_path / "logs" / "feedback"))
+    monkeypatch.setenv("MLOPS_TRAFFIC_DIR", str(tmp_path / "logs" / "traffic"))
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / ".bentoml"))  # no registered version: the given reference
+    monkeypatch.chdir(tmp_path)
+    return tmp_path, parse_settings(repo_params)
+
+
+def served_texts(count, seed):
+    labels = [LIVE_LABELS[i % len(LIVE_LABELS)] for i in range(count)]
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"text": [f"my {label} question number {i}, please help." + " Thanks!" * (i % 3)
+                                  for i, label in enumerate(labels)],
+                         "prediction": labels, "confidence": rng.uniform(0.8, 1.0, count),
+                         "embedding": list(rng.normal(size=(count, 8)).astype(np.float32))})
+
+
+def serve_and_label(project, count, right):
+    """`count` answers served with their predictions and embeddings (as the service logs them), then a labeller's
+    labels (`right` of them agreeing) and a client's suggestions agreeing with every answer."""
+    import json as json_
+
+    from mlops.serving.credentials import Identity
+    from mlops.serving.feedback import record_feedback
+    from mlops.serving.traffic import new_ids
+
+    frame, ids = served_texts(count, seed=2), new_ids(count)
+    TrafficLog(project / "logs" / "traffic").append(
+        frame["text"].tolist(), [{"id": i, "label": row.prediction, "score": row.confidence,
+                                  "model_version": "text-classifier:v1"} for i, row in zip(ids, frame.itertuples(),
+                                                                                            strict=True)],
+        2.0, embeddings=frame["embedding"].tolist())
+    wrong = {label: LIVE_LABELS[(LIVE_LABELS.index(label) + 1) % len(LIVE_LABELS)] for label in LIVE_LABELS}
+    labels = [p if n < right else wrong[p] for n, p in enumerate(frame["prediction"])]
+    for identity, given in ((Identity("alice", "labeller"), labels),
+                            (Identity("shop-frontend", "client"), frame["prediction"].tolist())):
+        body = json_.dumps([{"id": i, "label": label} for i, label in zip(ids, given, strict=True)]).encode()
+        record_feedback(body, LIVE_LABELS, 256, identity=identity)
+
+
+def test_monitor_reports_live_quality_and_its_breach(live_project, capsys):
+    """Given 200 served answers, 100 labelled right and 100 wrong by a labeller, and a client's suggestions that
+    all are right, when `mlops monitor` runs on the traffic, then summary.json's live quality shows accuracy 0.5
+    for the serving version with its interval and a breach of gate.min_accuracy; the report and the history
+    show it."""
+    from mlops.core.stats import wilson_interval
+
+    project, settings = live_project
+    served_texts(300, seed=1).to_parquet(project / "reference.parquet")
+    serve_and_label(project, 200, right=100)
+
+    monitor.run(settings, project / "reference.parquet", str(project / "logs" / "traffic"),
+                project / "unused.parquet", project / "out")
+
+    summary = json.loads((project / "out" / "summary.json").read_text())
+    assert summary["status"] in ("drift", "no_drift") and summary["model_version"] == "text-classifier:v1"
+    window = summary["live_quality"]["text-classifier:v1"]["window"]
+    low, high = wilson_interval(100, 200)
+    assert window["accuracy"] == 0.5 and window["labelled"] == 200
+    assert window["accuracy_ci"] == [round(low, 4), round(high, 4)]
+    assert summary["live_labels"]["suggestions_ignored"] == 200 and summary["live_labels"]["trusted"] == 200
+    breach = summary["live_quality_breach"]
+    assert breach["model_version"] == "text-classifier:v1" and breach["accuracy_ci"][1] < settings.gate.min_accuracy
+    assert "LIVE QUALITY BREACH" in capsys.readouterr().out
+    report = (project / "out" / "report.html").read_text()
+    assert report.index("<body") < report.index('<section id="live-quality"') and "LIVE QUALITY BREACH" in report
+    index = (project / settings.monitor.history_dir / "index.html").read_text()
+    assert "&#9660; text-classifier:v1: 0.500" in index
+    assert (project / settings.monitor.history_dir / "live_accuracy_over_time.png").is_file()
+
+
+def test_monitor_without_enough_labels_says_how_many_it_needs(live_project, capsys):
+    project, settings = live_project
+    serve_and_label(project, 20, right=0)  # fewer rows than min_rows too: no drift verdict either
+
+    summary = monitor.run(settings, project / "reference.parquet", str(project / "logs" / "traffic"),
+                          project / "unused.parquet", project / "out", history=False)
+
+    assert summary["status"] == "insufficient_data" and "live_quality_breach" not in summary
+    window = summary["live_quality"]["text-classifier:v1"]["window"]
+    assert (window["status"], window["labelled"], window["needed"]) == ("insufficient_labels", 20, 10)
+    assert "text-classifier:v1 (serving): 20 labels, 30 needed (10 more): no verdict" in capsys.readouterr().out
+    assert "20 labels, 30 needed (10 more)" in (project / "out" / "report.html").read_text()

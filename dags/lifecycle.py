@@ -1,7 +1,9 @@
 """The lifecycle DAG: the stages of dvc.yaml, run by Airflow, with trigger parameters.
 
 Tasks and their order are read from dvc.yaml when the file is parsed, never
-written out a second time here. Each stage task runs `dvc repro --single-item
+written out a second time here, and never from a value in params.yaml: a run's
+trigger parameters change that file, and the DAG (its graph, docs and trigger
+form) must stay one DAG version whatever it holds. Each stage task runs `dvc repro --single-item
 <stage>` in the project, so DVC still decides whether the stage is stale,
 caches its outputs and records dvc.lock, exactly as `dvc repro` on a laptop.
 
@@ -52,15 +54,13 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-import yaml
 from airflow.providers.standard.operators.python import PythonOperator, ShortCircuitOperator
 from airflow.sdk import DAG, Param
 
 PROJECT = Path(os.environ.get("MLOPS_PROJECT_DIR", Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(PROJECT))
 
-from mlops.core.dotted import get_dotted  # noqa: E402
-from mlops.core.pipeline import load_stages, stage_path  # noqa: E402
+from mlops.core.pipeline import load_stage_graph, stage_path  # noqa: E402
 from mlops.orchestration.airflow_tasks import (  # noqa: E402
     PromoteOperator,
     StageOperator,
@@ -83,7 +83,8 @@ PACKAGE = "package"  # builds the candidate; `promote` follows it
 
 
 def trigger_params() -> dict[str, Param]:
-    current = yaml.safe_load((PROJECT / "params.yaml").read_text(encoding="utf-8")) or {}
+    """The trigger form, from TRIGGER_PARAMS alone: a value read from params.yaml here would make a new DAG
+    version whenever a run changes that file (`configure` prints the values a run starts from)."""
     params = {}
     for name, (key, schema, help_text) in TRIGGER_PARAMS.items():
         nullable = {**schema, "type": ["null", schema["type"]]}
@@ -92,8 +93,7 @@ def trigger_params() -> dict[str, Param]:
         params[name] = Param(
             None, **nullable,
             title=name.replace("_", " "),
-            description=f"{help_text} `{key}` in params.yaml; empty keeps it "
-                        f"(now: {get_dotted(current, key, None)!r}).",
+            description=f"{help_text} Sets {key} in params.yaml for this run; empty keeps the value there.",
         )
     return params
 
@@ -132,7 +132,7 @@ with DAG(
         execution_timeout=timedelta(minutes=5), trigger_rule="none_failed_min_one_success",
         doc_md="Write this run's record under reports/runs/<run id>/ (`mlops.orchestration.runs.record`).",
     )
-    stages = load_stages(PROJECT)
+    stages = load_stage_graph(PROJECT)
     tasks = {}
     for stage in stages:
         tasks[stage.name] = StageOperator(

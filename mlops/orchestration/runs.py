@@ -162,7 +162,21 @@ def configure(project: Path, run_id: str, values: dict[str, Any], conf_keys: lis
     write_text(folder / "overrides.json", json.dumps(overrides, indent=2) + "\n")
     shown = ", ".join(f"{key}={value!r}" for key, value in overrides.items()) or "none (params.yaml as it is)"
     say(f"configure: run {run_id}: overrides {shown}; validated; record in {folder.relative_to(project)}")
+    say(f"configure: the trigger parameters this run uses: {trigger_values(yaml.safe_load(text), overrides)}")
     return overrides
+
+
+def trigger_values(params: dict[str, Any], overrides: dict[str, Any]) -> str:
+    """Each trigger parameter's value in the run's params, and where it came from: the values the trigger form
+    cannot show (its schema must not change with params.yaml, or every run would make a new DAG version)."""
+    from mlops.core.dotted import get_dotted
+
+    shown = []
+    for name, (key, _, _) in TRIGGER_PARAMS.items():
+        value = get_dotted(params, key, None)
+        origin = "given" if key in overrides else "params.yaml"
+        shown.append(f"{name}={'not set' if value is None else repr(value)} ({key}, {origin})")
+    return "; ".join(shown)
 
 
 def check_run_sources(project: Path, text: str) -> None:

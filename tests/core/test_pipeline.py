@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from mlops.core.errors import MlopsError
-from mlops.core.pipeline import load_stages
+from mlops.core.pipeline import load_stage_graph, load_stages
 from tests.helpers import ROOT, project_env
 
 STAGES = ["generate", "ingest", "validate", "split", "train", "distill", "optimize", "evaluate", "gate", "package",
@@ -25,6 +25,20 @@ def test_stage_graph_from_dvc_yaml():
     assert set(stages["distill"].upstream) == {"split", "train"}
     assert set(stages["optimize"].upstream) == {"train", "distill"}
     assert "data/generated/corpus.csv" in stages["ingest"].deps
+
+
+def test_stage_graph_for_the_dag_reads_no_parameter_values(tmp_path):
+    # given dvc.yaml alone: no params.yaml to resolve ${data.source.path} or ${evaluate.behaviour_suite} with
+    (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
+    stages = {stage.name: stage for stage in load_stage_graph(tmp_path)}
+    resolved = {stage.name: stage for stage in load_stages(ROOT)}
+    # then the graph has every stage, commands as written, and a templated dep waits for every earlier stage
+    assert list(stages) == STAGES
+    assert stages["ingest"].upstream == ("generate",)
+    assert set(stages["evaluate"].upstream) == set(STAGES[:STAGES.index("evaluate")])
+    for name, stage in stages.items():  # at least the edges the current values give
+        assert set(resolved[name].upstream) <= set(stage.upstream), name
+        assert stage.cmd == resolved[name].cmd  # no template in a command today
 
 
 def test_every_stage_is_a_cli_subcommand():
@@ -57,7 +71,7 @@ def test_dag_imports_without_errors_and_mirrors_dvc_yaml(tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["errors"] == {}
     assert report["max_active_runs"] == 1
-    stages = load_stages(ROOT)
+    stages = load_stage_graph(ROOT)
     # A stage after the gate waits for the `gate_decision` branch instead of the gate itself.
     expected = {stage.name: sorted(u if u != "gate" else "gate_decision" for u in stage.upstream) or ["configure"]
                 for stage in stages}

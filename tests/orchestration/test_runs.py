@@ -79,6 +79,17 @@ def test_configure_then_record_keep_the_run_apart(project):
         configure(project, "other", {"min_accuracy": 2})
 
 
+def test_configure_logs_the_value_of_every_trigger_parameter(project, repo_params, capsys):
+    # given a trigger that sets epochs only
+    configure(project, "manual__1", {"epochs": 3}, conf_keys=["epochs"])
+    # then the log shows what the trigger form does not: each value the run uses, and where it came from
+    line = next(line for line in capsys.readouterr().out.splitlines() if "trigger parameters this run uses" in line)
+    assert "epochs=3 (train.epochs, given)" in line
+    assert f"seed={repo_params['seed']!r} (seed, params.yaml)" in line
+    assert "max_train_samples=not set (train.max_train_samples, params.yaml)" in line
+    assert all(f"{name}=" in line for name in TRIGGER_PARAMS)
+
+
 def test_failure_summary_is_one_paragraph_naming_task_and_cause(project):
     context = {
         "run_id": "r1", "ti": SimpleNamespace(task_id="validate", try_number=3),

@@ -31,6 +31,7 @@ class Stage:
     upstream: tuple[str, ...]
     # outs with `cache: false`: git, not the DVC cache, carries them (a share-nothing worker commits them)
     uncached: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()  # the params.yaml keys dvc.yaml lists for the stage (load_stage_graph only)
 
 
 def lookup(params: dict[str, Any], dotted: str) -> Any:
@@ -137,7 +138,9 @@ def load_stage_graph(project: Path) -> list[Stage]:
                 (TEMPLATE.search(dep) and other in earlier)
                 or any(not TEMPLATE.search(out) and inside(dep, out) for out in outs) for dep in deps)
         )
-        stages.append(Stage(name, " ".join(str(body["cmd"]).split()), deps, produced[name], upstream))
+        params = tuple(str(entry if isinstance(entry, str) else next(iter(entry)))
+                       for entry in body.get("params") or [])
+        stages.append(Stage(name, " ".join(str(body["cmd"]).split()), deps, produced[name], upstream, params=params))
     return stages
 
 

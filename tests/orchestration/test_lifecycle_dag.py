@@ -57,3 +57,75 @@ def test_changing_params_yaml_makes_no_new_dag_version(tmp_path, repo_params):
     assert after["doc_md"] == before["doc_md"] and after["task_docs"] == before["task_docs"]
     assert after["edges"] == before["edges"]
     assert after["hash"] == before["hash"]
+
+
+DOCS_PROBE = """
+import json
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag('dags')
+print(json.dumps({'errors': {k: str(v) for k, v in bag.import_errors.items()},
+                  'dags': {dag_id: {'doc_md': dag.doc_md, 'tasks': {t.task_id: t.doc_md for t in dag.tasks},
+                                    'params': {name: dag.params.get_param(name).dump() for name in dag.params}}
+                           for dag_id, dag in bag.dags.items()}}, default=str))
+"""
+
+
+def all_dags(tmp_path: Path) -> dict:
+    env = project_env(ROOT) | {"AIRFLOW_HOME": str(tmp_path / "airflow-home")}
+    result = subprocess.run([sys.executable, "-c", DOCS_PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["errors"] == {}
+    return report["dags"]
+
+
+def rendered_words(markdown_text: str) -> set[str]:
+    """The words a reader sees once the Markdown is rendered: text and code, not tags (nor what a tag swallowed)."""
+    import re
+    from html.parser import HTMLParser
+
+    import markdown
+
+    seen: list[str] = []
+
+    class Text(HTMLParser):
+        def handle_data(self, data: str) -> None:
+            seen.append(data)
+
+    parser = Text(convert_charrefs=True)
+    parser.feed(markdown.markdown(markdown_text))
+    return set(re.findall(r"\w+", " ".join(seen)))
+
+
+def test_every_dag_and_task_doc_renders_every_word(tmp_path):
+    import re
+
+    dags = all_dags(tmp_path)
+    assert {"lifecycle", "monitoring", "batch_predict"} <= set(dags)
+    for dag_id, dag in dags.items():
+        docs = {f"{dag_id} (DAG)": dag["doc_md"], **{f"{dag_id}.{task}": doc for task, doc in dag["tasks"].items()}}
+        for where, doc in docs.items():
+            assert doc and doc.strip(), f"{where} has no doc_md"
+            lost = set(re.findall(r"\w+", doc)) - rendered_words(doc)
+            assert not lost, f"{where}: rendering loses {sorted(lost)}"
+
+
+def test_task_docs_say_what_a_stage_reads_writes_and_when_it_is_skipped(tmp_path):
+    tasks = all_dags(tmp_path)["lifecycle"]["tasks"]
+    assert "models/candidate" in tasks["train"] and "data/split/train.parquet" in tasks["train"]
+    assert all("**Reads**" in tasks[stage] and "**Writes**" in tasks[stage] for stage in ("ingest", "train", "gate"))
+    assert "distill.enabled" in tasks["distill"]
+    assert all("**Skipped**" in doc for doc in tasks.values())
+
+
+def test_trigger_forms_speak_plain_text(tmp_path):
+    for dag_id, dag in all_dags(tmp_path).items():
+        for name, param in dag["params"].items():
+            description, schema = param["description"] or "", param["schema"]
+            assert "`" not in description, f"{dag_id}.{name}: Markdown in a plain-text description"
+            assert "None" not in description and "(now" not in description, f"{dag_id}.{name}: {description}"
+            shown = schema.get("values_display") or {}
+            for choice in schema.get("enum") or []:
+                label = shown.get("null" if choice is None else str(choice), "null" if choice is None else choice)
+                assert label not in ("null", "None"), f"{dag_id}.{name} offers {label!r}"

@@ -55,12 +55,12 @@ from datetime import timedelta
 from pathlib import Path
 
 from airflow.providers.standard.operators.python import PythonOperator, ShortCircuitOperator
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Param, TaskGroup
 
 PROJECT = Path(os.environ.get("MLOPS_PROJECT_DIR", Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(PROJECT))
 
-from mlops.core.pipeline import load_stage_graph, stage_path  # noqa: E402
+from mlops.core.pipeline import load_stage_graph, reduced_upstream, stage_path  # noqa: E402
 from mlops.orchestration.airflow_tasks import (  # noqa: E402
     PromoteOperator,
     StageOperator,
@@ -74,7 +74,7 @@ from mlops.orchestration.airflow_tasks import (  # noqa: E402
 from mlops.orchestration.alerts import RejectedModelNotifier, WebhookNotifier  # noqa: E402
 from mlops.orchestration.approval import PromotionApproval  # noqa: E402
 from mlops.orchestration.assets import DRIFT_ASSET  # noqa: E402
-from mlops.orchestration.runs import GPU_STAGES, TRIGGER_PARAMS  # noqa: E402
+from mlops.orchestration.runs import GPU_STAGES, SWITCHES, TRIGGER_PARAMS  # noqa: E402
 from mlops.orchestration.task_docs import stage_doc  # noqa: E402
 
 GPU_QUEUE = os.environ.get("MLOPS_GPU_QUEUE", "gpu")
@@ -82,6 +82,16 @@ TIMEOUTS = {"train": timedelta(hours=8), "distill": timedelta(hours=8)}  # every
 GATE = "gate"  # stages after the gate run only if it accepted (its decision: the gate command's --out)
 PACKAGE = "package"  # builds the candidate; `promote` follows it
 KEEP = "as params.yaml says"  # what an empty trigger field means
+# The graph's task groups (prefix_group_id=False: task ids stay as they are; a group id may not be a task's, hence
+# "monitoring"); a stage dvc.yaml adds later and no group names stands on its own
+GROUPS = {
+    "data": ("Generate, ingest, validate and split the labelled data", ("generate", "ingest", "validate", "split")),
+    "model": ("Train the candidate, distill a student, build the serving variants, evaluate",
+              ("train", "distill", "optimize", "evaluate")),
+    "release": ("The gate's decision, packaging, a person's approval, promotion",
+                ("gate", "gate_decision", "package", "approve", "promote")),
+    "monitoring": ("Drift of the candidate's scored data against the reference", ("monitor",)),
+}
 
 
 def trigger_params() -> dict[str, Param]:
@@ -141,17 +151,24 @@ with DAG(
                "`reports/runs/<run id>/run.json` and copies of those files.\n\n**Skipped** only when every "
                "task before it was skipped.",
     )
+    groups = {name: TaskGroup(name, tooltip=tooltip, prefix_group_id=False)  # task ids stay the stages' names
+              for name, (tooltip, _) in GROUPS.items()}
+    group_of = {task: groups[name] for name, (_, members) in GROUPS.items() for task in members}
     stages = load_stage_graph(PROJECT)
+    upstream_of = reduced_upstream(stages)  # only the edges that order something: the graph stays readable
     tasks = {}
     for stage in stages:
         tasks[stage.name] = StageOperator(
-            task_id=stage.name, stage=stage.name, project=str(PROJECT), env=env,
+            task_id=stage.name, stage=stage.name, project=str(PROJECT), env=env, switch=SWITCHES.get(stage.name),
             **({"queue": GPU_QUEUE} if stage.name in GPU_STAGES else {}),
+            **({"task_group": group_of[stage.name]} if stage.name in group_of else {}),
+            # after a stage its params switch off (skipped, its marker written), the next one still runs
+            **({"trigger_rule": "none_failed"} if set(upstream_of[stage.name]) & set(SWITCHES) else {}),
             execution_timeout=TIMEOUTS.get(stage.name, timedelta(hours=1)),
             doc_md=stage_doc(stage),
         )
     gate_decision = ShortCircuitOperator(
-        task_id="gate_decision", python_callable=gate_passed, retries=0,
+        task_id="gate_decision", python_callable=gate_passed, retries=0, task_group=group_of["gate_decision"],
         op_kwargs={"project": str(PROJECT), "decision": str(stage_path(PROJECT, GATE, "out"))},
         ignore_downstream_trigger_rules=False,
         on_success_callback=RejectedModelNotifier(str(PROJECT), str(stage_path(PROJECT, GATE, "out"))),
@@ -160,7 +177,7 @@ with DAG(
                f"**Skipped** never; it skips `package`, `approve` and `promote` for a rejected model.",
     )
     for stage in stages:
-        for upstream in stage.upstream:
+        for upstream in upstream_of[stage.name]:
             if upstream == GATE:
                 tasks[GATE] >> gate_decision >> tasks[stage.name]
             else:
@@ -169,6 +186,7 @@ with DAG(
             configure_task >> tasks[stage.name]
     approve_task = PromotionApproval(
         task_id="approve", project=str(PROJECT), retries=0, execution_timeout=timedelta(minutes=10),
+        task_group=group_of["approve"],
         decision=str(stage_path(PROJECT, GATE, "out")), card=str(stage_path(PROJECT, GATE, "card")),
         package=str(stage_path(PROJECT, PACKAGE, "out")),
         doc_md="`promote.approval: human`: wait for a person's Approve (promote runs) or Reject (it is skipped; "
@@ -182,7 +200,7 @@ with DAG(
     # promote itself; a rejected gate skips package, approve and so promote.
     promote_task = PromoteOperator(
         task_id="promote", project=str(PROJECT), env=env, retries=0, execution_timeout=timedelta(minutes=30),
-        trigger_rule="none_failed_min_one_success",
+        trigger_rule="none_failed_min_one_success", task_group=group_of["promote"],
         doc_md="`mlops promote`: start the candidate Bento, check it, make it champion "
                "(`mlops.serving.promotion`).\n\n**Reads** package's result and the scored test split.\n\n"
                "**Writes** `reports/promotion.json` and the registry's champion.\n\n**Skipped** when the gate "

@@ -144,6 +144,28 @@ def load_stage_graph(project: Path) -> list[Stage]:
     return stages
 
 
+def reduced_upstream(stages: list[Stage]) -> dict[str, tuple[str, ...]]:
+    """Each stage's upstream stages less those another of them already waits for (the transitive reduction).
+
+    `train -> package` orders nothing that `train -> ... -> gate -> package`
+    does not: drawn, such edges only hide the order. The reduction keeps every
+    ordering, so a task still starts only after all the stages it reads from.
+    """
+    upstream = {stage.name: set(stage.upstream) for stage in stages}
+    ancestors: dict[str, set[str]] = {}
+
+    def ancestors_of(name: str) -> set[str]:
+        if name not in ancestors:
+            ancestors[name] = set()
+            for parent in upstream[name]:
+                ancestors[name] |= {parent} | ancestors_of(parent)
+        return ancestors[name]
+
+    return {stage.name: tuple(parent for parent in stage.upstream
+                              if not any(parent in ancestors_of(other) for other in upstream[stage.name] - {parent}))
+            for stage in stages}
+
+
 SHIPPED = Path(__file__).resolve().parents[2] / "dvc.yaml"  # the lifecycle this code came with
 
 

@@ -136,17 +136,23 @@ class CommandOperator(BaseOperator):
 
 
 class StageOperator(CommandOperator):
+    """`dvc repro --single-item <stage>`; with `switch` (a boolean params.yaml key), a stage the run's params
+    turn off still runs (it writes the marker the next stage reads), then its task ends as skipped, saying why."""
+
     ui_color = "#945dd6"
 
-    def __init__(self, *, stage: str, project: str, env: dict[str, str], **kwargs: Any) -> None:
+    def __init__(self, *, stage: str, project: str, env: dict[str, str], switch: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(project=project, env=env, **kwargs)
         self.stage = stage
+        self.switch = switch
 
     def execute(self, context: Any) -> None:
         if isolated():
             return self.execute_isolated(context["run_id"])
         result = self.run_command(["dvc", "repro", "--single-item", self.stage])
         self.check(result)
+        self.skip_if_switched_off(Path(self.project))
 
     def execute_isolated(self, run_id: str) -> None:
         """The stage in a directory of its own: its deps pulled, `dvc repro`, its outputs and lock entry pushed."""
@@ -157,7 +163,25 @@ class StageOperator(CommandOperator):
         self.check(self.run_command(workspace.stage_command(self.stage), cwd=space.path, extra_env=space.env))
         with remote_failures():
             workspace.publish_stage(space, self.stage)
-        workspace.finish(space)
+        try:
+            self.skip_if_switched_off(space.path)
+        finally:
+            workspace.finish(space)
+
+    def skip_if_switched_off(self, where: Path) -> None:
+        """Skipped, the reason in the log, when the run's params.yaml (in `where`) sets `switch` false."""
+        if self.switch is None:
+            return
+        import yaml
+
+        from mlops.core.dotted import get_dotted
+
+        params = yaml.safe_load((where / "params.yaml").read_text(encoding="utf-8")) or {}
+        if get_dotted(params, self.switch, True) is False:
+            reason = (f"{self.stage}: {self.switch} is false in this run's params: the stage wrote its marker "
+                      f"only, and the stages after it go on without it")
+            print(reason, flush=True)
+            raise AirflowSkipException(reason)
 
     def check(self, result: CommandResult) -> None:
         if result.code == 0:

@@ -71,6 +71,9 @@ TRIGGER_PARAMS: dict[str, tuple[str, dict[str, Any], str]] = {
 
 # The stages that train a model: the lifecycle DAG sends them to the gpu queue
 GPU_STAGES = frozenset({"train", "distill"})
+# Stages a params.yaml switch turns off (stage -> its boolean key): the stage still runs (it writes a marker the
+# next stage reads), then its task ends as skipped, the reason in its log; decided per run, not when parsed.
+SWITCHES = {"distill": "distill.enabled"}
 RUNS_DIR = Path("reports/runs")
 PARAMS_KEPT = RUNS_DIR / "params.before-run.yaml"  # params.yaml's bytes while a run's overrides are applied
 MONITORING_RUNS_DIR = Path("reports/monitoring-runs")  # one folder per run of the monitoring DAG

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.helpers import ROOT, project_env
@@ -129,3 +130,60 @@ def test_trigger_forms_speak_plain_text(tmp_path):
             for choice in schema.get("enum") or []:
                 label = shown.get("null" if choice is None else str(choice), "null" if choice is None else choice)
                 assert label not in ("null", "None"), f"{dag_id}.{name} offers {label!r}"
+
+
+GRAPH_PROBE = """
+import json
+from airflow.dag_processing.dagbag import DagBag
+dag = DagBag('dags').dags['lifecycle']
+print(json.dumps({'groups': {t.task_id: t.task_group.group_id for t in dag.tasks},
+                  'rules': {t.task_id: str(t.trigger_rule.value) for t in dag.tasks},
+                  'switches': {t.task_id: getattr(t, 'switch', None) for t in dag.tasks}}))
+"""
+
+
+def test_the_graph_is_drawn_in_task_groups_with_unprefixed_ids(tmp_path):
+    env = project_env(ROOT) | {"AIRFLOW_HOME": str(tmp_path / "airflow-home")}
+    result = subprocess.run([sys.executable, "-c", GRAPH_PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    groups = report["groups"]
+    assert {task: groups[task] for task in ("generate", "ingest", "validate", "split")} == dict.fromkeys(
+        ("generate", "ingest", "validate", "split"), "data")
+    assert {groups[task] for task in ("train", "distill", "optimize", "evaluate")} == {"model"}
+    assert {groups[task] for task in ("gate", "gate_decision", "package", "approve", "promote")} == {"release"}
+    assert groups["monitor"] == "monitoring"
+    assert {groups[task] for task in ("configure", "record", "restore_params")} == {None}
+    # distill is switched off at run time; optimize, after it, runs when it was skipped
+    assert report["switches"]["distill"] == "distill.enabled" and report["rules"]["optimize"] == "none_failed"
+    assert report["rules"]["train"] == "all_success"
+
+
+def switchable_stage(tmp_path: Path, enabled: bool):
+    from mlops.orchestration.airflow_tasks import StageOperator
+
+    project = tmp_path / f"enabled-{enabled}"
+    (project / "bin").mkdir(parents=True)
+    (project / "params.yaml").write_text(yaml.safe_dump({"distill": {"enabled": enabled}}))
+    script = project / "bin" / "dvc"
+    script.write_text("#!/usr/bin/env bash\necho \"distill: $*\" > ran.txt\n")
+    script.chmod(0o755)
+    return project, StageOperator(task_id="distill", stage="distill", project=str(project), switch="distill.enabled",
+                                  env={"PATH": f"{project / 'bin'}:/usr/bin:/bin"})
+
+
+def test_a_stage_switched_off_by_the_runs_params_runs_then_ends_skipped(tmp_path, capsys):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    # given distill.enabled false in the run's params.yaml
+    project, operator = switchable_stage(tmp_path, enabled=False)
+    # when its task runs, then the stage still ran (its marker is what optimize reads) and the task is skipped
+    with pytest.raises(AirflowSkipException, match="distill.enabled is false"):
+        operator.execute({})
+    assert (project / "ran.txt").is_file()
+    assert "distill: distill.enabled is false in this run's params" in capsys.readouterr().out
+    # and switched on, it just succeeds
+    project, operator = switchable_stage(tmp_path, enabled=True)
+    operator.execute({})
+    assert (project / "ran.txt").is_file()

@@ -225,6 +225,33 @@ def test_stage_streams_output_and_fails_without_retry_on_a_user_error(tmp_path, 
     assert not isinstance(caught.value, AirflowFailException)
 
 
+DVC_RAN = r"""echo "Running stage 'train':"; echo "> mlops train"; echo 'train: 10 rows, macro-F1 0.9'; echo
+echo 'Updating lock file '"'"'dvc.lock'"'"''; echo; echo 'To track the changes with git, run:'; echo
+printf '\tgit add dvc.lock plots/.gitignore\n'; echo; echo 'To enable auto staging, run:'; echo
+printf '\tdvc config core.autostage true\n'; echo 'Use `dvc push` to send your updates to remote storage.'"""
+
+
+def test_a_stage_log_ends_with_one_summary_line_not_dvcs_advice(tmp_path, capsys):
+    # given a stage that DVC ran, followed by DVC's git and push advice
+    stage_operator(tmp_path, "ran", DVC_RAN).execute({})
+    out = capsys.readouterr().out
+    # then the stage's output is there, the advice is not, and the log ends with one line saying how it went
+    assert "train: 10 rows, macro-F1 0.9" in out and "Running stage 'train'" in out
+    assert "git add" not in out and "autostage" not in out and "dvc push" not in out
+    assert out.strip().splitlines()[-1].startswith("train: ran in ")
+    # and a stage DVC found up to date says so
+    stage_operator(tmp_path, "unchanged", """echo "Stage 'train' didn't change, skipping"
+echo 'Data and pipelines are up to date.'""").execute({})
+    assert "train: up to date (nothing it reads changed since dvc.lock): DVC ran nothing" in capsys.readouterr().out
+
+
+def test_tasks_switch_progress_bars_off(tmp_path):
+    from mlops.orchestration.airflow_tasks import task_env
+
+    env = task_env(tmp_path)
+    assert env["MLOPS_PROGRESS"] == "0" and env["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+
+
 def test_killed_stage_takes_its_process_group_with_it(tmp_path):
     import threading
     import time

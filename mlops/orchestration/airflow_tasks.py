@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -94,6 +95,11 @@ class DvcOutput:
             "restored": f"{self.stage}: restored from DVC's run-cache (these deps and params ran before), "
                         f"in {seconds:.0f} s",
         }[self.outcome]
+
+
+# DVC's error when a stage's dep does not exist: it exits 255 before the stage's command starts, so the command
+# reports no exit of its own (the error's path is absolute)
+MISSING_DEP = re.compile(r"failed to reproduce '[^']+': \[Errno 2\] No such file or directory: '([^']+)'")
 
 
 class FilteredLog:
@@ -280,6 +286,10 @@ class StageOperator(CommandOperator):
         message = f"stage {self.stage} failed (dvc exit {result.code}): {result.describe()}"
         if result.stage_exit == USER_ERROR_EXIT:
             raise AirflowFailException(message)  # the stage refused its input: a person must fix it
+        missing = MISSING_DEP.search(result.last_line) if result.stage_exit is None else None
+        if missing:  # DVC did not start the stage: a dep is missing, which no retry brings back
+            raise AirflowFailException(redact(f"stage {self.stage} failed (dvc exit {result.code}): its input "
+                                              f"{missing.group(1)} does not exist, so DVC did not run it"))
         raise AirflowException(message)
 
 

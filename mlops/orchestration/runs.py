@@ -183,16 +183,39 @@ def trigger_values(params: dict[str, Any], overrides: dict[str, Any]) -> str:
 
 
 def check_run_sources(project: Path, text: str) -> None:
-    """The run's data sources against data.allowed_sources, before any stage fetches or reads them (a trigger's
-    `data_source` may be any string); refused, params.yaml goes back as it was at once."""
+    """The run's data sources against data.allowed_sources, and a local one's existence, before any stage fetches
+    or reads them (a trigger's `data_source` may be any string); refused, params.yaml goes back as it was at once.
+    A missing file would otherwise fail `ingest` only, inside DVC, as what looks like a crash that is retried."""
     from mlops.core.settings import parse_settings
     from mlops.core.sources import check_sources
 
     try:
-        check_sources(parse_settings(yaml.safe_load(text)), project)
+        settings = parse_settings(yaml.safe_load(text))
+        check_sources(settings, project)
+        check_local_sources_exist(project, settings)
     except MlopsError:
         restore_params(project)
         raise
+
+
+def check_local_sources_exist(project: Path, settings: Any) -> None:
+    """Each local data source exists, or a stage of dvc.yaml writes it (the generated corpus); the error names the
+    path and says nothing of what is there."""
+    from mlops.core.pipeline import SHIPPED, inside, load_stage_graph
+    from mlops.core.sources import scheme_and_host
+
+    lifecycle = Path(project) if (Path(project) / "dvc.yaml").is_file() else SHIPPED.parent
+    written = [out for stage in load_stage_graph(lifecycle) for out in stage.outs]
+    sources = [("data.source.path", settings.data.source.path)]
+    if settings.data.test_source is not None:
+        sources.append(("data.test_source.path", settings.data.test_source.path))
+    for key, path in sources:
+        if scheme_and_host(path) is not None:
+            continue  # a URL: ingest fetches it
+        local = Path(path) if Path(path).is_absolute() else Path(project) / path
+        if not local.exists() and not any(inside(path.rstrip("/"), out) for out in written):
+            raise MlopsError(f"{key} {path}: no such file (and no stage of dvc.yaml writes it): give an existing "
+                             f"file as data_source, or put it there first")
 
 
 def keep_params(project: Path) -> Path:

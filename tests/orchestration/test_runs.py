@@ -316,6 +316,38 @@ def test_a_runs_overrides_apply_to_that_run_only(project):
     assert params.read_bytes() == before
 
 
+def test_a_missing_local_data_source_fails_configure_without_retry(project, capsys):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlops.orchestration.airflow_tasks import configure as configure_task
+
+    # given a trigger naming a local file that does not exist
+    params = project / "params.yaml"
+    before = params.read_bytes()
+    (project / "data").mkdir()
+    (project / "data/other.csv").write_text("text,label\nsecret words,a\n")
+    conf = {"data_source": "data/mine.csv"}
+    # when the run's configure task runs, then it fails at once (AirflowFailException: no retry), naming the path
+    with pytest.raises(AirflowFailException, match=r"data.source.path data/mine.csv: no such file") as caught:
+        configure_task(str(project), conf, SimpleNamespace(conf=conf), "manual__1")
+    assert "secret words" not in str(caught.value)
+    assert params.read_bytes() == before  # and params.yaml is back as it was
+    # while the generated corpus, which the generate stage writes, need not exist yet, and an existing file passes
+    assert configure(project, "manual__2", {"data_source": "data/generated/corpus.csv"}, conf_keys=["data_source"])
+    assert configure(project, "manual__3", {"data_source": "data/other.csv"}, conf_keys=["data_source"])
+
+
+def test_a_stage_whose_input_is_missing_fails_without_retry(tmp_path):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    # given DVC refusing to start ingest: its dep is gone (it exits 255 before the stage's command reports anything)
+    missing = """echo "ERROR: failed to reproduce 'ingest': [Errno 2] No such file or directory: '/p/data/mine.csv'"
+exit 255"""
+    # then the task fails at once, naming the file
+    with pytest.raises(AirflowFailException, match=r"its input /p/data/mine.csv does not exist"):
+        stage_operator(tmp_path, "missing", missing).execute({})
+
+
 @pytest.mark.parametrize("data_source, message", [
     ("https://attacker.example/corpus.csv", r"^data.source.path: https host 'attacker.example' is not allowed "
                                             r"\(data.allowed_sources.hosts: none\)$"),
@@ -333,6 +365,7 @@ def test_configure_refuses_a_data_source_outside_the_allow_list(project, data_so
     assert not (project / "reports" / "runs" / "params.before-run.yaml").exists()
     assert not run_dir(project, "run-1").exists()
     (project / "data").mkdir()
+    (project / "data/export.csv").write_text("text,label\nhello,a\n")
     assert configure(project, "run-2", {"data_source": "data/export.csv"}, conf_keys=["data_source"]) == {
         "data.source.path": "data/export.csv"}  # inside the project: fine
 

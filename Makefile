@@ -81,7 +81,7 @@ docs-serve:  ## serve the champion Bento on $(HOST):$(PORT) (127.0.0.1 by defaul
 	@bento=$$($(BIN)/mlops registry show --field bento) && echo "serving $$bento on http://$(HOST):$(PORT)" && \
 	MLOPS_PROJECT_DIR=$(CURDIR) $(BIN)/bentoml serve $$bento --host $(HOST) --port $(PORT)
 
-airflow:  ## start Airflow standalone (SQLite, LocalExecutor) on 127.0.0.1:8080, in the background
+airflow:  ## start Airflow (SQLite, LocalExecutor) on 127.0.0.1 only, port 8080, in the background
 	@$(BIN)/python -m mlops.orchestration.airflow_ctl start
 
 airflow-stop:  ## stop the Airflow started by `make airflow`

@@ -4,8 +4,8 @@
 
 Triggered with the file as a parameter (`input`, a path relative to the
 project, inside data/; `output`, inside reports/ or data/ but not the
-feedback batches folder, default reports/batch/<run id>/predictions.<the
-input's format>; `model`, a model tag, default the registry's champion).
+feedback batches folder, default
+`reports/batch/<run id>/predictions.<the input's format>`; `model`, a model tag, default the registry's champion).
 Airflow checks the parameters against their schema when the run is
 triggered; the task checks again where each path leads, symlinks followed,
 and that the input exists before it scores, and fails at once, without
@@ -40,7 +40,7 @@ with DAG(
     tags=["mlops", "serving"],
     params={
         "input": Param("", type="string", minLength=1, pattern=PATH_PATTERN, title="input",
-                       description="CSV, TSV, JSONL or Parquet file with a `text` column (a project-relative "
+                       description="CSV, TSV, JSONL or Parquet file with a text column (a project-relative "
                                    "path inside data/)."),
         "output": Param(None, type=["null", "string"], minLength=1, pattern=PATH_PATTERN, title="output",
                         description="Where the scored rows go, inside reports/ or data/ (not the feedback batches); "
@@ -52,5 +52,10 @@ with DAG(
                   "on_failure_callback": WebhookNotifier("task_failed")},
     doc_md=__doc__,
 ) as dag:
-    BatchPredictOperator(task_id="predict", project=str(PROJECT), env=task_env(PROJECT),
-                         doc_md="`mlops predict --input <file> --output <file> [--model <tag>]`")
+    BatchPredictOperator(
+        task_id="predict", project=str(PROJECT), env=task_env(PROJECT),
+        doc_md="`mlops predict --input <file> --output <file> [--model <tag>]`\n\n"
+               "**Reads** the `input` file and the model (the registry's champion unless `model` names one)."
+               "\n\n**Writes** `output` (default `reports/batch/<run id>/predictions.<format>`).\n\n"
+               "**Skipped** never: a path outside the allowed folders, a missing input or input "
+               "`mlops predict` refuses fails it at once, without retries.")

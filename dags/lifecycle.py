@@ -1,8 +1,10 @@
 """The lifecycle DAG: the stages of dvc.yaml, run by Airflow, with trigger parameters.
 
 Tasks and their order are read from dvc.yaml when the file is parsed, never
-written out a second time here. Each stage task runs `dvc repro --single-item
-<stage>` in the project, so DVC still decides whether the stage is stale,
+written out a second time here, and never from a value in params.yaml: a run's
+trigger parameters change that file, and the DAG (its graph, docs and trigger
+form) must stay one DAG version whatever it holds. Each stage task runs `dvc repro --single-item <stage>`
+in the project, so DVC still decides whether the stage is stale,
 caches its outputs and records dvc.lock, exactly as `dvc repro` on a laptop.
 
 Trigger the DAG with parameters (the UI's trigger form, or REST `conf`):
@@ -10,8 +12,8 @@ each field defaults to null, "as params.yaml says". Airflow checks every
 value against its JSON schema when the run is triggered; the first task,
 `configure`, merges the given ones into params.yaml once the whole merged
 file passed the strict settings (a bad value or combination fails there,
-naming the key), `record` writes the run's record under reports/runs/<run
-id>/ (with the parameters the run used), and the last task, `restore_params`,
+naming the key), `record` writes the run's record under
+`reports/runs/<run id>/` (with the parameters the run used), and the last task, `restore_params`,
 which runs whatever happened before it, puts params.yaml back byte for byte:
 a trigger's parameters apply to that run only. One run is active at a time;
 later ones queue, so two runs never write the same workspace at once (DVC
@@ -30,13 +32,13 @@ The DAG is scheduled on the drift asset (`mlops.orchestration.assets.DRIFT_ASSET
 the `monitoring` DAG emits when served traffic has drifted): each drift event
 starts a run with params.yaml as it is, an "asset_triggered" run whose
 `configure` task writes the triggering report(s) into the run's record
-(reports/runs/<run id>/trigger.json, and `triggered_by` in run.json). Manual
+(`reports/runs/<run id>/trigger.json`, and `triggered_by` in run.json). Manual
 triggers, with or without parameters, work as before.
 
 Stage tasks retry transient failures with exponential backoff; a stage that
 refuses its input (exit 2) fails at once. Every task has a timeout, and a
 failed task writes a one-paragraph summary to its log and to
-reports/runs/<run id>/failure.md, and alerts the `mlops_alerts` webhook
+`reports/runs/<run id>/failure.md`, and alerts the `mlops_alerts` webhook
 connection when there is one (so does a rejected model). `train` goes to the `gpu` queue, so that
 under the CeleryExecutor GPU machines run training and CPU workers the rest.
 
@@ -52,15 +54,13 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-import yaml
 from airflow.providers.standard.operators.python import PythonOperator, ShortCircuitOperator
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Param, TaskGroup
 
 PROJECT = Path(os.environ.get("MLOPS_PROJECT_DIR", Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(PROJECT))
 
-from mlops.core.dotted import get_dotted  # noqa: E402
-from mlops.core.pipeline import load_stages, stage_path  # noqa: E402
+from mlops.core.pipeline import load_stage_graph, reduced_upstream, stage_path  # noqa: E402
 from mlops.orchestration.airflow_tasks import (  # noqa: E402
     PromoteOperator,
     StageOperator,
@@ -74,26 +74,39 @@ from mlops.orchestration.airflow_tasks import (  # noqa: E402
 from mlops.orchestration.alerts import RejectedModelNotifier, WebhookNotifier  # noqa: E402
 from mlops.orchestration.approval import PromotionApproval  # noqa: E402
 from mlops.orchestration.assets import DRIFT_ASSET  # noqa: E402
-from mlops.orchestration.runs import GPU_STAGES, TRIGGER_PARAMS  # noqa: E402
+from mlops.orchestration.runs import GPU_STAGES, SWITCHES, TRIGGER_PARAMS  # noqa: E402
+from mlops.orchestration.task_docs import stage_doc  # noqa: E402
 
 GPU_QUEUE = os.environ.get("MLOPS_GPU_QUEUE", "gpu")
 TIMEOUTS = {"train": timedelta(hours=8), "distill": timedelta(hours=8)}  # every other task: default_args
 GATE = "gate"  # stages after the gate run only if it accepted (its decision: the gate command's --out)
 PACKAGE = "package"  # builds the candidate; `promote` follows it
+KEEP = "as params.yaml says"  # what an empty trigger field means
+# The graph's task groups (prefix_group_id=False: task ids stay as they are; a group id may not be a task's, hence
+# "monitoring"); a stage dvc.yaml adds later and no group names stands on its own
+GROUPS = {
+    "data": ("Generate, ingest, validate and split the labelled data", ("generate", "ingest", "validate", "split")),
+    "model": ("Train the candidate, distill a student, build the serving variants, evaluate",
+              ("train", "distill", "optimize", "evaluate")),
+    "release": ("The gate's decision, packaging, a person's approval, promotion",
+                ("gate", "gate_decision", "package", "approve", "promote")),
+    "monitoring": ("Drift of the candidate's scored data against the reference", ("monitor",)),
+}
 
 
 def trigger_params() -> dict[str, Param]:
-    current = yaml.safe_load((PROJECT / "params.yaml").read_text(encoding="utf-8")) or {}
+    """The trigger form, from TRIGGER_PARAMS alone: a value read from params.yaml here would make a new DAG
+    version whenever a run changes that file (`configure` prints the values a run starts from)."""
     params = {}
     for name, (key, schema, help_text) in TRIGGER_PARAMS.items():
         nullable = {**schema, "type": ["null", schema["type"]]}
-        if "enum" in schema:
+        if "enum" in schema:  # null must be a choice to pass the schema; the form shows it in words
             nullable["enum"] = [None, *schema["enum"]]
+            nullable["values_display"] = {"null": KEEP, **{str(value): str(value) for value in schema["enum"]}}
         params[name] = Param(
             None, **nullable,
             title=name.replace("_", " "),
-            description=f"{help_text} `{key}` in params.yaml; empty keeps it "
-                        f"(now: {get_dotted(current, key, None)!r}).",
+            description=f"{help_text} Sets {key} in params.yaml for this run; empty keeps the value there.",
         )
     return params
 
@@ -124,32 +137,47 @@ with DAG(
         task_id="configure", python_callable=configure, op_kwargs={"project": str(PROJECT)},
         retries=0, execution_timeout=timedelta(minutes=5),
         doc_md="Validate the trigger parameters with params.yaml and apply them "
-               "(`mlops.orchestration.runs.configure`); in a "
-               "run started by drift, record the triggering report(s).",
+               "(`mlops.orchestration.runs.configure`); in a run started by drift, record the triggering "
+               "report(s).\n\n**Reads** the trigger parameters and `params.yaml`.\n\n"
+               "**Writes** `params.yaml` (its bytes kept in `reports/runs/params.before-run.yaml`) and "
+               "`reports/runs/<run id>/` (`params.yaml`, `overrides.json`); its log names the value of every "
+               "trigger parameter.\n\n**Skipped** never: a bad value fails it at once, without retries.",
     )
     record_task = PythonOperator(
         task_id="record", python_callable=record, op_kwargs={"project": str(PROJECT)},
         execution_timeout=timedelta(minutes=5), trigger_rule="none_failed_min_one_success",
-        doc_md="Write this run's record under reports/runs/<run id>/ (`mlops.orchestration.runs.record`).",
+        doc_md="Write this run's record (`mlops.orchestration.runs.record`).\n\n**Reads** the metrics, gate "
+               "decision, package and promotion results the run left in the project.\n\n**Writes** "
+               "`reports/runs/<run id>/run.json` and copies of those files.\n\n**Skipped** only when every "
+               "task before it was skipped.",
     )
-    stages = load_stages(PROJECT)
+    groups = {name: TaskGroup(name, tooltip=tooltip, prefix_group_id=False)  # task ids stay the stages' names
+              for name, (tooltip, _) in GROUPS.items()}
+    group_of = {task: groups[name] for name, (_, members) in GROUPS.items() for task in members}
+    stages = load_stage_graph(PROJECT)
+    upstream_of = reduced_upstream(stages)  # only the edges that order something: the graph stays readable
     tasks = {}
     for stage in stages:
         tasks[stage.name] = StageOperator(
-            task_id=stage.name, stage=stage.name, project=str(PROJECT), env=env,
+            task_id=stage.name, stage=stage.name, project=str(PROJECT), env=env, switch=SWITCHES.get(stage.name),
             **({"queue": GPU_QUEUE} if stage.name in GPU_STAGES else {}),
+            **({"task_group": group_of[stage.name]} if stage.name in group_of else {}),
+            # after a stage its params switch off (skipped, its marker written), the next one still runs
+            **({"trigger_rule": "none_failed"} if set(upstream_of[stage.name]) & set(SWITCHES) else {}),
             execution_timeout=TIMEOUTS.get(stage.name, timedelta(hours=1)),
-            doc_md=f"`{stage.cmd}`",
+            doc_md=stage_doc(stage),
         )
     gate_decision = ShortCircuitOperator(
-        task_id="gate_decision", python_callable=gate_passed, retries=0,
+        task_id="gate_decision", python_callable=gate_passed, retries=0, task_group=group_of["gate_decision"],
         op_kwargs={"project": str(PROJECT), "decision": str(stage_path(PROJECT, GATE, "out"))},
         ignore_downstream_trigger_rules=False,
         on_success_callback=RejectedModelNotifier(str(PROJECT), str(stage_path(PROJECT, GATE, "out"))),
-        doc_md="Branch on the gate's decision: a rejected model skips packaging, and this task's log says why.",
+        doc_md=f"Branch on the gate's decision: a rejected model skips packaging, and this task's log says "
+               f"why.\n\n**Reads** `{stage_path(PROJECT, GATE, 'out')}`.\n\n**Writes** nothing.\n\n"
+               f"**Skipped** never; it skips `package`, `approve` and `promote` for a rejected model.",
     )
     for stage in stages:
-        for upstream in stage.upstream:
+        for upstream in upstream_of[stage.name]:
             if upstream == GATE:
                 tasks[GATE] >> gate_decision >> tasks[stage.name]
             else:
@@ -158,18 +186,26 @@ with DAG(
             configure_task >> tasks[stage.name]
     approve_task = PromotionApproval(
         task_id="approve", project=str(PROJECT), retries=0, execution_timeout=timedelta(minutes=10),
+        task_group=group_of["approve"],
         decision=str(stage_path(PROJECT, GATE, "out")), card=str(stage_path(PROJECT, GATE, "card")),
         package=str(stage_path(PROJECT, PACKAGE, "out")),
         doc_md="`promote.approval: human`: wait for a person's Approve (promote runs) or Reject (it is skipped; "
                "also after `promote.approval_timeout_h` with no answer), shown the gate's decision and the "
-               "model card. `auto`: skipped, promote follows package.",
+               "model card.\n\n**Reads** the run's `params.yaml`, the gate's decision, its model card and "
+               "package's result.\n\n**Writes** `reports/runs/<run id>/approval.json`.\n\n**Skipped** with "
+               "`promote.approval: auto` (promote follows package), when package left the champion unchanged, "
+               "and when the gate rejected the model.",
     )
     # none_failed_min_one_success: `approve` skipped by `auto` lets promote follow package; a Reject skips
     # promote itself; a rejected gate skips package, approve and so promote.
     promote_task = PromoteOperator(
         task_id="promote", project=str(PROJECT), env=env, retries=0, execution_timeout=timedelta(minutes=30),
-        trigger_rule="none_failed_min_one_success",
-        doc_md="`mlops promote`: start the candidate Bento, check it, make it champion (mlops.serving.promotion).",
+        trigger_rule="none_failed_min_one_success", task_group=group_of["promote"],
+        doc_md="`mlops promote`: start the candidate Bento, check it, make it champion "
+               "(`mlops.serving.promotion`).\n\n**Reads** package's result and the scored test split.\n\n"
+               "**Writes** `reports/promotion.json` and the registry's champion.\n\n**Skipped** when the gate "
+               "rejected the model or a person rejected the promotion; a candidate that fails its checks fails "
+               "it at once.",
     )
     # A teardown of `configure`: it runs whatever happened after it, and, unlike a plain all_done leaf,
     # its own success does not turn a failed run into a successful one.
@@ -177,7 +213,9 @@ with DAG(
         task_id="restore_params", python_callable=restore, op_kwargs={"project": str(PROJECT)},
         retries=2, execution_timeout=timedelta(minutes=5),
         doc_md="Put params.yaml back as it was before this run's overrides "
-               "(`mlops.orchestration.runs.restore_params`).",
+               "(`mlops.orchestration.runs.restore_params`).\n\n**Reads** "
+               "`reports/runs/params.before-run.yaml`.\n\n**Writes** `params.yaml`, byte for byte as before the "
+               "run.\n\n**Skipped** never: it runs whatever happened before it.",
     ).as_teardown(setups=configure_task)
     tasks[PACKAGE] >> approve_task >> promote_task >> record_task >> restore_task
     tasks[PACKAGE] >> promote_task

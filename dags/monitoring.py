@@ -3,8 +3,8 @@
     monitor → drift_detected → announce_drift ··(asset mlops://monitoring/drift)··> lifecycle
 
 `monitor` runs `mlops monitor` on the traffic log the service writes
-($MLOPS_TRAFFIC_DIR, else <project>/logs/traffic; the `current` param
-overrides it for one run) into reports/monitoring-runs/<run id>/
+(`$MLOPS_TRAFFIC_DIR`, else `<project>/logs/traffic`; the `current` param
+overrides it for one run) into `reports/monitoring-runs/<run id>/`
 (summary.json, report.html). With no traffic log yet the task is skipped;
 input the monitor refuses (exit 2) fails it at once, without retries.
 `drift_detected` logs the verdict and every signal's score and threshold, and
@@ -67,18 +67,25 @@ with DAG(
 ) as dag:
     monitor = MonitorOperator(
         task_id="monitor", project=str(PROJECT), env=task_env(PROJECT),
-        doc_md="`mlops monitor --current <traffic> --out-dir reports/monitoring-runs/<run id>`",
+        doc_md="`mlops monitor --current <traffic> --out-dir reports/monitoring-runs/<run id>`\n\n**Reads** the "
+               "traffic log (or the run's `current` param), the champion and its reference data.\n\n**Writes** "
+               "`reports/monitoring-runs/<run id>/` (summary.json, report.html).\n\n**Skipped** when there is "
+               "no traffic log yet and no `current` param: nothing to monitor.",
     )
     verdict = ShortCircuitOperator(
         task_id="drift_detected", python_callable=drift_detected, op_kwargs={"project": str(PROJECT)},
         retries=0, execution_timeout=timedelta(minutes=2),
         doc_md="The monitor's verdict and every signal's score; \"drift\" or a live quality breach lets "
-               "`announce_drift` run.",
+               "`announce_drift` run."
+               "\n\n**Reads** `reports/monitoring-runs/<run id>/summary.json`.\n\n**Writes** nothing.\n\n"
+               "**Skipped** when `monitor` was (no traffic yet).",
     )
     announce = PythonOperator(
         task_id="announce_drift", python_callable=announce_drift, op_kwargs={"project": str(PROJECT)},
         outlets=[DRIFT_ASSET], retries=0, execution_timeout=timedelta(minutes=2),
         on_success_callback=DriftNotifier(str(PROJECT)),  # alert the `mlops_alerts` webhook per reason, if configured
-        doc_md=f"Emit an event of `{DRIFT_ASSET.uri}` naming the report; the `lifecycle` DAG runs on it.",
+        doc_md=f"Emit an event of `{DRIFT_ASSET.uri}` naming the report; the `lifecycle` DAG runs on it."
+               f"\n\n**Reads** the run's summary.json.\n\n**Writes** the asset event.\n\n**Skipped** unless "
+               f"the verdict is drift or a live quality breach (no_drift, insufficient_data).",
     )
     monitor >> verdict >> announce

@@ -1,8 +1,9 @@
 """Read the stage graph out of dvc.yaml, for drivers other than `dvc repro`.
 
-The Airflow DAG is derived from this at parse time, so dvc.yaml stays the one
-definition of the lifecycle: a stage depends on another when one of its deps
-is (or lies inside) one of the other's outputs. Only PyYAML is imported, so
+The Airflow DAG is derived from this at parse time (`load_stage_graph`, which
+reads no parameter values), so dvc.yaml stays the one definition of the
+lifecycle: a stage depends on another when one of its deps is (or lies inside)
+one of the other's outputs. Only PyYAML is imported, so
 parsing a DAG file stays fast.
 """
 
@@ -30,6 +31,7 @@ class Stage:
     upstream: tuple[str, ...]
     # outs with `cache: false`: git, not the DVC cache, carries them (a share-nothing worker commits them)
     uncached: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()  # the params.yaml keys dvc.yaml lists for the stage (load_stage_graph only)
 
 
 def lookup(params: dict[str, Any], dotted: str) -> Any:
@@ -102,6 +104,66 @@ def load_stages(project: Path) -> list[Stage]:
         stages.append(Stage(name, interpolate(" ".join(str(body["cmd"]).split()), params), deps,
                             produced[name], upstream, uncached))
     return stages
+
+
+def load_stage_graph(project: Path) -> list[Stage]:
+    """The stages of `project/dvc.yaml` as written, params.yaml unread: what the Airflow DAG is built from.
+
+    The DAG is parsed again whenever params.yaml changes (a run's trigger
+    parameters change it twice), and Airflow stores a new DAG version each time
+    its structure or docs differ, so they must not depend on a parameter's
+    value. A dep given by a ${params} template may be any path, so its stage
+    waits for every stage before it in dvc.yaml; commands keep their templates.
+    """
+    project = Path(project)
+    try:
+        spec = yaml.safe_load((project / "dvc.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise MlopsError(f"cannot read the lifecycle definition in {project}: {error}") from None
+    refuse_unsupported(spec)
+    raw_stages = spec.get("stages") or {}
+
+    def written(entries: list[Any] | None) -> tuple[str, ...]:
+        return tuple((entry if isinstance(entry, str) else next(iter(entry))).rstrip("/") for entry in entries or [])
+
+    produced = {name: sum((written(body.get(kind)) for kind in ("outs", "metrics", "plots")), ())
+                for name, body in raw_stages.items()}
+    stages = []
+    for index, (name, body) in enumerate(raw_stages.items()):
+        deps = written(body.get("deps"))
+        earlier = list(raw_stages)[:index]
+        upstream = tuple(
+            other for other, outs in produced.items()
+            if other != name and any(
+                (TEMPLATE.search(dep) and other in earlier)
+                or any(not TEMPLATE.search(out) and inside(dep, out) for out in outs) for dep in deps)
+        )
+        params = tuple(str(entry if isinstance(entry, str) else next(iter(entry)))
+                       for entry in body.get("params") or [])
+        stages.append(Stage(name, " ".join(str(body["cmd"]).split()), deps, produced[name], upstream, params=params))
+    return stages
+
+
+def reduced_upstream(stages: list[Stage]) -> dict[str, tuple[str, ...]]:
+    """Each stage's upstream stages less those another of them already waits for (the transitive reduction).
+
+    `train -> package` orders nothing that `train -> ... -> gate -> package`
+    does not: drawn, such edges only hide the order. The reduction keeps every
+    ordering, so a task still starts only after all the stages it reads from.
+    """
+    upstream = {stage.name: set(stage.upstream) for stage in stages}
+    ancestors: dict[str, set[str]] = {}
+
+    def ancestors_of(name: str) -> set[str]:
+        if name not in ancestors:
+            ancestors[name] = set()
+            for parent in upstream[name]:
+                ancestors[name] |= {parent} | ancestors_of(parent)
+        return ancestors[name]
+
+    return {stage.name: tuple(parent for parent in stage.upstream
+                              if not any(parent in ancestors_of(other) for other in upstream[stage.name] - {parent}))
+            for stage in stages}
 
 
 SHIPPED = Path(__file__).resolve().parents[2] / "dvc.yaml"  # the lifecycle this code came with

@@ -1,25 +1,39 @@
-"""Progress bars for the long loops of evaluate, monitor and gate (tqdm, on stderr, shown on a terminal).
+"""Progress bars for the long loops of train, evaluate, monitor and gate (tqdm, on stderr, shown on a terminal).
 
 Scoring thousands of texts on a CPU takes minutes; a bar with a rate and an
 ETA says the stage is alive and when it will end. Off where stderr is not a
-terminal (Airflow task logs, CI), so logs are not filled with redraws.
+terminal (CI), and wherever MLOPS_PROGRESS=0 says so: the Airflow tasks set it,
+since a task log keeps every redraw of a bar as a line of its own and buries
+the stage's answer under them (training's one line per logging step stays).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 
 T = TypeVar("T")
+PROGRESS_ENV = "MLOPS_PROGRESS"  # "0": no bars, "1": bars even without a terminal; unset: on a terminal only
+
+
+def bars_shown() -> bool:
+    """Whether this process draws progress bars: MLOPS_PROGRESS when it says 0 or 1, else whether stderr is a
+    terminal."""
+    value = os.environ.get(PROGRESS_ENV, "").strip()
+    if value in ("0", "1"):
+        return value == "1"
+    return sys.stderr.isatty()
 
 
 def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
-    """`items`, with a progress bar named `desc` when stderr is a terminal."""
+    """`items`, with a progress bar named `desc` when `bars_shown()`."""
     from tqdm.auto import tqdm
 
-    yield from tqdm(items, desc=desc, total=total, unit=unit, disable=None, leave=False)
+    yield from tqdm(items, desc=desc, total=total, unit=unit, disable=not bars_shown(), leave=False)
 
 
 def predict_with_progress(classifier: Any, texts: Sequence[str], desc: str, chunk_size: int = 512,
@@ -31,7 +45,7 @@ def predict_with_progress(classifier: Any, texts: Sequence[str], desc: str, chun
     if len(texts) <= chunk_size:
         return classifier.predict(texts, batch_size)
     probas, embeddings = [], []
-    with tqdm(total=len(texts), desc=desc, unit="text", disable=None, leave=False) as bar:
+    with tqdm(total=len(texts), desc=desc, unit="text", disable=not bars_shown(), leave=False) as bar:
         for start in range(0, len(texts), chunk_size):
             proba, embedding = classifier.predict(texts[start:start + chunk_size], batch_size)
             probas.append(proba)

@@ -1,11 +1,20 @@
-"""Start and stop `airflow standalone` for `make airflow`.
+"""Start and stop a local Airflow for `make airflow`: what `airflow standalone` runs, bound to loopback only.
 
-Standalone ignores SIGINT when backgrounded and SIGTERM to its parent leaves
-orphans, so it is started in its own session and stopped by process group.
+`airflow standalone` starts the scheduler and the triggerer each with a task
+log server on ports 8793 and 8794 that listens on every interface (Airflow
+3.3 binds it to "" and has no setting for its host), whatever airflow.env says
+for the API server. On one machine nobody needs those servers: the API server
+reads the task logs from their files. So the four components are started here
+as standalone would start them (after `airflow db migrate`), the scheduler and
+the triggerer with `--skip-serve-logs`, and the API server on
+AIRFLOW__API__HOST (127.0.0.1). They share one session, started by a shell
+that waits for them all, so that stop() signals the whole process group and
+waits until every member of it is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -65,6 +74,34 @@ def wait_healthy(timeout: float) -> bool:
     return False
 
 
+# What `airflow standalone` runs, without the task log servers that would listen on every interface
+COMPONENTS = (("scheduler", "--skip-serve-logs"), ("dag-processor",), ("triggerer", "--skip-serve-logs"),
+              ("api-server",))
+
+
+def components_script(airflow: str) -> str:
+    """A shell line: the database migrated, then every component in the background, waited for."""
+    import shlex
+
+    run = [" ".join(shlex.quote(word) for word in (airflow, *component)) for component in COMPONENTS]
+    return f"{shlex.quote(airflow)} db migrate && {{ {' & '.join(run)} & wait; }}"
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group `pgid`, from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
 def start() -> int:
     if running_pid():
         print(f"Airflow is already running: {base_url()}")
@@ -73,7 +110,7 @@ def start() -> int:
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
     with open(LOG, "ab") as log:
-        process = subprocess.Popen([os.path.join(bin_dir, "airflow"), "standalone"], stdout=log,
+        process = subprocess.Popen(["sh", "-c", components_script(os.path.join(bin_dir, "airflow"))], stdout=log,
                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
     PIDFILE.write_text(f"{process.pid} {start_time(process.pid) or ''}".strip() + "\n")
     if not wait_healthy(120):
@@ -91,12 +128,18 @@ def stop() -> int:
         print("Airflow is not running")
         return 0
     os.killpg(pid, signal.SIGTERM)
-    for _ in range(30):
-        if running_pid() is None:
+    # every member of the group, not just its leader: the API server outlives the shell by seconds
+    for _ in range(60):
+        if not group_members(pid):
             break
-        time.sleep(1)
+        time.sleep(0.5)
     else:
-        os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        for _ in range(20):
+            if not group_members(pid):
+                break
+            time.sleep(0.5)
     PIDFILE.unlink(missing_ok=True)
     print("Airflow stopped")
     return 0

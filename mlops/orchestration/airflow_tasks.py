@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -41,8 +42,91 @@ def task_env(project: Path | str) -> dict[str, str]:
     bin_dir = venv_bin if venv_bin.is_dir() else Path(sys.executable).parent
     from mlops.core.environment import project_defaults
 
-    defaults = {key: os.environ.get(key, value) for key, value in project_defaults(project).items()}
+    defaults = {key: os.environ.get(key, value) for key, value in {**project_defaults(project), **QUIET}.items()}
     return {**defaults, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+# No progress bars in a task log, where every redraw stays as a line: the project's own switch
+# (mlops/ml/progress.py), the Hugging Face libraries' and tqdm's default for every other caller
+QUIET = {"MLOPS_PROGRESS": "0", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
+
+
+class DvcOutput:
+    """What of `dvc repro`'s output reaches a stage's task log, and how the stage ended for DVC.
+
+    DVC ends every repro that changed something with advice for a person at a
+    git prompt ("To track the changes with git, run: git add dvc.lock ...",
+    "To enable auto staging ...", "Use `dvc push` ..."): in a task log it buries
+    the answer, and the task does neither (the run's record does). That advice
+    and blank lines are dropped; everything else, the stage's own output
+    included, is kept. DVC's own lines say whether it ran the stage.
+    """
+
+    HINT_START = "To track the changes with git, run:"
+    HINT_END = "dvc config core.autostage true"
+    DROPPED = ("Use `dvc push` to send your updates to remote storage.", "To enable auto staging, run:")
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.in_hint = False
+        self.outcome = "ran"  # a stage whose command ran says nothing more specific below
+
+    def keep(self, line: str) -> bool:
+        text = line.strip()
+        if self.in_hint:
+            self.in_hint = text != self.HINT_END
+            return False
+        if text == self.HINT_START:
+            self.in_hint = True
+            return False
+        if not text or text in self.DROPPED:
+            return False
+        if text == f"Stage '{self.stage}' didn't change, skipping":
+            self.outcome = "unchanged"
+        elif text.startswith(f"Stage '{self.stage}' is cached"):
+            self.outcome = "restored"
+        return True
+
+    def summary(self, seconds: float) -> str:
+        """One line on how the stage ended, for the end of its log."""
+        return {
+            "ran": f"{self.stage}: ran in {seconds:.0f} s; its outputs and dvc.lock are updated",
+            "unchanged": f"{self.stage}: up to date (nothing it reads changed since dvc.lock): DVC ran nothing",
+            "restored": f"{self.stage}: restored from DVC's run-cache (these deps and params ran before), "
+                        f"in {seconds:.0f} s",
+        }[self.outcome]
+
+
+# DVC's error when a stage's dep does not exist: it exits 255 before the stage's command starts, so the command
+# reports no exit of its own (the error's path is absolute)
+MISSING_DEP = re.compile(r"failed to reproduce '[^']+': \[Errno 2\] No such file or directory: '([^']+)'")
+
+
+class FilteredLog:
+    """A logger that passes the lines a SubprocessHook streams through `keep` and everything else unchanged."""
+
+    def __init__(self, log: Any, keep: Callable[[str], bool]) -> None:
+        self.log, self.keep = log, keep
+
+    def info(self, message: str, *args: Any, **kwargs: Any) -> None:
+        if message == "%s" and args and not self.keep(str(args[0])):  # the hook logs each output line as "%s"
+            return
+        self.log.info(message, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.log, name)
+
+
+class FilteredSubprocessHook(SubprocessHook):
+    """Airflow's SubprocessHook (a session of its own, output streamed to the task log), some lines dropped."""
+
+    def __init__(self, keep: Callable[[str], bool]) -> None:
+        super().__init__()
+        self.keep = keep
+
+    @property
+    def log(self) -> Any:
+        return FilteredLog(super().log, self.keep)
 
 
 def isolated() -> bool:
@@ -116,8 +200,10 @@ class CommandOperator(BaseOperator):
         self.hook: SubprocessHook | None = None
 
     def run_command(self, command: list[str], cwd: Path | None = None,
-                    extra_env: dict[str, str] | None = None) -> CommandResult:
-        """`command` in the project (or `cwd`: an isolated task's own directory, with its `extra_env`)."""
+                    extra_env: dict[str, str] | None = None, keep: Callable[[str], bool] | None = None
+                    ) -> CommandResult:
+        """`command` in the project (or `cwd`: an isolated task's own directory, with its `extra_env`); with
+        `keep`, only the output lines it keeps reach the log."""
         where = str(cwd or self.project)
         mask_in_task_log()
         print(redact(f"$ {' '.join(command)}  (in {where})"), flush=True)
@@ -125,7 +211,7 @@ class CommandOperator(BaseOperator):
             exit_file = Path(scratch) / "exit.json"
             env = {**os.environ, **self.env, **(extra_env or {}), "PYTHONUNBUFFERED": "1",
                    EXIT_FILE_ENV: str(exit_file)}
-            self.hook = SubprocessHook()
+            self.hook = FilteredSubprocessHook(keep) if keep else SubprocessHook()
             result = self.hook.run_command(command, env=env, cwd=where)
             reported = json.loads(exit_file.read_text(encoding="utf-8")) if exit_file.is_file() else {}
         return CommandResult(result.exit_code, result.output, reported.get("exit"), reported.get("error"))
@@ -136,17 +222,34 @@ class CommandOperator(BaseOperator):
 
 
 class StageOperator(CommandOperator):
+    """`dvc repro --single-item <stage>`; with `switch` (a boolean params.yaml key), a stage the run's params
+    turn off still runs (it writes the marker the next stage reads), then its task ends as skipped, saying why."""
+
     ui_color = "#945dd6"
 
-    def __init__(self, *, stage: str, project: str, env: dict[str, str], **kwargs: Any) -> None:
+    def __init__(self, *, stage: str, project: str, env: dict[str, str], switch: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(project=project, env=env, **kwargs)
         self.stage = stage
+        self.switch = switch
 
     def execute(self, context: Any) -> None:
         if isolated():
             return self.execute_isolated(context["run_id"])
-        result = self.run_command(["dvc", "repro", "--single-item", self.stage])
-        self.check(result)
+        self.check(self.run_stage(["dvc", "repro", "--single-item", self.stage]))
+        self.skip_if_switched_off(Path(self.project))
+
+    def run_stage(self, command: list[str], cwd: Path | None = None,
+                  extra_env: dict[str, str] | None = None) -> CommandResult:
+        """The DVC command, its git and push advice left out of the log, and one line on how the stage ended."""
+        import time
+
+        output = DvcOutput(self.stage)
+        started = time.monotonic()
+        result = self.run_command(command, cwd=cwd, extra_env=extra_env, keep=output.keep)
+        if result.code == 0:
+            print(output.summary(time.monotonic() - started), flush=True)
+        return result
 
     def execute_isolated(self, run_id: str) -> None:
         """The stage in a directory of its own: its deps pulled, `dvc repro`, its outputs and lock entry pushed."""
@@ -154,10 +257,28 @@ class StageOperator(CommandOperator):
 
         with remote_failures():
             space = workspace.prepare_stage(remotes(), run_id, self.stage)
-        self.check(self.run_command(workspace.stage_command(self.stage), cwd=space.path, extra_env=space.env))
+        self.check(self.run_stage(workspace.stage_command(self.stage), cwd=space.path, extra_env=space.env))
         with remote_failures():
             workspace.publish_stage(space, self.stage)
-        workspace.finish(space)
+        try:
+            self.skip_if_switched_off(space.path)
+        finally:
+            workspace.finish(space)
+
+    def skip_if_switched_off(self, where: Path) -> None:
+        """Skipped, the reason in the log, when the run's params.yaml (in `where`) sets `switch` false."""
+        if self.switch is None:
+            return
+        import yaml
+
+        from mlops.core.dotted import get_dotted
+
+        params = yaml.safe_load((where / "params.yaml").read_text(encoding="utf-8")) or {}
+        if get_dotted(params, self.switch, True) is False:
+            reason = (f"{self.stage}: {self.switch} is false in this run's params: the stage wrote its marker "
+                      f"only, and the stages after it go on without it")
+            print(reason, flush=True)
+            raise AirflowSkipException(reason)
 
     def check(self, result: CommandResult) -> None:
         if result.code == 0:
@@ -165,6 +286,10 @@ class StageOperator(CommandOperator):
         message = f"stage {self.stage} failed (dvc exit {result.code}): {result.describe()}"
         if result.stage_exit == USER_ERROR_EXIT:
             raise AirflowFailException(message)  # the stage refused its input: a person must fix it
+        missing = MISSING_DEP.search(result.last_line) if result.stage_exit is None else None
+        if missing:  # DVC did not start the stage: a dep is missing, which no retry brings back
+            raise AirflowFailException(redact(f"stage {self.stage} failed (dvc exit {result.code}): its input "
+                                              f"{missing.group(1)} does not exist, so DVC did not run it"))
         raise AirflowException(message)
 
 

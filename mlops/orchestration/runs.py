@@ -71,6 +71,9 @@ TRIGGER_PARAMS: dict[str, tuple[str, dict[str, Any], str]] = {
 
 # The stages that train a model: the lifecycle DAG sends them to the gpu queue
 GPU_STAGES = frozenset({"train", "distill"})
+# Stages a params.yaml switch turns off (stage -> its boolean key): the stage still runs (it writes a marker the
+# next stage reads), then its task ends as skipped, the reason in its log; decided per run, not when parsed.
+SWITCHES = {"distill": "distill.enabled"}
 RUNS_DIR = Path("reports/runs")
 PARAMS_KEPT = RUNS_DIR / "params.before-run.yaml"  # params.yaml's bytes while a run's overrides are applied
 MONITORING_RUNS_DIR = Path("reports/monitoring-runs")  # one folder per run of the monitoring DAG
@@ -162,20 +165,57 @@ def configure(project: Path, run_id: str, values: dict[str, Any], conf_keys: lis
     write_text(folder / "overrides.json", json.dumps(overrides, indent=2) + "\n")
     shown = ", ".join(f"{key}={value!r}" for key, value in overrides.items()) or "none (params.yaml as it is)"
     say(f"configure: run {run_id}: overrides {shown}; validated; record in {folder.relative_to(project)}")
+    say(f"configure: the trigger parameters this run uses: {trigger_values(yaml.safe_load(text), overrides)}")
     return overrides
 
 
+def trigger_values(params: dict[str, Any], overrides: dict[str, Any]) -> str:
+    """Each trigger parameter's value in the run's params, and where it came from: the values the trigger form
+    cannot show (its schema must not change with params.yaml, or every run would make a new DAG version)."""
+    from mlops.core.dotted import get_dotted
+
+    shown = []
+    for name, (key, _, _) in TRIGGER_PARAMS.items():
+        value = get_dotted(params, key, None)
+        origin = "given" if key in overrides else "params.yaml"
+        shown.append(f"{name}={'not set' if value is None else repr(value)} ({key}, {origin})")
+    return "; ".join(shown)
+
+
 def check_run_sources(project: Path, text: str) -> None:
-    """The run's data sources against data.allowed_sources, before any stage fetches or reads them (a trigger's
-    `data_source` may be any string); refused, params.yaml goes back as it was at once."""
+    """The run's data sources against data.allowed_sources, and a local one's existence, before any stage fetches
+    or reads them (a trigger's `data_source` may be any string); refused, params.yaml goes back as it was at once.
+    A missing file would otherwise fail `ingest` only, inside DVC, as what looks like a crash that is retried."""
     from mlops.core.settings import parse_settings
     from mlops.core.sources import check_sources
 
     try:
-        check_sources(parse_settings(yaml.safe_load(text)), project)
+        settings = parse_settings(yaml.safe_load(text))
+        check_sources(settings, project)
+        check_local_sources_exist(project, settings)
     except MlopsError:
         restore_params(project)
         raise
+
+
+def check_local_sources_exist(project: Path, settings: Any) -> None:
+    """Each local data source exists, or a stage of dvc.yaml writes it (the generated corpus); the error names the
+    path and says nothing of what is there."""
+    from mlops.core.pipeline import SHIPPED, inside, load_stage_graph
+    from mlops.core.sources import scheme_and_host
+
+    lifecycle = Path(project) if (Path(project) / "dvc.yaml").is_file() else SHIPPED.parent
+    written = [out for stage in load_stage_graph(lifecycle) for out in stage.outs]
+    sources = [("data.source.path", settings.data.source.path)]
+    if settings.data.test_source is not None:
+        sources.append(("data.test_source.path", settings.data.test_source.path))
+    for key, path in sources:
+        if scheme_and_host(path) is not None:
+            continue  # a URL: ingest fetches it
+        local = Path(path) if Path(path).is_absolute() else Path(project) / path
+        if not local.exists() and not any(inside(path.rstrip("/"), out) for out in written):
+            raise MlopsError(f"{key} {path}: no such file (and no stage of dvc.yaml writes it): give an existing "
+                             f"file as data_source, or put it there first")
 
 
 def keep_params(project: Path) -> Path:

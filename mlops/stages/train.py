@@ -51,6 +51,7 @@ from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path, read_table, write_json
 from mlops.core.settings import Settings
 from mlops.ml.model import read_label_map, resolve_base, save_label_map, set_cpu_threads
+from mlops.ml.progress import bars_shown
 from mlops.ml.text_repairs import apply_text_repairs
 from mlops.stages.split import FEEDBACK
 
@@ -124,7 +125,7 @@ def training_arguments(settings: Settings, output_dir: Path, steps_per_epoch: in
         bf16=cuda and torch.cuda.is_bf16_supported(),
         dataloader_num_workers=0,
         dataloader_pin_memory=cuda,
-        disable_tqdm=False,
+        disable_tqdm=not bars_shown(),  # MLOPS_PROGRESS=0 under Airflow: ProgressLine's lines only
     )
 
 

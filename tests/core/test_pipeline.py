@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from mlops.core.errors import MlopsError
-from mlops.core.pipeline import load_stages
+from mlops.core.pipeline import load_stage_graph, load_stages, reduced_upstream
 from tests.helpers import ROOT, project_env
 
 STAGES = ["generate", "ingest", "validate", "split", "train", "distill", "optimize", "evaluate", "gate", "package",
@@ -25,6 +25,20 @@ def test_stage_graph_from_dvc_yaml():
     assert set(stages["distill"].upstream) == {"split", "train"}
     assert set(stages["optimize"].upstream) == {"train", "distill"}
     assert "data/generated/corpus.csv" in stages["ingest"].deps
+
+
+def test_stage_graph_for_the_dag_reads_no_parameter_values(tmp_path):
+    # given dvc.yaml alone: no params.yaml to resolve ${data.source.path} or ${evaluate.behaviour_suite} with
+    (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
+    stages = {stage.name: stage for stage in load_stage_graph(tmp_path)}
+    resolved = {stage.name: stage for stage in load_stages(ROOT)}
+    # then the graph has every stage, commands as written, and a templated dep waits for every earlier stage
+    assert list(stages) == STAGES
+    assert stages["ingest"].upstream == ("generate",)
+    assert set(stages["evaluate"].upstream) == set(STAGES[:STAGES.index("evaluate")])
+    for name, stage in stages.items():  # at least the edges the current values give
+        assert set(resolved[name].upstream) <= set(stage.upstream), name
+        assert stage.cmd == resolved[name].cmd  # no template in a command today
 
 
 def test_every_stage_is_a_cli_subcommand():
@@ -57,10 +71,11 @@ def test_dag_imports_without_errors_and_mirrors_dvc_yaml(tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["errors"] == {}
     assert report["max_active_runs"] == 1
-    stages = load_stages(ROOT)
+    stages = load_stage_graph(ROOT)
+    reduced = reduced_upstream(stages)  # only the edges that order something
     # A stage after the gate waits for the `gate_decision` branch instead of the gate itself.
-    expected = {stage.name: sorted(u if u != "gate" else "gate_decision" for u in stage.upstream) or ["configure"]
-                for stage in stages}
+    expected = {stage.name: sorted(u if u != "gate" else "gate_decision" for u in reduced[stage.name])
+                or ["configure"] for stage in stages}
     downstream = {upstream for stage in stages for upstream in stage.upstream}
     # Around the stages: `configure` applies the trigger params first, `promote` follows `package` (promotion
     # is not a DVC stage) and `approve` (a person's approval, when promote.approval is human), `record` writes
@@ -69,7 +84,28 @@ def test_dag_imports_without_errors_and_mirrors_dvc_yaml(tmp_path):
     expected |= {"configure": [], "record": sorted([*leaves, "promote"]), "gate_decision": ["gate"],
                  "approve": ["package"], "promote": ["approve", "package"], "restore_params": ["configure", "record"]}
     assert report["tasks"] == expected
-    assert report["tasks"]["package"] == ["evaluate", "gate_decision", "optimize", "train"]
+    assert report["tasks"]["package"] == ["gate_decision"]  # not train, optimize, evaluate: gate follows those
+
+
+def test_reduced_upstream_keeps_only_edges_that_order_something():
+    stages = load_stage_graph(ROOT)
+    reduced = reduced_upstream(stages)
+    assert reduced["package"] == ("gate",) and reduced["gate"] == ("evaluate",)
+    assert reduced["optimize"] == ("distill",) and reduced["monitor"] == ("evaluate",)
+    assert reduced["generate"] == ()
+
+    def ancestors(graph: dict, name: str) -> set[str]:
+        found = set()
+        for parent in graph[name]:
+            found |= {parent} | ancestors(graph, parent)
+        return found
+
+    full = {stage.name: stage.upstream for stage in stages}
+    for stage in stages:  # every ordering kept, and no edge that another path implies
+        assert ancestors(reduced, stage.name) == ancestors(full, stage.name), stage.name
+        for parent in reduced[stage.name]:
+            others = set(reduced[stage.name]) - {parent}
+            assert not any(parent in ancestors(reduced, other) for other in others), (stage.name, parent)
 
 
 def test_gate_decision_branch(tmp_path, capsys):

@@ -55,7 +55,8 @@ def test_labels_that_flip_confident_answers_are_held_with_the_evidence():
 def test_a_poisoned_third_hidden_among_honest_labels_is_held():
     honest = batch(300, 0.7, 0.03, 0.15, seed=1)
     flipped = batch(100, 1.0, 1.0, 1.0, seed=2).assign(id=lambda f: "p" + f["id"])
-    verdict = screen(pd.concat([honest, flipped], ignore_index=True), ScreenSettings(), champion=Yardstick(0.9, 0.08, "test"))
+    verdict = screen(pd.concat([honest, flipped], ignore_index=True), ScreenSettings(),
+                     champion=Yardstick(0.9, 0.08, "test"))
     assert verdict.held
 
 
@@ -66,7 +67,8 @@ def test_too_few_confident_answers_give_no_contradiction_verdict():
 
 
 def test_labels_without_model_answers_are_not_judged_on_contradiction():
-    verdict = screen(pd.DataFrame({"id": ["a"], "label": ["world"]}), ScreenSettings(), champion=Yardstick(0.9, None, "test"))
+    verdict = screen(pd.DataFrame({"id": ["a"], "label": ["world"]}), ScreenSettings(),
+                     champion=Yardstick(0.9, None, "test"))
     assert not verdict.held and "not checked" in verdict.evidence["contradiction"]
 
 
@@ -82,7 +84,8 @@ def test_one_source_dominating_a_multi_source_batch_is_held():
     verdict = screen(frame, ScreenSettings(), champion=Yardstick(0.9, 0.05, "test"))
     assert verdict.held and "mallory" in verdict.reasons[0]
     assert verdict.evidence["sources"]["mallory"] == {"rows": 90, "share": 0.9, "agreement": 1.0}
-    assert not screen(frame.assign(source="alice"), ScreenSettings(), champion=Yardstick(0.9, 0.05, "test")).held  # one labeller
+    one_labeller = frame.assign(source="alice")
+    assert not screen(one_labeller, ScreenSettings(), champion=Yardstick(0.9, 0.05, "test")).held
 
 
 def test_wilson_interval_matches_known_values():

@@ -130,12 +130,18 @@ def fake_start(home, monkeypatch):
     return FakePopen.started
 
 
-def test_start_runs_standalone_in_its_own_session_with_the_venv_on_path(fake_start, home, monkeypatch, capsys):
+def test_start_runs_the_components_in_one_session_with_the_venv_on_path(fake_start, home, monkeypatch, capsys):
     monkeypatch.setattr(airflow_ctl, "wait_healthy", lambda timeout: True)
     assert airflow_ctl.start() == 0
     (started,) = fake_start
     bin_dir = str(Path(sys.executable).parent)
-    assert started.args == [os.path.join(bin_dir, "airflow"), "standalone"]
+    airflow = os.path.join(bin_dir, "airflow")
+    assert started.args[:2] == ["sh", "-c"]
+    script = started.args[2]
+    assert script.startswith(f"{airflow} db migrate && ")  # what standalone does first
+    for component in ("scheduler --skip-serve-logs", "dag-processor", "triggerer --skip-serve-logs", "api-server"):
+        assert f"{airflow} {component} &" in script, component
+    assert script.rstrip().endswith("wait; }")
     assert started.kwargs["start_new_session"] is True  # so stop() can signal the whole group
     assert started.kwargs["env"]["PATH"] == f"{bin_dir}{os.pathsep}/usr/bin"
     assert started.kwargs["stderr"] == subprocess.STDOUT
@@ -143,6 +149,34 @@ def test_start_runs_standalone_in_its_own_session_with_the_venv_on_path(fake_sta
     assert airflow_ctl.LOG.is_file()
     out = capsys.readouterr().out
     assert "Airflow UI: " in out and str(airflow_ctl.PASSWORDS) in out
+
+
+def test_nothing_listens_beyond_loopback():
+    """The API server binds airflow.env's host; the task log servers, which Airflow binds to every interface with
+    no setting for it, are not started (one machine: the API server reads the log files)."""
+    from tests.helpers import read_dotenv
+
+    settings = read_dotenv(Path(__file__).resolve().parents[2] / "airflow.env")
+    assert settings["AIRFLOW__API__HOST"] == "127.0.0.1"
+    assert settings["AIRFLOW__API__BASE_URL"].startswith("http://127.0.0.1:")
+    assert "0.0.0.0" not in " ".join(settings.values())
+    serving = {component[0]: component[1:] for component in airflow_ctl.COMPONENTS}
+    assert serving["scheduler"] == ("--skip-serve-logs",) and serving["triggerer"] == ("--skip-serve-logs",)
+
+
+def test_stop_waits_for_every_member_of_the_group(home, capsys):
+    # given a group whose leader dies at once on SIGTERM while a member takes a while (as the API server does)
+    slow = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: (time.sleep(1.5), sys.exit(0))); "
+            "print('ready', flush=True); time.sleep(60)")
+    process = spawn(["sh", "-c", f"{sys.executable} -c \"{slow}\" & echo $!; wait"])
+    member = int(process.stdout.readline())
+    assert process.stdout.readline() == "ready\n"
+    home.mkdir()
+    airflow_ctl.PIDFILE.write_text(str(process.pid))
+    # when stopped, then "stopped" is said only once the member is gone too
+    assert airflow_ctl.stop() == 0
+    assert not alive(member)
+    assert capsys.readouterr().out == "Airflow stopped\n"
 
 
 def test_start_that_never_gets_healthy_fails_and_points_at_the_log(fake_start, monkeypatch, capsys):

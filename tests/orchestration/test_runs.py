@@ -79,6 +79,17 @@ def test_configure_then_record_keep_the_run_apart(project):
         configure(project, "other", {"min_accuracy": 2})
 
 
+def test_configure_logs_the_value_of_every_trigger_parameter(project, repo_params, capsys):
+    # given a trigger that sets epochs only
+    configure(project, "manual__1", {"epochs": 3}, conf_keys=["epochs"])
+    # then the log shows what the trigger form does not: each value the run uses, and where it came from
+    line = next(line for line in capsys.readouterr().out.splitlines() if "trigger parameters this run uses" in line)
+    assert "epochs=3 (train.epochs, given)" in line
+    assert f"seed={repo_params['seed']!r} (seed, params.yaml)" in line
+    assert "max_train_samples=not set (train.max_train_samples, params.yaml)" in line
+    assert all(f"{name}=" in line for name in TRIGGER_PARAMS)
+
+
 def test_failure_summary_is_one_paragraph_naming_task_and_cause(project):
     context = {
         "run_id": "r1", "ti": SimpleNamespace(task_id="validate", try_number=3),
@@ -214,6 +225,33 @@ def test_stage_streams_output_and_fails_without_retry_on_a_user_error(tmp_path, 
     assert not isinstance(caught.value, AirflowFailException)
 
 
+DVC_RAN = r"""echo "Running stage 'train':"; echo "> mlops train"; echo 'train: 10 rows, macro-F1 0.9'; echo
+echo 'Updating lock file '"'"'dvc.lock'"'"''; echo; echo 'To track the changes with git, run:'; echo
+printf '\tgit add dvc.lock plots/.gitignore\n'; echo; echo 'To enable auto staging, run:'; echo
+printf '\tdvc config core.autostage true\n'; echo 'Use `dvc push` to send your updates to remote storage.'"""
+
+
+def test_a_stage_log_ends_with_one_summary_line_not_dvcs_advice(tmp_path, capsys):
+    # given a stage that DVC ran, followed by DVC's git and push advice
+    stage_operator(tmp_path, "ran", DVC_RAN).execute({})
+    out = capsys.readouterr().out
+    # then the stage's output is there, the advice is not, and the log ends with one line saying how it went
+    assert "train: 10 rows, macro-F1 0.9" in out and "Running stage 'train'" in out
+    assert "git add" not in out and "autostage" not in out and "dvc push" not in out
+    assert out.strip().splitlines()[-1].startswith("train: ran in ")
+    # and a stage DVC found up to date says so
+    stage_operator(tmp_path, "unchanged", """echo "Stage 'train' didn't change, skipping"
+echo 'Data and pipelines are up to date.'""").execute({})
+    assert "train: up to date (nothing it reads changed since dvc.lock): DVC ran nothing" in capsys.readouterr().out
+
+
+def test_tasks_switch_progress_bars_off(tmp_path):
+    from mlops.orchestration.airflow_tasks import task_env
+
+    env = task_env(tmp_path)
+    assert env["MLOPS_PROGRESS"] == "0" and env["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+
+
 def test_killed_stage_takes_its_process_group_with_it(tmp_path):
     import threading
     import time
@@ -278,6 +316,38 @@ def test_a_runs_overrides_apply_to_that_run_only(project):
     assert params.read_bytes() == before
 
 
+def test_a_missing_local_data_source_fails_configure_without_retry(project, capsys):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlops.orchestration.airflow_tasks import configure as configure_task
+
+    # given a trigger naming a local file that does not exist
+    params = project / "params.yaml"
+    before = params.read_bytes()
+    (project / "data").mkdir()
+    (project / "data/other.csv").write_text("text,label\nsecret words,a\n")
+    conf = {"data_source": "data/mine.csv"}
+    # when the run's configure task runs, then it fails at once (AirflowFailException: no retry), naming the path
+    with pytest.raises(AirflowFailException, match=r"data.source.path data/mine.csv: no such file") as caught:
+        configure_task(str(project), conf, SimpleNamespace(conf=conf), "manual__1")
+    assert "secret words" not in str(caught.value)
+    assert params.read_bytes() == before  # and params.yaml is back as it was
+    # while the generated corpus, which the generate stage writes, need not exist yet, and an existing file passes
+    assert configure(project, "manual__2", {"data_source": "data/generated/corpus.csv"}, conf_keys=["data_source"])
+    assert configure(project, "manual__3", {"data_source": "data/other.csv"}, conf_keys=["data_source"])
+
+
+def test_a_stage_whose_input_is_missing_fails_without_retry(tmp_path):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    # given DVC refusing to start ingest: its dep is gone (it exits 255 before the stage's command reports anything)
+    missing = """echo "ERROR: failed to reproduce 'ingest': [Errno 2] No such file or directory: '/p/data/mine.csv'"
+exit 255"""
+    # then the task fails at once, naming the file
+    with pytest.raises(AirflowFailException, match=r"its input /p/data/mine.csv does not exist"):
+        stage_operator(tmp_path, "missing", missing).execute({})
+
+
 @pytest.mark.parametrize("data_source, message", [
     ("https://attacker.example/corpus.csv", r"^data.source.path: https host 'attacker.example' is not allowed "
                                             r"\(data.allowed_sources.hosts: none\)$"),
@@ -295,6 +365,7 @@ def test_configure_refuses_a_data_source_outside_the_allow_list(project, data_so
     assert not (project / "reports" / "runs" / "params.before-run.yaml").exists()
     assert not run_dir(project, "run-1").exists()
     (project / "data").mkdir()
+    (project / "data/export.csv").write_text("text,label\nhello,a\n")
     assert configure(project, "run-2", {"data_source": "data/export.csv"}, conf_keys=["data_source"]) == {
         "data.source.path": "data/export.csv"}  # inside the project: fine
 

@@ -67,8 +67,8 @@ run:  ## run the whole lifecycle with DVC (stages that are up to date are skippe
 test:  ## the test suite, as CI runs it
 	$(BIN)/pytest
 
-test-fast:  ## the tests that take seconds, not minutes
-	$(BIN)/pytest -m "not slow"
+test-fast:  ## the tests that take seconds, not minutes (on every core: pytest-xdist)
+	$(BIN)/pytest -m "not slow" -n auto
 
 lint:  ## ruff
 	$(BIN)/ruff check mlops dags tests bench

@@ -10,11 +10,12 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from mlops.core.errors import MlopsError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @contextmanager
@@ -57,6 +58,8 @@ def read_table(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise MlopsError(f"missing input {path}: run the stage that writes it first")
+    import pandas as pd  # here, not at the top: every `mlops` command imports this module, few read a table
+
     return pd.read_parquet(path)
 
 

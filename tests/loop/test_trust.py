@@ -86,6 +86,7 @@ def test_a_client_cannot_get_its_labels_into_the_data(project):
     assert "<Choice value=\"billing\"/>" in (project / "reports" / "labelling" / "queue.labelstudio.xml").read_text()
 
 
+@pytest.mark.slow  # eleven CLI runs: the whole review path as an operator types it
 def test_a_labellers_poisoned_batch_is_held_and_an_honest_one_is_collected(project):
     """Given 100 labeller labels that flip confident answers, then they are held and listed; 120 agreeing ones
     posted next are collected; neither the held batch nor its rejection blocks that."""

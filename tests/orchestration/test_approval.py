@@ -258,6 +258,7 @@ print(json.dumps(report))
 """
 
 
+@pytest.mark.slow  # three real DAG runs (dag.test) against a fresh Airflow database
 def test_dag_runs_skip_or_wait_for_the_approval(tmp_path, project, repo_params):
     # given the lifecycle DAG on a project after `package`, with a fresh Airflow database
     (project / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())

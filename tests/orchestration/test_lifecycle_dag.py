@@ -43,6 +43,7 @@ def serialized_lifecycle(tmp_path: Path, params: dict) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # parses the DAG in two fresh processes
 def test_changing_params_yaml_makes_no_new_dag_version(tmp_path, repo_params):
     # given the DAG parsed with the shipped params.yaml
     before = serialized_lifecycle(tmp_path, repo_params)

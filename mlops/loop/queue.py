@@ -127,7 +127,8 @@ def write_queue(settings: Settings, window: pd.DataFrame, out_dir: Path | None =
     out_dir = Path(out_dir or settings.feedback.queue_dir)
     queue = build_queue(window, *already_labelled(settings), settings.feedback.queue_size, read_suggestions())
     with atomic_path(out_dir / QUEUE_CSV) as tmp:
-        queue.assign(**{column: queue[column].map(escape_cell) for column in ("id", "text", "prediction",
+        queue.assign(confidence=queue["confidence"].astype(float).round(6),
+                     **{column: queue[column].map(escape_cell) for column in ("id", "text", "prediction",
                                                                             "suggested_label")}
                      ).to_csv(tmp, index=False, encoding="utf-8")
     with atomic_path(out_dir / QUEUE_LABEL_STUDIO) as tmp:

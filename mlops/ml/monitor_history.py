@@ -21,6 +21,18 @@ VERDICT_STYLE = {"drift": ("DRIFT", "#b42318", "#fef3f2"), "no_drift": ("no drif
                  "insufficient_data": ("no verdict", "#475467", "#f2f4f7")}
 
 
+
+def save_figure(figure: Any, path: Path) -> bool:
+    """Write a plot as a PNG atomically (a reader never sees half an image) and free it; True, as it was written."""
+    import matplotlib.pyplot as plt
+
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
+    return True
+
 def read_history(history_dir: Path) -> list[tuple[str, dict[str, Any]]]:
     """Every archived run, oldest first, as (directory name, summary)."""
     entries = []
@@ -56,12 +68,7 @@ def plot_scores(entries: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
     axis.set_ylabel("score / threshold")
     axis.set_title("Drift scores over time (shaded: dataset drift)")
     axis.legend(loc="upper left", fontsize=8, ncol=4)
-    figure.autofmt_xdate()
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
-    return True
+    return save_figure(figure, path)
 
 
 def live_points(entries: list[tuple[str, dict[str, Any]]]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
@@ -101,12 +108,7 @@ def plot_live_accuracy(entries: list[tuple[str, dict[str, Any]]], path: Path) ->
     axis.set_ylabel("live accuracy (95% CI)")
     axis.set_title("Live accuracy from returning labels, per model version")
     axis.legend(loc="lower left", fontsize=8, ncol=3)
-    figure.autofmt_xdate()
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
-    return True
+    return save_figure(figure, path)
 
 
 def live_cell(summary: dict[str, Any]) -> str:

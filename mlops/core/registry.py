@@ -16,6 +16,11 @@ before the rollback. Event-log appends take their own lock (always inside the
 registry's when both are held, so the log's order is the registry's) and are
 fsynced; a line torn by a crash mid-append is skipped by its readers and the
 next append starts on a new line.
+
+In a git repository, registrations, promotions and rollbacks are mirrored as
+GTO tags too (mlops.core.gto_registry), for `gto show` and the tools that read
+it: inside the registry's lock, after the event, so the tags' order is the
+registry's. A GTO failure is one warning line; this document stays the truth.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mlops.core import gto_registry
 from mlops.core.errors import MlopsError
 from mlops.core.io import file_digest, read_json
 
@@ -177,6 +183,7 @@ def register_model(name: str, model_dir: Path, metadata: dict[str, Any]) -> str:
     with updating() as registry:
         registry["challenger"] = {"model": tag, "registered_at": now()}
         log_event("registered", model=tag)
+        gto_registry.record_registration(tag, metadata.get("digest"), bentoml_home())
     return tag
 
 
@@ -244,6 +251,7 @@ def promote(entry: dict[str, Any]) -> dict[str, Any]:
             challenger = None
         registry.update(champion=entry, challenger=challenger, history=history)
         log_event("promoted", model=entry["model"], bento=entry["bento"])
+        gto_registry.record_champion(entry["model"], entry.get("digest"), bentoml_home())
     return entry
 
 
@@ -259,6 +267,7 @@ def rollback() -> dict[str, Any]:
         registry.update(champion=restored, history=registry["history"][:-1])
         log_event("rolled_back", model=restored["model"], bento=restored["bento"],
                   retired=retired["model"] if retired else None)
+        gto_registry.record_champion(restored["model"], restored.get("digest"), bentoml_home())
     return restored
 
 

@@ -124,7 +124,9 @@ def test_gate_decision_branch(tmp_path, capsys):
 
 def test_dvc_yaml_declares_outputs_of_every_stage():
     spec = yaml.safe_load((Path(ROOT) / "dvc.yaml").read_text())
-    assert list(spec) == ["stages"]  # nothing appended by tools (dvclive writes its own sections by default)
+    # nothing appended by tools (dvclive writes its own sections by default); `artifacts` names the model for GTO
+    assert list(spec) == ["stages", "artifacts"]
+    assert spec["artifacts"]["text-classifier"]["path"] == "models/candidate"
     for name, body in spec["stages"].items():
         assert body.get("outs") or body.get("metrics"), name
         assert any(dep.startswith("mlops/") for dep in body["deps"]), f"{name} must depend on its code"

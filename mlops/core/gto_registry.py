@@ -27,9 +27,10 @@ What, for the artifact named like the BentoML model (`text-classifier`):
   whichever way GTO orders versions (by semver or by time). A champion that
   has no version yet (stored before GTO or outside git) is registered first.
 
-GTO orders events by their tags' dates, to the second: each tag here is dated
-at least one second after the artifact's latest tag, so a rollback in the
-same second as the promotion it undoes still reads as later. Without a git
+GTO orders a version's stage events by their tags' dates, to the second: a
+stage tag waits out the second of its version's last one (at most a second,
+when a promotion or rollback follows another at once), so an assignment never
+ties with the unassignment it undoes, nor an unassignment with its assignment. Without a git
 user (`user.name`, `user.email`), commits and tags take the identity in
 GIT_COMMITTER_NAME / GIT_COMMITTER_EMAIL, or `mlops <mlops@localhost>`.
 Tags stay local: `git push --tags` shares them.
@@ -42,8 +43,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 STAGE = "prod"
@@ -90,26 +89,24 @@ def identity(repo: Path) -> dict[str, str]:
             "GIT_AUTHOR_EMAIL": email}
 
 
-def next_date(repo: Path, name: str) -> str:
-    """A tag date (git's `<unix seconds> +0000`) after every tag of `name`: GTO's order is the dates'."""
-    dates = git(["for-each-ref", "--format=%(taggerdate:unix)", f"refs/tags/{name}@*", f"refs/tags/{name}#*"], repo)
-    latest = max((int(line) for line in dates.splitlines() if line.strip()), default=0)
-    return f"{max(int(time.time()), latest + 1)} +0000"
+def wait_past_stage_tags(repo: Path, name: str, commit: str) -> None:
+    """Sleep until the clock has left the second of the latest stage tag on `commit` (at most a second).
+
+    GTO orders a version's assignments and unassignments by their tags' dates,
+    which count whole seconds and which GTO's git backend takes from the clock:
+    a rollback that re-assigns `prod` in the second its version lost it would
+    tie with that unassignment.
+    """
+    listing = git(["for-each-ref", "--format=%(*objectname) %(taggerdate:unix)", f"refs/tags/{name}#*"], repo)
+    dates = [int(date) for target, _, date in (line.partition(" ") for line in listing.splitlines())
+             if target == commit and date.strip()]
+    if dates and max(dates) >= int(time.time()):
+        time.sleep(max(dates) + 1 - time.time())
 
 
-@contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    """`values` in os.environ for the block: GTO runs git through GitPython, which reads the process's."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+def signed(env: dict[str, str]) -> dict[str, str | None]:
+    """GTO's tagger arguments for `env` (identity's): None leaves git's own user."""
+    return {"author": env.get("GIT_COMMITTER_NAME"), "author_email": env.get("GIT_COMMITTER_EMAIL")}
 
 
 def artifact(model_tag: str) -> str:
@@ -148,9 +145,8 @@ def register(repo: Path, model_tag: str, digest: str | None) -> str:
     name, env = artifact(model_tag), identity(repo)
     commit = registration_commit(repo, model_tag, digest, env)
     first = not git(["tag", "--list", f"{name}@*"], repo)
-    with environment({**env, "GIT_COMMITTER_DATE": next_date(repo, name)}):
-        event = gto.api.register(repo, name, commit, bump_minor=not first,
-                                 message=f"{SUBJECT}{model_tag}\n\nweights sha256 {digest or 'unknown'}")
+    event = gto.api.register(repo, name, commit, bump_minor=not first, **signed(env),
+                             message=f"{SUBJECT}{model_tag}\n\nweights sha256 {digest or 'unknown'}")
     return event.version
 
 
@@ -168,15 +164,19 @@ def champion(repo: Path, model_tag: str, digest: str | None) -> str:
 
     name, env = artifact(model_tag), identity(repo)
     version = version_of(repo, model_tag) or register(repo, model_tag, digest)
-    with environment({**env, "GIT_COMMITTER_DATE": next_date(repo, name)}):
-        gto.api.assign(repo, name, STAGE, version=version, force=True,
-                       message=f"{SUBJECT}{model_tag} is the champion")
+    wait_past_stage_tags(repo, name, git(["rev-parse", f"{name}@{version}^{{commit}}"], repo))
+    gto.api.assign(repo, name, STAGE, version=version, force=True, **signed(env),
+                   message=f"{SUBJECT}{model_tag} is the champion")
     for other in in_stage(repo, name):
         if other != version:
-            with environment({**env, "GIT_COMMITTER_DATE": next_date(repo, name)}):
-                gto.api.unassign(repo, name, version=other, stage=STAGE,
-                                 message=f"{name} {other} left {STAGE}: {model_tag} is the champion")
+            wait_past_stage_tags(repo, name, git(["rev-parse", f"{name}@{other}^{{commit}}"], repo))
+            gto.api.unassign(repo, name, version=other, stage=STAGE, **signed(env),
+                             message=f"{name} {other} left {STAGE}: {model_tag} is the champion")
     return version
+
+
+# what each action does, as a warning names it, and the function that does it
+ACTIONS = {"register": ("register", register), "champion": (f"assign {STAGE} to", champion)}
 
 
 def mirrored(action: str, model_tag: str, digest: str | None, home: Path) -> str | None:
@@ -190,10 +190,10 @@ def mirrored(action: str, model_tag: str, digest: str | None, home: Path) -> str
             say(f"GTO: skipped, {home} is not inside a git repository (the JSON registry alone records models)")
         return None
     try:
-        return {"register": register, "champion": champion}[action](repo, model_tag, digest)
+        return ACTIONS[action][1](repo, model_tag, digest)
     except Exception as error:  # noqa: BLE001 - GTO is a mirror: no failure of it may fail the registry
         detail = " ".join(str(error).split()) or type(error).__name__
-        say(f"GTO: could not {action} {model_tag} in {repo} ({detail}); the JSON registry is unaffected")
+        say(f"GTO: could not {ACTIONS[action][0]} {model_tag} in {repo} ({detail}); the JSON registry is unaffected")
         return None
 
 

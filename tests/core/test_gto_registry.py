@@ -129,3 +129,4 @@ def test_a_gto_failure_warns_in_one_line_and_the_registry_goes_on(tmp_path, monk
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("GTO")]
     assert len(lines) == 2 and all("the JSON registry is unaffected" in line for line in lines)
     assert lines[0].startswith(f"GTO: could not register {tag}")
+    assert lines[1].startswith(f"GTO: could not assign prod to {tag}")

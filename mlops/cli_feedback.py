@@ -42,13 +42,16 @@ def feedback() -> None:
 @click.argument("file", type=PathArg)
 @click.pass_context
 def feedback_import(ctx: click.Context, file: Path) -> None:
-    """Add a labelled CSV or JSONL file (columns text, label; optional id) as a new data batch (an operator's
-    labels: trusted, and screened against the champion before they become data)."""
+    """Add a labelled CSV or JSONL file (columns text, label; optional id), or a Label Studio JSON or JSON-MIN
+    export, as a new data batch (an operator's labels: trusted, and screened against the champion before they
+    become data)."""
     from mlops.loop.batches import import_file
 
     outcome = import_file(settings_of(ctx), file)
-    click.echo(f"feedback: {describe(outcome, str(file))}" if outcome.held else
-               f"feedback: imported {outcome.rows} labelled texts from {file} -> {outcome.batch}")
+    tasks = f"{outcome.unannotated} Label Studio task{'s' if outcome.unannotated != 1 else ''}"
+    note = f" ({tasks} without an annotation skipped)" if outcome.unannotated else ""
+    click.echo((f"feedback: {describe(outcome, str(file))}" if outcome.held else
+                f"feedback: imported {outcome.rows} labelled texts from {file} -> {outcome.batch}") + note)
 
 
 @feedback.command("collect")

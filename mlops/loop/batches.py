@@ -54,8 +54,70 @@ def label_set(settings: Settings) -> list[str]:
     raise MlopsError("no label set: declare validate.labels in params.yaml (or train a model first)")
 
 
+def latest_choice(path: Path, number: int, task: dict) -> str | None:
+    """The label of a Label Studio task: the choice of its latest annotation not cancelled (None: no such
+    annotation, or one with no choice made). Pre-annotations (`predictions`) are the model's, never labels."""
+    where = f"{path}: task {number}"
+    annotations = task.get("annotations")
+    if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
+        raise MlopsError(f"{where}: `annotations` is not a list of objects")
+    kept = [(str(a.get("updated_at") or a.get("created_at") or ""), index, a)
+            for index, a in enumerate(annotations) if not a.get("was_cancelled")]
+    if not kept:
+        return None
+    result = max(kept, key=lambda entry: entry[:2])[2].get("result")
+    if not isinstance(result, list) or not all(isinstance(r, dict) for r in result):
+        raise MlopsError(f"{where}: an annotation's `result` is not a list of objects")
+    choices = [r for r in result if r.get("type") == "choices"]
+    named = [r for r in choices if r.get("from_name") == "label"] or choices  # the queue's config names it `label`
+    if not named:
+        return None
+    value = named[-1].get("value")
+    picked = value.get("choices") if isinstance(value, dict) else None
+    if not isinstance(picked, list) or len(picked) != 1 or not isinstance(picked[0], str):
+        raise MlopsError(f"{where}: the annotation's `value.choices` is not one label ({picked!r})")
+    return picked[0]
+
+
+def label_studio_rows(path: Path, tasks: list) -> tuple[list[dict], int]:
+    """Rows (`id`, `text`, `label`) of a Label Studio export, and how many tasks had no annotation to take.
+
+    Two of its export formats: JSON (each task with `data` and `annotations`;
+    the task's `data.id`, the id the labelling queue gave it, stays the id, so
+    the label joins the served traffic), and JSON-MIN (flat objects: the
+    task's data with the chosen label under the choices' name, `label`).
+    """
+    rows, skipped = [], 0
+    for number, task in enumerate(tasks, start=1):
+        if not isinstance(task, dict):
+            raise MlopsError(f"{path}: task {number} is not a JSON object")
+        if "annotations" not in task and "data" not in task:  # JSON-MIN: the row itself
+            rows.append(task)
+            continue
+        data = task.get("data")
+        if not isinstance(data, dict):
+            raise MlopsError(f"{path}: task {number}: `data` is not an object")
+        if not isinstance(data.get("text"), str) or not data["text"].strip():
+            raise MlopsError(f"{path}: task {number}: `data.text` is empty or not a string")
+        label = latest_choice(path, number, task)
+        if label is None:
+            skipped += 1
+            continue
+        identifier = data.get("id")
+        rows.append({"id": "" if identifier is None else str(identifier), "text": data.get("text"), "label": label})
+    if not rows and skipped:
+        raise MlopsError(f"{path}: none of its {skipped} Label Studio tasks has an annotation to import")
+    return rows, skipped
+
+
 def parse_labelled_file(path: Path) -> pd.DataFrame:
-    """A CSV or JSONL file with `text` and `label` columns (and optionally `id`), or MlopsError in one line."""
+    """A CSV or JSONL file with `text` and `label` columns (and optionally `id`), or a Label Studio export
+    (.json), or MlopsError in one line."""
+    return read_labelled_file(path)[0]
+
+
+def read_labelled_file(path: Path) -> tuple[pd.DataFrame, int]:
+    """parse_labelled_file's rows, and the Label Studio tasks left out for want of an annotation."""
     path = Path(path)
     if not path.is_file():
         raise MlopsError(f"{path}: file not found")
@@ -66,8 +128,17 @@ def parse_labelled_file(path: Path) -> pd.DataFrame:
         content = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise MlopsError(f"{path}: not UTF-8 (byte 0x{raw[error.start]:02x} at position {error.start})") from None
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
+    suffix, skipped = path.suffix.lower(), 0
+    document = None
+    if suffix == ".json":  # a Label Studio export is one JSON list; anything else is read as JSON lines
+        try:
+            document = json.loads(content)
+        except json.JSONDecodeError:
+            pass
+    if isinstance(document, list):
+        rows, skipped = label_studio_rows(path, document)
+        frame = pd.DataFrame(rows)
+    elif suffix == ".csv":
         try:
             frame = pd.read_csv(io.StringIO(content), dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, ValueError) as error:
@@ -86,7 +157,7 @@ def parse_labelled_file(path: Path) -> pd.DataFrame:
             rows.append(row)
         frame = pd.DataFrame(rows)
     else:
-        raise MlopsError(f"{path}: expected a .csv or .jsonl file")
+        raise MlopsError(f"{path}: expected a .csv, .jsonl or Label Studio .json file")
     from mlops.loop.queue import is_queue_file, unescape_cell
 
     if is_queue_file(frame):  # the labelling queue filled in: its cells carry the formula guard
@@ -104,7 +175,7 @@ def parse_labelled_file(path: Path) -> pd.DataFrame:
     if "id" not in frame.columns:
         frame["id"] = ""
     frame["id"] = frame["id"].fillna("").astype(str)
-    return frame[BATCH_COLUMNS].reset_index(drop=True)
+    return frame[BATCH_COLUMNS].reset_index(drop=True), skipped
 
 
 def check_label_set(frame: pd.DataFrame, labels: list[str], origin: str) -> None:
@@ -125,6 +196,7 @@ class Outcome:
     skipped_without_text: int = 0
     untrusted: int = 0
     reasons: tuple[str, ...] = ()
+    unannotated: int = 0  # Label Studio tasks in an imported export that no one annotated
 
 
 def champion_yardstick(settings: Settings, tag: str | None = None) -> Yardstick:
@@ -189,7 +261,7 @@ def admit(settings: Settings, frame: pd.DataFrame, kind: str, origin: str) -> tu
 
 def import_file(settings: Settings, path: Path) -> Outcome:
     """Check a labelled file whole, screen it against the champion, then write it as one new batch (or hold it)."""
-    frame = parse_labelled_file(path)
+    frame, unannotated = read_labelled_file(path)
     check_label_set(frame, label_set(settings), str(path))
     from mlops.serving.traffic import new_ids
 
@@ -201,7 +273,7 @@ def import_file(settings: Settings, path: Path) -> Outcome:
         screened = screened.assign(prediction=answers["prediction"].to_numpy(),
                                    confidence=answers["confidence"].to_numpy())
     batch, held, reasons = admit(settings, screened, f"import-{Path(path).stem}", str(path))
-    return Outcome(batch, held, len(frame), reasons=reasons)
+    return Outcome(batch, held, len(frame), reasons=reasons, unannotated=unannotated)
 
 
 def collect_served(settings: Settings, feedback_log: Path) -> Outcome:

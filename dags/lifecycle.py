@@ -13,7 +13,8 @@ value against its JSON schema when the run is triggered; the first task,
 `configure`, merges the given ones into params.yaml once the whole merged
 file passed the strict settings (a bad value or combination fails there,
 naming the key), `record` writes the run's record under
-`reports/runs/<run id>/` (with the parameters the run used), and the last task, `restore_params`,
+`reports/runs/<run id>/` (with the parameters the run used) and its verdict (REJECTED / PROMOTED / NOT
+PROMOTED, as an asset event and the run's note: mlops/orchestration/verdict.py), and the last task, `restore_params`,
 which runs whatever happened before it, puts params.yaml back byte for byte:
 a trigger's parameters apply to that run only. One run is active at a time;
 later ones queue, so two runs never write the same workspace at once (DVC

@@ -101,3 +101,63 @@ def test_the_note_fits_what_airflow_accepts():
     files = recorded_files(Path("."))
     verdict = run_verdict({"results": {files["gate"]: long}}, files, "reports/runs/r/run.json")
     assert len(verdict["note"]) == NOTE_LIMIT and verdict["note"].startswith("REJECTED: xxx")
+
+
+VERDICT_DAG_TEST = """
+import json, sys
+from pathlib import Path
+from airflow.dag_processing.dagbag import DagBag
+from airflow.models.asset import AssetEvent
+from airflow.models.dagrun import DagRun
+from airflow.api_fastapi.core_api.datamodels.dag_run import DAGRunResponse
+from airflow.api_fastapi.core_api.datamodels.assets import AssetEventResponse
+from airflow.utils.session import create_session
+from sqlalchemy import select
+
+project, decisions = Path(sys.argv[1]), json.loads(sys.argv[2])
+dag = DagBag('dags').dags['lifecycle']
+report = []
+for decision in decisions:
+    (project / 'reports/gate/decision.json').write_text(json.dumps(decision))
+    # every task but record is marked successful without running: no stage, no Bento
+    run = dag.test(mark_success_pattern=r'^(?!record$).*')
+    with create_session() as session:  # what GET .../dagRuns/<run> and GET /api/v2/assets/events answer
+        dag_run = session.scalars(select(DagRun).where(DagRun.run_id == run.run_id)).one()
+        event = session.scalars(select(AssetEvent).where(AssetEvent.source_run_id == run.run_id)).one()
+        report.append({'run': json.loads(DAGRunResponse.model_validate(dag_run).model_dump_json()),
+                       'event': json.loads(AssetEventResponse.model_validate(event).model_dump_json())})
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.slow  # two real DAG runs (dag.test) against a fresh Airflow database
+def test_a_rejected_and_an_accepted_run_differ_in_the_rest_apis_objects(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, project_env
+
+    # given the lifecycle DAG on a project with its plugin, and a fresh Airflow database
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
+    (project / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    write_run(project, REJECTED, PACKAGE, PROMOTED)
+    env = project_env(project) | {"AIRFLOW_HOME": str(tmp_path / "airflow-home"), "MLOPS_PROJECT_DIR": str(project),
+                                  "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+                                  "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins")}
+    migrated = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr[-3000:]
+    # when one run's gate rejected the model and the next one's accepted it (and promote promoted it)
+    result = subprocess.run([sys.executable, "-c", VERDICT_DAG_TEST, str(project), json.dumps([REJECTED, ACCEPTED])],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rejected, accepted = json.loads(result.stdout.strip().splitlines()[-1])
+    # then both runs are green, and the DagRun JSON's note and the asset event's extra tell them apart
+    assert rejected["run"]["state"] == accepted["run"]["state"] == "success"
+    assert rejected["run"]["note"].startswith(f"REJECTED: {FIRST_REASON}\n\n")
+    assert accepted["run"]["note"].startswith("PROMOTED: text-classifier:new123\n\n")
+    assert rejected["event"]["extra"]["verdict"] == "rejected" and accepted["event"]["extra"]["verdict"] == "promoted"
+    assert rejected["event"]["extra"]["note"] == rejected["run"]["note"]
+    assert rejected["event"]["uri"] == VERDICT_ASSET.uri

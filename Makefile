@@ -19,6 +19,7 @@ include airflow.env
 export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' airflow.env)
 export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export BENTOML_HOME := $(CURDIR)/.bentoml
 export BENTOML_DO_NOT_TRACK := True
 export DVC_NO_ANALYTICS := 1

@@ -13,7 +13,8 @@ value against its JSON schema when the run is triggered; the first task,
 `configure`, merges the given ones into params.yaml once the whole merged
 file passed the strict settings (a bad value or combination fails there,
 naming the key), `record` writes the run's record under
-`reports/runs/<run id>/` (with the parameters the run used), and the last task, `restore_params`,
+`reports/runs/<run id>/` (with the parameters the run used) and its verdict (REJECTED / PROMOTED / NOT
+PROMOTED, as an asset event and the run's note: mlops/orchestration/verdict.py), and the last task, `restore_params`,
 which runs whatever happened before it, puts params.yaml back byte for byte:
 a trigger's parameters apply to that run only. One run is active at a time;
 later ones queue, so two runs never write the same workspace at once (DVC
@@ -63,6 +64,7 @@ sys.path.insert(0, str(PROJECT))
 from mlops.core.pipeline import load_stage_graph, reduced_upstream, stage_path  # noqa: E402
 from mlops.orchestration.airflow_tasks import (  # noqa: E402
     PromoteOperator,
+    RecordOperator,
     StageOperator,
     configure,
     gate_passed,
@@ -73,7 +75,7 @@ from mlops.orchestration.airflow_tasks import (  # noqa: E402
 )
 from mlops.orchestration.alerts import RejectedModelNotifier, WebhookNotifier  # noqa: E402
 from mlops.orchestration.approval import PromotionApproval  # noqa: E402
-from mlops.orchestration.assets import DRIFT_ASSET  # noqa: E402
+from mlops.orchestration.assets import DRIFT_ASSET, VERDICT_ASSET  # noqa: E402
 from mlops.orchestration.runs import GPU_STAGES, SWITCHES, TRIGGER_PARAMS  # noqa: E402
 from mlops.orchestration.task_docs import stage_doc  # noqa: E402
 
@@ -143,12 +145,16 @@ with DAG(
                "`reports/runs/<run id>/` (`params.yaml`, `overrides.json`); its log names the value of every "
                "trigger parameter.\n\n**Skipped** never: a bad value fails it at once, without retries.",
     )
-    record_task = PythonOperator(
+    record_task = RecordOperator(
         task_id="record", python_callable=record, op_kwargs={"project": str(PROJECT)},
         execution_timeout=timedelta(minutes=5), trigger_rule="none_failed_min_one_success",
-        doc_md="Write this run's record (`mlops.orchestration.runs.record`).\n\n**Reads** the metrics, gate "
+        outlets=[VERDICT_ASSET],
+        doc_md="Write this run's record (`mlops.orchestration.runs.record`) and its verdict "
+               "(`mlops.orchestration.verdict`).\n\n**Reads** the metrics, gate "
                "decision, package and promotion results the run left in the project.\n\n**Writes** "
-               "`reports/runs/<run id>/run.json` and copies of those files.\n\n**Skipped** only when every "
+               "`reports/runs/<run id>/run.json` and copies of those files; an event of the "
+               f"`{VERDICT_ASSET.uri}` asset whose extra is the verdict (REJECTED / PROMOTED / NOT PROMOTED, the "
+               "scores, the next step), which becomes the run's note.\n\n**Skipped** only when every "
                "task before it was skipped.",
     )
     groups = {name: TaskGroup(name, tooltip=tooltip, prefix_group_id=False)  # task ids stay the stages' names

@@ -44,6 +44,7 @@ def project_env(project: Path) -> dict[str, str]:
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "AIRFLOW_HOME": str(project / ".airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(project / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(project / "plugins"),
         "BENTOML_HOME": str(project / ".bentoml"),
         "BENTOML_DO_NOT_TRACK": "True",
         "DVC_NO_ANALYTICS": "1",

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.providers.standard.hooks.subprocess import SubprocessHook
+from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
@@ -232,6 +233,9 @@ class StageOperator(CommandOperator):
         super().__init__(project=project, env=env, **kwargs)
         self.stage = stage
         self.switch = switch
+        from mlops.orchestration.report_links import stage_links
+
+        self.operator_extra_links = stage_links(project, stage)  # its files, one button each (report_links.py)
 
     def execute(self, context: Any) -> None:
         if isolated():
@@ -302,6 +306,12 @@ class MonitorOperator(CommandOperator):
     """
 
     ui_color = "#e8a33d"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        from mlops.orchestration.report_links import monitoring_links
+
+        self.operator_extra_links = monitoring_links()  # this run's report and summary
 
     def execute(self, context: Any) -> dict[str, str]:
         from mlops.orchestration.runs import monitoring_run_dir
@@ -413,20 +423,47 @@ def write_on_run_branch(run_id: str, task: str, write: Callable[[Path], Any]) ->
     return result
 
 
-def record(project: str, run_id: str, **_: Any) -> None:
-    """The run's last task: its record; with MLOPS_DVC_PUSH=1 (the compose stack), `dvc push` to the remote."""
+def record(project: str, run_id: str, outlet_events: Any = None, **_: Any) -> dict[str, Any]:
+    """The run's last task: its record, and its verdict as an event of the verdict asset (and this task's XCom);
+    with MLOPS_DVC_PUSH=1 (the compose stack), `dvc push` to the remote."""
     from mlops.orchestration.runs import record as write_record
 
     if isolated():  # the record is written from the run's branch, and committed to it
-        write_on_run_branch(run_id, "record", lambda path: write_record(path, run_id))
-        return
-    write_record(Path(project), run_id)
+        summary = write_on_run_branch(run_id, "record", lambda path: write_record(path, run_id))
+        return announce_verdict(project, run_id, summary, outlet_events)
+    summary = write_record(Path(project), run_id)
+    verdict = announce_verdict(project, run_id, summary, outlet_events)
     if os.environ.get("MLOPS_DVC_PUSH") == "1":
         result = subprocess.run(["dvc", "push"], cwd=project, capture_output=True, text=True, timeout=3600)
         print(redact(result.stdout + result.stderr), flush=True)
         if result.returncode != 0:
             error = redact(result.stderr).strip()[-2000:]
             raise AirflowException(f"dvc push failed (exit {result.returncode}): {error}")
+    return verdict
+
+
+def announce_verdict(project: str, run_id: str, summary: dict[str, Any], outlet_events: Any) -> dict[str, Any]:
+    """The run's verdict (mlops/orchestration/verdict.py) as the `extra` of an event of VERDICT_ASSET; the
+    project's Airflow plugin copies its note into the run's note when the run succeeds."""
+    from mlops.orchestration.assets import VERDICT_ASSET
+    from mlops.orchestration.runs import recorded_files, run_dir
+    from mlops.orchestration.verdict import run_verdict
+
+    verdict = run_verdict(summary, recorded_files(Path(project)), str(run_dir(Path("."), run_id) / "run.json"))
+    if outlet_events is not None:
+        outlet_events[VERDICT_ASSET].extra = verdict
+    print(redact(f"record: verdict: {verdict['headline']}"), flush=True)
+    return verdict
+
+
+class RecordOperator(PythonOperator):
+    """The `record` task: a PythonOperator (`record` above) with links to the run's record."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        from mlops.orchestration.report_links import record_links
+
+        self.operator_extra_links = record_links()
 
 
 def restore(project: str, **_: Any) -> None:
@@ -452,6 +489,13 @@ class PromoteOperator(CommandOperator):
     """
 
     ui_color = "#3fa34d"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        from mlops.core.registry import PROMOTION_RECORD
+        from mlops.orchestration.report_links import ReportLink
+
+        self.operator_extra_links = (ReportLink("Promotion decision", PROMOTION_RECORD),)
 
     def execute(self, context: Any) -> None:
         space = None

@@ -17,3 +17,6 @@ from __future__ import annotations
 from airflow.sdk import Asset
 
 DRIFT_ASSET = Asset(name="mlops-drift", uri="mlops://monitoring/drift", group="mlops")
+# The lifecycle's `record` task emits one event per run: its `extra` is the run's verdict
+# (mlops/orchestration/verdict.py); nothing is scheduled on it, it is where the UI and the REST API show it
+VERDICT_ASSET = Asset(name="mlops-lifecycle-verdict", uri="mlops://lifecycle/verdict", group="mlops")

@@ -349,6 +349,56 @@ def next_step(failed: list[dict[str, Any]], comparison: dict[str, Any] | None, s
     return f"{step}; {keep}"
 
 
+MINUS = "\u2212"  # a reason is read by people: a real minus sign, never a hyphen
+# An absolute check: what it measured on the candidate, and how it compares with its threshold
+ABSOLUTE = {"min_accuracy": ("accuracy", ">="), "min_macro_f1": ("macro-F1", ">="),
+            "min_class_recall": ("lowest class recall", ">="),
+            "max_latency_p95_ms": ("single-text CPU latency p95 (ms, absolute)", "<="),
+            "max_model_mb": ("size on disk (MB)", "<="),
+            "min_behaviour_pass_rate": ("share of behavioural tests passed", ">=")}
+
+
+def signed(value: float) -> str:
+    """+0.022, \u22120.031: the sign always shown, as a difference reads."""
+    return f"{value:+g}".replace("-", MINUS) if value else "0"
+
+
+def reason(failed: dict[str, Any], comparison: dict[str, Any] | None, metrics: dict[str, Any]) -> str:
+    """One failed check in words: the metric, the set it was measured on (and its rows), candidate against
+    champion with both values and the interval, and what it needed. The only place a reason is written: the
+    decision's `reasons`, the task logs, alerts, the approval request and the run's note all read these."""
+    name, observed, threshold = failed["check"], failed["observed"], failed["threshold"]
+    if name in ABSOLUTE:
+        what, op = ABSOLUTE[name]
+        if name == "min_class_recall":
+            worst = min(metrics["per_class"], key=lambda label: metrics["per_class"][label]["recall"])
+            what += f" (class {worst})"
+        where = ("" if name in ("max_model_mb", "min_behaviour_pass_rate") else
+                 f" on the {metrics['rows']} test rows")
+        return f"{name}: the candidate's {what}{where}: {observed}, needs {op} {threshold}"
+    if comparison is not None and name == "max_latency_ratio" and comparison.get("latency"):
+        latency = comparison["latency"]
+        return (f"{name}: p95 single-text latency candidate ({latency['candidate_variant']}) / champion "
+                f"{comparison['champion']} ({latency['champion_variant']}), {latency['samples']} texts measured side "
+                f"by side: {observed} ({latency['candidate_p95_ms']} vs {latency['champion_p95_ms']} ms), needs <= "
+                f"{threshold}")
+    if comparison is not None and name in RULE_CHECKS + ("no_regression_vs_champion",):
+        on_recent = name.endswith("_on_recent")
+        stats = comparison["recent"] if on_recent else comparison
+        rows = f"the {stats['rows']} {'recent' if on_recent else 'test'} rows"
+        interval = (f"{stats['confidence']:.0%} CI {signed(stats['ci_low'])} to {signed(stats['ci_high'])}; "
+                    f"macro-F1 {stats['challenger_macro_f1']} vs {stats['champion_macro_f1']}")
+        measured = f"{signed(stats['difference'])} ({interval})"
+        versus = f"candidate {MINUS} champion {comparison['champion']}"
+        if name.startswith("gain_probability"):
+            return (f"{name}: share of {stats['samples']} paired bootstrap resamples of {rows} in which the "
+                    f"candidate's macro-F1 beats champion {comparison['champion']}'s: {observed} (difference "
+                    f"{signed(stats['difference'])}, {interval}), needs >= {threshold}")
+        needs = "the difference > 0" if name.startswith("gain") else f"lower bound > {signed(threshold)}"
+        return f"{name}: macro-F1 difference {versus} on {rows}: {measured}, needs {needs}"
+    return f"{name}: observed {observed} vs {threshold} ({failed['rule']})"
+
+
 def decide(settings: Settings, metrics: dict[str, Any], model_dir: Path, scored_test: Path,
            scored_recent: Path | None = None, optimized_dir: Path | None = None) -> dict[str, Any]:
     checks = absolute_checks(metrics, settings)
@@ -376,7 +426,7 @@ def decide(settings: Settings, metrics: dict[str, Any], model_dir: Path, scored_
                                                      variant=judged["serve_variant"], optimized_dir=optimized_dir)
             checks += more
     failed = [c for c in checks if not c["passed"]]
-    reasons = [f"{c['check']}: observed {c['observed']} vs {c['threshold']} ({c['rule']})" for c in failed]
+    reasons = [reason(c, comparison, metrics) for c in failed]
     return {
         "accepted": not failed,
         "basis": basis,

@@ -50,8 +50,11 @@ def test_absolute_thresholds_reject_with_reasons(trained, metrics, bentoml_home)
     assert ("min_accuracy" in failed) == (metrics["accuracy"] < 1.0)
     lowest_recall = min(v["recall"] for v in metrics["per_class"].values())
     assert ("min_class_recall" in failed) == (lowest_recall < 1.0)
-    assert any(reason.startswith(f"max_model_mb: observed {metrics['size_mb']} vs 0.01") for reason in
-               decision["reasons"])
+    assert (f"max_model_mb: the candidate's size on disk (MB): {metrics['size_mb']}, needs <= 0.01"
+            in decision["reasons"])
+    if "min_accuracy" in failed:
+        assert (f"min_accuracy: the candidate's accuracy on the {metrics['rows']} test rows: "
+                f"{round(metrics['accuracy'], 4)}, needs >= 1.0") in decision["reasons"]
 
 
 def test_shuffled_label_challenger_is_rejected_against_a_good_champion(trained, tmp_path, monkeypatch,
@@ -378,3 +381,42 @@ def test_a_rejection_for_want_of_evidence_says_how_many_more_texts_to_label(sett
     assert "not good enough (min_accuracy)" in gate.next_step([{"check": "min_accuracy"}], comparison,
                                                               judged_settings)
     assert gate.next_step([], comparison, judged_settings) is None
+
+
+def failed_checks(settings, frame, recent=None, **gate_values):
+    """The failed comparison checks, by name, and the comparison, as the gate's decision holds them."""
+    _, _, settings = judged(settings, frame, recent=None, **gate_values)  # the same settings judged() uses
+    checks, comparison = gate.compare_with_champion(None, "text-classifier:champ", frame, LABELS, settings, recent)
+    return {c["check"]: c for c in checks if not c["passed"]}, comparison
+
+
+def test_a_failed_comparison_says_what_was_compared_on_which_set(settings, monkeypatch):
+    # given a gain inside the noise on a recent set of 400 rows, judged with promote_if: better
+    frame = scored_frames(monkeypatch, fixed=14, broken=8)
+    failed, comparison = failed_checks(settings, frame, recent=frame, promote_if="better")
+    recent = comparison["recent"]
+    # when the gate writes the reason of the failed check
+    text = gate.reason(failed["better_than_champion_on_recent"], comparison, {"rows": 400})
+    # then it names the metric, candidate against the champion, the set and its rows, the interval, the need
+    assert text == (f"better_than_champion_on_recent: macro-F1 difference candidate \u2212 champion "
+                    f"text-classifier:champ on the 400 recent rows: +{recent['difference']:g} (95% CI "
+                    f"\u2212{-recent['ci_low']:g} to +{recent['ci_high']:g}; macro-F1 {recent['challenger_macro_f1']} "
+                    f"vs {recent['champion_macro_f1']}), needs lower bound > 0")
+
+
+def test_a_failed_check_on_the_test_split_says_so(settings, monkeypatch):
+    # given a challenger worse as measured, no recent set: the rule is judged on the test split
+    frame = scored_frames(monkeypatch, fixed=8, broken=10)
+    failed, comparison = failed_checks(settings, frame, promote_if="non_inferior", max_regression=0.05)
+    text = gate.reason(failed["gain_vs_champion"], comparison, {"rows": 400})
+    assert text.startswith("gain_vs_champion: macro-F1 difference candidate \u2212 champion text-classifier:champ "
+                           f"on the 400 test rows: \u2212{-comparison['difference']:g} (95% CI ")
+    assert text.endswith("needs the difference > 0")
+    # and a probability of a gain names the resamples it was counted over
+    failed, comparison = failed_checks(settings, frame, recent=frame, promote_if="expected_gain",
+                                       min_gain_probability=0.99)
+    text = gate.reason(failed["gain_probability_on_recent"], comparison, {"rows": 400})
+    assert text.startswith(f"gain_probability_on_recent: share of {settings.gate.bootstrap_samples} paired bootstrap "
+                           "resamples of the 400 recent rows in which the candidate's macro-F1 beats champion "
+                           "text-classifier:champ's: ")
+    assert text.endswith("needs >= 0.99")

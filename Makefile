@@ -72,7 +72,7 @@ test-fast:  ## the tests that take seconds, not minutes (on every core: pytest-x
 	$(BIN)/pytest -m "not slow" -n auto
 
 lint:  ## ruff
-	$(BIN)/ruff check mlops dags tests bench
+	$(BIN)/ruff check mlops dags plugins tests bench
 
 docs:  ## build the documentation site into site/ (mkdocs build --strict: a broken link or reference fails)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site

@@ -63,6 +63,17 @@ def test_drift_labels_retrain_and_a_run_without_labels(tmp_path, tiny_model_dir)
     finally:
         stop(server)
 
+    # The tiny champion is as sure of the shifted texts as of its own (its lower quartile of confidence on its
+    # reference is about 0.5) and wrong on most of them: screening holds the honest batch for review, as it
+    # would a poisoned one, and an operator who checked it approves it. The next run trains on it.
+    collected = run_cmd([str(BIN / "mlops"), "feedback", "collect"], cwd=project, env=env).stdout
+    assert "120 labels from" in collected and "HELD for review" in collected, collected
+    held = next((project / "data/feedback-held").glob("batch-*-served.csv")).stem
+    assert held in run_cmd([str(BIN / "mlops"), "feedback", "held"], cwd=project, env=env).stdout
+    approved = run_cmd([str(BIN / "mlops"), "feedback", "approve", held, "--note", "labelled from the queue"],
+                       cwd=project, env=env | {"MLOPS_OPERATOR": "tester"}).stdout
+    assert f"{held} approved" in approved, approved
+
     retrained = run_cmd([str(BIN / "mlops"), "retrain-on-drift", "--summary", "reports/live/summary.json"],
                         cwd=project, env=env, timeout=1800, check=False)
     out = retrained.stdout

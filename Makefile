@@ -77,7 +77,10 @@ lint:  ## ruff
 docs:  ## build the documentation site into site/ (mkdocs build --strict: a broken link or reference fails)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
-docs-serve:  ## serve the champion Bento on $(HOST):$(PORT) (127.0.0.1 by default; beyond it, keys are required)
+docs-serve:  ## serve the documentation on http://127.0.0.1:8000, rebuilt on every change
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+serve:  ## serve the champion Bento on $(HOST):$(PORT) (127.0.0.1 by default; beyond it, keys are required)
 	@$(BIN)/mlops keys check --host $(HOST)
 	@bento=$$($(BIN)/mlops registry show --field bento) && echo "serving $$bento on http://$(HOST):$(PORT)" && \
 	MLOPS_PROJECT_DIR=$(CURDIR) $(BIN)/bentoml serve $$bento --host $(HOST) --port $(PORT)

@@ -176,3 +176,19 @@ def test_post_that_is_not_json_gets_415(guard, content_type):
 def test_post_json_with_charset_passes(guard):
     headers = [("content-type", "application/json; charset=utf-8")]
     assert call(guard, headers=headers, method="POST")[0] == 200
+
+
+def test_make_serve_beyond_loopback_without_keys_refuses_to_start():
+    """As a user types it: `make serve HOST=0.0.0.0` with no key in the environment stops before any server starts,
+    with one line naming the variables to set."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
+    result = subprocess.run(["make", "-s", "serve", "HOST=0.0.0.0", "PORT=1"], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "refusing to listen on 0.0.0.0 without keys" in result.stderr and "MLOPS_LABEL_KEY" in result.stderr
+    assert "serving" not in result.stdout  # the registry was never asked for a Bento, nothing was started

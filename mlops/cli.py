@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from mlops.cli_feedback import feedback, keys
+from mlops.cli_feedback import feedback, keys, settings_of
 from mlops.core.environment import apply_defaults
 from mlops.core.errors import (
     EXIT_FILE_ENV,
@@ -29,7 +29,7 @@ from mlops.core.errors import (
     StepFailed,
 )
 from mlops.core.registry import PROMOTION_RECORD
-from mlops.core.settings import DEFAULT_PARAMS, Settings, load_settings
+from mlops.core.settings import DEFAULT_PARAMS
 
 PathArg = click.Path(path_type=Path)
 DVC_YAML = "as dvc.yaml passes it"
@@ -50,10 +50,6 @@ def cli(ctx: click.Context, params_path: Path) -> None:
     """The text-classification lifecycle, one stage per subcommand."""
     apply_defaults(Path.cwd())
     ctx.obj = params_path
-
-
-def settings_of(ctx: click.Context) -> Settings:
-    return load_settings(ctx.obj)
 
 
 ADHOC_DIR = Path("reports/adhoc")

@@ -22,6 +22,7 @@ PathArg = click.Path(path_type=Path)
 
 
 def settings_of(ctx: click.Context) -> Settings:
+    """The validated params of this invocation (the root command's --params), for any subcommand depth."""
     return load_settings(ctx.find_root().obj)
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 
 from mlops.core.io import atomic_path, read_json, read_table, write_json, write_table
 from mlops.core.settings import EvaluateSettings, Settings
+from mlops.core.stats import wilson_interval
 from mlops.ml.behaviour import load_suite, run_suite
 from mlops.ml.model import Classifier, set_cpu_threads
 from mlops.ml.progress import predict_with_progress
@@ -137,15 +138,11 @@ def measure_latency(classifier: Classifier, texts: list[str], samples: int) -> d
             "p95_ms": round(float(np.percentile(timings, 95)), 2), "samples": len(timings)}
 
 
-def accuracy_interval(scored: pd.DataFrame, z: float = 1.96) -> list[float]:
+def accuracy_interval(scored: pd.DataFrame) -> list[float]:
     """The Wilson 95% interval of the accuracy: how far a set of this size pins it down."""
-    n = len(scored)
-    if n == 0:
-        return [0.0, 1.0]
-    p = float((scored["prediction"].astype(str) == scored["label"].astype(str)).mean())
-    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (
-        1 + z * z / n)
-    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+    right = int((scored["prediction"].astype(str) == scored["label"].astype(str)).sum())
+    low, high = wilson_interval(right, len(scored))
+    return [round(low, 4), round(high, 4)]
 
 
 def score_recent(classifier: Classifier, split_path: Path, scored_path: Path) -> dict[str, Any] | None:

@@ -11,12 +11,16 @@ import getpass
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from mlops.core.environment import feedback_dir, traffic_dir
 from mlops.core.errors import MlopsError
 from mlops.core.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # the loop's modules load pandas: only the commands that need them import them
+    from mlops.loop.batches import Outcome
 
 PathArg = click.Path(path_type=Path)
 
@@ -26,7 +30,7 @@ def settings_of(ctx: click.Context) -> Settings:
     return load_settings(ctx.find_root().obj)
 
 
-def describe(outcome: object, origin: str) -> str:
+def describe(outcome: Outcome, origin: str) -> str:
     """One line for a collection or import: the new batch, or the held one and why."""
     if outcome.held is not None:
         return (f"{outcome.rows} labels from {origin} HELD for review as {outcome.held.stem}: "

@@ -71,8 +71,9 @@ test:  ## the test suite, as CI runs it
 test-fast:  ## the tests that take seconds, not minutes (on every core: pytest-xdist)
 	$(BIN)/pytest -m "not slow" -n auto
 
-lint:  ## ruff
+lint:  ## ruff (style, imports, docstrings in mlops/core) and mypy (strict on mlops/core)
 	$(BIN)/ruff check mlops dags plugins tests bench
+	$(BIN)/mypy
 
 docs:  ## build the documentation site into site/ (mkdocs build --strict: a broken link or reference fails)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site

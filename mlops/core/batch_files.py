@@ -28,6 +28,7 @@ def list_batches(directory: Path) -> list[Path]:
 
 
 def read_batch(path: Path) -> pd.DataFrame:
+    """Read a batch as text columns only: ids and labels like 007 or NA must stay what the labeller wrote."""
     return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
 
 

@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TypedDict
 
 STAGE = "prod"
 IDENTITY = {"name": "mlops", "email": "mlops@localhost"}
@@ -53,10 +54,12 @@ said_skipped = False
 
 
 def say(line: str) -> None:
+    """Tell the operator on stderr: stdout belongs to the command's own answer."""
     print(line, file=sys.stderr, flush=True)
 
 
 def git(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run git in `cwd` and return its stdout; a failure raises with git's own last line."""
     result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=60,
                             env={**os.environ, **(env or {})})
     if result.returncode:
@@ -104,12 +107,20 @@ def wait_past_stage_tags(repo: Path, name: str, commit: str) -> None:
         time.sleep(max(dates) + 1 - time.time())
 
 
-def signed(env: dict[str, str]) -> dict[str, str | None]:
+class Tagger(TypedDict):
+    """GTO's tagger keyword arguments (typed, so that they cannot land on its boolean flags)."""
+
+    author: str | None
+    author_email: str | None
+
+
+def signed(env: dict[str, str]) -> Tagger:
     """GTO's tagger arguments for `env` (identity's): None leaves git's own user."""
-    return {"author": env.get("GIT_COMMITTER_NAME"), "author_email": env.get("GIT_COMMITTER_EMAIL")}
+    return Tagger(author=env.get("GIT_COMMITTER_NAME"), author_email=env.get("GIT_COMMITTER_EMAIL"))
 
 
 def artifact(model_tag: str) -> str:
+    """The GTO artifact name of a BentoML tag: the part before the version."""
     return model_tag.split(":", 1)[0]
 
 
@@ -147,7 +158,7 @@ def register(repo: Path, model_tag: str, digest: str | None) -> str:
     first = not git(["tag", "--list", f"{name}@*"], repo)
     event = gto.api.register(repo, name, commit, bump_minor=not first, **signed(env),
                              message=f"{SUBJECT}{model_tag}\n\nweights sha256 {digest or 'unknown'}")
-    return event.version
+    return str(event.version)
 
 
 def in_stage(repo: Path, name: str) -> list[str]:

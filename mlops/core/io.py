@@ -35,11 +35,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def write_json(data: Any, path: Path) -> None:
+    """Write `data` as indented JSON atomically: a reader never sees half a file."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
 
 
 def read_json(path: Path) -> Any:
+    """Read a JSON input, naming the missing or broken file instead of a bare traceback."""
     path = Path(path)
     if not path.is_file():
         raise MlopsError(f"missing input {path}: run the stage that writes it first")
@@ -50,11 +52,13 @@ def read_json(path: Path) -> Any:
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
+    """Write a frame as Parquet atomically (the stages' table format: typed, compact, DVC-hashable)."""
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
 
 
 def read_table(path: Path) -> pd.DataFrame:
+    """Read a Parquet input, naming the missing file and the stage that writes it."""
     path = Path(path)
     if not path.is_file():
         raise MlopsError(f"missing input {path}: run the stage that writes it first")

@@ -46,6 +46,7 @@ def merge_into_params(overlay: dict[str, Any], params: Path, origin: str) -> str
 
 
 def apply(preset: Path, params: Path) -> list[str]:
+    """Merge a preset into params.yaml, keeping its comments; the dotted keys it changed."""
     from ruamel.yaml import YAML
 
     if not preset.is_file():

@@ -102,7 +102,8 @@ def render_value(value: Any) -> str:
         value = value.model_dump(mode="json", by_alias=True)
     if isinstance(value, tuple):
         value = list(value)
-    return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000).strip().removesuffix(
+    dumped: str = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000)
+    return dumped.strip().removesuffix(
         "\n...").removesuffix(" ...").strip()
 
 
@@ -229,6 +230,7 @@ def explain(key: str, params: Path = DEFAULT_PARAMS, model: type[BaseModel] = Se
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write the parameter reference page, or with --check say whether it is stale (exit 1)."""
     parser = argparse.ArgumentParser(description="Write (or check) the parameter reference page.")
     parser.add_argument("--out", type=Path, default=REFERENCE_PAGE)
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="The params file whose values ship.")

@@ -24,6 +24,8 @@ TEMPLATE = re.compile(r"\$\{\s*([\w.-]+)\s*\}")
 
 @dataclass(frozen=True)
 class Stage:
+    """One stage of dvc.yaml as this project reads it: its command, deps and outs, parameters resolved."""
+
     name: str
     cmd: str
     deps: tuple[str, ...]
@@ -35,6 +37,7 @@ class Stage:
 
 
 def lookup(params: dict[str, Any], dotted: str) -> Any:
+    """The value of a ${dotted.key} in params; a clear error when params.yaml lacks it."""
     try:
         return get_dotted(params, dotted)
     except KeyError:
@@ -42,6 +45,7 @@ def lookup(params: dict[str, Any], dotted: str) -> Any:
 
 
 def interpolate(text: str, params: dict[str, Any]) -> str:
+    """Resolve dvc.yaml's ${...} templates in `text` from params, as DVC does."""
     return TEMPLATE.sub(lambda match: str(lookup(params, match.group(1))), text)
 
 
@@ -61,6 +65,7 @@ def uncached_paths(entries: list[Any] | None, params: dict[str, Any]) -> tuple[s
 
 
 def inside(path: str, out: str) -> bool:
+    """Whether `path` is `out` or lies inside the folder `out` (DVC's notion of an output covering a path)."""
     return path == out or path.startswith(out + "/")
 
 

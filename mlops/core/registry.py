@@ -51,14 +51,17 @@ PROMOTION_RECORD = "reports/promotion.json"
 
 
 def bentoml_home() -> Path:
+    """BentoML's store, where the registry file lives beside the models it names."""
     return Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml"))
 
 
 def registry_path() -> Path:
+    """The registry file: champion, challenger and history."""
     return bentoml_home() / "registry.json"
 
 
 def events_path() -> Path:
+    """The append-only log of registry events (promotions, rollbacks), for audit."""
     return bentoml_home() / "registry-events.jsonl"
 
 
@@ -66,6 +69,7 @@ logger = logging.getLogger("mlops.core.registry")
 
 
 def read_registry() -> dict[str, Any]:
+    """The registry as stored, with every key present (an empty registry before the first promotion)."""
     path = registry_path()
     return {**EMPTY, **read_json(path)} if path.is_file() else dict(EMPTY)
 
@@ -120,10 +124,13 @@ def updating() -> Iterator[dict[str, Any]]:
 
 
 def champion() -> dict[str, Any] | None:
-    return read_registry()["champion"]
+    """The registry's champion entry (model tag, variant, when and why promoted); None before the first."""
+    entry: dict[str, Any] | None = read_registry()["champion"]
+    return entry
 
 
 def now() -> str:
+    """The current UTC time to the second, as every registry record writes it."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -219,6 +226,7 @@ def find_stored(name: str, digest: str, build: str, variant: str = "fp32") -> di
 
 
 def model_path(tag: str) -> Path:
+    """The folder of a stored BentoML model; a clear error when the tag is not in the store."""
     import bentoml
 
     try:
@@ -228,6 +236,7 @@ def model_path(tag: str) -> Path:
 
 
 def bento_exists(tag: str | None) -> bool:
+    """Whether a Bento with this tag is in the store (False for no tag)."""
     import bentoml
 
     if not tag:
@@ -287,7 +296,7 @@ def list_models(name: str) -> list[dict[str, Any]]:
     import bentoml
 
     registry = read_registry()
-    aliases = {}
+    aliases: dict[str, str] = {}
     for index, entry in enumerate(reversed(registry["history"])):
         aliases.setdefault(entry["model"], f"previous-{index + 1}")
     if registry["challenger"]:
@@ -296,7 +305,7 @@ def list_models(name: str) -> list[dict[str, Any]]:
         aliases[registry["champion"]["model"]] = "champion"
     rows = []
     for model in sorted(bentoml.models.list(name), key=lambda m: m.info.creation_time, reverse=True):
-        metadata = model.info.metadata
+        metadata: dict[str, Any] = dict(model.info.metadata)
         rows.append({"model": str(model.tag), "alias": aliases.get(str(model.tag), ""),
                      "created": model.info.creation_time.isoformat(timespec="seconds"),
                      "accuracy": metadata.get("metrics", {}).get("accuracy"),

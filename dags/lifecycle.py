@@ -80,7 +80,8 @@ from mlops.orchestration.runs import GPU_STAGES, SWITCHES, TRIGGER_PARAMS  # noq
 from mlops.orchestration.task_docs import stage_doc  # noqa: E402
 
 GPU_QUEUE = os.environ.get("MLOPS_GPU_QUEUE", "gpu")
-TIMEOUTS = {"train": timedelta(hours=8), "distill": timedelta(hours=8)}  # every other task: default_args
+# every other task: default_args; the refit trains as long as a feedback retrain does
+TIMEOUTS = {"train": timedelta(hours=8), "distill": timedelta(hours=8), "refit": timedelta(hours=8)}
 GATE = "gate"  # stages after the gate run only if it accepted (its decision: the gate command's --out)
 PACKAGE = "package"  # builds the candidate; `promote` follows it
 KEEP = "as params.yaml says"  # what an empty trigger field means

@@ -284,4 +284,6 @@ def candidate_of(model_tag: str, bentofile: Path, settings: Settings) -> dict[st
     bento = str(bentos[0].tag) if bentos else build_bento(tag, bentofile)
     return {"model": tag, "bento": bento, "digest": registry.model_digest(path),
             "metrics": model.info.metadata.get("metrics", {}), "build": build_digest(bentofile, settings),
-            "serve_variant": served_variant(path, "auto")}
+            "serve_variant": served_variant(path, "auto"),
+            # a refit on every label: the judged candidate's digest, which the gate then knows as this model
+            **({"refit_of": model.info.metadata["refit_of"]} if model.info.metadata.get("refit_of") else {})}

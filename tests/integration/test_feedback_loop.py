@@ -27,7 +27,9 @@ def test_drift_labels_retrain_and_a_run_without_labels(tmp_path, tiny_model_dir)
 
     params = tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()), tiny_model_dir)
     params["feedback"].update({"min_recent_rows": 20, "oversample": 2, "queue_size": 200})
-    params["gate"]["promote_if"] = "non_inferior"
+    # the continued candidate loses one of the 90 tiny test rows (CPU training is deterministic): allowed here, so
+    # that the accepted path runs (refit on every label, package, promote); exit 3 on rejection: tests/test_cli.py
+    params["gate"].update({"promote_if": "non_inferior", "max_regression": 0.05})
     # the refit's own checks are unit-tested (tests/stages/test_refit.py); here: the wiring, whatever the tiny model
     params["refit_feedback"].update({"max_test_drop_points": 100.0, "min_agreement": 0.0})
     project = copy_project(tmp_path / "project", params)

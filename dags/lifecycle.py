@@ -20,8 +20,8 @@ a trigger's parameters apply to that run only. One run is active at a time;
 later ones queue, so two runs never write the same workspace at once (DVC
 also locks it).
 
-After `gate`, the `gate_decision` branch lets `package` run only for an
-accepted model; a rejected one skips packaging, and the branch's log lists
+After `gate`, the `gate_decision` branch lets `refit` and `package` run only
+for an accepted model; a rejected one skips them, and the branch's log lists
 the gate's reasons. `package` only builds the candidate; `promote` (not a DVC
 stage: `mlops promote`) starts its Bento, checks it and makes it champion.
 Between them, `approve` waits for a person's Approve or Reject when
@@ -80,7 +80,8 @@ from mlops.orchestration.runs import GPU_STAGES, SWITCHES, TRIGGER_PARAMS  # noq
 from mlops.orchestration.task_docs import stage_doc  # noqa: E402
 
 GPU_QUEUE = os.environ.get("MLOPS_GPU_QUEUE", "gpu")
-TIMEOUTS = {"train": timedelta(hours=8), "distill": timedelta(hours=8)}  # every other task: default_args
+# every other task: default_args; the refit trains as long as a feedback retrain does
+TIMEOUTS = {"train": timedelta(hours=8), "distill": timedelta(hours=8), "refit": timedelta(hours=8)}
 GATE = "gate"  # stages after the gate run only if it accepted (its decision: the gate command's --out)
 PACKAGE = "package"  # builds the candidate; `promote` follows it
 KEEP = "as params.yaml says"  # what an empty trigger field means
@@ -90,8 +91,8 @@ GROUPS = {
     "data": ("Generate, ingest, validate and split the labelled data", ("generate", "ingest", "validate", "split")),
     "model": ("Train the candidate, distill a student, build the serving variants, evaluate",
               ("train", "distill", "optimize", "evaluate")),
-    "release": ("The gate's decision, packaging, a person's approval, promotion",
-                ("gate", "gate_decision", "package", "approve", "promote")),
+    "release": ("The gate's decision, the refit on every label, packaging, a person's approval, promotion",
+                ("gate", "gate_decision", "refit", "package", "approve", "promote")),
     "monitoring": ("Drift of the candidate's scored data against the reference", ("monitor",)),
 }
 
@@ -115,8 +116,8 @@ def trigger_params() -> dict[str, Param]:
 
 with DAG(
     dag_id="lifecycle",
-    description="ingest -> validate -> split -> train -> distill -> optimize -> evaluate -> gate -> package -> "
-                "monitor (from dvc.yaml); "
+    description="ingest -> validate -> split -> train -> distill -> optimize -> evaluate -> gate -> refit -> "
+                "package -> monitor (from dvc.yaml); "
                 "started by hand or by drift",
     schedule=[DRIFT_ASSET],
     catchup=False,
@@ -180,7 +181,7 @@ with DAG(
         on_success_callback=RejectedModelNotifier(str(PROJECT), str(stage_path(PROJECT, GATE, "out"))),
         doc_md=f"Branch on the gate's decision: a rejected model skips packaging, and this task's log says "
                f"why.\n\n**Reads** `{stage_path(PROJECT, GATE, 'out')}`.\n\n**Writes** nothing.\n\n"
-               f"**Skipped** never; it skips `package`, `approve` and `promote` for a rejected model.",
+               f"**Skipped** never; it skips `refit`, `package`, `approve` and `promote` for a rejected model.",
     )
     for stage in stages:
         for upstream in upstream_of[stage.name]:
@@ -193,12 +194,13 @@ with DAG(
     approve_task = PromotionApproval(
         task_id="approve", project=str(PROJECT), retries=0, execution_timeout=timedelta(minutes=10),
         task_group=group_of["approve"],
-        decision=str(stage_path(PROJECT, GATE, "out")), card=str(stage_path(PROJECT, GATE, "card")),
+        decision=str(stage_path(PROJECT, GATE, "out")), card=str(stage_path(PROJECT, PACKAGE, "card")),
         package=str(stage_path(PROJECT, PACKAGE, "out")),
         doc_md="`promote.approval: human`: wait for a person's Approve (promote runs) or Reject (it is skipped; "
                "also after `promote.approval_timeout_h` with no answer), shown the gate's decision and the "
-               "model card.\n\n**Reads** the run's `params.yaml`, the gate's decision, its model card and "
-               "package's result.\n\n**Writes** `reports/runs/<run id>/approval.json`.\n\n**Skipped** with "
+               "model card package stored (the gate's, with the refit's section).\n\n**Reads** the run's "
+               "`params.yaml`, the gate's decision, that model card and package's result.\n\n**Writes** "
+               "`reports/runs/<run id>/approval.json`.\n\n**Skipped** with "
                "`promote.approval: auto` (promote follows package), when package left the champion unchanged, "
                "and when the gate rejected the model.",
     )

@@ -208,6 +208,30 @@ def gate(ctx: click.Context, metrics: Path, model: Path, scored_test: Path, trai
 
 
 @cli.command()
+@click.option("--decision", type=PathArg, default=declared("refit", "decision"), show_default=DVC_YAML)
+@click.option("--train-metrics", type=PathArg, default=declared("refit", "train-metrics"), show_default=DVC_YAML,
+              help="The train stage's summary: where the judged candidate started (the champion it continued from).")
+@click.option("--model", type=PathArg, default=declared("refit", "model"), show_default=DVC_YAML)
+@click.option("--split-dir", type=PathArg, default=declared("refit", "split-dir"), show_default=DVC_YAML)
+@click.option("--optimized-dir", type=PathArg, default=declared("refit", "optimized-dir"), show_default=DVC_YAML,
+              help="The judged candidate's variants: the refit is checked against the one the gate chose.")
+@click.option("--out-dir", type=PathArg, default=declared("refit", "out-dir"), show_default=DVC_YAML)
+@click.option("--record", type=PathArg, default=declared("refit", "record"), show_default=DVC_YAML)
+@click.option("--card", type=PathArg, default=declared("refit", "card"), show_default=DVC_YAML,
+              help="The gate's model card.")
+@click.option("--card-out", type=PathArg, default=declared("refit", "card-out"), show_default=DVC_YAML,
+              help="The model card package stores: the gate's, with a section on the refit.")
+@click.pass_context
+def refit(ctx: click.Context, decision: Path, train_metrics: Path, model: Path, split_dir: Path,
+          optimized_dir: Path, out_dir: Path, record: Path, card: Path, card_out: Path) -> None:
+    """After an accepted feedback retrain, refit the model to package on every label, the recent set included."""
+    from mlops.stages import refit as stage
+
+    stage.run(settings_of(ctx), decision, train_metrics, model, split_dir, optimized_dir, out_dir, record, card,
+              card_out)
+
+
+@cli.command()
 @click.option("--decision", type=PathArg, default=declared("package", "decision"), show_default=DVC_YAML)
 @click.option("--model", type=PathArg, default=declared("package", "model"), show_default=DVC_YAML)
 @click.option("--metrics", type=PathArg, default=declared("package", "metrics"), show_default=DVC_YAML)
@@ -218,13 +242,17 @@ def gate(ctx: click.Context, metrics: Path, model: Path, scored_test: Path, trai
 @click.option("--out", type=PathArg, default=declared("package", "out"), show_default=DVC_YAML)
 @click.option("--optimized-dir", type=PathArg, default=declared("package", "optimized-dir"), show_default=DVC_YAML,
               help="The optimize stage's variants: the one the gate chose is stored with the model.")
+@click.option("--refit", "refit_record", type=PathArg, default=declared("package", "refit"), show_default=DVC_YAML,
+              help="The refit stage's record: when it packaged the refit, its weights and variant are stored "
+                   "instead of --model's and --optimized-dir's.")
 @click.pass_context
 def package(ctx: click.Context, decision: Path, model: Path, metrics: Path, bentofile: Path, card: Path,
-            reference: Path, out: Path, optimized_dir: Path) -> None:
+            reference: Path, out: Path, optimized_dir: Path, refit_record: Path) -> None:
     """Store an accepted model and build its Bento: the candidate (`mlops promote` makes it champion)."""
     from mlops.stages import package as stage
 
-    stage.run(settings_of(ctx), decision, model, metrics, bentofile, card, out, reference, optimized_dir)
+    stage.run(settings_of(ctx), decision, model, metrics, bentofile, card, out, reference, optimized_dir,
+              refit_record)
 
 
 SCORED_TEST = click.option("--scored-test", type=PathArg, default=declared("gate", "scored-test"),

@@ -542,6 +542,23 @@ class FeedbackSettings(Strict):
                                              "weight).")
 
 
+class RefitFeedbackSettings(Strict):
+    """Once the gate accepts a candidate continued on feedback, the model packaged is refit on every label."""
+    enabled: bool = Field(default=True, description="Whether, once the gate accepts a candidate continued from the "
+                                                    "champion on labelled feedback, the packaged model is refit with "
+                                                    "the same recipe on every feedback row, the held-out recent set "
+                                                    "included (mlops/stages/refit.py); off: the judged candidate is "
+                                                    "packaged.")
+    max_test_drop_points: float = Field(
+        default=0.5, ge=0, description="The refit is packaged only if its test accuracy is at most this many points "
+                                       "below the judged candidate's (same serving variant, same original test "
+                                       "rows); else the judged candidate is, and the record says why.")
+    min_agreement: float = Field(
+        default=0.9, ge=0, le=1, description="The refit is packaged only if at least this share of its predictions "
+                                             "on the test and recent rows equals the judged candidate's; else the "
+                                             "judged candidate is, and the record says why.")
+
+
 class Settings(Strict):
     """Every section of params.yaml, validated: the one typed view of the parameters all code reads."""
 
@@ -575,6 +592,10 @@ class Settings(Strict):
     feedback: FeedbackSettings = Field(
         default=FeedbackSettings(), description="Labels from production: POST /feedback, the labelling queue, "
                                                 "feedback batches, the recent test set.")
+    refit_feedback: RefitFeedbackSettings = Field(
+        default=RefitFeedbackSettings(), description="After an accepted feedback retrain: refit the packaged model "
+                                                     "on every label, recent set included, with its own sanity "
+                                                     "checks (mlops/stages/refit.py).")
 
     @model_validator(mode="after")
     def _budget_fits_a_text(self) -> Settings:

@@ -82,8 +82,8 @@ APPROVAL_FILE = "approval.json"  # promote.approval: human: who approved or reje
 STATUSES = ("drift", "no_drift", "insufficient_data")  # of `mlops monitor`'s summary.json
 # What a run's record keeps: each stage's summary file, by name: (stage, option of its dvc.yaml command, file inside).
 RECORDED = {"train": ("train", "metrics", ""), "evaluate": ("evaluate", "metrics", ""), "gate": ("gate", "out", ""),
-            "package": ("package", "out", ""), "monitor": ("monitor", "out-dir", "summary.json"),
-            "validate": ("validate", "report-dir", "summary.json")}
+            "refit": ("refit", "record", ""), "package": ("package", "out", ""),
+            "monitor": ("monitor", "out-dir", "summary.json"), "validate": ("validate", "report-dir", "summary.json")}
 
 
 def recorded_files(project: Path) -> dict[str, str]:
@@ -315,8 +315,9 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
         # the gate_decision branch skipped packaging: a package.json left by an earlier run is not this run's
         results[package_file] = {"status": "skipped", "reason": "the gate rejected the model"}
         results[promotion_file] = {"promoted": False, "reason": "the gate rejected the model"}
-        (folder / package_file.replace("/", "__")).unlink(missing_ok=True)
-        (folder / promotion_file.replace("/", "__")).unlink(missing_ok=True)
+        results[files["refit"]] = {"refit": False, "packaged": None, "why": "the gate rejected the model"}
+        for skipped in (package_file, promotion_file, files["refit"]):
+            (folder / skipped.replace("/", "__")).unlink(missing_ok=True)
     approval_file = folder / APPROVAL_FILE  # written by the `approve` task (mlops/orchestration/approval.py)
     approval = json.loads(approval_file.read_text(encoding="utf-8")) if approval_file.is_file() else None
     if approval and not approval.get("approved"):  # `promote` was skipped: an earlier promotion.json is not ours

@@ -67,6 +67,18 @@ def evidence_line(decision: dict) -> list[str]:
     return [f"  evidence        {note}"] if note else []
 
 
+def refit_line(refit: dict) -> list[str]:
+    """Whether the packaged model was refit on every label (the recent set included), and its checks' figures."""
+    if not refit:
+        return []
+    if not refit.get("refit"):
+        return [f"  refit           not refit: {refit.get('why')}"]
+    figures, training = refit.get("figures") or {}, refit.get("training") or {}
+    return [f"  refit           packaged {refit.get('packaged')}: {refit.get('why')}; {training.get('feedback_rows')} "
+            f"feedback rows, test accuracy {figures.get('refit_test_accuracy')} vs judged "
+            f"{figures.get('judged_test_accuracy')}, agreement {figures.get('agreement')}"]
+
+
 def verdict_line(decision: dict, promotion: dict) -> list[str]:
     """The run's verdict, last: a person reads it, and a rejection must not read as a crash."""
     from mlops.core.errors import REJECTED_EXIT
@@ -104,6 +116,7 @@ def main() -> None:
         *recent_lines(metrics, decision),
         f"  gate            {verdict}: {'; '.join(decision.get('reasons', []))}  ({decision_path})",
         *evidence_line(decision),
+        *refit_line(read(stage_path(".", "refit", "record"))),
         f"  package         {package.get('status')}: bento {package.get('bento', '-')}"
         + serving_note(metrics, decision),
         *variant_lines(decision),

@@ -18,6 +18,7 @@ UP_TO_DATE = ("never by itself: when none of its deps and params changed since d
 SKIPPED = {
     "distill": "after writing its marker when `distill.enabled` is false in the run's params: no student is built, "
                "and `optimize` goes on with the candidate alone",
+    "refit": "when `gate_decision` found the model rejected; then `package`, `approve` and `promote` are skipped too",
     "package": "when `gate_decision` found the model rejected; then `approve` and `promote` are skipped too",
 }
 

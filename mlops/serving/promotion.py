@@ -304,7 +304,7 @@ def promote_candidate(settings: Settings, package_path: Path, scored: Path | Non
         print(f"promote: nothing promoted: {result['reason']}")
         return result
     entry = {k: package[k] for k in ("model", "bento") if k in package}
-    entry.update({k: package[k] for k in ("digest", "metrics", "build", "serve_variant") if k in package})
+    entry.update({k: package[k] for k in ("digest", "metrics", "build", "serve_variant", "refit_of") if k in package})
     if registry.retired_by_rollback(entry["model"]):  # `make run` after a rollback must not undo it
         result = {"promoted": False, "candidate": entry,
                   "reason": f"{entry['model']} was rolled back; `mlops registry promote {entry['model']}` "

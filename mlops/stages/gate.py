@@ -409,7 +409,7 @@ def decide(settings: Settings, metrics: dict[str, Any], model_dir: Path, scored_
     comparison = None
     if current is None:
         basis = "first run: no champion yet, absolute thresholds alone"
-    elif current.get("digest") == digest:
+    elif digest in (current.get("digest"), current.get("refit_of")):  # it, or the refit packaged in its place
         basis = f"the candidate is already the champion ({current['model']}): absolute thresholds alone"
     else:
         champion_dir = registry.model_path(current["model"])

@@ -13,6 +13,9 @@ candidate, so a serving change reaches `make serve` without retraining.
 The serving variant the gate chose (`serve_variant`: an ONNX directory the
 optimize stage wrote, torch fp32/int8, or a distilled student's) is stored
 inside the model with a `serving.json` naming it, and is part of what makes two stored models the same.
+When the refit stage refit the accepted candidate on every label and its
+checks passed (its record, `--refit`), the refit's weights and serving variant
+are stored instead, their digest naming them and `refit_of` the judged one.
 The Bento's Python packages are exact pins from requirements.lock: the ones
 bentofile.yaml names and everything they depend on, so the image runs what
 the gate measured, and building still needs no index.
@@ -184,15 +187,29 @@ def stored_variant(entry: dict[str, Any]) -> str:
         return "fp32"
 
 
+def packaged_model(decision: dict[str, Any], model_dir: Path, optimized_dir: Path | None,
+                   refit: dict[str, Any] | None) -> tuple[Path, Path | None, str, dict[str, Any]]:
+    """What to store: the refit stage's model when its record packaged it (every label, its checks passed), else
+    the judged candidate: (weights, variants folder, digest, what the registry entry says of a refit)."""
+    if refit and refit.get("packaged") == "refit":
+        for key in ("model_dir", "optimized_dir", "digest"):
+            if not refit.get(key):
+                raise MlopsError(f"package: the refit record packages the refit but names no {key}")
+        return (Path(refit["model_dir"]), Path(refit["optimized_dir"]), refit["digest"],
+                {"refit_of": decision["candidate_digest"]})
+    return model_dir, optimized_dir, decision["candidate_digest"], {}
+
+
 def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metrics: dict[str, Any],
             bentofile: Path, card: Path, reference: Path | None = None,
-            optimized_dir: Path | None = None) -> dict[str, Any]:
+            optimized_dir: Path | None = None, refit: dict[str, Any] | None = None) -> dict[str, Any]:
     if not decision["accepted"]:  # what to do next travels on, so `mlops promote` can say it
         return {"status": "rejected", "reasons": decision["reasons"], "next_step": decision.get("next_step")}
+    model_dir, optimized_dir, digest, refit_of = packaged_model(decision, model_dir, optimized_dir, refit)
     current = registry.champion()
     build = build_digest(bentofile, settings)
     variant = decision.get("serve_variant", "fp32")
-    if current and current.get("digest") == decision["candidate_digest"] and stored_variant(current) == variant:
+    if current and current.get("digest") == digest and stored_variant(current) == variant:
         if current.get("build") == build:
             return {"status": "unchanged", "model": current["model"], "bento": current["bento"]}
         bento_tag = build_bento(current["model"], bentofile)
@@ -201,19 +218,21 @@ def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metri
         registry.set_candidate(entry)
         return {"status": "candidate", "rebuilt": True, "reused": True, **entry}
     headline = {k: metrics[k] for k in ("accuracy", "macro_f1", "ece", "size_mb")}
-    stored = registry.find_stored(settings.serve.name, decision["candidate_digest"], build, variant)
+    stored = registry.find_stored(settings.serve.name, digest, build, variant)
     if stored is not None:  # seen before: the same weights are not stored twice
         entry = {"model": stored["model"], "bento": stored["bento"] or build_bento(stored["model"], bentofile),
-                 "digest": decision["candidate_digest"], "metrics": headline, "build": build,
-                 "serve_variant": variant}
+                 "digest": digest, "metrics": headline, "build": build, "serve_variant": variant, **refit_of}
         registry.set_candidate(entry)
         return {"status": "candidate", "rebuilt": stored["bento"] is None, "reused": True, **entry}
     lineage = decision["lineage"]
     metadata = {  # BentoML metadata takes no None values: nested documents go in as JSON strings
-        "digest": decision["candidate_digest"], "serve_variant": variant, "metrics": headline,
+        "digest": digest, "serve_variant": variant, "metrics": headline,
         "gate": decision["basis"],
         "git_commit": lineage["git_commit"], "data": lineage["data"], "params": json.dumps(lineage["params"]),
         "decision": json.dumps({k: decision[k] for k in ("accepted", "basis", "checks", "comparison")}),
+        # the gate judged `refit_of`; these weights are its refit on every label (mlops/stages/refit.py)
+        **({"refit": json.dumps({k: refit.get(k) for k in ("why", "checks", "figures", "training")}), **refit_of}
+           if refit_of else {}),
     }
     # The model card and monitoring's reference (the scored validation split,
     # embeddings included) travel inside the stored model: traffic served by
@@ -228,22 +247,25 @@ def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metri
             write_table(scored[[c for c in REFERENCE_COLUMNS if c in scored.columns]], staged / registry.REFERENCE_FILE)
         model_tag = registry.register_model(settings.serve.name, staged, metadata)
     bento_tag = build_bento(model_tag, bentofile)
-    entry = {"model": model_tag, "bento": bento_tag, "digest": decision["candidate_digest"], "metrics": headline,
-             "build": build, "serve_variant": variant}
+    entry = {"model": model_tag, "bento": bento_tag, "digest": digest, "metrics": headline,
+             "build": build, "serve_variant": variant, **refit_of}
     registry.set_candidate(entry)
     return {"status": "candidate", "rebuilt": False, "reused": False, **entry}
 
 
 def run(settings: Settings, decision_path: Path, model_dir: Path, metrics_path: Path, bentofile: Path, card: Path,
-        out: Path, reference: Path | None = None, optimized_dir: Path | None = None) -> dict[str, Any]:
+        out: Path, reference: Path | None = None, optimized_dir: Path | None = None,
+        refit_path: Path | None = None) -> dict[str, Any]:
+    refit = read_json(refit_path) if refit_path is not None and Path(refit_path).is_file() else None
     result = package(settings, read_json(decision_path), model_dir, read_json(metrics_path), bentofile, card,
-                     reference, optimized_dir)
+                     reference, optimized_dir, refit)
     write_json(result, out)
     if result["status"] == "rejected":
         print(f"package: SKIPPED, the gate rejected the model: {'; '.join(result['reasons'])}"
               + (f"; next step: {result['next_step']}" if result.get("next_step") else ""))
     else:
-        print(f"package: {result['status']}: model {result['model']} (serves {result.get('serve_variant', 'fp32')}), "
+        print(f"package: {result['status']}: model {result['model']} (serves {result.get('serve_variant', 'fp32')}"
+              + (", refit on every label" if result.get("refit_of") else "") + "), "
               f"bento {result['bento']} -> {out}"
               + ("; `mlops promote` makes it champion after checking the running Bento"
                  if result["status"] == "candidate" else ""))
@@ -262,4 +284,6 @@ def candidate_of(model_tag: str, bentofile: Path, settings: Settings) -> dict[st
     bento = str(bentos[0].tag) if bentos else build_bento(tag, bentofile)
     return {"model": tag, "bento": bento, "digest": registry.model_digest(path),
             "metrics": model.info.metadata.get("metrics", {}), "build": build_digest(bentofile, settings),
-            "serve_variant": served_variant(path, "auto")}
+            "serve_variant": served_variant(path, "auto"),
+            # a refit on every label: the judged candidate's digest, which the gate then knows as this model
+            **({"refit_of": model.info.metadata["refit_of"]} if model.info.metadata.get("refit_of") else {})}

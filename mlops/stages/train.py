@@ -204,16 +204,19 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     plt.close(figure)
 
 
-def champion_start(settings: Settings, labels: list[str]) -> tuple[str | None, Path | None, str]:
-    """The champion to continue from (tag, weights), or none and why not."""
+def champion_start(settings: Settings, labels: list[str], tag: str | None = None
+                   ) -> tuple[str | None, Path | None, str]:
+    """The champion to continue from (tag, weights), or none and why not; `tag` names a stored model instead of
+    the registry's champion (a refit starts where the judged candidate started, whoever is champion now)."""
     import bentoml
 
     from mlops.core import registry
 
-    entry = registry.champion()
-    if not entry:
-        return None, None, "no champion yet"
-    tag = entry["model"]
+    if tag is None:
+        entry = registry.champion()
+        if not entry:
+            return None, None, "no champion yet"
+        tag = entry["model"]
     try:
         stored = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
@@ -228,16 +231,17 @@ def champion_start(settings: Settings, labels: list[str]) -> tuple[str | None, P
     return tag, path, f"continuing from champion {tag}"
 
 
-def plan_start(settings: Settings, train_frame: pd.DataFrame, labels: list[str]
+def plan_start(settings: Settings, train_frame: pd.DataFrame, labels: list[str], champion_tag: str | None = None
                ) -> tuple[pd.DataFrame, Settings, str | None, Path | None, str]:
-    """Where fine-tuning starts and on which rows: (rows, settings, champion tag, its weights, why)."""
+    """Where fine-tuning starts and on which rows: (rows, settings, champion tag, its weights, why); `champion_tag`:
+    continue from that stored model rather than the registry's champion."""
     options = settings.train.continue_from_champion
     feedback = train_frame["origin"] == FEEDBACK if "origin" in train_frame else pd.Series(False, train_frame.index)
     if not options.enabled:
         return train_frame, settings, None, None, "from the base model (train.continue_from_champion is off)"
     if not feedback.any():
         return train_frame, settings, None, None, "from the base model (no labelled feedback to continue on)"
-    tag, path, why = champion_start(settings, labels)
+    tag, path, why = champion_start(settings, labels, champion_tag)
     if tag is None:
         return train_frame, settings, None, None, f"from the base model ({why})"
     main = train_frame[~feedback]
@@ -385,21 +389,24 @@ def refit_steps(best_step: int, selection_rows: int, all_rows: int, settings: Se
 
 
 def refit(settings: Settings, labels: list[str], start: Path | None, rows: pd.DataFrame, validation_set: EncodedTexts,
-          steps: int, key: str, checkpoints: Path) -> tuple[Any, Any, dict[str, Any]]:
+          steps: int, key: str, checkpoints: Path, stage: str = "train", what: str = "train + validation"
+          ) -> tuple[Any, Any, dict[str, Any]]:
     """Fine-tune again from the selection run's start (same seed, same head initialisation) on `rows` (train +
-    validation) for `steps` steps, without evaluating: (trainer, tokenizer, what it did). Killed, it resumes."""
+    validation; the refit stage's: every feedback row) for `steps` steps, without evaluating: (trainer, tokenizer,
+    what it did); `steps` -1: `train.epochs` of them. Killed, it resumes."""
     from transformers import set_seed
 
     set_seed(settings.seed)
     tokenizer, model = load_base(settings, labels, start)
     rows_set = encode_frame(tokenizer, rows, labels, settings.model.max_length)
     resume = resumable_checkpoint(checkpoints, key)
-    print(f"train: refitting on {len(rows_set)} rows (train + validation) for {steps} steps", flush=True)
+    length = f"{steps} steps" if steps > 0 else f"{settings.train.epochs} epochs"
+    print(f"{stage}: refitting on {len(rows_set)} rows ({what}) for {length}", flush=True)
     trainer = build_trainer(settings, model, tokenizer, rows_set, validation_set, checkpoints,
                             [ProgressLine(settings.train.batch_size, "refit")], select_best=False, max_steps=steps,
                             evaluate=False)
     if resume:
-        print(f"train: refit resuming from {resume}", flush=True)
+        print(f"{stage}: refit resuming from {resume}", flush=True)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     return trainer, tokenizer, {"rows": len(rows_set), "steps": trainer.state.global_step,

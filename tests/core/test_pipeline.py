@@ -12,8 +12,8 @@ from mlops.core.errors import MlopsError
 from mlops.core.pipeline import load_stage_graph, load_stages, reduced_upstream
 from tests.helpers import ROOT, project_env
 
-STAGES = ["generate", "ingest", "validate", "split", "train", "distill", "optimize", "evaluate", "gate", "package",
-          "monitor"]
+STAGES = ["generate", "ingest", "validate", "split", "train", "distill", "optimize", "evaluate", "gate", "refit",
+          "package", "monitor"]
 
 
 def test_stage_graph_from_dvc_yaml():
@@ -84,13 +84,14 @@ def test_dag_imports_without_errors_and_mirrors_dvc_yaml(tmp_path):
     expected |= {"configure": [], "record": sorted([*leaves, "promote"]), "gate_decision": ["gate"],
                  "approve": ["package"], "promote": ["approve", "package"], "restore_params": ["configure", "record"]}
     assert report["tasks"] == expected
-    assert report["tasks"]["package"] == ["gate_decision"]  # not train, optimize, evaluate: gate follows those
+    assert report["tasks"]["refit"] == ["gate_decision"]  # not train, optimize, evaluate: gate follows those
+    assert report["tasks"]["package"] == ["refit"]  # a rejected model skips the refit and packaging alike
 
 
 def test_reduced_upstream_keeps_only_edges_that_order_something():
     stages = load_stage_graph(ROOT)
     reduced = reduced_upstream(stages)
-    assert reduced["package"] == ("gate",) and reduced["gate"] == ("evaluate",)
+    assert reduced["package"] == ("refit",) and reduced["refit"] == ("gate",) and reduced["gate"] == ("evaluate",)
     assert reduced["optimize"] == ("distill",) and reduced["monitor"] == ("evaluate",)
     assert reduced["generate"] == ()
 

@@ -118,10 +118,10 @@ def test_celery_workers_on_postgres_and_redis_run_the_lifecycle(tmp_path, repo_p
         print(f"lifecycle run on Celery done in {time.monotonic() - started:.0f}s")
         assert {task for task, info in states.items() if info["queue"] == "gpu"} == GPU_STAGES  # train, distill
         assert {info["queue"] for task, info in states.items() if task not in GPU_STAGES} == {"default"}
-        # every task succeeded, but for packaging when the gate_decision branch skipped it (a rejected model),
-        # `approve`, which skips itself with promote.approval: auto, and `distill`, off in params.yaml
+        # every task succeeded, but for the refit and packaging when the gate_decision branch skipped them (a
+        # rejected model), `approve`, which skips itself with promote.approval: auto, and `distill`, off in params
         skipped = {task for task, info in states.items() if info["state"] == "skipped"}
-        assert {"approve", "distill"} <= skipped <= {"package", "approve", "promote", "distill"}, states
+        assert {"approve", "distill"} <= skipped <= {"refit", "package", "approve", "promote", "distill"}, states
         assert all(info["state"] == "success" for task, info in states.items() if task not in skipped), states
         train_log = stack.task_log("lifecycle", run["dag_run_id"], "train")
         assert "Running stage 'train'" in train_log

@@ -27,13 +27,21 @@ def test_drift_labels_retrain_and_a_run_without_labels(tmp_path, tiny_model_dir)
 
     params = tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()), tiny_model_dir)
     params["feedback"].update({"min_recent_rows": 20, "oversample": 2, "queue_size": 200})
-    params["gate"]["promote_if"] = "non_inferior"
+    # the continued candidate loses one of the 90 tiny test rows (CPU training is deterministic): allowed here, so
+    # that the accepted path runs (refit on every label, package, promote); exit 3 on rejection: tests/test_cli.py
+    params["gate"].update({"promote_if": "non_inferior", "max_regression": 0.05})
+    # the refit's own checks are unit-tested (tests/stages/test_refit.py); here: the wiring, whatever the tiny model
+    params["refit_feedback"].update({"max_test_drop_points": 100.0, "min_agreement": 0.0})
     project = copy_project(tmp_path / "project", params)
     env = project_env(project) | {"MLOPS_FEEDBACK_DIR": str(project / "logs" / "feedback"),
                                   "PYTHONPATH": str(project)}
     run_cmd([str(BIN / "dvc"), "repro"], cwd=project, env=env, timeout=1800)  # minutes on a busy 2-core machine
     run_cmd([str(BIN / "mlops"), "promote"], cwd=project, env=env, timeout=600)  # the pipeline only builds a candidate
     first = read_json(project / ".bentoml/registry.json")["champion"]
+    # a first training has no feedback: nothing refit, the judged candidate packaged
+    initial = read_json(project / "metrics/refit.json")
+    assert not initial["refit"] and initial["packaged"] == "candidate" and "base model" in initial["why"]
+    assert first["digest"] == initial["candidate_digest"] and "refit_of" not in first
 
     shifted = generate_corpus(160, params["data"]["generated"]["classes"], seed=77, variant="shifted")
     port = free_port()
@@ -95,6 +103,25 @@ def test_drift_labels_retrain_and_a_run_without_labels(tmp_path, tiny_model_dir)
     # a rejection is an outcome: exit 3 and the verdict with the next step, the labels it needs among them
     assert retrained.returncode == (0 if decision["accepted"] else 3), (out, retrained.stderr)
     assert ("Verdict: PROMOTED" in out) == decision["accepted"]
+    # judge, then use every label: the accepted candidate is refit on all 120 feedback rows (the 60 recent ones the
+    # gate judged on included), from the same champion, and the refit is what was packaged and promoted
+    refit = read_json(project / "metrics/refit.json")
+    if decision["accepted"]:
+        training = refit["training"]
+        assert refit["refit"] and refit["packaged"] == "refit", refit
+        assert training["feedback_rows"] == 120 and training["recent_rows"] == 60, training
+        assert training["started_from"] == first["model"]
+        assert training["rows"] == 120 * params["feedback"]["oversample"] + training["replay_rows"]
+        assert {c["check"] for c in refit["checks"]} == {"refit_test_accuracy_drop_points",
+                                                         "refit_agreement_with_judged"}
+        assert refit["figures"]["test_rows"] == metrics["rows"] and refit["figures"]["recent_rows"] == 60
+        assert refit["digest"] != decision["candidate_digest"]  # other weights than the judged ones
+        assert champion["digest"] == refit["digest"] and champion["refit_of"] == decision["candidate_digest"]
+        assert champion["serve_variant"] == decision["serve_variant"]
+        assert "Packaged: **refit**" in (project / "reports/refit/model_card.md").read_text()
+        assert "  refit           packaged refit" in out
+    else:  # a rejected candidate is not refit
+        assert not refit["refit"] and refit["packaged"] is None and "rejected" in refit["why"]
     assert decision["comparison"]["recent"]["evidence"]["significant"].keys() == {"rows_needed", "more_rows",
                                                                                   "more_labels"}
     record = read_json(next((project / "reports/runs").glob("cli_drift*/run.json")))

@@ -57,7 +57,7 @@ def read_json(path: Path):
 def test_repro_runs_every_stage_and_leaves_a_servable_champion(lifecycle):
     project, output = lifecycle
     for stage in ("generate", "ingest", "validate", "split", "train", "distill", "optimize", "evaluate", "gate",
-                  "package", "monitor"):
+                  "refit", "package", "monitor"):
         assert f"Running stage '{stage}'" in output
     metrics = read_json(project / "metrics/evaluate.json")
     assert metrics["rows"] > 0 and 0 <= metrics["accuracy"] <= 1
@@ -125,7 +125,7 @@ def test_gate_threshold_change_reruns_only_gate_and_after(lifecycle):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     output = run_cmd([str(BIN / "dvc"), "repro"], cwd=project).stdout
     ran = [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
-    assert ran == ["gate", "package"]
+    assert ran == ["gate", "refit", "package"]  # refit: a new decision, and (no feedback) nothing to train
     assert read_json(project / "reports/package.json")["status"] == "unchanged"  # same model, same champion
 
 

@@ -107,8 +107,8 @@ def shift_data(shift: str, seed: int) -> dict[str, Any]:
         classes = settings.data.generated.classes
         corpus = generate_corpus(settings.data.generated.rows, classes, settings.seed)
         main, test = stratified(corpus, settings.data.split.test, settings.seed, "test")
-        shifted = generate_corpus(2400, classes, seed, "shifted")
-        return {"settings": settings, "main": main, "test": test.head(1000), "pool": shifted.head(1000),
+        shifted = generate_corpus(2000, classes, seed, "shifted")  # as bench/loop.py draws its traffic and held-out
+        return {"settings": settings, "main": main, "test": test, "pool": shifted.head(1000),
                 "heldout": shifted.iloc[1000:].reset_index(drop=True)}
     # AG News: a smaller champion than the preset's (3,000 of the 5,000 train rows, 2 epochs, no refit): CPU budget
     settings = project_settings(ROOT / "configs" / "ag_news.yaml", {**budget, "train": {"refit": False, "epochs": 2}})
@@ -117,6 +117,23 @@ def shift_data(shift: str, seed: int) -> dict[str, Any]:
     pool, heldout = parts[shift]
     return {"settings": settings, "main": main[["text", "label"]].astype(str), "test": parts["original_test"],
             "pool": pool, "heldout": heldout}
+
+
+def adopt_champion(project: Path, champion: Path, champion_log: Path) -> dict[str, pd.DataFrame]:
+    """The champion a `dvc repro` of the project with its own parameters trained (bench/loop.py's, say), copied as
+    the cached one, and its rows: training (with validation) and test, exactly as its `split` wrote them."""
+    import shutil
+
+    split_dir = project / "data" / "split"
+    if not (champion / "model.safetensors").is_file():
+        tag = json.loads((project / ".bentoml" / "registry.json").read_text())["champion"]["model"]
+        name, version = tag.split(":")
+        shutil.copytree(project / ".bentoml" / "models" / name / version, champion, dirs_exist_ok=True)
+        summary = json.loads((project / "metrics" / "train.json").read_text())
+        champion_log.write_text(json.dumps({**summary, "adopted_from": f"dvc repro ({tag})"}))
+    main = pd.concat([pd.read_parquet(split_dir / f"{name}.parquet") for name in ("train", "validation")])
+    return {"main": main[["text", "label"]].astype(str),
+            "test": pd.read_parquet(split_dir / "test.parquet")[["text", "label"]].astype(str)}
 
 
 def train_once(settings: Settings, frame: pd.DataFrame, out: Path, champion: Path | None) -> dict[str, Any]:
@@ -150,6 +167,8 @@ def main() -> None:
     parser.add_argument("--shifts", default="generated,ag_headlines,ag_typos")
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--labels", type=int, default=400, help="labelled shifted texts (the budget)")
+    parser.add_argument("--champion-project", type=Path,
+                        help="a project copy whose `dvc repro` trained the generated champion (and split its data)")
     args = parser.parse_args()
     from bench.loop import accuracy_difference
 
@@ -164,6 +183,8 @@ def main() -> None:
         family = "generated" if shift == "generated" else "ag_news"
         champion = args.work / family / "champion"
         champion_log = args.work / family / "champion.json"
+        if shift == "generated" and args.champion_project:
+            data.update(adopt_champion(args.champion_project, champion, champion_log))
         if not (champion / "model.safetensors").is_file():
             frame = pd.concat([data["main"].assign(subset="main"), data["test"].assign(subset="test")],
                               ignore_index=True).assign(batch="")

@@ -120,17 +120,16 @@ def shift_data(shift: str, seed: int) -> dict[str, Any]:
 
 
 def adopt_champion(project: Path, champion: Path, champion_log: Path) -> dict[str, pd.DataFrame]:
-    """The champion a `dvc repro` of the project with its own parameters trained (bench/loop.py's, say), copied as
-    the cached one, and its rows: training (with validation) and test, exactly as its `split` wrote them."""
+    """The champion a first `dvc repro` of a project copy with its own parameters trained (models/candidate; a copy
+    taken before any retrain), cached, and its rows: training (with validation) and test, as its `split` wrote
+    them."""
     import shutil
 
     split_dir = project / "data" / "split"
-    if not (champion / "model.safetensors").is_file():
-        tag = json.loads((project / ".bentoml" / "registry.json").read_text())["champion"]["model"]
-        name, version = tag.split(":")
-        shutil.copytree(project / ".bentoml" / "models" / name / version, champion, dirs_exist_ok=True)
+    if not (champion / "model.safetensors").is_file():  # the first `train` run's model, before any retrain
+        shutil.copytree(project / "models" / "candidate", champion, dirs_exist_ok=True)
         summary = json.loads((project / "metrics" / "train.json").read_text())
-        champion_log.write_text(json.dumps({**summary, "adopted_from": f"dvc repro ({tag})"}))
+        champion_log.write_text(json.dumps({**summary, "adopted_from": "dvc repro with default parameters"}))
     main = pd.concat([pd.read_parquet(split_dir / f"{name}.parquet") for name in ("train", "validation")])
     return {"main": main[["text", "label"]].astype(str),
             "test": pd.read_parquet(split_dir / "test.parquet")[["text", "label"]].astype(str)}

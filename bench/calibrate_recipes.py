@@ -18,7 +18,8 @@ Shifts:
 Writes bench/results/calibrate-recipes.json (and one JSON line per finished run to <work>/runs.jsonl, which a
 second start reuses, so a killed run loses only the recipe in progress).
 
-    .venv/bin/python bench/calibrate_recipes.py [--work /tmp/calib] [--shifts generated,ag_headlines,ag_typos]
+    .venv/bin/python bench/calibrate_recipes.py [--work DIR] [--shifts generated,ag_headlines,ag_typos]
+        [--recipes before,all_labels,...] [--champion-project COPY]   # COPY: e.g. a kept bench/loop.py project
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -162,7 +164,8 @@ def predict(model: Path, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=Path("/tmp/calib"), help="cache of champions and runs")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "calibrate-recipes",
+                        help="cache of champions and runs, outside the project")
     parser.add_argument("--shifts", default="generated,ag_headlines,ag_typos")
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--labels", type=int, default=400, help="labelled shifted texts (the budget)")

@@ -194,10 +194,10 @@ class ContinueSettings(Strict):
                                                      "the champion (same `model.base`, same labels) instead of "
                                                      "fine-tuning the base model again; without feedback rows or a "
                                                      "fitting champion it starts from the base model and says why.")
-    replay_rows: int = Field(default=2000, ge=0, description="Original training rows replayed (seeded) beside the "
+    replay_rows: int = Field(default=800, ge=0, description="Original training rows replayed (seeded) beside the "
                                                              "feedback rows, so that the model does not forget them.")
-    epochs: float = Field(default=3, gt=0, description="Epochs of the continued training (it keeps the last weights).")
-    lr: float = Field(default=2.0e-5, gt=0, description="Learning rate of the continued training.")
+    epochs: float = Field(default=4, gt=0, description="Epochs of the continued training (it keeps the last weights).")
+    lr: float = Field(default=5.0e-5, gt=0, description="Learning rate of the continued training.")
 
 
 class TrainSettings(Strict):
@@ -538,7 +538,7 @@ class FeedbackSettings(Strict):
         default=100, ge=1, description="With fewer recent rows the gate says the set is too small to show a "
                                        "difference and judges the test split alone.")
     oversample: int = Field(
-        default=1, ge=1, le=100, description="Feedback training rows are repeated this many times (few labels, more "
+        default=3, ge=1, le=100, description="Feedback training rows are repeated this many times (few labels, more "
                                              "weight).")
 
 

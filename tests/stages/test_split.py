@@ -53,8 +53,9 @@ def test_each_feedback_batch_gives_a_seeded_stratified_recent_share(frame, tiny_
     assert recent["batch"].value_counts().to_dict() == {"batch-a.csv": round(120 * share),
                                                          "batch-b.csv": round(80 * share)}
     assert not set(recent["text"]) & set(parts["train"]["text"])
-    assert len(parts["train"]) == 420 + 200 - len(recent)  # the rest of each batch is learnt from
-    assert parts["train"]["origin"].value_counts().to_dict() == {split.MAIN: 420, split.FEEDBACK: 200 - len(recent)}
+    learnt = (200 - len(recent)) * tiny_settings.feedback.oversample  # the rest of each batch, repeated
+    assert len(parts["train"]) == 420 + learnt
+    assert parts["train"]["origin"].value_counts().to_dict() == {split.MAIN: 420, split.FEEDBACK: learnt}
     assert set(recent["label"]) == set(feedback["label"])
     again = split.split(pd.concat([frame.assign(batch="corpus.csv"), feedback], ignore_index=True), tiny_settings)
     assert again["recent"].equals(recent)

@@ -210,6 +210,14 @@ class TrainSettings(Strict):
     continue_from_champion: ContinueSettings = Field(
         default=ContinueSettings(), description="How a retrain brought by labelled feedback continues from the "
                                                 "champion.")
+    report_to: Literal["none", "tensorboard", "mlflow", "wandb"] = Field(
+        default="none", description="The experiment tracker each training run is logged to, with its params and "
+                                    "the evaluate and gate metrics in the same run (mlops/ml/tracking.py); each "
+                                    "tool is an optional extra of the same name. `none`: no tracker.")
+    tensorboard_dir: str = Field(
+        default="logs/tensorboard", min_length=1,
+        description="`report_to: tensorboard`: the folder under which each run writes its event files "
+                    "(`<folder>/<run name>`); point `tensorboard --logdir` at it.")
 
 
 class DistillSettings(Strict):

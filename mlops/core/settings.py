@@ -489,6 +489,20 @@ class ScreenSettings(Strict):
                                              "this share of it holds the batch for review.")
 
 
+class AlertSettings(Strict):
+    """Where alerts go (mlops/orchestration/notifiers.py): the channel; its address and secrets are the Airflow
+    connection `mlops_alerts` (MLOPS_ALERT_CONN_ID names another), never this file."""
+    notifier: Literal["webhook", "slack", "smtp", "apprise", "pagerduty"] = Field(
+        default="webhook", description="The channel: `webhook` (a JSON POST), or the Airflow provider notifier "
+                                       "`smtp`, `slack` (incoming webhook), `apprise` or `pagerduty` (each an "
+                                       "optional extra of that name); every one carries the same message.")
+    to: tuple[str, ...] = Field(default=(), description="`smtp`: the recipients' e-mail addresses.")
+    from_email: str | None = Field(default=None, description="`smtp`: the sender (null: the connection's "
+                                                             "`from_email` extra).")
+    pagerduty_severity: Literal["critical", "error", "warning", "info"] = Field(
+        default="error", description="`pagerduty`: the severity of the events triggered.")
+
+
 class FeedbackSettings(Strict):
     max_items: int = Field(default=256, ge=1, description="Items per POST /feedback request at most.")
     batches_dir: str = Field(
@@ -548,6 +562,8 @@ class Settings(Strict):
                                                "it.")
     monitor: MonitorSettings = Field(description="Drift monitoring of served traffic against the serving model's "
                                                  "reference.")
+    alerts: AlertSettings = Field(
+        default=AlertSettings(), description="Where the DAGs' alerts go: the channel, and its recipients.")
     feedback: FeedbackSettings = Field(
         default=FeedbackSettings(), description="Labels from production: POST /feedback, the labelling queue, "
                                                 "feedback batches, the recent test set.")

@@ -49,7 +49,7 @@ with DAG(
                        description="Model tag (text-classifier:<version>); empty: the registry's champion."),
     },
     default_args={"retries": 1, "retry_delay": timedelta(seconds=30), "execution_timeout": timedelta(hours=2),
-                  "on_failure_callback": WebhookNotifier("task_failed")},
+                  "on_failure_callback": WebhookNotifier("task_failed", str(PROJECT))},
     doc_md=__doc__,
 ) as dag:
     BatchPredictOperator(

@@ -131,7 +131,8 @@ with DAG(
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
         "execution_timeout": timedelta(hours=1),
-        "on_failure_callback": [on_failure, WebhookNotifier("task_failed")],  # alert: see mlops/orchestration/alerts.py
+        # alert: see mlops/orchestration/alerts.py
+        "on_failure_callback": [on_failure, WebhookNotifier("task_failed", str(PROJECT))],
     },
     doc_md=__doc__,
 ) as dag:

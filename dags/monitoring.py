@@ -61,7 +61,7 @@ with DAG(
         "retries": 1,
         "retry_delay": timedelta(seconds=30),
         "execution_timeout": timedelta(minutes=30),
-        "on_failure_callback": WebhookNotifier("task_failed"),  # alert: see mlops/orchestration/alerts.py
+        "on_failure_callback": WebhookNotifier("task_failed", str(PROJECT)),  # alert: see mlops/orchestration/alerts.py
     },
     doc_md=__doc__,
 ) as dag:

@@ -92,13 +92,17 @@ def bentoml_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
-    """A tiny model trained and evaluated by the stages on generated data: (settings, root dir, train summary)."""
+    """A tiny model trained and evaluated by the stages on generated data, its run in TensorBoard event files
+    under root/tensorboard: (settings, root dir, train summary)."""
     import json
 
     from mlops.core.settings import parse_settings
 
-    settings = parse_settings(tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()), tiny_model_dir))
     root = tmp_path_factory.mktemp("trained")
+    params = tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()), tiny_model_dir)
+    # logged to TensorBoard as a team would (train.report_to): tests/ml/test_tracking.py reads the run back
+    params["train"].update({"report_to": "tensorboard", "tensorboard_dir": str(root / "tensorboard")})
+    settings = parse_settings(params)
     train_and_evaluate(root, settings)
     return settings, root, json.loads((root / "train.json").read_text())
 

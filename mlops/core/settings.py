@@ -226,6 +226,14 @@ class TrainSettings(Strict):
     continue_from_champion: ContinueSettings = Field(
         default=ContinueSettings(), description="How a retrain brought by labelled feedback continues from the "
                                                 "champion.")
+    report_to: Literal["none", "tensorboard", "mlflow", "wandb"] = Field(
+        default="none", description="The experiment tracker each training run is logged to, with its params and "
+                                    "the evaluate and gate metrics in the same run (mlops/ml/tracking.py); each "
+                                    "tool is an optional extra of the same name. `none`: no tracker.")
+    tensorboard_dir: str = Field(
+        default="logs/tensorboard", min_length=1,
+        description="`report_to: tensorboard`: the folder under which each run writes its event files "
+                    "(`<folder>/<run name>`); point `tensorboard --logdir` at it.")
 
 
 class DistillSettings(Strict):
@@ -509,6 +517,20 @@ class ScreenSettings(Strict):
                                              "this share of it holds the batch for review.")
 
 
+class AlertSettings(Strict):
+    """Where alerts go (mlops/orchestration/notifiers.py): the channel; its address and secrets are the Airflow
+    connection `mlops_alerts` (MLOPS_ALERT_CONN_ID names another), never this file."""
+    notifier: Literal["webhook", "slack", "smtp", "apprise", "pagerduty"] = Field(
+        default="webhook", description="The channel: `webhook` (a JSON POST), or the Airflow provider notifier "
+                                       "`smtp`, `slack` (incoming webhook), `apprise` or `pagerduty` (each an "
+                                       "optional extra of that name); every one carries the same message.")
+    to: tuple[str, ...] = Field(default=(), description="`smtp`: the recipients' e-mail addresses.")
+    from_email: str | None = Field(default=None, description="`smtp`: the sender (null: the connection's "
+                                                             "`from_email` extra).")
+    pagerduty_severity: Literal["critical", "error", "warning", "info"] = Field(
+        default="error", description="`pagerduty`: the severity of the events triggered.")
+
+
 class FeedbackSettings(Strict):
     """The `feedback:` section: where labels go, how batches are screened, and the labelling queue."""
 
@@ -589,6 +611,8 @@ class Settings(Strict):
                                                "it.")
     monitor: MonitorSettings = Field(description="Drift monitoring of served traffic against the serving model's "
                                                  "reference.")
+    alerts: AlertSettings = Field(
+        default=AlertSettings(), description="Where the DAGs' alerts go: the channel, and its recipients.")
     feedback: FeedbackSettings = Field(
         default=FeedbackSettings(), description="Labels from production: POST /feedback, the labelling queue, "
                                                 "feedback batches, the recent test set.")

@@ -97,15 +97,18 @@ def read_suggestions() -> pd.DataFrame:
     return frame.sort_values("at", ascending=False, kind="stable").drop(columns="at")
 
 
-def label_studio_tasks(queue: pd.DataFrame) -> list[dict]:
-    """Label Studio tasks: the text and its id, and a pre-annotation (the suggestion, else the model's answer)."""
+def label_studio_tasks(queue: pd.DataFrame, versions: dict[str, str] | None = None) -> list[dict]:
+    """Label Studio tasks: the text and its id, and a pre-annotation (the suggestion, else the model's answer,
+    its `model_version` the served model's tag from `versions`, id -> tag, where the traffic names it)."""
+    versions = versions or {}
     tasks = []
     for row in queue.itertuples():
         task = {"data": {"text": row.text, "id": row.id, "prediction": row.prediction,
                          "confidence": round(float(row.confidence), 4), "suggested_label": row.suggested_label}}
         choice = row.suggested_label or row.prediction
         if choice:
-            task["predictions"] = [{"model_version": "suggestion" if row.suggested_label else "model",
+            task["predictions"] = [{"model_version": "suggestion" if row.suggested_label
+                                    else versions.get(str(row.id)) or "model",
                                     "score": round(float(row.confidence), 4),
                                     "result": [{"from_name": "label", "to_name": "text", "type": "choices",
                                                 "value": {"choices": [choice]}}]}]
@@ -132,7 +135,10 @@ def write_queue(settings: Settings, window: pd.DataFrame, out_dir: Path | None =
                                                                             "suggested_label")}
                      ).to_csv(tmp, index=False, encoding="utf-8")
     with atomic_path(out_dir / QUEUE_LABEL_STUDIO) as tmp:
-        tmp.write_text(json.dumps(label_studio_tasks(queue), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        versions = dict(zip(window["id"].astype(str), window["model_version"].astype(str), strict=True)) \
+            if {"id", "model_version"} <= set(window.columns) else {}
+        tmp.write_text(json.dumps(label_studio_tasks(queue, versions), ensure_ascii=False, indent=1) + "\n",
+                       encoding="utf-8")
     labels = declared_labels(settings) or sorted({*queue["prediction"], *queue["suggested_label"]} - {""})
     with atomic_path(out_dir / QUEUE_LABEL_CONFIG) as tmp:
         tmp.write_text(label_config(labels), encoding="utf-8")

@@ -237,6 +237,16 @@ class StageOperator(CommandOperator):
 
         self.operator_extra_links = stage_links(project, stage)  # its files, one button each (report_links.py)
 
+    def get_openlineage_facets_on_start(self) -> Any:
+        """The stage's deps and outs, for Airflow's OpenLineage provider (mlops/orchestration/lineage.py)."""
+        from mlops.orchestration.lineage import stage_datasets
+
+        return stage_datasets(self.project, self.stage)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The same, versioned by the hashes dvc.lock records now that the stage ran."""
+        return self.get_openlineage_facets_on_start()
+
     def execute(self, context: Any) -> None:
         if isolated():
             return self.execute_isolated(context["run_id"])
@@ -496,6 +506,13 @@ class PromoteOperator(CommandOperator):
         from mlops.orchestration.report_links import ReportLink
 
         self.operator_extra_links = (ReportLink("Promotion decision", PROMOTION_RECORD),)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """For Airflow's OpenLineage provider: the package promoted from, and the champion model and Bento."""
+        from mlops.orchestration.lineage import promotion_datasets
+
+        home = self.env.get("BENTOML_HOME") or str(Path(self.project) / ".bentoml")
+        return promotion_datasets(self.project, home)
 
     def execute(self, context: Any) -> None:
         space = None

@@ -12,7 +12,9 @@ POSTs one JSON document to the URL of the Airflow connection `mlops_alerts`
 or a connection made in the UI / `airflow connections add`. The body has a
 `text` line (what Slack and most chat webhooks show) and the details as
 fields. No connection (the default): no alert, one log line saying so. A
-webhook that fails is logged, never fails the task.
+webhook that fails is logged, never fails the task. `alerts.notifier` in
+params.yaml sends the same alert by e-mail, Slack, Apprise or PagerDuty
+instead, through Airflow's provider notifiers (mlops/orchestration/notifiers.py).
 """
 
 from __future__ import annotations
@@ -120,8 +122,27 @@ class WebhookNotifier(BaseNotifier):
         for event, details in self.alerts(context):
             self.send(event, context, details)
 
+    def settings(self) -> Any:
+        """params.yaml's `alerts` (read when an alert is sent: the DAG's shape never depends on it); unreadable,
+        the defaults (the webhook), said in the log."""
+        from mlops.core.environment import project_dir
+        from mlops.core.errors import MlopsError
+        from mlops.core.settings import AlertSettings, load_settings
+
+        path = Path(self.project or project_dir()) / "params.yaml"
+        try:
+            return load_settings(path).alerts
+        except MlopsError as error:
+            print(f"alerts: {error}; using the webhook", flush=True)
+            return AlertSettings()
+
     def send(self, event: str, context: Any, details: dict[str, Any]) -> None:
+        from mlops.core.redact import redact
+
         connection_id = conn_id()
+        alerts = self.settings()
+        if alerts.notifier != "webhook":
+            return self.send_by_provider(event, alerts, connection_id, alert_body(event, context, **details))
         url = webhook_url(connection_id)
         if url is None:
             print(f"alert {event}: no Airflow connection {connection_id!r}, nothing sent", flush=True)
@@ -131,9 +152,29 @@ class WebhookNotifier(BaseNotifier):
             status = post(url, body)
             print(f"alert {event}: sent to connection {connection_id!r} (HTTP {status})", flush=True)
         except OSError as error:  # the alert is lost, the task's outcome is not changed
-            from mlops.core.redact import redact
-
             print(redact(f"alert {event}: webhook of connection {connection_id!r} failed: {error}"), flush=True)
+
+    @staticmethod
+    def send_by_provider(event: str, alerts: Any, connection_id: str, body: dict[str, Any]) -> None:
+        """Through the Airflow provider's notifier (mlops/orchestration/notifiers.py); a missing connection, a
+        missing provider or a refusing server is one log line, never a failed task."""
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        from mlops.core.redact import redact
+        from mlops.orchestration.notifiers import deliver
+
+        try:
+            BaseHook.get_connection(connection_id)
+        except AirflowNotFoundException:
+            print(f"alert {event}: no Airflow connection {connection_id!r}, nothing sent", flush=True)
+            return
+        try:
+            done = deliver(alerts.notifier, connection_id, body, alerts)
+            print(f"alert {event}: {done} through connection {connection_id!r} ({alerts.notifier})", flush=True)
+        except Exception as error:  # noqa: BLE001 - any provider's failure: the alert is lost, the task is not
+            print(redact(f"alert {event}: {alerts.notifier} through connection {connection_id!r} failed: "
+                         f"{type(error).__name__}: {error}"), flush=True)
 
 
 class DriftNotifier(WebhookNotifier):

@@ -29,6 +29,7 @@ from mlops.ml.behaviour import load_suite, run_suite
 from mlops.ml.model import Classifier, set_cpu_threads
 from mlops.ml.progress import predict_with_progress
 from mlops.ml.throughput import MICRO_BATCH, WINDOW, measure_throughput
+from mlops.ml.tracking import log_stage_metrics
 from mlops.ml.variants import load_variant, read_variants
 
 THROUGHPUT_TEXTS = 512  # test texts the throughput is measured on: enough windows to average, quick to run
@@ -256,4 +257,5 @@ def run(settings: Settings, model_dir: Path, split_dir: Path, scored_dir: Path, 
         print(f"evaluate: {name}: accuracy {variant['accuracy']} ({variant['accuracy_drop_points']} points below fp32, "
               f"agreement {variant['agreement_with_fp32']:.1%}), {variant['texts_per_s']} texts/s "
               f"({variant['speedup']}x fp32), {variant['size_mb']} MB")
+    log_stage_metrics(model_dir, "evaluate", {key: metrics[key] for key in HEADLINE if key in metrics})
     return metrics

@@ -31,6 +31,7 @@ from mlops.core.io import atomic_path, file_digest, read_table, write_json
 from mlops.core.settings import Settings
 from mlops.ml.model import Classifier, read_label_map, set_cpu_threads
 from mlops.ml.progress import progress
+from mlops.ml.tracking import log_stage_metrics
 from mlops.ml.variant_choice import forced_variant_checks, judge_variants, variants_card
 from mlops.stages.evaluate import read_metrics, score
 
@@ -574,4 +575,6 @@ def run(settings: Settings, metrics_path: Path, model_dir: Path, scored_test: Pa
         print(f"gate: next step: {decision['next_step']}")
     print(f"gate: serve variant {decision['serve_variant']} ({decision['variants']['why']})"
           + (f"; refused: {', '.join(refused)}" if refused else ""))
+    log_stage_metrics(model_dir, "gate", {"accepted": decision["accepted"], "sets": decision["sets"],
+                                          "comparison": decision.get("comparison") or {}})
     return decision

@@ -53,6 +53,7 @@ from mlops.core.settings import Settings
 from mlops.ml.model import read_label_map, resolve_base, save_label_map, set_cpu_threads
 from mlops.ml.progress import bars_shown
 from mlops.ml.text_repairs import apply_text_repairs
+from mlops.ml.tracking import flat_numbers, open_run, run_name
 from mlops.stages.split import FEEDBACK
 
 RUN_KEY = "run-key.json"
@@ -416,8 +417,9 @@ def refit(settings: Settings, labels: list[str], start: Path | None, rows: pd.Da
 
 def select(settings: Settings, model: Any, tokenizer: Any, labels: list[str], train_set: EncodedTexts,
            validation_set: EncodedTexts, checkpoints: Path, resume: str | None, select_best: bool, live_dir: Path,
-           curves: Path | None) -> tuple[Any, dict[str, Any]]:
-    """The training run validation watches (and picks the best checkpoint of): (trainer, its summary)."""
+           curves: Path | None, tracker: Any = None) -> tuple[Any, dict[str, Any]]:
+    """The training run validation watches (and picks the best checkpoint of): (trainer, its summary); with a
+    `tracker` (train.report_to), the Trainer's callback for it writes the curves into its run."""
     from dvclive import Live
     from transformers.integrations import DVCLiveCallback
 
@@ -427,10 +429,14 @@ def select(settings: Settings, model: Any, tokenizer: Any, labels: list[str], tr
     main_process = int(os.environ.get("RANK", "0")) == 0
     tracking = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, report=None, resume=bool(resume)) \
         if main_process else contextlib.nullcontext()
+    params = {"model": settings.model.model_dump(), "train": settings.train.model_dump(),
+              "train_rows": len(train_set), "labels": labels}
+    if tracker is not None:
+        tracker.log_params(params)
+        callbacks.append(tracker.callback())
     with tracking as live:
         if live is not None:
-            live.log_params({"model": settings.model.model_dump(), "train": settings.train.model_dump(),
-                             "train_rows": len(train_set), "labels": labels})
+            live.log_params(params)
         trainer = build_trainer(settings, model, tokenizer, train_set, validation_set, checkpoints,
                                 [*callbacks, *([DVCLiveCallback(live=live)] if live is not None else [])],
                                 select_best=select_best)
@@ -459,12 +465,15 @@ def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves
     select_best = started_from is None
     refitting = settings.train.refit and select_best and len(validation_frame) > 0
     selected = checkpoints / SELECTION
+    # the team's experiment tracker (train.report_to): one run for this training, reopened by evaluate and gate
+    tracker = open_run(settings.train.report_to, settings.train.tensorboard_dir, run_name()) \
+        if main_process() else None
     if refitting and selected.is_file():  # killed while refitting: the selection run is done already
         trainer, summary = None, json.loads(selected.read_text())
         print(f"train: the selection run finished before (best step {summary['best_step']})", flush=True)
     else:
         trainer, summary = select(settings, model, tokenizer, labels, train_set, validation_set, checkpoints,
-                                  resume, select_best, live_dir, curves)
+                                  resume, select_best, live_dir, curves, tracker)
         if refitting and summary["best_step"] and trainer.is_world_process_zero():
             write_json(summary, selected)
         elif refitting:
@@ -481,6 +490,12 @@ def train(settings: Settings, split_dir: Path, out: Path, live_dir: Path, curves
         kept_checkpoints.append(refit_dir)
     if trainer.is_world_process_zero():
         save_trained(trainer, tokenizer, out, labels, settings, *kept_checkpoints)
+        if tracker is not None:
+            tracker.log_metrics(flat_numbers({key: value for key, value in summary.items()
+                                              if key.startswith("validation_")}, "train/"), trainer.state.global_step)
+            tracker.save(out, trainer.state.global_step)
+            tracker.close()
+            print(f"train: logged to the {tracker.tool} run {tracker.pointer['run']}", flush=True)
         refitted = f"; refit on {summary['refit']['rows']} rows for {summary['refit']['steps']} steps" \
             if "refit" in summary else ""
         print(f"train: {summary['train_rows']} rows x {summary['epochs']} epochs ({summary['steps']} steps, best "

@@ -54,6 +54,16 @@ def read_json(path: Path):
     return json.loads(path.read_text())
 
 
+def gto_prod(project: Path) -> tuple[str | None, str | None]:
+    """What `gto show` (DVC's model registry, on the project's git tags) lists in `prod`, and the GTO version of
+    the JSON registry's champion."""
+    from mlops.core.gto_registry import version_of
+
+    shown = json.loads(run_cmd([str(BIN / "gto"), "show", "--json"], cwd=project).stdout)
+    champion = read_json(project / ".bentoml/registry.json")["champion"]["model"]
+    return shown["text-classifier"]["stage"].get("prod"), version_of(project, champion)
+
+
 def test_repro_runs_every_stage_and_leaves_a_servable_champion(lifecycle):
     project, output = lifecycle
     for stage in ("generate", "ingest", "validate", "split", "train", "distill", "optimize", "evaluate", "gate",
@@ -72,6 +82,8 @@ def test_repro_runs_every_stage_and_leaves_a_servable_champion(lifecycle):
     print(f"infra validation: {promotion['infra_validation']['checks']}")
     registry = read_json(project / ".bentoml/registry.json")
     assert registry["champion"]["bento"] == package["bento"]
+    prod, version = gto_prod(project)  # the project is a git clone: `gto show` lists the champion in prod
+    assert version is not None and prod == version
     name, version = package["bento"].split(":")
     assert (project / ".bentoml/bentos" / name / version / "bento.yaml").is_file()
     monitoring = read_json(project / "reports/monitoring/summary.json")
@@ -285,6 +297,8 @@ def test_rollback_then_make_serve_serves_the_previous_champion(lifecycle):
     output = run_cmd([str(BIN / "mlops"), "registry", "rollback"], cwd=project).stdout
     assert first["model"] in output
     assert read_json(project / ".bentoml/registry.json")["champion"]["model"] == first["model"]
+    prod, version = gto_prod(project)  # the rollback moved GTO's prod back to the first model's version
+    assert version is not None and prod == version
 
     (project / ".venv").symlink_to(BIN.parent)  # `make` runs the project's .venv
     port = free_port()

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from mlops.core.settings import parse_settings
-from mlops.loop.queue import QUEUE_LABEL_STUDIO, build_queue, write_queue
+from mlops.loop.queue import QUEUE_LABEL_CONFIG, QUEUE_LABEL_STUDIO, build_queue, write_queue
 from mlops.serving.traffic import TrafficLog, new_ids, read_traffic
 from tests.helpers import BIN, ROOT, run_cmd
 
@@ -24,11 +24,19 @@ def test_write_queue_csv_and_label_studio(tmp_path, repo_params, monkeypatch):
     repo_params["feedback"].update({"batches_dir": str(tmp_path / "batches"), "queue_size": 3})
     settings = parse_settings(repo_params)
     frame = pd.DataFrame({"id": new_ids(4), "text": ["a b", "c d", "e f", "g h"], "prediction": ["billing"] * 4,
-                          "confidence": [0.4, 0.3, 0.2, 0.9]})
+                          "confidence": [0.4, 0.3, 0.2, 0.9], "model_version": "text-classifier:abc"})
     path, rows = write_queue(settings, frame, tmp_path / "queue")
     assert rows == 3 and pd.read_csv(path)["text"].tolist() == ["e f", "c d", "a b"]
     tasks = json.loads((tmp_path / "queue" / QUEUE_LABEL_STUDIO).read_text())
     assert [t["data"]["text"] for t in tasks] == ["e f", "c d", "a b"] and tasks[0]["data"]["id"] == frame["id"][2]
+    # each task carries the model's answer and its score as a Label Studio pre-annotation
+    assert [t["predictions"][0]["score"] for t in tasks] == [0.2, 0.3, 0.4]
+    assert {t["predictions"][0]["model_version"] for t in tasks} == {"text-classifier:abc"}  # the served model
+    assert tasks[0]["predictions"][0]["result"] == [{"from_name": "label", "to_name": "text", "type": "choices",
+                                                     "value": {"choices": ["billing"]}}]
+    # and the labelling config those pre-annotations fit ships beside it
+    config = (tmp_path / "queue" / QUEUE_LABEL_CONFIG).read_text()
+    assert '<Choices name="label" toName="text"' in config and '<Text name="text" value="$text"/>' in config
 
 
 def test_cli_queue_reads_the_traffic_log(tmp_path, repo_params):

@@ -32,29 +32,19 @@ cannot take them for answers. `mlops monitor` reads them
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mlops.core.settings import ServeSettings
-from mlops.serving.traffic import TrafficLog, TrafficWriter
+from mlops.serving.shadow_log import ShadowLog
+from mlops.serving.traffic import TrafficWriter
 
 logger = logging.getLogger("mlops.serving.shadow")
-
-SHADOW_PART = re.compile(r"^shadow-(\d{8})-(\d{4})\.jsonl$")
-
-
-def list_shadow_parts(directory: Path) -> list[Path]:
-    """The shadow's files in a traffic log directory, oldest first (day, then part number)."""
-    return sorted(p for p in Path(directory).glob("shadow-*.jsonl") if SHADOW_PART.match(p.name))
-
 
 def find_challenger() -> tuple[str | None, str]:
     """The challenger's model tag, or None and why there is none."""
@@ -69,29 +59,6 @@ def find_challenger() -> tuple[str | None, str]:
     if registry.retired_by_rollback(entry["model"]):
         return None, f"the registry's challenger {entry['model']} was rolled back"
     return entry["model"], ""
-
-
-class ShadowLog(TrafficLog):
-    """The traffic log's shadow parts: `shadow-<day>-<part>.jsonl`, beside and never among the served ones."""
-
-    def current_file(self, day: str) -> Path:
-        if day != self.day:
-            parts = [int(SHADOW_PART.match(p.name).group(2)) for p in list_shadow_parts(self.directory)
-                     if SHADOW_PART.match(p.name).group(1) == day]
-            self.day, self.part = day, max(parts, default=0)
-        return self.directory / f"shadow-{self.day}-{self.part:04d}.jsonl"
-
-    def prune(self) -> None:
-        parts = list_shadow_parts(self.directory)
-        for old in parts[:max(0, len(parts) - (self.settings.keep_files - 1))]:
-            old.unlink(missing_ok=True)
-
-    def lines(self, texts: Sequence[str], results: Sequence[dict[str, Any]], latency_ms: float,
-              embeddings: Sequence[Any] | None = None, now: datetime | None = None) -> list[str]:
-        """One JSON line per shadow answer (`results` are ready records; the texts are in the served parts)."""
-        stamp = (now or datetime.now(UTC)).isoformat()
-        return [json.dumps({"timestamp": stamp, "shadow": True, **record, "latency_ms": round(latency_ms, 2)})
-                + "\n" for record in results]
 
 
 def shadow_metrics() -> dict[str, Any]:

@@ -117,7 +117,7 @@ def test_offline_answers_are_those_of_the_variant_that_serves(tiny_classifier_di
 
 def shadow_answers(directory, candidate, agreeing, disagreeing):
     """What the service's shadow writes: `candidate`'s answers beside the champion m:1's."""
-    from mlops.serving.shadow import ShadowLog
+    from mlops.serving.shadow_log import ShadowLog
 
     records = [{"shadow_of": f"id-{i}", "prediction": "a" if i < agreeing else "b", "confidence": 0.9,
                 "model_version": candidate, "champion_prediction": "a", "champion_version": "m:1"}

@@ -8,7 +8,8 @@ import time
 
 import numpy as np
 
-from mlops.serving.shadow import Shadow, ShadowLog, find_challenger, list_shadow_parts
+from mlops.serving.shadow import Shadow, find_challenger
+from mlops.serving.shadow_log import ShadowLog, list_shadow_parts
 from mlops.serving.traffic import TrafficLog, TrafficWriter, list_parts
 
 LABELS = ["billing", "delivery", "technical"]

@@ -320,7 +320,7 @@ def test_monitor_reports_the_shadows_agreement_and_live_accuracy_beside_the_cham
     then summary.json's `shadow` shows agreement 0.5 and, on the same 40 labels, the challenger's accuracy 1.0
     beside the champion's 0.5; the report and the console say so; live quality counts served answers only."""
     from mlops.core.feedback_log import FEEDBACK_FILE, read_feedback
-    from mlops.serving.shadow import ShadowLog
+    from mlops.serving.shadow_log import ShadowLog
 
     project, settings = live_project
     serve_and_label(project, 40, right=20)

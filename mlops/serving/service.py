@@ -181,7 +181,7 @@ class TextClassifier:
             self.batch_sizes, dropped = None, None
         self.traffic = TrafficWriter(TrafficLog(traffic_dir(), SERVE.traffic), SERVE.traffic.queue_size, dropped) \
             if SERVE.traffic.enabled else None
-        self.shadow = start_shadow(SERVE, traffic_dir())  # serve.shadow: the challenger (mlops/serving/shadow.py)
+        self.shadow = start_shadow(SERVE, traffic_dir(), self.version)  # serve.shadow: mlops/serving/shadow.py
         calls = SERVE.model_call_count()
         if SERVE.batching:
             self.scheduler = Scheduler(window_texts=SERVE.max_batch_size, max_rows=SERVE.micro_batch,

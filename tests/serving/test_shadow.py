@@ -40,7 +40,8 @@ def answers(count, start=0, label="billing", version="text-classifier:champion")
 
 def shadow_with(model, tmp_path, share=1.0, max_queued=64, version="text-classifier:challenger"):
     writer = TrafficWriter(ShadowLog(tmp_path))
-    return Shadow(share, max_queued, lambda tag: model, writer, find=lambda: (version, ""), poll_s=60).start()
+    return Shadow(share, max_queued, lambda tag: model, writer, find=lambda: (version, ""), poll_s=60,
+                  gather_s=0.05).start()
 
 
 def test_shadow_records_go_to_their_own_parts_linked_to_the_served_answers(tmp_path, capsys):
@@ -112,7 +113,7 @@ def test_an_idle_shadow_says_why_and_picks_up_a_challenger_later(tmp_path, capsy
     next look loads it and the shadow scores; when the challenger goes, it is idle again."""
     found = {"tag": None}
     shadow = Shadow(1.0, 8, lambda tag: Fake(), TrafficWriter(ShadowLog(tmp_path)),
-                    find=lambda: (found["tag"], "no challenger here"), poll_s=60).start()
+                    find=lambda: (found["tag"], "no challenger here"), poll_s=60, gather_s=0.05).start()
     assert "serve: shadow: idle: no challenger here" in capsys.readouterr().out
     assert not shadow.offer(["t"], answers(1))
     found["tag"] = "m:2"

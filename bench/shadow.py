@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from results_file import finish  # noqa: E402
 
+from mlops.serving.shadow import GATHER_S  # noqa: E402
 from tests.helpers import (  # noqa: E402
     BIN,
     closed_loop,
@@ -106,7 +107,7 @@ def serve_once(mode: str, params: dict[str, Any], work: Path, env: dict[str, str
         before, cpu, load = metrics(base), server_cpu_seconds(server), os.getloadavg()[0]
         out = asyncio.run(closed_loop(f"{base}/classify", bodies, warmup, requests, clients))
         cpu = server_cpu_seconds(server) - cpu
-        time.sleep(1.0)  # the shadow's last queued work
+        time.sleep(GATHER_S + 1.0)  # the shadow's last queued work: it waits up to GATHER_S to gather a batch
         after = metrics(base)
     finally:
         stop(server, grace=20)

@@ -283,7 +283,8 @@ def promote(ctx: click.Context, package_result: Path, scored_test: Path, out: Pa
 
 def rejection_verdict(result: dict) -> str:
     """The lines a rejected candidate ends a command with: the verdict, the next step, the exit status."""
-    return (f"verdict: REJECTED by the gate, nothing promoted; the champion keeps serving "
+    return (f"verdict: REJECTED by {result.get('rejected_by', 'the gate')}, nothing promoted; the champion keeps "
+            f"serving "
             f"(exit {REJECTED_EXIT}: an outcome, not a failure)"
             + (f"\nnext step: {result['next_step']}" if result.get("next_step") else ""))
 

@@ -159,6 +159,26 @@ def test_a_candidate_the_gate_rejected_ends_promote_with_exit_3_the_verdict_and_
     assert json.loads(exit_file.read_text())["exit"] == 3  # what a driver (Airflow) learns
 
 
+def test_promote_without_the_shadow_evidence_it_requires_ends_with_exit_3_and_says_what_is_missing(tmp_path,
+                                                                                                    repo_params):
+    """promote.require_shadow unmet is an outcome as a gate rejection: the reason and the next step, exit 3."""
+    import json
+
+    repo_params["promote"]["require_shadow"] = {"min_answers": 200, "min_agreement": 0.9}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params))
+    (tmp_path / "package.json").write_text(json.dumps({"status": "candidate", "model": "m:2", "bento": "b:2"}))
+    result = mlops(tmp_path, "promote", "--package-result", "package.json", "--out", "promotion.json")
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    assert "error" not in result.stderr and "Traceback" not in result.stderr
+    out = result.stdout.splitlines()
+    assert out[0] == ("promote: nothing promoted: not enough shadow evidence: promote.require_shadow asks for 200 "
+                      "shadowed answers and the shadow has none for m:2 in the newest 5000 shadow records (is "
+                      "serve.shadow on, and m:2 the registry's challenger?)")
+    assert out[1].startswith("verdict: REJECTED by promote.require_shadow, nothing promoted; the champion keeps")
+    assert out[2].startswith("next step: serve with serve.shadow on until the shadow has that evidence")
+    assert json.loads((tmp_path / "promotion.json").read_text())["rejected_by"] == "promote.require_shadow"
+
+
 def test_a_step_reports_the_status_of_the_mlops_command_inside(tmp_path, repo_params, bentoml_home):
     """retrain-on-drift passes on a step's own status: 2 for a refusal behind `dvc repro`'s 1, as for a stage."""
     from mlops.cli import run_step

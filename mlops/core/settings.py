@@ -414,6 +414,15 @@ class ServeSettings(Strict):
     tracing: bool = Field(default=False, description="BentoML's OpenTelemetry spans for /classify and /feedback, for "
                                                      "a BentoML configuration that sets a tracing exporter (with "
                                                      "none, the spans go nowhere).")
+    shadow: bool = Field(default=False, description="Also score a share of requests with the challenger (the "
+                                                    "registry's candidate that is not the champion), off the "
+                                                    "client's path; its answers go to the traffic log's shadow "
+                                                    "parts, never to the client (mlops/serving/shadow.py).")
+    shadow_share: float = Field(default=0.1, gt=0, le=1, description="Share of requests the challenger scores "
+                                                                     "when `shadow` is on.")
+    shadow_queue: int = Field(default=256, ge=1, description="Requests waiting for the challenger at most; beyond "
+                                                             "it shadow work is dropped and counted "
+                                                             "(mlops_shadow_dropped_total), never the request.")
 
     @field_validator("model_calls")
     @classmethod
@@ -435,6 +444,21 @@ class ServeSettings(Strict):
         return max(1, (os.cpu_count() or 1) // self.threads)
 
 
+class ShadowEvidence(Strict):
+    """What `mlops promote` asks of the shadow's record of a candidate before promoting it."""
+
+    min_answers: int = Field(default=200, ge=1, description="Served answers the candidate must have scored in "
+                                                            "shadow.")
+    min_agreement: float | None = Field(
+        default=None, ge=0, le=1, description="Share of those answers on which it must agree with the champion "
+                                              "(null: not asked).")
+    min_labels: int = Field(default=30, ge=1, description="Trusted labels among its shadowed answers needed before "
+                                                          "min_live_accuracy is judged.")
+    min_live_accuracy: float | None = Field(
+        default=None, ge=0, le=1, description="Accuracy it must reach on the trusted labels of the answers it "
+                                              "shadowed (null: not asked).")
+
+
 class PromoteSettings(Strict):
     """The `promote:` section: the checks a candidate server passes before it takes the traffic, and approval."""
 
@@ -451,6 +475,9 @@ class PromoteSettings(Strict):
                                     "`mlops promote` by hand never waits. `auto`: promote as soon as the gate accepts.")
     approval_timeout_h: float = Field(
         default=72, gt=0, description="Hours an approval waits; no answer by then counts as a rejection.")
+    require_shadow: ShadowEvidence | None = Field(
+        default=None, description="Evidence from serve.shadow that `mlops promote` needs before it promotes a "
+                                  "candidate (null: none); without it the candidate is refused, exit 3.")
 
 
 class MonitorSettings(Strict):

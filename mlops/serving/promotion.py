@@ -312,6 +312,14 @@ def promote_candidate(settings: Settings, package_path: Path, scored: Path | Non
         write_json(result, out)
         print(f"promote: nothing promoted: {result['reason']}")
         return result
+    from mlops.ml.shadow_report import shadow_refusal
+
+    current = registry.champion()
+    refused = None if current and current["model"] == entry["model"] else shadow_refusal(settings, entry)
+    if refused is not None:  # promote.require_shadow: an outcome, as a rejection by the gate (exit 3)
+        write_json(refused, out)
+        print(f"promote: nothing promoted: {refused['reason']}")
+        return refused
     return promote_entry(entry, settings, scored, out, by="pipeline")
 
 

@@ -62,6 +62,7 @@ from mlops.serving.feedback import FeedbackEndpoint, FeedbackRoute  # noqa: E402
 from mlops.serving.guard import RequestGuard  # noqa: E402
 from mlops.serving.scheduler import ModelCalls, Overloaded, Request, Scheduler  # noqa: E402
 from mlops.serving.server_config import service_config  # noqa: E402
+from mlops.serving.shadow import start_shadow  # noqa: E402
 from mlops.serving.swap import Active, ModelSlot, Pinned  # noqa: E402
 from mlops.serving.traffic import TrafficLog, TrafficWriter, new_ids  # noqa: E402
 from mlops.serving.worker_lifetime import tie_worker_to_server  # noqa: E402
@@ -180,6 +181,7 @@ class TextClassifier:
             self.batch_sizes, dropped = None, None
         self.traffic = TrafficWriter(TrafficLog(traffic_dir(), SERVE.traffic), SERVE.traffic.queue_size, dropped) \
             if SERVE.traffic.enabled else None
+        self.shadow = start_shadow(SERVE, traffic_dir(), self.version)  # serve.shadow: mlops/serving/shadow.py
         calls = SERVE.model_call_count()
         if SERVE.batching:
             self.scheduler = Scheduler(window_texts=SERVE.max_batch_size, max_rows=SERVE.micro_batch,
@@ -254,6 +256,8 @@ class TextClassifier:
         self.model_metrics.observe(results)
         if self.traffic is not None:  # queued for the writer thread: the answer does not wait for the disk
             self.traffic.submit(batch, results, (time.perf_counter() - started) * 1000, embeddings)
+        if self.shadow is not None:  # queued for the challenger's thread: never waited for, never seen
+            self.shadow.offer(batch, results)
         return Response(json.dumps(results[0] if texts is None else results), media_type="application/json")
 
     @bentoml.on_shutdown
@@ -266,6 +270,8 @@ class TextClassifier:
                 thread.join(30)
         if self.traffic is not None:
             self.traffic.close()
+        if self.shadow is not None:
+            self.shadow.close()
 
 
 async def docs_page(scope: dict[str, Any], receive: Any, send: Any) -> None:

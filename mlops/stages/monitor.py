@@ -57,6 +57,7 @@ from mlops.ml.descriptors import DESCRIPTORS, describe
 from mlops.ml.drift import embedding_drift
 from mlops.ml.live_quality import assess, insert_section, render_table
 from mlops.ml.live_quality import describe as describe_live
+from mlops.ml.shadow_report import assess_shadow, describe_shadow, render_shadow
 from mlops.serving.traffic import read_traffic
 
 SIGNALS = [*DESCRIPTORS, "prediction", "confidence", "embedding"]
@@ -292,7 +293,8 @@ def run(settings: Settings, reference_path: Path, current: str | None, scored_te
                                "current_rows": len(window)}
     out_dir.mkdir(parents=True, exist_ok=True)
     live = assess(settings, feedback_dir(), traffic_source(current or config.current), version)
-    live_section = render_table(live)
+    shadow = assess_shadow(settings, feedback_dir(), traffic_source(current or config.current))  # serve.shadow
+    live_section = render_table(live) + render_shadow(shadow)
     if len(window) < config.min_rows:
         summary |= {"status": "insufficient_data", "drift": False, "min_rows": config.min_rows, "signals": {}}
         with atomic_path(out_dir / "report.html") as tmp:
@@ -313,12 +315,13 @@ def run(settings: Settings, reference_path: Path, current: str | None, scored_te
 
             queue_path, queued = write_queue(settings, window)
             summary["labelling_queue"] = {"path": str(queue_path.resolve()), "rows": queued}
-    summary |= live
+    summary |= live | {"shadow": shadow}
     write_json(summary, out_dir / "summary.json")
     if history:
         archive(out_dir, Path(config.history_dir))
     print(f"monitor: {describe_verdict(summary)}; current = {summary['current']} -> {out_dir}")
     print(f"monitor: live quality: {describe_live(live)}")
+    print(f"monitor: shadow: {describe_shadow(shadow)}")
     if "labelling_queue" in summary:
         print(f"monitor: {summary['labelling_queue']['rows']} texts queued for labelling at "
               f"{summary['labelling_queue']['path']}")

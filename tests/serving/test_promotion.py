@@ -113,3 +113,41 @@ def test_offline_answers_are_those_of_the_variant_that_serves(tiny_classifier_di
         proba, labels = promotion.offline_answers("m:1", texts, variant)
         expected = Classifier.load(directory, device="cpu")
         assert labels == expected.labels and abs(proba - expected.predict_proba(texts)).max() < 1e-5
+
+
+def shadow_answers(directory, candidate, agreeing, disagreeing):
+    """What the service's shadow writes: `candidate`'s answers beside the champion m:1's."""
+    from mlops.serving.shadow_log import ShadowLog
+
+    records = [{"shadow_of": f"id-{i}", "prediction": "a" if i < agreeing else "b", "confidence": 0.9,
+                "model_version": candidate, "champion_prediction": "a", "champion_version": "m:1"}
+               for i in range(agreeing + disagreeing)]
+    ShadowLog(directory).write(ShadowLog(directory).lines([""] * len(records), records, 3.0))
+
+
+def test_promote_requires_the_shadow_evidence_it_is_asked_for(repo_params, store, tmp_path, monkeypatch):
+    """Given promote.require_shadow (4 answers, 75% agreement), when `mlops promote` finds no shadow answers of
+    the candidate, or too few, or too little agreement, then it is refused as an outcome (rejected, the reason
+    and the next step in the decision) and nothing is validated; with the evidence, it is promoted."""
+    repo_params["promote"]["require_shadow"] = {"min_answers": 4, "min_agreement": 0.75}
+    settings = parse_settings(repo_params)
+    traffic = tmp_path / "traffic"
+    monkeypatch.setenv("MLOPS_TRAFFIC_DIR", str(traffic))
+    monkeypatch.setenv("MLOPS_FEEDBACK_DIR", str(tmp_path / "feedback"))
+    monkeypatch.setattr(promotion, "infra_validate", lambda *_: validation(True))
+    package, out = tmp_path / "package.json", tmp_path / "promotion.json"
+    package.write_text(json.dumps({"status": "candidate", "model": "m:2", "bento": "b:2"}))
+
+    refused = promotion.promote_candidate(settings, package, None, out)
+    assert refused["rejected"] and not refused["promoted"] and refused["rejected_by"] == "promote.require_shadow"
+    assert "the shadow has none for m:2" in refused["reason"] and "mlops promote" in refused["next_step"]
+    assert json.loads(out.read_text())["rejected"] and registry.champion()["model"] == "m:1"
+
+    shadow_answers(traffic, "m:2", agreeing=2, disagreeing=1)
+    assert "scored 3 answers with m:2" in promotion.promote_candidate(settings, package, None, out)["reason"]
+    shadow_answers(traffic, "m:2", agreeing=0, disagreeing=2)  # 2 of 5 agree
+    assert "agreed with the champion on 0.4 of 5" in promotion.promote_candidate(settings, package, None,
+                                                                                 out)["reason"]
+    shadow_answers(traffic, "m:2", agreeing=10, disagreeing=0)  # 12 of 15 agree: 0.8
+    assert promotion.promote_candidate(settings, package, None, out)["promoted"]
+    assert registry.champion()["model"] == "m:2"

@@ -312,3 +312,37 @@ def test_monitor_without_enough_labels_says_how_many_it_needs(live_project, caps
     assert (window["status"], window["labelled"], window["needed"]) == ("insufficient_labels", 20, 10)
     assert "text-classifier:v1 (serving): 20 labels, 30 needed (10 more): no verdict" in capsys.readouterr().out
     assert "20 labels, 30 needed (10 more)" in (project / "out" / "report.html").read_text()
+
+
+def test_monitor_reports_the_shadows_agreement_and_live_accuracy_beside_the_champions(live_project, capsys):
+    """Given 40 served answers, half labelled right, and a challenger that shadowed them all, agreeing with the
+    champion where it was right and giving the labeller's label where it was wrong, when `mlops monitor` runs,
+    then summary.json's `shadow` shows agreement 0.5 and, on the same 40 labels, the challenger's accuracy 1.0
+    beside the champion's 0.5; the report and the console say so; live quality counts served answers only."""
+    from mlops.core.feedback_log import FEEDBACK_FILE, read_feedback
+    from mlops.serving.shadow_log import ShadowLog
+
+    project, settings = live_project
+    serve_and_label(project, 40, right=20)
+    traffic = project / "logs" / "traffic"
+    labels = {r["id"]: r["label"] for r in read_feedback(project / "logs" / "feedback" / FEEDBACK_FILE)
+              if r["role"] == "labeller"}
+    served = read_traffic(traffic, 1000)
+    records = [{"shadow_of": row.id, "prediction": labels[row.id], "confidence": 0.7,
+                "model_version": "text-classifier:v2", "champion_prediction": row.prediction,
+                "champion_version": "text-classifier:v1"} for row in served.itertuples()]
+    ShadowLog(traffic).write(ShadowLog(traffic).lines([""] * 40, records, 4.0))
+
+    summary = monitor.run(settings, project / "reference.parquet", str(traffic), project / "unused.parquet",
+                          project / "out", history=False)
+
+    shadow = summary["shadow"]["challengers"]["text-classifier:v2"]
+    assert (shadow["answers"], shadow["agreement"], shadow["champion_versions"]) == (40, 0.5, ["text-classifier:v1"])
+    live = shadow["live"]
+    assert (live["labelled"], live["challenger"]["accuracy"], live["champion"]["accuracy"]) == (40, 1.0, 0.5)
+    assert list(summary["live_quality"]) == ["text-classifier:v1"]  # shadow answers are not served answers
+    assert summary["live_quality"]["text-classifier:v1"]["window"]["labelled"] == 40
+    assert ("text-classifier:v2: agrees with the champion on 50.0% (95% CI 0.352-0.648) of 40 answers; live "
+            "accuracy 1.0 vs the champion's 0.5 on 40 labels") in capsys.readouterr().out
+    report = (project / "out" / "report.html").read_text()
+    assert '<section id="shadow"' in report and "0.500 [0.352, 0.648]" in report

@@ -65,14 +65,20 @@ run:  ## run the whole lifecycle with DVC (stages that are up to date are skippe
 	if [ $$status -ne 0 ] && [ $$status -ne 3 ]; then exit $$status; fi; \
 	$(BIN)/dvc push -q && $(BIN)/python -m mlops.orchestration.summary
 
-test:  ## the test suite, as CI runs it
-	$(BIN)/pytest
+# Workers for `make test` (pytest-xdist). Most of the suite's time is spent waiting on Airflow, DVC and served
+# processes, so two workers overlap those waits even on two cores; tests/conftest.py keeps the tests that share
+# an expensive fixture (the trained tiny model, a module's lifecycle) on one worker. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+
+test:  ## the test suite, as CI runs it (TEST_WORKERS=2 by default)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast:  ## the tests that take seconds, not minutes (on every core: pytest-xdist)
 	$(BIN)/pytest -m "not slow" -n auto
 
-lint:  ## ruff
+lint:  ## ruff, and the import layers of pyproject.toml (lint-imports)
 	$(BIN)/ruff check mlops dags plugins tests bench
+	$(BIN)/lint-imports
 
 docs:  ## build the documentation site into site/ (mkdocs build --strict: a broken link or reference fails)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site

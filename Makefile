@@ -65,15 +65,21 @@ run:  ## run the whole lifecycle with DVC (stages that are up to date are skippe
 	if [ $$status -ne 0 ] && [ $$status -ne 3 ]; then exit $$status; fi; \
 	$(BIN)/dvc push -q && $(BIN)/python -m mlops.orchestration.summary
 
-test:  ## the test suite, as CI runs it
-	$(BIN)/pytest
+# Workers for `make test` (pytest-xdist): 0 runs one process, as CI does. TEST_WORKERS=2 overlaps the suite's waits
+# on Airflow, DVC and served processes; tests/conftest.py keeps the tests that share an expensive fixture (the
+# trained tiny model, a module's lifecycle) on one worker.
+TEST_WORKERS ?= 0
+
+test:  ## the test suite, as CI runs it (one process; TEST_WORKERS=2 spreads it over two xdist workers)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast:  ## the tests that take seconds, not minutes (on every core: pytest-xdist)
 	$(BIN)/pytest -m "not slow" -n auto
 
-lint:  ## ruff (style, imports, docstrings in mlops/core) and mypy (strict on mlops/core)
+lint:  ## ruff (style, imports, docstrings in mlops/core), mypy (strict on mlops/core), the import layers (lint-imports)
 	$(BIN)/ruff check mlops dags plugins tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 docs:  ## build the documentation site into site/ (mkdocs build --strict: a broken link or reference fails)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site

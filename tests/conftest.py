@@ -7,6 +7,7 @@ BentoML home, and models are tiny BERTs built from a config (no download).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -108,10 +109,36 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
 
 
 TRAINING_FIXTURES = {"trained"}
+# the local Redis database a Celery test takes is the first empty one: two such tests at once would share it
+SHARED_SERVICE_FIXTURES = {"postgres_db", "redis_db"}
+
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    # two workers on two cores: torch's OpenMP threads must yield the core rather than spin waiting for it
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def xdist_group_of(item: pytest.Item) -> str | None:
+    """The worker a test must share with others under `pytest -n N --dist loadgroup`, so that an expensive
+    fixture is built once and not once per worker: every test of the session's trained model together, every
+    test of a module-scoped fixture with its module, the tests of the local Redis one after another."""
+    names = set(getattr(item, "fixturenames", ()))
+    if TRAINING_FIXTURES & names:
+        return "trained"
+    if SHARED_SERVICE_FIXTURES & names:
+        return "redis"
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = info.name2fixturedefs.values() if info is not None else ()
+    if any(chain and chain[-1].scope in ("module", "package") for chain in definitions):
+        return item.nodeid.split("::")[0]
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the items
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that needs a trained model is slow by definition: `make test-fast` trains nothing."""
     for item in items:
         if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        group = xdist_group_of(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))

@@ -14,7 +14,7 @@ branch) and the alert a webhook receives. Every such text goes through
   (AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN among them), and the password
   part of any URL held in the environment (MLOPS_GIT_REMOTE, a database URL).
 
-Only the standard library: DAG files and Airflow callbacks import it.
+Only the standard library and mlops.core.io: DAG files and Airflow callbacks import it.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
+
+from mlops.core.io import atomic_path
 
 MASK = "***"
 MIN_SECRET_CHARS = 4  # a shorter value (`1`, `on`) would mask ordinary words and numbers everywhere
@@ -69,3 +72,10 @@ def redact_all(value: Any, env: Mapping[str, str] | None = None) -> Any:
     if isinstance(value, list | tuple):
         return [redact_all(item, env) for item in value]
     return value
+
+
+def write_redacted(path: Path, text: str) -> None:
+    """Write a record that is committed, shared and read (a run's files, the feedback loop's record) atomically,
+    secrets redacted: here in core, so that the loop and the orchestration write records the same way."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(redact(text), encoding="utf-8")

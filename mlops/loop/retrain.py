@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from mlops.core.environment import feedback_dir
+from mlops.core.redact import write_redacted
 from mlops.core.settings import Settings, load_settings
 
 LOOP_FILE = "loop.json"  # in a drift-triggered run's record
@@ -93,7 +94,5 @@ def prepare(project: Path, summaries: list[str] | None = None) -> dict[str, Any]
 
 
 def write_loop_record(folder: Path, result: dict[str, Any]) -> None:
-    from mlops.orchestration.runs import write_text
-
     folder.mkdir(parents=True, exist_ok=True)
-    write_text(folder / LOOP_FILE, json.dumps(result, indent=2) + "\n")
+    write_redacted(folder / LOOP_FILE, json.dumps(result, indent=2) + "\n")

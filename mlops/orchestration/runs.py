@@ -126,11 +126,9 @@ def overrides_of(values: dict[str, Any], conf_keys: list[str] | None = None) -> 
 
 def write_text(path: Path, text: str) -> None:
     """A file of a run's record, secrets redacted (mlops.core.redact): records are committed, shared and read."""
-    from mlops.core.io import atomic_path
-    from mlops.core.redact import redact
+    from mlops.core.redact import write_redacted
 
-    with atomic_path(path) as tmp:
-        tmp.write_text(redact(text), encoding="utf-8")
+    write_redacted(path, text)
 
 
 def say(line: str) -> None:

@@ -428,7 +428,7 @@ class PromoteSettings(Strict):
     canary_requests: int = Field(
         default=500, ge=1, description="Healthy canary answers after which the candidate is promoted in full.")
     canary_min_requests: int = Field(
-        default=20, ge=1, description="Answers per version before the latency ratio is judged; the error rate "
+        default=50, ge=1, description="Answers per version before the latency ratio is judged; the error rate "
                                       "is taken over at least this many requests, so one early error is 1/N.")
     canary_max_error_rate: float = Field(
         default=0.02, ge=0, lt=1, description="Share of canary requests that may fail (each is retried on the "

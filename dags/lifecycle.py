@@ -208,10 +208,12 @@ with DAG(
     # none_failed_min_one_success: `approve` skipped by `auto` lets promote follow package; a Reject skips
     # promote itself; a rejected gate skips package, approve and so promote.
     promote_task = PromoteOperator(
-        task_id="promote", project=str(PROJECT), env=env, retries=0, execution_timeout=timedelta(minutes=30),
+        # two hours: with promote.strategy: canary it waits for the canary's verdict (promote.canary_timeout_s)
+        task_id="promote", project=str(PROJECT), env=env, retries=0, execution_timeout=timedelta(hours=2),
         trigger_rule="none_failed_min_one_success", task_group=group_of["promote"],
         doc_md="`mlops promote`: start the candidate Bento, check it, make it champion "
-               "(`mlops.serving.promotion`).\n\n**Reads** package's result and the scored test split.\n\n"
+               "(`mlops.serving.promotion`), directly or, with `promote.strategy: canary`, after a canary.\n\n"
+               "**Reads** package's result and the scored test split.\n\n"
                "**Writes** `reports/promotion.json` and the registry's champion.\n\n**Skipped** when the gate "
                "rejected the model or a person rejected the promotion; a candidate that fails its checks fails "
                "it at once.",

@@ -259,6 +259,10 @@ SCORED_TEST = click.option("--scored-test", type=PathArg, default=declared("gate
                            show_default=DVC_YAML,
                            help="Rows the started Bento must label as the offline model does (missing: the "
                                 "reference stored with the model).")
+CANARY = click.option("--canary", "canary", type=float, default=None, metavar="SHARE",
+                      help="Serve the candidate to this share of requests (0-1) first: promoted in full after "
+                           "promote.canary_requests healthy answers, rolled back at the first breach; the command "
+                           "waits for the decision (docs/how-to/canary.md).")
 PROMOTION_OUT = click.option("--out", type=PathArg, default=Path(PROMOTION_RECORD), show_default=True,
                              help="Where the promotion decision (every infra-validation check) is written.")
 
@@ -267,16 +271,18 @@ PROMOTION_OUT = click.option("--out", type=PathArg, default=Path(PROMOTION_RECOR
 @click.option("--package-result", type=PathArg, default=declared("package", "out"), show_default=DVC_YAML)
 @SCORED_TEST
 @PROMOTION_OUT
+@CANARY
 @click.pass_context
-def promote(ctx: click.Context, package_result: Path, scored_test: Path, out: Path) -> None:
+def promote(ctx: click.Context, package_result: Path, scored_test: Path, out: Path, canary: float | None) -> None:
     """Promote the candidate the gate accepted, after starting its Bento and checking it (not a DVC stage).
 
     Exit status: 0 promoted or nothing to do, 3 the gate rejected the candidate (its verdict and the next step are
-    printed), 2 refused (bad input, or the Bento failed a check), 1 failed.
+    printed), 2 refused (bad input, the Bento failed a check, or its canary was rolled back), 1 failed. Without
+    --canary, `promote.strategy` decides between direct and canary.
     """
     from mlops.serving.promotion import promote_candidate
 
-    result = promote_candidate(settings_of(ctx), package_result, scored_test, out)
+    result = promote_candidate(settings_of(ctx), package_result, scored_test, out, canary)
     if result.get("rejected"):
         raise GateRejected(rejection_verdict(result))
 
@@ -404,22 +410,29 @@ def registry_list(ctx: click.Context) -> None:
 @click.option("--bentofile", type=PathArg, default=Path("bentofile.yaml"), show_default=True)
 @SCORED_TEST
 @PROMOTION_OUT
+@CANARY
 @click.pass_context
-def registry_promote(ctx: click.Context, model_tag: str, bentofile: Path, scored_test: Path, out: Path) -> None:
-    """Make a stored model the champion by hand, through the same checks (its Bento is built if missing)."""
+def registry_promote(ctx: click.Context, model_tag: str, bentofile: Path, scored_test: Path, out: Path,
+                     canary: float | None) -> None:
+    """Make a stored model the champion by hand, through the same checks (its Bento is built if missing);
+    directly, or through a canary with --canary SHARE."""
     from mlops.serving.promotion import promote_by_hand
 
-    result = promote_by_hand(settings_of(ctx.find_root()), model_tag, bentofile, scored_test, out)
+    result = promote_by_hand(settings_of(ctx.find_root()), model_tag, bentofile, scored_test, out, canary)
     if result.get("promoted"):
         click.echo(f"registry: champion is now {result['champion']} (bento {result['candidate']['bento']})")
 
 
 @registry.command("rollback")
 def registry_rollback() -> None:
-    """Restore the previous champion."""
+    """Restore the previous champion; while a canary runs, end the canary instead (the champion stays)."""
     from mlops.core import registry as store
 
     entry = store.rollback()
+    if entry.get("canary_ended"):
+        click.echo(f"registry: canary of {entry['canary_ended']} ended; services stop routing to it within "
+                   f"serve.registry_poll_s; champion is still {entry.get('model')}")
+        return
     click.echo(f"registry: rolled back; champion is now {entry['model']} (bento {entry['bento']})")
 
 

@@ -26,6 +26,9 @@ What, for the artifact named like the BentoML model (`text-classifier`):
   exactly one version is in `prod`, as the registry has one champion,
   whichever way GTO orders versions (by semver or by time). A champion that
   has no version yet (stored before GTO or outside git) is registered first.
+- canary: stage `canary` assigned to the candidate's version while it serves
+  a share of requests, unassigned when the canary ends (then `prod` moves as
+  for a promotion, if it was promoted in full).
 
 GTO orders a version's stage events by their tags' dates, to the second: a
 stage tag waits out the second of its version's last one (at most a second,
@@ -47,6 +50,7 @@ from pathlib import Path
 from typing import TypedDict
 
 STAGE = "prod"
+CANARY_STAGE = "canary"  # a candidate serving a share of requests (mlops/serving/canary.py)
 IDENTITY = {"name": "mlops", "email": "mlops@localhost"}
 SUBJECT = "BentoML model "  # a version tag's first line: SUBJECT + the model's tag
 
@@ -186,8 +190,35 @@ def champion(repo: Path, model_tag: str, digest: str | None) -> str:
     return version
 
 
+def canary_on(repo: Path, model_tag: str, digest: str | None) -> str:
+    """Stage `canary` on `model_tag`'s version (registering it first if need be) while it serves a share."""
+    import gto.api
+
+    name, env = artifact(model_tag), identity(repo)
+    version = version_of(repo, model_tag) or register(repo, model_tag, digest)
+    wait_past_stage_tags(repo, name, git(["rev-parse", f"{name}@{version}^{{commit}}"], repo))
+    gto.api.assign(repo, name, CANARY_STAGE, version=version, force=True, **signed(env),
+                   message=f"{SUBJECT}{model_tag} serves a canary share")
+    return version
+
+
+def canary_off(repo: Path, model_tag: str, digest: str | None) -> str | None:
+    """Stage `canary` off `model_tag`'s version when its canary ended (promoted in full or rolled back)."""
+    import gto.api
+
+    name, env = artifact(model_tag), identity(repo)
+    version = version_of(repo, model_tag)
+    if version is None:
+        return None
+    wait_past_stage_tags(repo, name, git(["rev-parse", f"{name}@{version}^{{commit}}"], repo))
+    gto.api.unassign(repo, name, version=version, stage=CANARY_STAGE, **signed(env),
+                     message=f"{SUBJECT}{model_tag}: its canary ended")
+    return version
+
+
 # what each action does, as a warning names it, and the function that does it
-ACTIONS = {"register": ("register", register), "champion": (f"assign {STAGE} to", champion)}
+ACTIONS = {"register": ("register", register), "champion": (f"assign {STAGE} to", champion),
+           "canary_on": ("assign canary to", canary_on), "canary_off": ("unassign canary from", canary_off)}
 
 
 def mirrored(action: str, model_tag: str, digest: str | None, home: Path) -> str | None:
@@ -216,3 +247,8 @@ def record_registration(model_tag: str, digest: str | None, home: Path) -> str |
 def record_champion(model_tag: str, digest: str | None, home: Path) -> str | None:
     """After a promotion or a rollback: `prod` on the champion's version alone."""
     return mirrored("champion", model_tag, digest, home)
+
+
+def record_canary(model_tag: str, digest: str | None, home: Path, active: bool) -> str | None:
+    """When a canary starts (`active`) or ends: stage `canary` on or off its version."""
+    return mirrored("canary_on" if active else "canary_off", model_tag, digest, home)

@@ -4,8 +4,9 @@ BentoML stores immutable, versioned models and Bentos; it has no notion of
 which one is in production. The registry adds that: a JSON document in the
 BentoML home naming the champion (model and Bento tags, metrics, lineage), the
 challenger (the candidate the last `package` stored: model and built Bento,
-waiting for `mlops promote`), and the champions before it, plus an append-only
-event log. The document is replaced atomically (temp file, fsync, rename, fsync
+waiting for `mlops promote`), the champions before it and, while one runs, the
+canary (a candidate serving a share of requests, mlops/serving/canary.py),
+plus an append-only event log. The document is replaced atomically (temp file, fsync, rename, fsync
 of the folder), and promotion writes it only after the Bento exists, so a
 process killed at any point leaves the previous champion in place and servable.
 
@@ -41,7 +42,7 @@ from mlops.core import gto_registry
 from mlops.core.errors import MlopsError
 from mlops.core.io import file_digest, read_json
 
-EMPTY: dict[str, Any] = {"champion": None, "challenger": None, "history": []}
+EMPTY: dict[str, Any] = {"champion": None, "challenger": None, "history": [], "canary": None}
 
 
 # A stored model's monitoring reference (its scored validation rows), beside its weights.
@@ -258,14 +259,71 @@ def promote(entry: dict[str, Any]) -> dict[str, Any]:
         challenger = registry["challenger"]
         if challenger and challenger.get("model") == entry["model"]:
             challenger = None
-        registry.update(champion=entry, challenger=challenger, history=history)
+        canary = registry.get("canary")
+        registry.update(champion=entry, challenger=challenger, history=history, canary=None)
+        if canary:  # promoted in full, or replaced by another promotion: the canary's share goes to the champion
+            log_event("canary_ended", model=canary["model"], canary_id=canary["id"],
+                      outcome="promoted" if canary["model"] == entry["model"] else "superseded")
         log_event("promoted", model=entry["model"], bento=entry["bento"])
         gto_registry.record_champion(entry["model"], entry.get("digest"), bentoml_home())
+        if canary:
+            gto_registry.record_canary(canary["model"], None, bentoml_home(), active=False)
+    return entry
+
+
+def start_canary(entry: dict[str, Any], share: float, timeout_s: float) -> dict[str, Any]:
+    """Name `entry` (model and Bento that exist) the canary: served to `share` of requests beside the champion,
+    until `end_canary`, a promotion, a rollback or `expires_at` (services stop routing to it by then)."""
+    import secrets
+    from datetime import timedelta
+
+    if not bento_exists(entry.get("bento")):
+        raise MlopsError(f"cannot start a canary of {entry.get('model')}: its Bento {entry.get('bento')} is not in "
+                         "the store")
+    started = datetime.now(UTC)
+    with updating() as registry:
+        if not registry["champion"]:
+            raise MlopsError("a canary needs a champion to compare with: promote a first model directly")
+        if registry["champion"]["model"] == entry["model"]:
+            raise MlopsError(f"{entry['model']} is already the champion")
+        if registry.get("canary"):
+            raise MlopsError(f"a canary of {registry['canary']['model']} is running; `mlops registry rollback` "
+                             "ends it")
+        record = {**entry, "id": secrets.token_hex(6), "share": share, "champion": registry["champion"]["model"],
+                  "started_at": started.isoformat(timespec="seconds"),
+                  "expires_at": (started + timedelta(seconds=timeout_s)).isoformat(timespec="seconds")}
+        registry["canary"] = record
+        log_event("canary_started", model=entry["model"], canary_id=record["id"], share=share,
+                  champion=record["champion"])
+        gto_registry.record_canary(entry["model"], entry.get("digest"), bentoml_home(), active=True)
+    return record
+
+
+def end_canary(canary_id: str | None, outcome: str, reason: str) -> dict[str, Any] | None:
+    """End the running canary (any, with `canary_id` None) without changing the champion; the ended canary, or
+    None when it had already ended."""
+    with updating() as registry:
+        canary = registry.get("canary")
+        if not canary or (canary_id is not None and canary["id"] != canary_id):
+            return None
+        registry["canary"] = None
+        log_event("canary_ended", model=canary["model"], canary_id=canary["id"], outcome=outcome, reason=reason)
+        gto_registry.record_canary(canary["model"], None, bentoml_home(), active=False)
+    return canary
+
+
+def canary() -> dict[str, Any] | None:
+    """The canary in progress (candidate, share, start), which every serving worker routes by; None without one."""
+    entry: dict[str, Any] | None = read_registry().get("canary")
     return entry
 
 
 def rollback() -> dict[str, Any]:
-    """Restore the previous champion; the current one is retired (kept in the store and the event log)."""
+    """Restore the previous champion; the current one is retired (kept in the store and the event log). While a
+    canary runs, end it instead: the champion did not change, so there is nothing else to undo."""
+    ended = end_canary(None, "rolled_back", "ended by `mlops registry rollback`")
+    if ended:
+        return {**(champion() or {}), "canary_ended": ended["model"]}
     with updating() as registry:
         if not registry["history"]:
             raise MlopsError("nothing to roll back to: the registry has no previous champion")

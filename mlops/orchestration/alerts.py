@@ -3,7 +3,8 @@
 `WebhookNotifier` is an Airflow `BaseNotifier`, attached to the DAGs as a
 callback (`on_failure_callback` for failed tasks, `on_success_callback` of
 `announce_drift` for drift and a live quality breach, each its own alert, and
-of `gate_decision` for a rejected model). It
+of `gate_decision` for a rejected model; `mlops promote` sends `canary_ended`
+itself, mlops/serving/canary_rollout.py). It
 POSTs one JSON document to the URL of the Airflow connection `mlops_alerts`
 (`MLOPS_ALERT_CONN_ID` names another), e.g.
 
@@ -34,6 +35,7 @@ EVENTS = {
     "drift": "drift in served traffic: {drifted} drifted (monitoring run {run_id})",
     "live_quality_breach": "live quality breach: {breach} (monitoring run {run_id})",
     "model_rejected": "the gate rejected the candidate model: {reasons} (run {run_id})",
+    "canary_ended": "canary of {model} {outcome}: {reason}; champion {champion}",
 }
 
 

@@ -15,7 +15,10 @@ dynamic int8 takes its activation ranges from each batch and a near tie can
 flip with what a text is batched with. (Against fp32, an int8 variant's
 98-99% label agreement on AG News failed a 99% bar by one text in 64.) The first
 check that fails stops the promotion; the decision (reports/promotion.json)
-names it, and the champion stays as it was.
+names it, and the champion stays as it was. With a canary share (`--canary`,
+`promote.strategy: canary`) a candidate that passed serves that share of
+requests first and is promoted in full or rolled back on what the share showed
+(mlops/serving/canary_rollout.py).
 """
 
 from __future__ import annotations
@@ -262,8 +265,9 @@ def infra_validate(entry: dict[str, Any], settings: Settings, scored: Path | Non
 
 
 def promote_entry(entry: dict[str, Any], settings: Settings, scored: Path | None, out: Path,
-                  by: str) -> dict[str, Any]:
-    """Infra-validate `entry` (model and Bento) and promote it if every check passed; write the decision."""
+                  by: str, canary: float | None = None) -> dict[str, Any]:
+    """Infra-validate `entry` (model and Bento) and promote it if every check passed, at once or (`canary`, a
+    share of requests) through a canary (mlops/serving/canary_rollout.py); write the decision."""
     current = registry.champion()
     if current and (current["model"], current["bento"]) == (entry["model"], entry["bento"]):
         result = {"promoted": False, "reason": f"{entry['model']} (bento {entry['bento']}) is already the champion",
@@ -282,8 +286,15 @@ def promote_entry(entry: dict[str, Any], settings: Settings, scored: Path | None
                            failed_check=failed["check"])
         raise MlopsError(f"{entry['model']} NOT promoted: {result['reason']} (decision in {out}); the champion "
                          f"is still {current['model'] if current else 'none'}")
+    if canary is not None and current is not None:
+        from mlops.serving.canary_rollout import run_canary
+
+        return run_canary({**entry, "promoted_by": by}, settings, canary, result, out)
+    if canary is not None:
+        result["canary"] = "skipped: no champion to compare with, so the first model is promoted directly"
     promoted = registry.promote({**entry, "promoted_by": by, "served_p95_ms": validation["served_p95_ms"]})
-    result.update(promoted=True, reason="every infra-validation check passed", champion=promoted["model"])
+    result.update(promoted=True, reason="every infra-validation check passed", champion=promoted["model"],
+                  strategy="direct")
     write_json(result, out)
     summary = ", ".join(f"{c['check']} ok" for c in validation["checks"])
     print(f"promote: {entry['model']} (bento {entry['bento']}) is the champion; {summary}; "
@@ -291,8 +302,22 @@ def promote_entry(entry: dict[str, Any], settings: Settings, scored: Path | None
     return result
 
 
-def promote_candidate(settings: Settings, package_path: Path, scored: Path | None, out: Path) -> dict[str, Any]:
-    """`mlops promote`: promote the candidate the gate accepted and `package` built, if it serves."""
+def canary_share(settings: Settings, given: float | None) -> float | None:
+    """The share a promotion's canary serves: `--canary SHARE`, else `promote.canary_share` when
+    `promote.strategy` is `canary`; None: direct."""
+    if given is not None:
+        if not 0 < given < 1:
+            raise MlopsError(f"--canary takes the share of requests the candidate serves, between 0 and 1 (not "
+                             f"included), not {given}")
+        return given
+    return settings.promote.canary_share if settings.promote.strategy == "canary" else None
+
+
+def promote_candidate(settings: Settings, package_path: Path, scored: Path | None, out: Path,
+                      canary: float | None = None) -> dict[str, Any]:
+    """`mlops promote`: promote the candidate the gate accepted and `package` built, if it serves (through a
+    canary with `canary` or `promote.strategy: canary`)."""
+    share = canary_share(settings, canary)
     if not package_path.is_file():
         raise MlopsError(f"no package result at {package_path}: run the pipeline (dvc repro) first")
     package = read_json(package_path)
@@ -320,12 +345,15 @@ def promote_candidate(settings: Settings, package_path: Path, scored: Path | Non
         write_json(refused, out)
         print(f"promote: nothing promoted: {refused['reason']}")
         return refused
-    return promote_entry(entry, settings, scored, out, by="pipeline")
+    return promote_entry(entry, settings, scored, out, by="pipeline", canary=share)
 
 
 def promote_by_hand(settings: Settings, model_tag: str, bentofile: Path, scored: Path | None,
-                    out: Path) -> dict[str, Any]:
-    """`mlops registry promote TAG`: any stored model, through the same checks."""
+                    out: Path, canary: float | None = None) -> dict[str, Any]:
+    """`mlops registry promote TAG`: any stored model, through the same checks; directly unless `canary` (a
+    share) is given, whatever `promote.strategy` says (that is the pipeline's)."""
     from mlops.stages.package import candidate_of
 
-    return promote_entry(candidate_of(model_tag, bentofile, settings), settings, scored, out, by="hand")
+    share = None if canary is None else canary_share(settings, canary)
+    return promote_entry(candidate_of(model_tag, bentofile, settings), settings, scored, out, by="hand",
+                         canary=share)

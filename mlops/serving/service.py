@@ -29,7 +29,9 @@ keyless requests are answered from loopback only. The model sits in a
 swappable slot (mlops/serving/swap.py):
 a served champion follows the registry's promotions and rollbacks without a
 restart; `self.slot.active` is the (version, model) answering new requests.
-`/metrics` adds the model's own metrics (mlops/serving/model_metrics.py).
+While the registry names a canary, a share of clients is answered by it
+(mlops/serving/canary.py); a canary answer that fails is answered again by
+the champion. `/metrics` adds the model's own metrics (mlops/serving/model_metrics.py).
 BentoML's access log and its tracing spans are settings, off by default
 (mlops/serving/server_config.py). A worker ends with the `bentoml serve` that
 started it, even a killed one (mlops/serving/worker_lifetime.py).
@@ -57,6 +59,7 @@ from starlette.responses import Response  # noqa: E402
 
 from mlops.core.environment import traffic_dir  # noqa: E402
 from mlops.core.settings import load_settings  # noqa: E402
+from mlops.serving.canary import CANDIDATE, CHAMPION, CanaryRouter, client_id  # noqa: E402
 from mlops.serving.credentials import Credentials  # noqa: E402
 from mlops.serving.feedback import FeedbackEndpoint, FeedbackRoute  # noqa: E402
 from mlops.serving.guard import RequestGuard  # noqa: E402
@@ -88,21 +91,33 @@ def model_tag() -> str:
     return current["model"] if current else f"{SERVE.name}:latest"
 
 
-def follow_registry(version: str, classifier: Any) -> ModelSlot:
-    """The served model in a swappable slot; a champion (no MLOPS_MODEL_TAG pinned) follows the registry."""
-    from mlops.core.registry import champion, model_path
+def load(tag: str) -> Any:
+    """A stored model as it serves, loaded beside the one serving (a new champion, a canary)."""
+    from mlops.core.registry import model_path
     from mlops.ml.variants import load_served
 
-    def load(tag: str) -> Any:
-        model = load_served(model_path(tag), SERVE.precision, SERVE.threads)
-        gc.collect()  # one full collection per swap, then the new model's objects are out of the collector's sight
-        gc.freeze()
-        return model
+    model = load_served(model_path(tag), SERVE.precision, SERVE.threads)
+    gc.collect()  # one full collection per swap, then the new model's objects are out of the collector's sight
+    gc.freeze()
+    return model
+
+
+def follow_registry(version: str, classifier: Any) -> ModelSlot:
+    """The served model in a swappable slot; a champion (no MLOPS_MODEL_TAG pinned) follows the registry."""
+    from mlops.core.registry import champion
 
     slot = ModelSlot(version, classifier, load, lambda: (champion() or {}).get("model"), SERVE.registry_poll_s)
     if SERVE.follow_registry and not os.environ.get("MLOPS_MODEL_TAG"):
         slot.follow()
     return slot
+
+
+def follow_canary() -> CanaryRouter:
+    """The registry's canary, when one runs, for a served champion (one pinned by MLOPS_MODEL_TAG has none)."""
+    from mlops.core.registry import bentoml_home, canary
+
+    router = CanaryRouter(load, canary, bentoml_home(), SERVE.registry_poll_s)
+    return router.follow() if SERVE.follow_registry and not os.environ.get("MLOPS_MODEL_TAG") else router
 
 
 Text = Annotated[str, Field(min_length=1, max_length=SERVE.max_text_chars)]
@@ -173,6 +188,7 @@ class TextClassifier:
         self.classifier = load_served(Path(self.model_ref.path), SERVE.precision, SERVE.threads)
         self.version = str(self.model_ref.tag)
         self.slot = follow_registry(self.version, self.classifier)  # hot swap: mlops/serving/swap.py
+        self.canary = follow_canary()  # a share of clients on the registry's canary: mlops/serving/canary.py
         FEEDBACK.attach(lambda: self.slot.active[1].labels)  # the labels of the model serving now
         try:
             self.batch_sizes = batch_size_histogram(SERVE.name)
@@ -239,8 +255,25 @@ class TextClassifier:
         version, classifier = request.active
         return self.results(version, classifier.labels, request.proba), request.embeddings
 
+    async def infer_routed(self, texts: list[str], canary: Active | None) -> tuple[list[dict[str, Any]], Any, Any]:
+        """Answers from the canary when this client is in its share, else (or when the canary fails: its error
+        is counted, never shown) from the champion. Also the Pinned batch that answered."""
+        from bentoml.exceptions import ServiceUnavailable
+
+        batch = Pinned(texts, canary or self.slot.active)
+        started = time.perf_counter()
+        try:
+            results, embeddings = await (self.infer_batched(batch) if SERVE.batching else self.infer(batch))
+        except Exception as error:
+            if canary is None or isinstance(error, ServiceUnavailable):  # overload is no fault of the canary
+                raise
+            self.canary.observe(CANDIDATE, None, error)
+            return await self.infer_routed(texts, None)
+        self.canary.observe(CANDIDATE if canary else CHAMPION, (time.perf_counter() - started) * 1000)
+        return results, embeddings, batch
+
     @bentoml.api(route="/classify", input_spec=ClassifyRequest)
-    async def classify(self, text: str | None = None,
+    async def classify(self, ctx: bentoml.Context, text: str | None = None,
                        texts: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]:
         """Classify one text or a list: per text, its id, the label, its score, all probabilities, the model version.
 
@@ -248,9 +281,9 @@ class TextClassifier:
         as a ready response: BentoML's output path would build a pydantic JSON schema of the return type and dump
         the answer through pydantic on every request (a sixth of the worker's GIL time at 64 clients).
         """
-        batch = Pinned([text] if texts is None else texts, self.slot.active)
         started = time.perf_counter()
-        results, embeddings = await (self.infer_batched(batch) if SERVE.batching else self.infer(batch))
+        results, embeddings, batch = await self.infer_routed([text] if texts is None else texts,
+                                                             self.canary.route(client_id(ctx.request.scope)))
         for result, request_id in zip(results, new_ids(len(results)), strict=True):
             result["id"] = request_id  # what POST /feedback names to label this text
         self.model_metrics.observe(results)
@@ -264,6 +297,7 @@ class TextClassifier:
     def shutdown(self) -> None:
         """A graceful stop: answer what is queued, then write every queued traffic record."""
         self.slot.stop()
+        self.canary.stop()
         if SERVE.batching:
             self.calls.stop()
             for thread in self.calls.threads:

@@ -20,7 +20,7 @@ def bentos(monkeypatch, bentoml_home):
 
 def test_empty_registry(bentoml_home):
     assert registry.champion() is None
-    assert registry.read_registry() == {"champion": None, "challenger": None, "history": []}
+    assert registry.read_registry() == {"champion": None, "challenger": None, "history": [], "canary": None}
 
 
 def test_promote_keeps_history_writes_atomically_and_logs(bentos, bentoml_home):

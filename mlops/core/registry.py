@@ -303,7 +303,7 @@ def end_canary(canary_id: str | None, outcome: str, reason: str) -> dict[str, An
     """End the running canary (any, with `canary_id` None) without changing the champion; the ended canary, or
     None when it had already ended."""
     with updating() as registry:
-        canary = registry.get("canary")
+        canary: dict[str, Any] | None = registry.get("canary")
         if not canary or (canary_id is not None and canary["id"] != canary_id):
             return None
         registry["canary"] = None

@@ -21,8 +21,17 @@ from mlops.core.settings import parse_settings
 from mlops.serving.canary import CANDIDATE, CHAMPION, CanaryRouter, client_id, judge, placement
 from mlops.serving.credentials import Identity
 from mlops.serving.guard import IDENTITY
-from tests.helpers import BIN, ROOT, free_port, project_env, start_server, stop, tiny_params, wait_ready, \
-    webhook_receiver
+from tests.helpers import (
+    BIN,
+    ROOT,
+    free_port,
+    project_env,
+    start_server,
+    stop,
+    tiny_params,
+    wait_ready,
+    webhook_receiver,
+)
 
 
 def test_a_client_is_its_header_else_its_named_credential_else_nobody_in_particular():

@@ -489,7 +489,8 @@ def restore(project: str, **_: Any) -> None:
 
 
 class PromoteOperator(CommandOperator):
-    """`mlops promote` after the gate's branch and `package`: the candidate's Bento is started, checked, promoted.
+    """`mlops promote` after the gate's branch and `package`: the candidate's Bento is started, checked, promoted
+    (directly, or through a canary with `promote.strategy: canary`, mlops/serving/canary_rollout.py).
 
     A candidate that fails infra validation fails this task at once (exit 2, no
     retries): the decision in reports/promotion.json names the check, and the

@@ -84,6 +84,17 @@ def test_register_promote_promote_rollback_keeps_the_champion_in_prod(project, t
     assert "GTO" not in capsys.readouterr().err  # neither skipped nor warned
 
 
+def test_a_canary_holds_stage_canary_until_it_is_promoted_in_full(project, tmp_path):
+    first, second = store(tmp_path, b"one"), store(tmp_path, b"two")
+    registry.promote({"model": first, "bento": "b:1"})
+    registry.start_canary({"model": second, "bento": "b:2"}, 0.25, 60)
+    assert gto.api.show(project)["text-classifier"]["stage"].get("canary") == "v0.1.0"
+    assert in_prod(project) == ["v0.0.1"]  # the champion is still the only one in prod
+    registry.promote({"model": second, "bento": "b:2"})
+    assert gto.api.show(project)["text-classifier"]["stage"].get("canary") is None
+    assert in_prod(project) == ["v0.1.0"]
+
+
 def test_a_champion_without_a_version_is_registered_when_promoted(project):
     registry.promote({"model": "text-classifier:stored-before", "bento": "b:1", "digest": "abc"})
     assert in_prod(project) == ["v0.0.1"]

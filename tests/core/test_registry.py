@@ -134,3 +134,27 @@ def test_a_torn_last_event_is_skipped_and_the_next_starts_on_its_own_line(bentos
     assert [event["event"] for event in registry.read_events()] == ["promoted", "promoted", "rolled_back",
                                                                     "candidate"]
     assert log.read_bytes().endswith(b'"model": "m:3"}\n')
+
+
+def test_a_canary_runs_beside_the_champion_until_rollback_or_promotion_ends_it(bentos, bentoml_home):
+    # given a champion
+    with pytest.raises(MlopsError, match="needs a champion"):
+        registry.start_canary({"model": "m:2", "bento": "b:2"}, 0.25, 60)
+    registry.promote({"model": "m:1", "bento": "b:1"})
+    # when a canary starts, it is recorded beside the champion, which does not change
+    canary = registry.start_canary({"model": "m:2", "bento": "b:2"}, 0.25, 60)
+    assert registry.canary() == canary and canary["champion"] == "m:1" and canary["share"] == 0.25
+    assert registry.champion()["model"] == "m:1" and canary["expires_at"] > canary["started_at"]
+    with pytest.raises(MlopsError, match="a canary of m:2 is running"):
+        registry.start_canary({"model": "m:3", "bento": "b:3"}, 0.5, 60)
+    # then a rollback ends the canary only: the champion and its history stay
+    ended = registry.rollback()
+    assert ended["canary_ended"] == "m:2" and ended["model"] == "m:1" and registry.canary() is None
+    assert registry.end_canary(canary["id"], "rolled_back", "again") is None  # already over
+    # and a promotion ends a running canary: promoted in full (its model) or superseded (another)
+    registry.start_canary({"model": "m:2", "bento": "b:2"}, 0.25, 60)
+    registry.promote({"model": "m:2", "bento": "b:2"})
+    assert registry.canary() is None and registry.champion()["model"] == "m:2"
+    outcomes = [(e["event"], e.get("outcome")) for e in registry.read_events() if e["event"].startswith("canary")]
+    assert outcomes == [("canary_started", None), ("canary_ended", "rolled_back"), ("canary_started", None),
+                        ("canary_ended", "promoted")]

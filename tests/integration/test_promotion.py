@@ -38,9 +38,10 @@ def mlops(project: Path, *args: str, check: bool = True, timeout: float = 600) -
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, tiny_model_dir):
     params = tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()), tiny_model_dir)
-    # any retrained model is acceptable here: these tests are about what happens after the gate
+    # any retrained model is acceptable here: these tests are about what happens after the gate. A one-epoch
+    # experiment may serve fp32 against an int8 champion, whose p95 ratio on a busy machine passes 20
     params["gate"].update({"promote_if": "expected_gain", "min_gain_probability": 0.0, "max_regression": 1.0,
-                           "max_latency_ratio": 5.0,
+                           "max_latency_ratio": 1000.0,
                            "min_accuracy": 0.0, "min_macro_f1": 0.0})
     params["promote"]["ready_timeout_s"] = 90
     params["serve"]["registry_poll_s"] = 1.0

@@ -178,10 +178,7 @@ def champion(repo: Path, model_tag: str, digest: str | None) -> str:
     import gto.api
 
     name, env = artifact(model_tag), identity(repo)
-    version = version_of(repo, model_tag) or register(repo, model_tag, digest)
-    wait_past_stage_tags(repo, name, git(["rev-parse", f"{name}@{version}^{{commit}}"], repo))
-    gto.api.assign(repo, name, STAGE, version=version, force=True, **signed(env),
-                   message=f"{SUBJECT}{model_tag} is the champion")
+    version = assign_stage(repo, model_tag, digest, STAGE, f"{SUBJECT}{model_tag} is the champion")
     for other in in_stage(repo, name):
         if other != version:
             wait_past_stage_tags(repo, name, git(["rev-parse", f"{name}@{other}^{{commit}}"], repo))
@@ -192,13 +189,17 @@ def champion(repo: Path, model_tag: str, digest: str | None) -> str:
 
 def canary_on(repo: Path, model_tag: str, digest: str | None) -> str:
     """Stage `canary` on `model_tag`'s version (registering it first if need be) while it serves a share."""
+    return assign_stage(repo, model_tag, digest, CANARY_STAGE, f"{SUBJECT}{model_tag} serves a canary share")
+
+
+def assign_stage(repo: Path, model_tag: str, digest: str | None, stage: str, message: str) -> str:
+    """Assign `stage` to `model_tag`'s version (registering it first if need be), past older stage tags."""
     import gto.api
 
     name, env = artifact(model_tag), identity(repo)
     version = version_of(repo, model_tag) or register(repo, model_tag, digest)
     wait_past_stage_tags(repo, name, git(["rev-parse", f"{name}@{version}^{{commit}}"], repo))
-    gto.api.assign(repo, name, CANARY_STAGE, version=version, force=True, **signed(env),
-                   message=f"{SUBJECT}{model_tag} serves a canary share")
+    gto.api.assign(repo, name, stage, version=version, force=True, **signed(env), message=message)
     return version
 
 

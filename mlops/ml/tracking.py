@@ -34,9 +34,7 @@ def flat_numbers(values: dict[str, Any], prefix: str = "") -> dict[str, float]:
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             flat.update(flat_numbers(value, f"{name}/"))
-        elif isinstance(value, bool):
-            flat[name] = float(value)
-        elif isinstance(value, int | float):
+        elif isinstance(value, int | float):  # a bool is an int: 0 or 1
             flat[name] = float(value)
     return flat
 

@@ -41,11 +41,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.results_file import write_result  # noqa: E402
+from bench.shifts import add_typos, read_ag_test  # noqa: E402
 from mlops.core.io import write_table  # noqa: E402
 from mlops.core.params import merge  # noqa: E402
 from mlops.core.settings import Settings, parse_settings  # noqa: E402
 
-AG_NAMES = {"1": "World", "2": "Sports", "3": "Business", "4": "Sci/Tech"}
 # (name, recent_share, oversample, replay_rows, epochs, lr). recent_share 0: every label trains (split still
 # keeps one recent row: it holds out at least one of a batch).
 RECIPES = {
@@ -66,26 +66,10 @@ def project_settings(preset: Path | None, overlay: dict[str, Any]) -> Settings:
     return parse_settings(raw, origin="calibration")
 
 
-def add_typos(text: str, rng: np.random.Generator, share: float = 0.4) -> str:
-    """Keyboard-style damage: in `share` of the words of 4+ letters, one letter dropped, doubled or swapped."""
-    words = text.split()
-    for at, word in enumerate(words):
-        if len(word) < 4 or rng.random() >= share:
-            continue
-        i = int(rng.integers(1, len(word) - 1))
-        kind = rng.integers(3)
-        words[at] = (word[:i] + word[i + 1:] if kind == 0 else word[:i] + word[i] + word[i:] if kind == 1
-                     else word[:i - 1] + word[i] + word[i - 1] + word[i + 1:])
-    return " ".join(words)
-
-
 def ag_test_partition(seed: int) -> dict[str, pd.DataFrame]:
     """The official AG News test file cut into disjoint parts: original-test rows (title + description), the
     headline shift's pool and held-out rows, and the typo shift's pool and held-out rows."""
-    frame = pd.read_csv(ROOT.parent / "shared" / "data" / "ag_news" / "test.csv", header=None, dtype=str,
-                        names=["label", "title", "description"], keep_default_na=False)
-    frame = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
-    frame["label"] = frame["label"].map(AG_NAMES)
+    frame = read_ag_test(ROOT.parent / "shared" / "data", seed)
     full = (frame["title"] + " " + frame["description"]).str.strip()
     rng = np.random.default_rng(seed)
     typos = [add_typos(text.replace("\\", " "), rng) for text in full]

@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import socket
 import threading
 from collections import deque
@@ -76,6 +77,18 @@ def placement(client: str | None, canary_id: str) -> float:
 
 def stats_dir(home: Path, canary_id: str) -> Path:
     return home / "canary" / canary_id
+
+
+def prune_stats(home: Path, keep: str | None = None) -> list[str]:
+    """Remove the counts of every canary but `keep` (the one running): an ended canary's counts live on in its
+    decision (reports/promotion.json), and a worker's late write after the end leaves a folder the next canary's
+    start removes. The ids removed."""
+    root = home / "canary"
+    removed = [folder for folder in (root.iterdir() if root.is_dir() else []) if folder.is_dir() and
+               folder.name != keep]
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return sorted(folder.name for folder in removed)
 
 
 def expired(record: dict[str, Any], now: datetime | None = None) -> bool:

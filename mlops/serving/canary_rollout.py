@@ -30,7 +30,7 @@ from mlops.core import registry
 from mlops.core.errors import MlopsError
 from mlops.core.io import write_json
 from mlops.core.settings import Settings
-from mlops.serving.canary import CANDIDATE, CHAMPION, collect, judge
+from mlops.serving.canary import CANDIDATE, CHAMPION, collect, judge, prune_stats
 
 LIVE_EVERY_S = 15.0  # live accuracy reads the traffic log and the labels: not on every look
 PROGRESS_EVERY_S = 10.0
@@ -98,6 +98,7 @@ def run_canary(entry: dict[str, Any], settings: Settings, share: float, result: 
     validation included) is completed and written to `out`. A canary that is rolled back raises MlopsError."""
     config = settings.promote
     canary = registry.start_canary(entry, share, config.canary_timeout_s)
+    prune_stats(registry.bentoml_home(), keep=canary["id"])  # earlier canaries' counts (their decisions hold them)
     print(f"canary: {entry['model']} serves {share:.0%} of requests beside the champion {canary['champion']}; "
           f"promoted in full after {config.canary_requests} healthy answers, rolled back at the first breach "
           f"(`mlops registry rollback` ends it now)", flush=True)
@@ -117,6 +118,7 @@ def run_canary(entry: dict[str, Any], settings: Settings, share: float, result: 
                "outcome": {"promote": "promoted", "rollback": "rolled_back", "ended": "ended_by_hand"}[verdict],
                "reason": reason, "counts": arms, "live_accuracy": live}
     result.update(strategy="canary", canary=outcome)
+    prune_stats(registry.bentoml_home())  # the counts are in the decision now
     if verdict == "promote":
         promoted = registry.promote({**entry, "served_p95_ms": result["infra_validation"]["served_p95_ms"],
                                      "canary": {k: outcome[k] for k in ("share", "id", "started_at", "ended_at")}})

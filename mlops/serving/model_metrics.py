@@ -84,14 +84,16 @@ class ModelMetrics:
         self.live_breach = gauge("mlops_live_quality_breach", "1 if the newest run found the serving version's "
                                  "live accuracy below gate.min_accuracy, else 0.")
 
-    def observe(self, answers: Iterable[dict[str, Any]]) -> None:
-        """Count each answer by label and record its score, under the version that produced it (hot swap)."""
+    def observe(self, answers: Iterable[dict[str, Any]], serving: str | None = None) -> None:
+        """Count each answer by label and record its score, under the version that produced it (a canary's answers
+        under the canary's). `serving` is the champion the service serves now (a hot swap changes it): what
+        `mlops_model_info` names, which a canary's answers do not move."""
+        if serving is not None and serving != self.version:  # a promotion or rollback swapped the model in
+            self.info.labels(model_version=self.version, precision=self.precision).set(0)
+            self.info.labels(model_version=serving, precision=self.precision).set(1)
+            self.version = serving
         for answer in answers:
             version = answer.get("model_version") or self.version
-            if version != self.version:  # a promotion or rollback swapped the model in
-                self.info.labels(model_version=self.version, precision=self.precision).set(0)
-                self.info.labels(model_version=version, precision=self.precision).set(1)
-                self.version = version
             self.predictions.labels(label=answer["label"], model_version=version).inc()
             self.confidence.labels(model_version=version).observe(answer["score"])
 

@@ -286,7 +286,7 @@ class TextClassifier:
                                                              self.canary.route(client_id(ctx.request.scope)))
         for result, request_id in zip(results, new_ids(len(results)), strict=True):
             result["id"] = request_id  # what POST /feedback names to label this text
-        self.model_metrics.observe(results)
+        self.model_metrics.observe(results, serving=self.slot.active[0])
         if self.traffic is not None:  # queued for the writer thread: the answer does not wait for the disk
             self.traffic.submit(batch, results, (time.perf_counter() - started) * 1000, embeddings)
         if self.shadow is not None:  # queued for the challenger's thread: never waited for, never seen

@@ -18,7 +18,16 @@ import pytest
 import yaml
 
 from mlops.core.settings import parse_settings
-from mlops.serving.canary import CANDIDATE, CHAMPION, CanaryRouter, client_id, judge, placement
+from mlops.serving.canary import (
+    CANDIDATE,
+    CHAMPION,
+    CanaryRouter,
+    client_id,
+    judge,
+    placement,
+    prune_stats,
+    stats_dir,
+)
 from mlops.serving.credentials import Identity
 from mlops.serving.guard import IDENTITY
 from tests.helpers import (
@@ -285,3 +294,17 @@ def test_a_healthy_canary_is_promoted_in_full_and_then_answers_everyone(served):
         streak = streak + 1 if ask(served.base, "app crashes", f"all-{streak}")[1] == served.candidate else 0
     assert streak >= 20
     assert not [a for a in answers if a[1] != 200]
+
+
+def test_pruning_keeps_only_the_running_canarys_counts(tmp_path):
+    # given the counts of two ended canaries and of the running one
+    for canary_id in ("old1", "old2", "now"):
+        folder = stats_dir(tmp_path, canary_id)
+        folder.mkdir(parents=True)
+        (folder / "worker-1.json").write_text("{}")
+    # when the running canary's start prunes, then its end does
+    assert prune_stats(tmp_path, keep="now") == ["old1", "old2"]
+    assert [p.name for p in (tmp_path / "canary").iterdir()] == ["now"]
+    assert prune_stats(tmp_path) == ["now"]
+    # then nothing is left, and a home without canaries is no error
+    assert list((tmp_path / "canary").iterdir()) == [] and prune_stats(tmp_path / "elsewhere") == []

@@ -98,3 +98,24 @@ def test_live_quality_gauges_come_from_the_summary(tmp_path):
     text = exposition(registry)
     assert 'mlops_live_accuracy{model_version="text-classifier:v2"} 0.95' in text
     assert "mlops_live_quality_breach 0.0" in text
+
+
+def test_model_info_names_the_champion_through_a_canary_and_moves_on_a_swap(tmp_path):
+    # given a service serving m:1, with a canary m:2 answering some of its requests
+    registry = CollectorRegistry()
+    metrics = ModelMetrics("m:1", "fp32", project=tmp_path, registry=registry)
+    # when answers of both versions come in while m:1 is the champion
+    metrics.observe([{"label": "a", "score": 0.9, "model_version": "m:2"},
+                     {"label": "a", "score": 0.8, "model_version": "m:1"}], serving="m:1")
+    metrics.observe([{"label": "b", "score": 0.7, "model_version": "m:2"}], serving="m:1")
+    text = exposition(registry)
+    # then each answer counts under its own version, and the info gauge still names the champion alone
+    assert 'mlops_predictions_total{label="a",model_version="m:2"} 1.0' in text
+    assert 'mlops_predictions_total{label="b",model_version="m:2"} 1.0' in text
+    assert 'mlops_model_info{model_version="m:1",precision="fp32"} 1.0' in text
+    assert 'mlops_model_info{model_version="m:2"' not in text
+    # when a promotion swaps m:2 in, the gauge moves to it
+    metrics.observe([{"label": "a", "score": 0.9, "model_version": "m:2"}], serving="m:2")
+    text = exposition(registry)
+    assert 'mlops_model_info{model_version="m:2",precision="fp32"} 1.0' in text
+    assert 'mlops_model_info{model_version="m:1",precision="fp32"} 0.0' in text

@@ -314,6 +314,7 @@ def test_monitor_without_enough_labels_says_how_many_it_needs(live_project, caps
     assert (window["status"], window["labelled"], window["needed"]) == ("insufficient_labels", 20, 10)
     assert "text-classifier:v1 (serving): 20 labels, 30 needed (10 more): no verdict" in capsys.readouterr().out
     assert "20 labels, 30 needed (10 more)" in (project / "out" / "report.html").read_text()
+    assert not (project / settings.monitor.workspace).exists()  # history=False: no snapshot either
 
 
 def test_monitor_reports_the_shadows_agreement_and_live_accuracy_beside_the_champions(live_project, capsys):

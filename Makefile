@@ -14,6 +14,8 @@ PORT ?= 3000
 # The address `make serve` listens on. Beyond loopback it needs keys (MLOPS_API_KEY for clients, MLOPS_LABEL_KEY
 # for labellers, or a keys file in MLOPS_KEYS_FILE): `mlops keys check` refuses to start without them.
 HOST ?= 127.0.0.1
+# The params file `make monitor-ui` reads monitor.workspace from (a relative workspace is under this file's folder)
+PARAMS ?= params.yaml
 
 include airflow.env
 export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' airflow.env)
@@ -29,7 +31,7 @@ export MLOPS_TRAFFIC_DIR ?= $(CURDIR)/logs/traffic
 export MLOPS_FEEDBACK_DIR ?= $(CURDIR)/logs/feedback
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup run test test-fast lint docs docs-serve serve airflow airflow-stop bento-image compose-check clean
+.PHONY: help setup run test test-fast lint docs docs-serve serve monitor-ui airflow airflow-stop bento-image compose-check clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -91,6 +93,13 @@ serve:  ## serve the champion Bento on $(HOST):$(PORT) (127.0.0.1 by default; be
 	@$(BIN)/mlops keys check --host $(HOST)
 	@bento=$$($(BIN)/mlops registry show --field bento) && echo "serving $$bento on http://$(HOST):$(PORT)" && \
 	MLOPS_PROJECT_DIR=$(CURDIR) $(BIN)/bentoml serve $$bento --host $(HOST) --port $(PORT)
+
+monitor-ui: PORT = 8002
+monitor-ui:  ## Evidently's UI over monitor.workspace (a snapshot per monitoring run) on 127.0.0.1:$(PORT), 8002 by default
+	@workspace=$$($(BIN)/python -c 'import sys; from mlops.core.settings import load_settings; \
+	print(load_settings(sys.argv[1]).monitor.workspace)' "$(PARAMS)") && cd "$(dir $(PARAMS))" && \
+	echo "monitor-ui: the Evidently workspace $$workspace on http://127.0.0.1:$(PORT)" && \
+	DO_NOT_TRACK=1 exec $(BIN)/evidently ui --workspace "$$workspace" --host 127.0.0.1 --port $(PORT)
 
 airflow:  ## start Airflow (SQLite, LocalExecutor) on 127.0.0.1 only, port 8080, in the background
 	@$(BIN)/python -m mlops.orchestration.airflow_ctl start

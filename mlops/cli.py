@@ -307,7 +307,8 @@ def rejection_verdict(result: dict) -> str:
 @click.option("--out-dir", type=PathArg, default=None,
               help="Where the report goes (dvc.yaml's path for the pipeline); "
                    "default: a new reports/adhoc/<time>-monitor/ folder.")
-@click.option("--no-history", is_flag=True, help="Do not archive this report in monitor.history_dir.")
+@click.option("--no-history", is_flag=True,
+              help="Do not archive this report in monitor.history_dir nor add it to monitor.workspace.")
 @click.pass_context
 def monitor(ctx: click.Context, reference: Path, model_dir: Path, current: str | None, scored_test: Path,
             out_dir: Path | None, no_history: bool) -> None:

@@ -536,6 +536,11 @@ class MonitorSettings(Strict):
     confidence_drop: float = Field(gt=0, lt=1, description="Fall of mean confidence (absolute) that counts as drift.")
     history_dir: str = Field(min_length=1, description="Where every report is archived, with an index page and the "
                                                        "drift-over-time plot.")
+    workspace: str = Field(
+        default="reports/monitoring-workspace", min_length=1,
+        description="The local Evidently workspace every monitoring run adds one snapshot to (one project, its "
+                    "dashboards over time: drift signals, live accuracy per model version, traffic); `make "
+                    "monitor-ui` serves it on 127.0.0.1.")
     schedule: str | None = Field(default=None, description="The monitoring DAG's schedule: a cron expression or a "
                                                            "preset such as @hourly (null: trigger it by hand).")
 

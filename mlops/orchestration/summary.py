@@ -123,7 +123,7 @@ def main() -> None:
         f"  promotion       {'promoted' if promotion.get('promoted') else 'not promoted'}: "
         f"{promotion.get('reason', '-')}  ({PROMOTION_RECORD}; make serve)",
         f"  monitoring      {monitor.get('status', '?').replace('_', ' ')}: {monitor.get('current')}"
-        f"  ({monitoring / 'report.html'}, history: {monitor_history() / 'index.html'})",
+        f"  ({monitoring / 'report.html'}, history: {monitor_history() / 'index.html'}, dashboards: make monitor-ui)",
         f"  validation      {validation / 'report.html'}",
         *verdict_line(decision, promotion),
     ]

@@ -29,7 +29,8 @@ the same effective thresholds so its HTML and our verdict agree: the report is b
 headline, the six signals with their effective thresholds; mlops/ml/verdict_report.py), saved as report.html
 and report.json. Evidently writes the HTML report; every run
 is also archived in `monitor.history_dir` with an index page and a plot of
-the scores over time.
+the scores over time, and added as one snapshot to the Evidently workspace
+`monitor.workspace` (mlops/ml/monitor_workspace.py; `make monitor-ui`).
 
 Drift is not the only verdict: the labels that come back from production say
 how often the served answers were right (mlops/ml/live_quality.py). Each run
@@ -319,6 +320,9 @@ def run(settings: Settings, reference_path: Path, current: str | None, scored_te
     write_json(summary, out_dir / "summary.json")
     if history:
         archive(out_dir, Path(config.history_dir))
+        from mlops.ml.monitor_workspace import record_run
+
+        record_run(Path(config.workspace), summary)  # one snapshot in the Evidently workspace (make monitor-ui)
     print(f"monitor: {describe_verdict(summary)}; current = {summary['current']} -> {out_dir}")
     print(f"monitor: live quality: {describe_live(live)}")
     print(f"monitor: shadow: {describe_shadow(shadow)}")

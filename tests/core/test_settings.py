@@ -89,6 +89,7 @@ def test_non_mapping(tmp_path):
     ("serve", "max_batch_tokens", 63, "must be at least model.max_length"),
     ("monitor", "embedding_threshold", 0.4, "monitor.embedding_threshold"),
     ("monitor", "min_rows", 10_000, "min_rows must not exceed window_rows"),
+    ("monitor", "workspace", "", "monitor.workspace"),
 ])
 def test_serving_and_monitoring_values_are_checked(repo_params, section, key, value, named):
     repo_params[section][key] = value

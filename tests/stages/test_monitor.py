@@ -89,7 +89,7 @@ def traffic_from(frame, directory, version="text-classifier:v1", settings=None):
 
 def test_run_on_traffic_log_writes_report_and_history(tmp_path, trained, reference):
     settings = trained[0].model_copy(update={"monitor": trained[0].monitor.model_copy(
-        update={"history_dir": str(tmp_path / "history")})})
+        update={"history_dir": str(tmp_path / "history"), "workspace": str(tmp_path / "workspace")})})
     reference.to_parquet(tmp_path / "reference.parquet")
     traffic_from(reference.head(150), tmp_path / "traffic")
     for out in ("one", "two"):
@@ -110,6 +110,8 @@ def test_run_on_traffic_log_writes_report_and_history(tmp_path, trained, referen
     index = (tmp_path / "history" / "index.html").read_text()
     assert index.count("/report.html") == 2 and "embedding" in index
     assert (tmp_path / "history" / "drift_over_time.png").read_bytes()[:4] == b"\x89PNG"
+    snapshots = list((tmp_path / "workspace").glob("*/snapshots/*.json"))  # and one Evidently snapshot per run
+    assert len(snapshots) == 2
 
 
 def test_too_few_rows_give_no_verdict(tmp_path, trained, reference):
@@ -312,6 +314,7 @@ def test_monitor_without_enough_labels_says_how_many_it_needs(live_project, caps
     assert (window["status"], window["labelled"], window["needed"]) == ("insufficient_labels", 20, 10)
     assert "text-classifier:v1 (serving): 20 labels, 30 needed (10 more): no verdict" in capsys.readouterr().out
     assert "20 labels, 30 needed (10 more)" in (project / "out" / "report.html").read_text()
+    assert not (project / settings.monitor.workspace).exists()  # history=False: no snapshot either
 
 
 def test_monitor_reports_the_shadows_agreement_and_live_accuracy_beside_the_champions(live_project, capsys):

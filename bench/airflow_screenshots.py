@@ -121,7 +121,7 @@ def main() -> int:
 
         def shot(name: str) -> None:
             page.wait_for_load_state("networkidle")
-            page.wait_for_timeout(1500)  # charts and the graph's layout settle after the data arrived
+            page.wait_for_timeout(4000)  # charts animate, and the graph is laid out, after the data arrived
             path = args.out / name
             page.screenshot(path=str(path))
             print(f"{path} ({path.stat().st_size // 1024} KB)")

@@ -108,7 +108,7 @@ def trigger_params() -> dict[str, Param]:
             nullable["values_display"] = {"null": KEEP, **{str(value): str(value) for value in schema["enum"]}}
         params[name] = Param(
             None, **nullable,
-            title=name.replace("_", " "),
+            title=name,  # what the API server's message names when a value fails the schema, and the conf key
             description=f"{help_text} Sets {key} in params.yaml for this run; empty keeps the value there.",
         )
     return params

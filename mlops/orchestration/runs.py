@@ -40,17 +40,19 @@ import yaml
 
 from mlops.core.errors import MlopsError
 
+# A path, URL or model name pasted with a space before or after it: refused when the run is triggered
+NO_EDGE_SPACE = r"^\S(.*\S)?$"
 # Trigger form: name -> (params.yaml key, JSON schema without null, help).
 # Every field defaults to null, meaning "as params.yaml says".
 TRIGGER_PARAMS: dict[str, tuple[str, dict[str, Any], str]] = {
-    "data_source": ("data.source.path", {"type": "string", "minLength": 1},
+    "data_source": ("data.source.path", {"type": "string", "minLength": 1, "pattern": NO_EDGE_SPACE},
                     "Labelled data: a local path (CSV, TSV, JSONL, Parquet) or an http(s)/s3 URL, as "
                     "data.allowed_sources allows."),
     "data_format": ("data.source.format", {"type": "string", "enum": ["auto", "csv", "tsv", "jsonl", "parquet"]},
                     "Format of data_source."),
     "generated_rows": ("data.generated.rows", {"type": "integer", "minimum": 50, "maximum": 1_000_000},
                        "Rows of the generated offline corpus (when data_source is that corpus)."),
-    "base_model": ("model.base", {"type": "string", "minLength": 1},
+    "base_model": ("model.base", {"type": "string", "minLength": 1, "pattern": NO_EDGE_SPACE},
                    "Base model: a local directory, all-MiniLM-L6-v2, or a Hugging Face hub name."),
     "max_length": ("model.max_length", {"type": "integer", "minimum": 8, "maximum": 4096},
                    "Tokens per text after truncation."),

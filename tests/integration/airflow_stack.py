@@ -7,6 +7,7 @@ Every wait is bounded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -155,3 +156,97 @@ class Stack:
         if isinstance(content, list):
             return "\n".join(item.get("event", "") if isinstance(item, dict) else str(item) for item in content)
         return str(content)
+
+
+class MadeStack(Stack):
+    """The Airflow `make airflow` starts in `project` (mlops/orchestration/airflow_ctl.py), on its own port,
+    stopped by `make airflow-stop`: the path a user takes, not `airflow standalone`."""
+
+    def __init__(self, project: Path, env: dict[str, str], logs: Path, port: int) -> None:
+        super().__init__(project, env, logs)
+        self.port = port
+        self.leader: int | None = None
+
+    def make(self, target: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        # on make's command line: they win over the values the Makefile includes from airflow.env
+        overrides = [f"VENV={BIN.parent}", f"AIRFLOW__API__PORT={self.port}",
+                     f"AIRFLOW__API__BASE_URL={self.base}"]
+        return subprocess.run(["make", "-s", "-C", str(self.project), target, *overrides], env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def start_made(self, timeout: float = 240) -> None:
+        done = self.make("airflow", timeout)
+        assert done.returncode == 0, f"make airflow exited {done.returncode}\n{done.stdout}\n{done.stderr}\n" \
+                                     f"{self.log_tails()}"
+        self.leader = int((self.project / ".airflow" / "standalone.pid").read_text().split()[0])
+
+    def log_tails(self, chars: int = 3000) -> str:
+        log = self.project / ".airflow" / "standalone.log"
+        return f"--- {log.name}\n{log.read_text(errors='replace')[-chars:]}" if log.is_file() else "(no log)"
+
+    def check_alive(self) -> None:
+        assert self.leader is not None and alive(self.leader), f"make airflow's processes ended\n{self.log_tails()}"
+
+    def tree(self) -> list[Any]:
+        """Every live process `make airflow` started: the leader's descendants and its process group's members
+        (a process its parent left behind is no descendant any more, but stays in the group)."""
+        import psutil
+
+        assert self.leader is not None
+        found: dict[int, psutil.Process] = {}
+        try:
+            leader = psutil.Process(self.leader)
+            found = {process.pid: process for process in (leader, *leader.children(recursive=True))}
+        except psutil.NoSuchProcess:
+            pass
+        for process in psutil.process_iter():
+            try:
+                if os.getpgid(process.pid) == self.leader:
+                    found.setdefault(process.pid, process)
+            except (ProcessLookupError, PermissionError):
+                continue
+        return [process for process in found.values() if alive(process.pid)]
+
+    def listening(self) -> dict[str, list[str]]:
+        """Each listening (TCP LISTEN) socket of the tree, IPv4 and IPv6: 'address:port' by process."""
+        import psutil
+
+        sockets: dict[str, list[str]] = {}
+        for process in self.tree():
+            try:
+                connections = process.net_connections(kind="inet")
+                name = f"{process.pid} {' '.join(process.cmdline()[:3])}"
+            except psutil.NoSuchProcess:
+                continue
+            bound = [f"{c.laddr.ip}:{c.laddr.port}" for c in connections if c.status == psutil.CONN_LISTEN]
+            if bound:
+                sockets[name] = bound
+        return sockets
+
+    def stop(self) -> None:
+        """`make airflow-stop`; whatever is left of the group after it, killed (the test said so already)."""
+        if self.leader is None:
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.make("airflow-stop", timeout=90)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.leader, signal.SIGKILL)
+
+
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+def beyond_loopback(sockets: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The sockets of `sockets` bound to an address other than 127.0.0.1 or ::1 (0.0.0.0 and :: included)."""
+    wide = {name: [address for address in addresses if address.rsplit(":", 1)[0] not in LOOPBACK]
+            for name, addresses in sockets.items()}
+    return {name: addresses for name, addresses in wide.items() if addresses}
+
+
+def alive(pid: int) -> bool:
+    """Running and not a zombie (a zombie still answers kill 0)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"

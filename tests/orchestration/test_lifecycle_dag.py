@@ -188,3 +188,34 @@ def test_a_stage_switched_off_by_the_runs_params_runs_then_ends_skipped(tmp_path
     project, operator = switchable_stage(tmp_path, enabled=True)
     operator.execute({})
     assert (project / "ran.txt").is_file()
+
+
+def test_every_trigger_field_has_a_schema_that_names_it_and_bounds_its_values(tmp_path):
+    """The API server checks a triggered run's conf against these schemas; its refusal names the field, which the
+    form shows above the fields (Airflow 3.3's form itself checks only required fields)."""
+    import jsonschema
+
+    params = all_dags(tmp_path)["lifecycle"]["params"]
+    assert set(params) == {"data_source", "data_format", "generated_rows", "base_model", "max_length", "epochs",
+                           "batch_size", "learning_rate", "max_train_samples", "seed", "min_accuracy",
+                           "min_macro_f1"}
+    for name, param in params.items():
+        schema = param["schema"]
+        assert param["value"] is None and schema["title"] == name, name  # empty: as params.yaml says
+        kind = [t for t in schema["type"] if t != "null"]
+        assert "null" in schema["type"] and len(kind) == 1, name
+        jsonschema.validate(None, schema)
+        if "enum" in schema:
+            assert None in schema["enum"] and schema["values_display"]["null"] == "as params.yaml says", name
+        elif kind[0] in ("integer", "number"):
+            assert "minimum" in schema or "exclusiveMinimum" in schema, name
+        else:
+            assert schema["minLength"] == 1 and schema["pattern"], name
+    # given values a person might type, then the schema refuses the bad ones
+    refused = {"epochs": -1, "batch_size": 0, "learning_rate": 2, "min_accuracy": 1.5, "seed": -1, "data_format": "xml",
+               "generated_rows": 10, "data_source": " data/x.csv", "base_model": "", "max_length": 1.5}
+    for name, value in refused.items():
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(value, params[name]["schema"])
+    for name, value in {"epochs": 0.5, "data_source": "data/my file.csv", "data_format": "csv", "seed": 0}.items():
+        jsonschema.validate(value, params[name]["schema"])

@@ -172,7 +172,9 @@ print(json.dumps({'fill': fill, 'errors': {k: str(v) for k, v in bag.import_erro
                   'queues': {t.task_id: t.queue for t in dag.tasks}, 'retries': dag.default_args['retries'],
                   'backoff': dag.default_args['retry_exponential_backoff'],
                   'timeouts': {t.task_id: t.execution_timeout.total_seconds() for t in dag.tasks},
-                  'params': sorted(dag.params)}))
+                  'params': sorted(dag.params),
+                  'heavy': sorted(m for m in ('torch', 'transformers', 'evidently', 'bentoml', 'great_expectations',
+                                              'sklearn', 'onnxruntime') if m in __import__('sys').modules)}))
 """
 
 
@@ -185,7 +187,9 @@ def test_dag_imports_fast_with_trigger_form_retries_timeouts_and_gpu_queue(tmp_p
     report = json.loads(result.stdout.strip().splitlines()[-1])
     print(f"lifecycle DAG file parsed (DagBag fill) in {report['fill']:.3f}s")
     assert report["errors"] == {}
-    assert report["fill"] < 2.0
+    # Parsing stays fast because the DAG file imports no ML library (the scheduler re-parses it every few minutes,
+    # under core.dagbag_import_timeout): checked by what was imported, not by a clock.
+    assert report["heavy"] == []
     assert report["params"] == sorted(TRIGGER_PARAMS)
     for name in bad:
         assert f"Invalid input for param {name}" in report["refused"].get(name, ""), (name, report["refused"])

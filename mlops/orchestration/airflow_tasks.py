@@ -32,7 +32,7 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from mlops.core.environment import traffic_dir
+from mlops.core.environment import PROGRESS_ENV, environment, traffic_dir
 from mlops.core.errors import EXIT_FILE_ENV, REJECTED_EXIT, USER_ERROR_EXIT
 from mlops.core.redact import redact, secret_values
 
@@ -49,7 +49,7 @@ def task_env(project: Path | str) -> dict[str, str]:
 
 # No progress bars in a task log, where every redraw stays as a line: the project's own switch
 # (mlops/ml/progress.py), the Hugging Face libraries' and tqdm's default for every other caller
-QUIET = {"MLOPS_PROGRESS": "0", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
+QUIET = {PROGRESS_ENV: "0", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
 
 
 class DvcOutput:
@@ -443,7 +443,7 @@ def record(project: str, run_id: str, outlet_events: Any = None, **_: Any) -> di
         return announce_verdict(project, run_id, summary, outlet_events)
     summary = write_record(Path(project), run_id)
     verdict = announce_verdict(project, run_id, summary, outlet_events)
-    if os.environ.get("MLOPS_DVC_PUSH") == "1":
+    if environment().dvc_push:
         result = subprocess.run(["dvc", "push"], cwd=project, capture_output=True, text=True, timeout=3600)
         print(redact(result.stdout + result.stderr), flush=True)
         if result.returncode != 0:

@@ -55,10 +55,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from mlops.core.environment import RUN_ID_ENV, TRAFFIC_DIR_ENV, WORKSPACE_MODE_ENV, environment
 from mlops.core.errors import MlopsError
 from mlops.core.redact import redact
 
-MODE_ENV = "MLOPS_WORKSPACE_MODE"
+MODE_ENV = WORKSPACE_MODE_ENV
 MODES = ("shared", "isolated")
 REGISTRY_BRANCH = "mlops/registry"
 REMOTE_NAME = "storage"
@@ -78,10 +79,7 @@ class RemoteUnreachable(MlopsError):
 
 
 def mode() -> str:
-    value = os.environ.get(MODE_ENV, "shared").strip() or "shared"
-    if value not in MODES:
-        raise MlopsError(f"{MODE_ENV}={value!r}: expected one of {', '.join(MODES)}")
-    return value
+    return environment().workspace_mode
 
 
 def isolated() -> bool:
@@ -101,13 +99,15 @@ class Remotes:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Remotes:
-        env = dict(os.environ if env is None else env)
-        missing = [name for name in ("MLOPS_GIT_REMOTE", "MLOPS_DVC_REMOTE") if not env.get(name)]
-        if missing:
+        source = os.environ if env is None else env
+        settings = environment(source)
+        missing = [name for name, value in (("MLOPS_GIT_REMOTE", settings.git_remote),
+                                            ("MLOPS_DVC_REMOTE", settings.dvc_remote)) if not value]
+        if missing or settings.git_remote is None or settings.dvc_remote is None:
             raise MlopsError(f"{MODE_ENV}=isolated needs {' and '.join(missing)} (the remotes the workers share)")
-        root = env.get("MLOPS_WORKDIR") or Path(tempfile.gettempdir()) / "mlops-work"
-        return cls(env["MLOPS_GIT_REMOTE"], env["MLOPS_DVC_REMOTE"], env.get("DVC_S3_ENDPOINT") or None,
-                   env.get("MLOPS_GIT_BASE") or None, Path(root), env.get("MLOPS_KEEP_WORKDIRS") == "1")
+        root = settings.workdir or Path(tempfile.gettempdir()) / "mlops-work"
+        return cls(settings.git_remote, settings.dvc_remote, source.get("DVC_S3_ENDPOINT") or None,
+                   settings.git_base, root, settings.keep_workdirs)
 
     def named(self) -> str:
         return f"{self.dvc} (endpoint {self.endpoint})" if self.endpoint else self.dvc
@@ -197,7 +197,7 @@ class Workspace:
 
         # PYTHONPATH: the stage runs the code of the run's revision (what dvc.lock hashes), not the worker's copy
         python_path = os.pathsep.join(filter(None, [str(self.path), os.environ.get("PYTHONPATH")]))
-        return {**project_defaults(self.path), "MLOPS_TRAFFIC_DIR": str(self.path / "logs" / "traffic"),
+        return {**project_defaults(self.path), TRAFFIC_DIR_ENV: str(self.path / "logs" / "traffic"),
                 "PYTHONPATH": python_path}
 
     @property
@@ -460,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m mlops.orchestration.workspace", description=main.__doc__)
     parser.add_argument("stage", help="a stage of dvc.yaml")
-    parser.add_argument("--run-id", default=os.environ.get("MLOPS_RUN_ID"), help="default: $MLOPS_RUN_ID")
+    parser.add_argument("--run-id", default=environment().run_id, help=f"default: ${RUN_ID_ENV}")
     args = parser.parse_args(argv)
     if not args.run_id:
         parser.error("no run id: give --run-id or set MLOPS_RUN_ID")

@@ -17,15 +17,17 @@ is given (trigger from the UI, `airflow dags trigger batch_predict --conf
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import timedelta
 from pathlib import Path
 
 from airflow.sdk import DAG, Param
 
-PROJECT = Path(os.environ.get("MLOPS_PROJECT_DIR", Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(PROJECT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project these files lie in: its mlops package
+
+from mlops.core.environment import project_dir  # noqa: E402
+
+PROJECT = project_dir(default=Path(__file__).resolve().parents[1])
 
 from mlops.orchestration.airflow_tasks import task_env  # noqa: E402
 from mlops.orchestration.alerts import WebhookNotifier  # noqa: E402

@@ -50,7 +50,6 @@ workers need no disk in common (mlops/orchestration/workspace.py).
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -58,8 +57,11 @@ from pathlib import Path
 from airflow.providers.standard.operators.python import PythonOperator, ShortCircuitOperator
 from airflow.sdk import DAG, Param, TaskGroup
 
-PROJECT = Path(os.environ.get("MLOPS_PROJECT_DIR", Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(PROJECT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project these files lie in: its mlops package
+
+from mlops.core.environment import environment, project_dir  # noqa: E402
+
+PROJECT = project_dir(default=Path(__file__).resolve().parents[1])
 
 from mlops.core.pipeline import load_stage_graph, reduced_upstream, stage_path  # noqa: E402
 from mlops.orchestration.airflow_tasks import (  # noqa: E402
@@ -79,7 +81,7 @@ from mlops.orchestration.assets import DRIFT_ASSET, VERDICT_ASSET  # noqa: E402
 from mlops.orchestration.runs import GPU_STAGES, SWITCHES, TRIGGER_PARAMS  # noqa: E402
 from mlops.orchestration.task_docs import stage_doc  # noqa: E402
 
-GPU_QUEUE = os.environ.get("MLOPS_GPU_QUEUE", "gpu")
+GPU_QUEUE = environment().gpu_queue
 # every other task: default_args; the refit trains as long as a feedback retrain does
 TIMEOUTS = {"train": timedelta(hours=8), "distill": timedelta(hours=8), "refit": timedelta(hours=8)}
 GATE = "gate"  # stages after the gate run only if it accepted (its decision: the gate command's --out)

@@ -24,7 +24,6 @@ preset such as "@hourly"; null: only by hand), read when the file is parsed.
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -32,8 +31,11 @@ from pathlib import Path
 from airflow.providers.standard.operators.python import PythonOperator, ShortCircuitOperator
 from airflow.sdk import DAG, Param
 
-PROJECT = Path(os.environ.get("MLOPS_PROJECT_DIR", Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(PROJECT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project these files lie in: its mlops package
+
+from mlops.core.environment import project_dir  # noqa: E402
+
+PROJECT = project_dir(default=Path(__file__).resolve().parents[1])
 
 from mlops.core.settings import load_settings  # noqa: E402
 from mlops.orchestration.airflow_tasks import MonitorOperator, announce_drift, drift_detected, task_env  # noqa: E402

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from mlops.cli_feedback import feedback, keys, settings_of
-from mlops.core.environment import apply_defaults
+from mlops.core.environment import apply_defaults, environment
 from mlops.core.errors import (
     EXIT_FILE_ENV,
     FAILED_EXIT,
@@ -505,9 +505,9 @@ cli.add_command(keys)
 
 def report_exit(code: int, error: str | None) -> None:
     """Tell a driver that asked (MLOPS_EXIT_FILE) how this command ended."""
-    target = os.environ.get(EXIT_FILE_ENV)
-    if target:
-        Path(target).write_text(json.dumps({"exit": code, "error": error}), encoding="utf-8")
+    target = environment().exit_file
+    if target is not None:
+        target.write_text(json.dumps({"exit": code, "error": error}), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> None:

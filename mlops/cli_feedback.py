@@ -8,14 +8,13 @@ and the service's commands, not stages: none of them is in dvc.yaml.
 from __future__ import annotations
 
 import getpass
-import os
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from mlops.core.environment import feedback_dir, traffic_dir
+from mlops.core.environment import environment, feedback_dir, traffic_dir
 from mlops.core.errors import MlopsError
 from mlops.core.settings import Settings, load_settings
 
@@ -143,7 +142,7 @@ def decide_held(ctx: click.Context, name: str, status: str, note: str) -> None:
     from mlops.loop.held import decide
 
     settings = settings_of(ctx)
-    record = decide(settings, name, status, os.environ.get("MLOPS_OPERATOR") or getpass.getuser(), note)
+    record = decide(settings, name, status, environment().operator or getpass.getuser(), note)
     if status == "approved":
         track_with_dvc(Path(settings.feedback.batches_dir))
         click.echo(f"feedback: {record['name']} approved -> {record['batch']} (the next run trains on it)")

@@ -9,24 +9,20 @@ the stage's answer under them (training's one line per logging step stays).
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 
 T = TypeVar("T")
-PROGRESS_ENV = "MLOPS_PROGRESS"  # "0": no bars, "1": bars even without a terminal; unset: on a terminal only
 
 
 def bars_shown() -> bool:
     """Whether this process draws progress bars: MLOPS_PROGRESS when it says 0 or 1, else whether stderr is a
     terminal."""
-    value = os.environ.get(PROGRESS_ENV, "").strip()
-    if value in ("0", "1"):
-        return value == "1"
-    return sys.stderr.isatty()
+    from mlops.core.environment import bars_requested
+
+    return bars_requested()
 
 
 def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import html
 import mimetypes
-import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
@@ -42,7 +41,9 @@ HEADERS = {"Content-Security-Policy": "sandbox allow-scripts allow-popups", "X-C
 
 def project_dir() -> Path:
     """MLOPS_PROJECT_DIR, else the project this code is in (as the DAG files decide it)."""
-    return Path(os.environ.get("MLOPS_PROJECT_DIR", Path(__file__).resolve().parents[2]))
+    from mlops.core.environment import project_dir as configured
+
+    return configured(default=Path(__file__).resolve().parents[2])
 
 
 def served_path(project: Path, path: str) -> Path:

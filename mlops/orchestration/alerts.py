@@ -21,7 +21,6 @@ instead, through Airflow's provider notifiers (mlops/orchestration/notifiers.py)
 from __future__ import annotations
 
 import json
-import os
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,9 @@ EVENTS = {
 
 
 def conn_id() -> str:
-    return os.environ.get("MLOPS_ALERT_CONN_ID") or DEFAULT_CONN_ID
+    from mlops.core.environment import environment
+
+    return environment().alert_conn_id
 
 
 def webhook_url(connection_id: str) -> str | None:

@@ -43,15 +43,9 @@ DEFAULT_TIMEOUT = timedelta(hours=72)  # promote.approval_timeout_h's default; t
 
 def read_run_text(project: str, run_id: str, name: str) -> tuple[str | None, str]:
     """A file of this run (project-relative `name`), from the project or, isolated, from the run's branch."""
-    from mlops.orchestration.airflow_tasks import isolated, remote_failures, remotes
+    from mlops.orchestration.task_workspace import workspace_for
 
-    if isolated():
-        from mlops.orchestration.workspace import read_run_file, run_branch
-
-        with remote_failures():
-            return read_run_file(remotes(), run_id, name), f"{name} on {run_branch(run_id)}"
-    path = Path(project) / name
-    return (path.read_text(encoding="utf-8") if path.is_file() else None), name
+    return workspace_for(project).read_run_file(run_id, name)
 
 
 def promote_settings(project: str, run_id: str) -> Any:
@@ -129,18 +123,15 @@ def outcome_of(event: dict[str, Any], approved: bool, timeout_h: float | None) -
 
 def record_approval(project: str, run_id: str, outcome: dict[str, Any]) -> None:
     """Write the answer into the run's record (isolated: committed to the run's branch, like the record)."""
-    from mlops.orchestration.airflow_tasks import isolated, write_on_run_branch
     from mlops.orchestration.runs import run_dir, write_text
+    from mlops.orchestration.task_workspace import workspace_for
 
     def write(path: Path) -> None:
         folder = run_dir(path, run_id)
         folder.mkdir(parents=True, exist_ok=True)
         write_text(folder / APPROVAL_FILE, json.dumps(outcome, indent=2, default=str) + "\n")
 
-    if isolated():
-        write_on_run_branch(run_id, "approve", write)
-    else:
-        write(Path(project))
+    workspace_for(project).write_run_files(run_id, "approve", write)
 
 
 class PromotionApproval(ApprovalOperator):

@@ -12,19 +12,18 @@ one these methods are never called.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-NAMESPACE_ENV = "MLOPS_LINEAGE_NAMESPACE"
-
 
 def namespace(project: Path | str) -> str:
     """The datasets' namespace: MLOPS_LINEAGE_NAMESPACE, else `dvc://<project folder name>`; every task of one
     project names the same file alike, so the backend joins one task's output to the next one's input."""
-    return os.environ.get(NAMESPACE_ENV) or f"dvc://{Path(project).resolve().name}"
+    from mlops.core.environment import environment
+
+    return environment().lineage_namespace or f"dvc://{Path(project).resolve().name}"
 
 
 def locked_hashes(project: Path | str, stage: str) -> dict[str, str]:

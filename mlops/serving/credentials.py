@@ -27,13 +27,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import yaml
 
+from mlops.core.environment import secret
 from mlops.core.errors import MlopsError
 from mlops.core.settings import ServeSettings
 
@@ -118,13 +118,13 @@ class Credentials:
 
     @classmethod
     def from_environment(cls, serve: ServeSettings, environ: dict[str, str] | None = None) -> Credentials:
-        env = os.environ if environ is None else environ
         variables = {"client": serve.api_key_env, "labeller": serve.label_key_env, "metrics": serve.metrics_key_env}
-        credentials = [Credential(role, role, digest_of(env[variable]))
-                       for role, variable in variables.items() if env.get(variable, "")]
-        keys_file = env.get(serve.keys_file_env, "")
-        if keys_file:
-            credentials += read_keys_file(Path(keys_file))
+        keys = {role: secret(variable, environ) for role, variable in variables.items()}
+        credentials = [Credential(role, role, digest_of(key.get_secret_value()))
+                       for role, key in keys.items() if key is not None]
+        keys_file = secret(serve.keys_file_env, environ)  # a path, read as the other names are
+        if keys_file is not None:
+            credentials += read_keys_file(Path(keys_file.get_secret_value()))
         return cls(credentials, serve.allow_anonymous, variables)
 
     @property

@@ -26,11 +26,12 @@ multiprocess mode: every worker reports the same value, and /metrics shows one s
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from mlops.core.environment import project_dir
 
 STATUSES = ("drift", "no_drift", "insufficient_data")  # of `mlops monitor`'s summary.json
 CONFIDENCE_BUCKETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
@@ -52,7 +53,7 @@ class ModelMetrics:
 
         registry = registry or REGISTRY
         self.version = version
-        self.project = Path(project or os.environ.get("MLOPS_PROJECT_DIR") or Path.cwd())
+        self.project = Path(project) if project else project_dir()
         self.refresh_s = refresh_s
         self.seen: tuple[str, float] | None = None
 

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from mlops.core import registry
+from mlops.core.environment import FEEDBACK_DIR_ENV, MODEL_TAG_ENV, TRAFFIC_DIR_ENV
 from mlops.core.errors import MlopsError
 from mlops.core.io import read_json, read_table, write_json
 from mlops.core.settings import Settings
@@ -77,8 +78,8 @@ def start_server(bento: str, model_tag: str, settings: Settings, workdir: Path, 
     # Only the check's own client key: the candidate answers nobody else, and its logs stay in the scratch dir
     env = {name: value for name, value in os.environ.items()
            if name not in (serve.label_key_env, serve.metrics_key_env, serve.keys_file_env)}
-    env |= {"MLOPS_MODEL_TAG": model_tag, "MLOPS_TRAFFIC_DIR": str(workdir / "traffic"),
-            "MLOPS_FEEDBACK_DIR": str(workdir / "feedback"), serve.api_key_env: key, "BENTOML_DO_NOT_TRACK": "True"}
+    env |= {MODEL_TAG_ENV: model_tag, TRAFFIC_DIR_ENV: str(workdir / "traffic"),
+            FEEDBACK_DIR_ENV: str(workdir / "feedback"), serve.api_key_env: key, "BENTOML_DO_NOT_TRACK": "True"}
     log = open(workdir / "server.log", "w")  # noqa: SIM115 - closed in stop_server
     bentoml_bin = Path(sys.executable).parent / "bentoml"
     # In our own process group: whoever stops `mlops promote`'s group (a killed Airflow task) stops this server

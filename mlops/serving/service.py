@@ -39,8 +39,6 @@ started it, even a killed one (mlops/serving/worker_lifetime.py).
 
 from __future__ import annotations
 
-import os
-
 from mlops.core.environment import apply_defaults
 
 apply_defaults()  # before torch is first imported: OMP_WAIT_POLICY
@@ -57,7 +55,7 @@ import bentoml  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, model_validator  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
-from mlops.core.environment import traffic_dir  # noqa: E402
+from mlops.core.environment import environment, traffic_dir  # noqa: E402
 from mlops.core.settings import load_settings  # noqa: E402
 from mlops.serving.canary import CANDIDATE, CHAMPION, CanaryRouter, client_id  # noqa: E402
 from mlops.serving.credentials import Credentials  # noqa: E402
@@ -72,7 +70,7 @@ from mlops.serving.worker_lifetime import tie_worker_to_server  # noqa: E402
 
 tie_worker_to_server(bentoml.server_context.worker_index)  # a killed `bentoml serve` takes its workers with it
 
-SETTINGS = load_settings(os.environ.get("MLOPS_PARAMS", "params.yaml"))
+SETTINGS = load_settings(environment().params)
 SERVE = SETTINGS.serve
 FEEDBACK = FeedbackEndpoint(max_items=SETTINGS.feedback.max_items)  # POST /feedback (mlops/serving/feedback.py)
 CREDENTIALS = Credentials.from_environment(SERVE)  # who may ask what (mlops/serving/credentials.py)
@@ -83,8 +81,9 @@ if SERVE.allow_anonymous and not CREDENTIALS.guarded:
 
 def model_tag() -> str:
     """The model to serve: an explicit tag, else the registry's champion, else the newest."""
-    if os.environ.get("MLOPS_MODEL_TAG"):
-        return os.environ["MLOPS_MODEL_TAG"]
+    pinned = environment().model_tag
+    if pinned:
+        return pinned
     from mlops.core.registry import champion
 
     current = champion()
@@ -107,7 +106,7 @@ def follow_registry(version: str, classifier: Any) -> ModelSlot:
     from mlops.core.registry import champion
 
     slot = ModelSlot(version, classifier, load, lambda: (champion() or {}).get("model"), SERVE.registry_poll_s)
-    if SERVE.follow_registry and not os.environ.get("MLOPS_MODEL_TAG"):
+    if SERVE.follow_registry and not environment().model_tag:
         slot.follow()
     return slot
 
@@ -117,7 +116,7 @@ def follow_canary() -> CanaryRouter:
     from mlops.core.registry import bentoml_home, canary
 
     router = CanaryRouter(load, canary, bentoml_home(), SERVE.registry_poll_s)
-    return router.follow() if SERVE.follow_registry and not os.environ.get("MLOPS_MODEL_TAG") else router
+    return router.follow() if SERVE.follow_registry and not environment().model_tag else router
 
 
 Text = Annotated[str, Field(min_length=1, max_length=SERVE.max_text_chars)]

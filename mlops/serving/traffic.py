@@ -38,6 +38,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlops.core.environment import secret
 from mlops.core.errors import MlopsError
 from mlops.core.settings import TrafficSettings
 
@@ -83,12 +84,12 @@ class TrafficLog:
         self.settings = settings or TrafficSettings()
         self.key: bytes | None = None
         if self.settings.hash_texts:
-            secret = os.environ.get(self.settings.salt_env, "")
-            if not secret:
+            salt = secret(self.settings.salt_env)
+            if salt is None:
                 raise MlopsError(f"serve.traffic.hash_texts is on but ${self.settings.salt_env} is not set: "
                                  "the texts' hashes need a secret key (an unkeyed hash of a short text is "
                                  "reversible by guessing)")
-            self.key = secret.encode()
+            self.key = salt.get_secret_value().encode()
         self.day, self.part = "", 0
         self.opened: Path | None = None  # the part this process last appended to
 

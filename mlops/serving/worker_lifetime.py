@@ -18,6 +18,8 @@ import os
 import signal
 import sys
 
+from mlops.core.environment import SERVER_PID_ENV, environment
+
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -46,8 +48,6 @@ def end_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> boo
     return True
 
 
-SERVER_PID_ENV = "MLOPS_SERVER_PID"
-
 
 def tie_worker_to_server(worker_index: int | None) -> bool:
     """Called where the service module is imported: in `bentoml serve` and in each of its workers.
@@ -60,8 +60,7 @@ def tie_worker_to_server(worker_index: int | None) -> bool:
     if worker_index is None:
         os.environ[SERVER_PID_ENV] = str(os.getpid())
         return False
-    recorded = os.environ.get(SERVER_PID_ENV, "")
-    return end_with_parent(parent=int(recorded) if recorded.isdigit() else None)
+    return end_with_parent(parent=environment().server_pid)
 
 
 def exec_tied(parent: int, command: list[str]) -> None:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.core import registry
+from mlops.core.environment import MODEL_TAG_ENV
 from mlops.core.errors import MlopsError
 from mlops.core.io import read_json, read_table, write_json, write_table
 from mlops.core.settings import Settings
@@ -123,7 +124,7 @@ def build_bento(model_tag: str, bentofile: Path) -> str:
     Bento's tag."""
     import yaml
 
-    env = {**os.environ, "MLOPS_MODEL_TAG": model_tag}
+    env = {**os.environ, MODEL_TAG_ENV: model_tag}
     venv_bin = str(Path(sys.executable).parent)  # `bentoml build` calls the uv found on PATH
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
     with tempfile.TemporaryDirectory() as folder:

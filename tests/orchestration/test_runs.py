@@ -14,10 +14,10 @@ import yaml
 from mlops.core.errors import MlopsError
 from mlops.core.params import apply_overrides, nest
 from mlops.core.settings import parse_settings
+from mlops.orchestration.failures import failure_summary
 from mlops.orchestration.runs import (
     TRIGGER_PARAMS,
     configure,
-    failure_summary,
     overrides_of,
     record,
     recorded_files,

@@ -147,12 +147,14 @@ with DAG(
         retries=0, execution_timeout=timedelta(minutes=5),
         doc_md="Name the run's trigger and apply the cooldown (`mlops.orchestration.triggers`), validate the "
                "trigger parameters with params.yaml and apply them (`mlops.orchestration.runs.configure`); in a "
-               "triggered run, record the triggering event(s) and collect the posted labels.\n\n**Reads** the trigger parameters and `params.yaml`.\n\n"
+               "triggered run, record the triggering event(s) and collect the posted labels."
+               "\n\n**Reads** the trigger parameters and `params.yaml`.\n\n"
                "**Writes** `params.yaml` (its bytes kept in `reports/runs/params.before-run.yaml`) and "
                "`reports/runs/<run id>/` (`params.yaml`, `overrides.json`); its log names the value of every "
-               "trigger parameter.\n\n**Skipped** when a drift, live accuracy, new labels or scheduled run comes within "
-               "`loop.cooldown_minutes` of the last such run (never when triggered by hand); a bad value fails "
-               "it at once, without retries.",
+               "trigger parameter.\n\n**Skipped** when a drift, live accuracy, new labels or scheduled run "
+               "comes within "
+               "`loop.cooldown_minutes` of the last such run (never when triggered by hand); a bad value "
+               "fails it at once, without retries.",
     )
     record_task = RecordOperator(
         task_id="record", python_callable=record, op_kwargs={"project": str(PROJECT)},

@@ -22,7 +22,7 @@ from __future__ import annotations
 from airflow.sdk import Asset
 
 DRIFT_ASSET = Asset(name="mlops-drift", uri="mlops://monitoring/drift", group="mlops")
-# The feedback store holds enough trusted labels the champion's data lacks (loop.min_new_labels); its `extra` counts them
+# The feedback store holds enough trusted labels the champion's data lacks (loop.min_new_labels); `extra`: the count
 NEW_LABELS_ASSET = Asset(name="mlops-new-labels", uri="mlops://feedback/new-labels", group="mlops")
 # The lifecycle's `record` task emits one event per run: its `extra` is the run's verdict
 # (mlops/orchestration/verdict.py); nothing is scheduled on it, it is where the UI and the REST API show it

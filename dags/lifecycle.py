@@ -29,12 +29,16 @@ params.yaml says `promote.approval: human` (the gate's decision and the model
 card are in the request; Reject or no answer skips `promote`), and skips
 itself with `auto` (mlops/orchestration/approval.py).
 
-The DAG is scheduled on the drift asset (`mlops.orchestration.assets.DRIFT_ASSET`, which
-the `monitoring` DAG emits when served traffic has drifted): each drift event
-starts a run with params.yaml as it is, an "asset_triggered" run whose
-`configure` task writes the triggering report(s) into the run's record
-(`reports/runs/<run id>/trigger.json`, and `triggered_by` in run.json). Manual
-triggers, with or without parameters, work as before.
+The DAG runs on any of: drift or a live accuracy breach (an event of the drift asset,
+`mlops.orchestration.assets.DRIFT_ASSET`, which the `monitoring` DAG emits), enough new
+trusted labels (`loop.min_new_labels`, an event of `NEW_LABELS_ASSET`, also from the
+`monitoring` DAG), `loop.schedule` (a cron schedule, when set: an AssetOrTimeSchedule), or a
+person. Each starts a run with params.yaml as it is; its `configure` task names the trigger
+(drift | live_accuracy | new_labels | schedule | manual) in the run's record
+(`reports/runs/<run id>/started-by.json`, `trigger` in run.json) with the triggering
+event(s) (`trigger.json`, `triggered_by` in run.json). A triggered run within
+`loop.cooldown_minutes` of the last one is skipped by `configure`, saying so; a manual
+trigger, with or without parameters, never is (mlops/orchestration/triggers.py).
 
 Stage tasks retry transient failures with exponential backoff; a stage that
 refuses its input (exit 2) fails at once. Every task has a timeout, and a
@@ -77,9 +81,10 @@ from mlops.orchestration.airflow_tasks import (  # noqa: E402
 )
 from mlops.orchestration.alerts import RejectedModelNotifier, WebhookNotifier  # noqa: E402
 from mlops.orchestration.approval import PromotionApproval  # noqa: E402
-from mlops.orchestration.assets import DRIFT_ASSET, VERDICT_ASSET  # noqa: E402
+from mlops.orchestration.assets import VERDICT_ASSET  # noqa: E402
 from mlops.orchestration.runs import GPU_STAGES, SWITCHES, TRIGGER_PARAMS  # noqa: E402
 from mlops.orchestration.task_docs import stage_doc  # noqa: E402
+from mlops.orchestration.triggers import lifecycle_schedule  # noqa: E402
 
 GPU_QUEUE = environment().gpu_queue
 # every other task: default_args; the refit trains as long as a feedback retrain does
@@ -120,8 +125,8 @@ with DAG(
     dag_id="lifecycle",
     description="ingest -> validate -> split -> train -> distill -> optimize -> evaluate -> gate -> refit -> "
                 "package -> monitor (from dvc.yaml); "
-                "started by hand or by drift",
-    schedule=[DRIFT_ASSET],
+                "started by hand, drift, a live accuracy breach, new labels or loop.schedule",
+    schedule=lifecycle_schedule(PROJECT),  # DRIFT_ASSET | NEW_LABELS_ASSET, or with them loop.schedule
     catchup=False,
     max_active_runs=1,
     max_active_tasks=1,
@@ -142,12 +147,16 @@ with DAG(
     configure_task = PythonOperator(
         task_id="configure", python_callable=configure, op_kwargs={"project": str(PROJECT)},
         retries=0, execution_timeout=timedelta(minutes=5),
-        doc_md="Validate the trigger parameters with params.yaml and apply them "
-               "(`mlops.orchestration.runs.configure`); in a run started by drift, record the triggering "
-               "report(s).\n\n**Reads** the trigger parameters and `params.yaml`.\n\n"
+        doc_md="Name the run's trigger and apply the cooldown (`mlops.orchestration.triggers`), validate the "
+               "trigger parameters with params.yaml and apply them (`mlops.orchestration.runs.configure`); in a "
+               "triggered run, record the triggering event(s) and collect the posted labels."
+               "\n\n**Reads** the trigger parameters and `params.yaml`.\n\n"
                "**Writes** `params.yaml` (its bytes kept in `reports/runs/params.before-run.yaml`) and "
                "`reports/runs/<run id>/` (`params.yaml`, `overrides.json`); its log names the value of every "
-               "trigger parameter.\n\n**Skipped** never: a bad value fails it at once, without retries.",
+               "trigger parameter.\n\n**Skipped** when a drift, live accuracy, new labels or scheduled run "
+               "comes within "
+               "`loop.cooldown_minutes` of the last such run (never when triggered by hand); a bad value "
+               "fails it at once, without retries.",
     )
     record_task = RecordOperator(
         task_id="record", python_callable=record, op_kwargs={"project": str(PROJECT)},

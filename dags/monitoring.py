@@ -1,6 +1,7 @@
-"""The monitoring DAG: drift of the served traffic and live quality, and retraining when either says so.
+"""The monitoring DAG: drift of the served traffic, live quality and new labels, and retraining when one says so.
 
     monitor → drift_detected → announce_drift ··(asset mlops://monitoring/drift)··> lifecycle
+    new_labels → announce_new_labels ··(asset mlops://feedback/new-labels)··> lifecycle
 
 `monitor` runs `mlops monitor` on the traffic log the service writes
 (`$MLOPS_TRAFFIC_DIR`, else `<project>/logs/traffic`; the `current` param
@@ -17,6 +18,15 @@ summary, the drifted signals, the reasons (`drift`, `live_quality_breach`),
 the breach and this run; the `lifecycle` DAG is scheduled on that asset, so
 the event starts a lifecycle run, which records the report that triggered it.
 Its notifier alerts once per reason.
+
+`new_labels`, beside them (it needs no traffic), counts the trusted labels
+the champion's data lacks (labellers' labels posted to /feedback and rows of
+feedback batches the last ingest did not hold, mlops/loop/retrain.py) and
+lets `announce_new_labels` emit an event of the new-labels asset when they
+reach `loop.min_new_labels` (null: never); the lifecycle runs on it too.
+The lifecycle's `configure` names each run's trigger and skips a run that
+comes within `loop.cooldown_minutes` of the last triggered one
+(mlops/orchestration/triggers.py).
 
 The schedule is `monitor.schedule` in params.yaml (a cron expression or a
 preset such as "@hourly"; null: only by hand), read when the file is parsed.
@@ -40,14 +50,15 @@ PROJECT = project_dir(default=Path(__file__).resolve().parents[1])
 from mlops.core.settings import load_settings  # noqa: E402
 from mlops.orchestration.airflow_tasks import MonitorOperator, announce_drift, drift_detected, task_env  # noqa: E402
 from mlops.orchestration.alerts import DriftNotifier, WebhookNotifier  # noqa: E402
-from mlops.orchestration.assets import DRIFT_ASSET  # noqa: E402
+from mlops.orchestration.assets import DRIFT_ASSET, NEW_LABELS_ASSET  # noqa: E402
+from mlops.orchestration.triggers import announce_new_labels, new_labels_ready  # noqa: E402
 
 SCHEDULE = load_settings(PROJECT / "params.yaml").monitor.schedule
 
 with DAG(
     dag_id="monitoring",
-    description="drift of the served traffic and live quality (mlops monitor); on drift or a live quality "
-                "breach, the lifecycle retrains",
+    description="drift of the served traffic and live quality (mlops monitor), new trusted labels; on drift, "
+                "a live quality breach or loop.min_new_labels new labels, the lifecycle retrains",
     schedule=SCHEDULE,
     catchup=False,
     max_active_runs=1,
@@ -91,3 +102,20 @@ with DAG(
                f"the verdict is drift or a live quality breach (no_drift, insufficient_data).",
     )
     monitor >> verdict >> announce
+    labels_ready = ShortCircuitOperator(
+        task_id="new_labels", python_callable=new_labels_ready, op_kwargs={"project": str(PROJECT)},
+        retries=0, execution_timeout=timedelta(minutes=5),
+        doc_md="Count the trusted labels not in the champion's data (`mlops.loop.retrain.new_trusted_labels`); "
+               "`loop.min_new_labels` of them let `announce_new_labels` run.\n\n**Reads** the feedback log "
+               "(`$MLOPS_FEEDBACK_DIR/feedback.jsonl`), `feedback.batches_dir`, `feedback.held_dir` and "
+               "`data/ingested.parquet`.\n\n**Writes** nothing.\n\n**Skipped** never; it skips "
+               "`announce_new_labels` below the setting, or when the setting is null.",
+    )
+    announce_labels = PythonOperator(
+        task_id="announce_new_labels", python_callable=announce_new_labels, op_kwargs={"project": str(PROJECT)},
+        outlets=[NEW_LABELS_ASSET], retries=0, execution_timeout=timedelta(minutes=5),
+        doc_md=f"Emit an event of `{NEW_LABELS_ASSET.uri}` with the count; the `lifecycle` DAG runs on it."
+               f"\n\n**Reads** what `new_labels` reads.\n\n**Writes** the asset event.\n\n**Skipped** "
+               f"while fewer than `loop.min_new_labels` new trusted labels are in the feedback store.",
+    )
+    labels_ready >> announce_labels

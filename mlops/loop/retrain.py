@@ -39,6 +39,36 @@ def ingested_batches(project: Path) -> set[str]:
     return set(frame.loc[frame["subset"] == "feedback", "batch"].astype(str))
 
 
+def new_trusted_labels(project: Path, settings: Settings | None = None) -> dict[str, Any]:
+    """How many trusted labels the champion's data lacks: the `new_labels` trigger's count
+    (mlops/orchestration/triggers.py).
+
+    The champion's data is the last ingested data (`data/ingested.parquet`, whose
+    feedback rows name their batch), as for a drift-triggered run (`prepare`
+    below). Counted: the rows of the feedback batches it did not hold, and the
+    labellers' labels posted to /feedback that no batch (nor a held one) holds
+    yet, with their text (a label of a hashed text cannot train a model, and
+    collecting skips it). Clients' suggestions are never counted; batches held
+    for review are not data until approved. Labels a retraining the gate
+    rejected already ingested start no second one.
+    """
+    from mlops.core.batch_files import batched_labels, list_batches, read_batch
+    from mlops.core.feedback_log import FEEDBACK_FILE, read_feedback
+
+    project = Path(project)
+    settings = settings or load_settings(project / "params.yaml")
+    batches_dir = project / settings.feedback.batches_dir
+    ingested = ingested_batches(project)
+    pending = [path for path in list_batches(batches_dir) if path.name not in ingested]
+    in_batches = sum(len(read_batch(path)) for path in pending)
+    done = batched_labels(batches_dir) | batched_labels(project / settings.feedback.held_dir)
+    posted = sum(1 for r in read_feedback(feedback_dir(project) / FEEDBACK_FILE)
+                 if r.get("role") == "labeller" and done.get(r["id"]) != r["label"]
+                 and isinstance(r.get("text"), str) and r["text"].strip())
+    return {"count": in_batches + posted, "in_batches": in_batches, "posted": posted,
+            "batches": [path.name for path in pending], "champion_batches": len(ingested)}
+
+
 def queue_of(project: Path, settings: Settings, summaries: list[str]) -> tuple[int, str]:
     """The labelling queue of the drift that started the run (from its monitoring summary), else the queue dir's."""
     for summary in reversed(summaries):
@@ -53,8 +83,9 @@ def queue_of(project: Path, settings: Settings, summaries: list[str]) -> tuple[i
     return (len(pd.read_csv(path)) if path.is_file() else 0), str(path)
 
 
-def prepare(project: Path, summaries: list[str] | None = None) -> dict[str, Any]:
-    """Collect posted labels into a batch and decide: `retrain` (new labelled batches) or `no_new_labels`."""
+def prepare(project: Path, summaries: list[str] | None = None, reason: str = "drift") -> dict[str, Any]:
+    """Collect posted labels into a batch and decide: `retrain` (new labelled batches) or `no_new_labels`;
+    `reason` (what started the run: drift, a live accuracy breach, new labels, the schedule) opens the message."""
     import os
 
     from mlops.core.batch_files import list_batches
@@ -81,14 +112,14 @@ def prepare(project: Path, summaries: list[str] | None = None) -> dict[str, Any]
                               "untrusted": outcome.untrusted, "new_batches": new}
     if new:
         result |= {"status": "retrain",
-                   "message": f"drift, {len(new)} new labelled batch(es) since the champion's data "
+                   "message": f"{reason}, {len(new)} new labelled batch(es) since the champion's data "
                               f"({', '.join(new)}): retraining"}
     else:
         queued, path = queue_of(project, settings, summaries or [])
         held = (f"; {outcome.rows} new labels were HELD for review ({outcome.held.stem}: `mlops feedback held`)"
                 if outcome.held else "")
         result |= {"status": "no_new_labels", "queued": queued, "queue": path,
-                   "message": f"drift, no new labels since the champion's data: {queued} texts queued for "
+                   "message": f"{reason}, no new labels since the champion's data: {queued} texts queued for "
                               f"labelling at {path}{held}"}
     return result
 

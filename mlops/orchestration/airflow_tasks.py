@@ -16,7 +16,6 @@ from mlops.orchestration.run_tasks import (
     announce_verdict,
     asset_events,
     configure,
-    drift_run,
     gate_passed,
     on_failure,
     read_decision,
@@ -30,6 +29,6 @@ from mlops.orchestration.task_workspace import remote_failures, remotes, workspa
 __all__ = [
     "QUIET", "USER_ERROR_EXIT", "CommandOperator", "CommandResult", "DvcOutput", "MonitorOperator",
     "PromoteOperator", "RecordOperator", "StageOperator", "announce_drift", "announce_verdict", "asset_events",
-    "configure", "drift_detected", "drift_run", "gate_passed", "on_failure", "read_decision",
+    "configure", "drift_detected", "gate_passed", "on_failure", "read_decision",
     "read_monitoring_summary", "record", "remote_failures", "remotes", "restore", "task_env", "workspace_for",
 ]

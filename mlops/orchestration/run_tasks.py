@@ -20,29 +20,22 @@ def configure(project: str, params: dict[str, Any], dag_run: Any, run_id: str,
               triggering_asset_events: Any = None, **_: Any) -> dict[str, Any]:
     """The run's first task: validate the trigger params with the whole params file, then apply them.
 
-    In a run started by drift (an event of the drift asset), also write the
-    report(s) that triggered it into the run's record (trigger.json).
+    First its trigger and the cooldown (mlops/orchestration/triggers.py: a triggered run in the cooldown is
+    skipped); then the trigger, and the event(s) that started it, into the run's record.
     """
     from mlops.core.errors import MlopsError
+    from mlops.orchestration import triggers
     from mlops.orchestration.runs import configure as apply_run
-    from mlops.orchestration.runs import record_trigger
+    from mlops.orchestration.workspace import RemoteUnreachable
 
     conf = dict(getattr(dag_run, "conf", None) or {})
     events = asset_events(triggering_asset_events)
-    from mlops.orchestration.workspace import RemoteUnreachable
-
+    started = triggers.admit(Path(project), run_id, triggers.run_type_of(dag_run, events), events)
     space = workspace_for(project)
 
     def apply(path: Path) -> dict[str, Any]:
         overrides = apply_run(path, run_id, dict(params), conf_keys=list(conf))
-        if events:
-            record_trigger(path, run_id, events)
-            drift_run(str(path), run_id, events)
-        else:
-            from mlops.core.settings import load_settings
-
-            (path / load_settings(path / "params.yaml").feedback.batches_dir).mkdir(
-                parents=True, exist_ok=True)  # ingest depends on the feedback batches directory
+        triggers.started_run(path, run_id, started, events)
         return overrides
 
     with remote_failures():  # the run's params and record where every later task starts (isolated: its branch)
@@ -52,22 +45,6 @@ def configure(project: str, params: dict[str, Any], dag_run: Any, run_id: str,
             raise
         except MlopsError as error:
             raise AirflowFailException(redact(f"error: {error}")) from None  # bad params never get better by retrying
-
-
-def drift_run(project: str, run_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
-    """In a run started by drift: collect posted labels and say whether it retrains (mlops.loop.retrain).
-
-    Without new labels the stages still run, as DVC no-ops (nothing they read changed), and the record says
-    "drift, no new labels since the champion's data: N texts queued for labelling at <path>".
-    """
-    from mlops.loop.retrain import prepare, write_loop_record
-    from mlops.orchestration.runs import run_dir
-
-    summaries = [event["extra"]["summary"] for event in events if (event.get("extra") or {}).get("summary")]
-    result = prepare(Path(project), summaries)
-    write_loop_record(run_dir(Path(project), run_id), result)
-    print(redact(f"configure: {result['message']}"), flush=True)
-    return result
 
 
 def asset_events(triggering_asset_events: Any) -> list[dict[str, Any]]:

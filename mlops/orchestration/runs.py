@@ -80,6 +80,9 @@ RUNS_DIR = Path("reports/runs")
 PARAMS_KEPT = RUNS_DIR / "params.before-run.yaml"  # params.yaml's bytes while a run's overrides are applied
 MONITORING_RUNS_DIR = Path("reports/monitoring-runs")  # one folder per run of the monitoring DAG
 TRIGGER_FILE = "trigger.json"  # in an asset-triggered run's record: the drift report(s) that started it
+# in every Airflow run's record: what started it (drift | live_accuracy | new_labels | schedule | manual), its run
+# type and the cooldown it passed (mlops/orchestration/triggers.py)
+STARTED_BY_FILE = "started-by.json"
 APPROVAL_FILE = "approval.json"  # promote.approval: human: who approved or rejected the promotion, and when
 STATUSES = ("drift", "no_drift", "insufficient_data")  # of `mlops monitor`'s summary.json
 # What a run's record keeps: each stage's summary file, by name: (stage, option of its dvc.yaml command, file inside).
@@ -334,7 +337,13 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
     }
     if approval:
         summary["approval"] = approval
-    trigger_file = folder / TRIGGER_FILE
+    started_file, trigger_file = folder / STARTED_BY_FILE, folder / TRIGGER_FILE
+    if started_file.is_file():  # written by `configure` (mlops/orchestration/triggers.py)
+        started = json.loads(started_file.read_text(encoding="utf-8"))
+        summary["trigger"], summary["triggers"] = started["trigger"], started.get("triggers", [started["trigger"]])
+    else:  # a record `configure` did not start (`mlops retrain-on-drift`): drift with a drift report, else by hand
+        summary["trigger"] = "drift" if trigger_file.is_file() or loop_of(folder) else "manual"
+        summary["triggers"] = [summary["trigger"]]
     if trigger_file.is_file():  # an asset-triggered run: the drift report(s) that started it
         trigger = json.loads(trigger_file.read_text(encoding="utf-8"))
         summary["triggered_by"] = {"reports": trigger["reports"], "events": trigger["events"]}
@@ -344,8 +353,10 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
     write_text(folder / "run.json", json.dumps(summary, indent=2, default=str) + "\n")
     decision = results.get(decision_file, {})
     package = results.get(package_file, {})
-    started_by = (f"; started by drift report(s) {', '.join(summary['triggered_by']['reports'])}"
-                  if "triggered_by" in summary else "")
+    reports = (summary.get("triggered_by") or {}).get("reports")
+    kind = "drift" if summary["trigger"] == "drift" else "monitoring"
+    started_by = f"; started by {kind} report(s) {', '.join(reports)}" if reports else ""
+    started_by = f"; trigger: {', '.join(summary['triggers'])}{started_by}"
     if summary.get("loop", {}).get("status") == "no_new_labels":  # nothing was retrained: no gate to report
         say(f"record: run {run_id}: {summary['loop']['message']}; {folder.relative_to(project) / 'run.json'}"
             f"{started_by}")
@@ -356,3 +367,8 @@ def record(project: Path, run_id: str) -> dict[str, Any]:
     say(f"record: run {run_id}: gate {'accepted' if decision.get('accepted') else 'rejected'}, "
         f"package {package.get('status')}{approved}; {folder.relative_to(project) / 'run.json'}{started_by}")
     return summary
+
+
+def loop_of(folder: Path) -> bool:
+    """Whether a run's record holds a loop record (mlops.loop.retrain): a run that looked for new labels."""
+    return (Path(folder) / "loop.json").is_file()

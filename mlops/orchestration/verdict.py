@@ -78,6 +78,8 @@ def run_verdict(summary: dict[str, Any], files: dict[str, str], record_path: str
         details.append(f"The champion {decision['champion']} keeps serving.")
     if decision.get("next_step") and outcome == "rejected":
         details.append(f"Next step: {decision['next_step']}")
+    if summary.get("trigger"):
+        details.append(f"Started by: {', '.join(summary.get('triggers') or [summary['trigger']])}.")
     details.append(f"Record: {record_path}")
     note = "\n\n".join(part for part in details if part)
     if len(note) > NOTE_LIMIT:
@@ -86,4 +88,4 @@ def run_verdict(summary: dict[str, Any], files: dict[str, str], record_path: str
             "accepted": decision.get("accepted") if decision else None, "candidate": candidate,
             "champion": promotion.get("champion") if outcome == "promoted" else decision.get("champion"),
             "reasons": decision.get("reasons") or [], "next_step": decision.get("next_step"), "scores": measured,
-            "record": record_path}
+            "record": record_path, "trigger": summary.get("trigger")}

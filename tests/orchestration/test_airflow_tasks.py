@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops.orchestration.assets import DRIFT_ASSET
+from mlops.orchestration.assets import DRIFT_ASSET, NEW_LABELS_ASSET
 from mlops.orchestration.runs import TRIGGER_FILE, monitoring_run_dir, record, run_dir
 from tests.helpers import ROOT, project_env
 
@@ -36,8 +36,10 @@ print(json.dumps({
     'outlets': {t.task_id: [a.uri for a in t.outlets] for t in monitoring.tasks},
     'params': {name: monitoring.params.get_param(name).value for name in monitoring.params},
     'refused': refused,
-    'lifecycle_schedule': [a.uri for a in lifecycle.schedule],
+    'lifecycle_schedule': [a.uri for a in lifecycle.timetable.asset_condition.objects],
+    'lifecycle_condition': type(lifecycle.timetable.asset_condition).__name__,
     'lifecycle_run_types': str(type(lifecycle.timetable).__name__),
+    'lifecycle_cron': getattr(getattr(lifecycle.timetable, 'timetable', None), 'expression', None),
 }))
 """
 
@@ -52,18 +54,21 @@ def probe_dags(tmp_path: Path, project: Path | None = None) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_both_dags_import_and_are_wired_through_the_drift_asset(tmp_path, repo_params):
+def test_both_dags_import_and_are_wired_through_the_drift_and_new_labels_assets(tmp_path, repo_params):
     report = probe_dags(tmp_path)
     assert report["errors"] == {}
     assert report["schedule"] == repo_params["monitor"]["schedule"]
     assert report["catchup"] is False and report["max_active_runs"] == 1
     assert report["tasks"] == {"monitor": ["drift_detected"], "drift_detected": ["announce_drift"],
-                               "announce_drift": []}
-    assert report["outlets"] == {"monitor": [], "drift_detected": [], "announce_drift": [DRIFT_ASSET.uri]}
+                               "announce_drift": [], "new_labels": ["announce_new_labels"],
+                               "announce_new_labels": []}
+    assert report["outlets"] == {"monitor": [], "drift_detected": [], "announce_drift": [DRIFT_ASSET.uri],
+                                 "new_labels": [], "announce_new_labels": [NEW_LABELS_ASSET.uri]}
     assert report["params"] == {"current": None}
     assert report["refused"] == ["", 3]
-    assert report["lifecycle_schedule"] == [DRIFT_ASSET.uri]
-    assert report["lifecycle_run_types"] == "AssetTriggeredTimetable"
+    assert report["lifecycle_schedule"] == [DRIFT_ASSET.uri, NEW_LABELS_ASSET.uri]
+    assert report["lifecycle_condition"] == "AssetAny"  # either asset's event starts a run
+    assert report["lifecycle_run_types"] == "AssetTriggeredTimetable"  # loop.schedule is null: no clock
 
 
 def test_monitoring_schedule_comes_from_params(tmp_path, repo_params):
@@ -75,6 +80,21 @@ def test_monitoring_schedule_comes_from_params(tmp_path, repo_params):
         (project / "params.yaml").write_text(yaml.safe_dump(repo_params, sort_keys=False))
         report = probe_dags(tmp_path, project)
         assert report["errors"] == {} and report["schedule"] == expected
+
+
+def test_loop_schedule_adds_a_clock_to_the_lifecycles_assets(tmp_path, repo_params):
+    # given a project whose params.yaml sets loop.schedule
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
+    repo_params.setdefault("loop", {})["schedule"] = "0 3 * * 1"
+    (project / "params.yaml").write_text(yaml.safe_dump(repo_params, sort_keys=False))
+    # when the DAGs are parsed
+    report = probe_dags(tmp_path, project)
+    # then the lifecycle runs on either asset or on that cron schedule
+    assert report["errors"] == {}
+    assert report["lifecycle_run_types"] == "AssetOrTimeSchedule" and report["lifecycle_cron"] == "0 3 * * 1"
+    assert report["lifecycle_schedule"] == [DRIFT_ASSET.uri, NEW_LABELS_ASSET.uri]
 
 
 def write_summary(project: Path, run_id: str, summary: dict) -> Path:

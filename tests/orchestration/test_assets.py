@@ -5,7 +5,7 @@ import ast
 import pytest
 from airflow.sdk import Asset
 
-from mlops.orchestration.assets import DRIFT_ASSET
+from mlops.orchestration.assets import DRIFT_ASSET, NEW_LABELS_ASSET
 from tests.helpers import ROOT
 
 
@@ -35,6 +35,19 @@ def dag_keyword(dag_file, keyword):
             if isinstance(node, ast.keyword) and node.arg == keyword]
 
 
-def test_monitoring_produces_it_and_the_lifecycle_is_scheduled_on_it():
+def test_monitoring_produces_them_and_the_lifecycle_is_scheduled_on_them():
     assert "[DRIFT_ASSET]" in dag_keyword("monitoring.py", "outlets")
-    assert dag_keyword("lifecycle.py", "schedule") == ["[DRIFT_ASSET]"]
+    assert "[NEW_LABELS_ASSET]" in dag_keyword("monitoring.py", "outlets")
+    assert dag_keyword("lifecycle.py", "schedule") == ["lifecycle_schedule(PROJECT)"]  # mlops.orchestration.triggers
+
+
+def test_the_new_labels_asset_is_ours_and_distinct():
+    assert (NEW_LABELS_ASSET.name, NEW_LABELS_ASSET.uri, NEW_LABELS_ASSET.group) == (
+        "mlops-new-labels", "mlops://feedback/new-labels", "mlops")
+    assert NEW_LABELS_ASSET != DRIFT_ASSET
+
+
+def test_the_trigger_module_names_the_assets_uris_without_importing_airflow():
+    from mlops.orchestration import triggers
+
+    assert (triggers.DRIFT_URI, triggers.NEW_LABELS_URI) == (DRIFT_ASSET.uri, NEW_LABELS_ASSET.uri)

@@ -47,6 +47,13 @@ class Environment(BaseSettings):
 
     model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True, env_ignore_empty=True)
 
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any, env_settings: Any,
+                                   dotenv_settings: Any, file_secret_settings: Any) -> tuple[Any, ...]:
+        """Only the values `environment()` passes: it reads the environment (or the mapping it is given) itself,
+        so a mapping given to it is the whole environment and this process's variables do not leak in."""
+        return (init_settings,)
+
     project_dir: Path | None = _field(PROJECT_DIR_ENV, "The project a process works for (`make serve`, the DAGs, "
                                       "the Airflow plugin); unset: the working directory (the DAG files: the "
                                       "project they lie in).")  # type: ignore[assignment]

@@ -145,11 +145,13 @@ def done_when(result: dict, shift: str) -> list[dict]:
     return checks
 
 
-def predicted_labels(directory: Path, texts: list[str]) -> np.ndarray:
+def predicted_labels(directory: Path, frames: dict[str, pd.DataFrame]) -> dict[str, np.ndarray]:
+    """The model in `directory`, loaded once, on each frame's texts: its predicted labels by frame name."""
     from mlops.ml.model import Classifier
 
     classifier = Classifier.load(directory)
-    return np.array(classifier.labels)[classifier.predict_proba(texts).argmax(axis=1)]
+    return {name: np.array(classifier.labels)[classifier.predict_proba(frame["text"].tolist()).argmax(axis=1)]
+            for name, frame in frames.items()}
 
 
 def run_shift(project: Path, env: dict[str, str], current: dict, args: argparse.Namespace, shift: str,
@@ -204,12 +206,12 @@ def run_shift(project: Path, env: dict[str, str], current: dict, args: argparse.
     started = time.perf_counter()
     # the new champion, or (if the gate rejected it) the retrained candidate, so the figures still say why
     new_dir = model_dir(project, new_tag) if new_tag != old_tag else project / "models" / "candidate"
-    predictions = {which: {name: predicted_labels(directory, frame["text"].tolist())
-                           for name, frame in (("heldout_shifted", heldout), ("original_test", test))}
+    frames = {"heldout_shifted": heldout, "original_test": test}
+    predictions = {which: predicted_labels(directory, frames)
                    for which, directory in (("old", model_dir(project, old_tag)), ("new", new_dir))}
     scores = {name: accuracy_difference(frame["label"].to_numpy(), predictions["old"][name],
                                         predictions["new"][name])
-              for name, frame in (("heldout_shifted", heldout), ("original_test", test))}
+              for name, frame in frames.items()}
     if shift != "generated":
         # The AG shifts' traffic comes from the official test file: the test rows behind the sent texts (which may
         # have been labelled and trained on) are scored apart too, left out.

@@ -123,13 +123,14 @@ def adopt_champion(project: Path, champion: Path, champion_log: Path) -> dict[st
 
 def train_once(settings: Settings, frame: pd.DataFrame, out: Path, champion: Path | None) -> dict[str, Any]:
     """`split` then `train` on `frame` (subsets main/test/feedback), continuing from `champion` when given."""
+    from mlops.ml.training import start
     from mlops.stages import split, train
 
     split_dir = out.parent / f"{out.name}-split"
     for name, part in split.split(frame, settings).items():
         write_table(part, split_dir / f"{name}.parquet")
     if champion is not None:  # the champion the registry would name: this calibration's cached one
-        train.champion_start = lambda _settings, _labels: ("calibration-champion", champion, "continuing")
+        start.champion_start = lambda *_: ("calibration-champion", champion, "continuing")
     started = time.perf_counter()
     summary = train.train(settings, split_dir, out, out.parent / f"{out.name}-live")
     summary["wall_seconds_total"] = round(time.perf_counter() - started, 1)

@@ -28,6 +28,10 @@ from mlops.core.io import write_table
 from mlops.core.params import merge
 from mlops.core.settings import parse_settings
 from mlops.ml.model import set_cpu_threads
+from mlops.ml.training.arguments import training_arguments
+from mlops.ml.training.data import EncodedTexts, load_splits
+from mlops.ml.training.metrics import compute_metrics
+from mlops.ml.training.start import load_base
 from mlops.stages import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,19 +57,19 @@ def naive(settings, split_dir: Path, workdir: Path) -> dict:
     from transformers import DataCollatorWithPadding, Trainer
 
     set_cpu_threads()
-    train_frame, validation_frame, labels = train.load_splits(settings, split_dir)
+    train_frame, validation_frame, labels = load_splits(settings, split_dir)
     ids = {label: i for i, label in enumerate(labels)}
-    tokenizer, model = train.load_base(settings, labels)
+    tokenizer, model = load_base(settings, labels)
 
     def encode(frame):
-        return train.EncodedTexts(tokenizer, frame["text"].tolist(), [ids[x] for x in frame["label"]],
-                                  settings.model.max_length, pad_to_max_length=True)
+        return EncodedTexts(tokenizer, frame["text"].tolist(), [ids[x] for x in frame["label"]],
+                            settings.model.max_length, pad_to_max_length=True)
 
     train_set, validation_set = encode(train_frame), encode(validation_frame)
     steps = -(-len(train_set) // settings.train.batch_size)
-    args = train.training_arguments(settings, workdir, steps, group_by_length=False)
+    args = training_arguments(settings, workdir, steps, group_by_length=False)
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=validation_set,
-                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=train.compute_metrics)
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)
     started = time.perf_counter()
     result = trainer.train()
     wall = time.perf_counter() - started
@@ -92,7 +96,7 @@ def main() -> None:
         split_dir = Path(tmp) / "split"
         write_table(train_frame, split_dir / "train.parquet")
         write_table(validation_frame, split_dir / "validation.parquet")
-        tokens = [len(x) for x in train.load_base(settings, sorted(set(train_frame["label"])))[0](
+        tokens = [len(x) for x in load_base(settings, sorted(set(train_frame["label"])))[0](
             train_frame["text"].tolist(), truncation=True, max_length=args.max_length)["input_ids"]]
         naive_result = naive(settings, split_dir, Path(tmp) / "naive")
         ours = train.train(settings, split_dir, Path(tmp) / "ours" / "model", Path(tmp) / "ours" / "dvclive")

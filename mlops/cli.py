@@ -119,55 +119,59 @@ def validate(ctx: click.Context, data: Path, out: Path | None, quarantine: Path 
 
 
 @cli.command()
-@click.option("--data", type=PathArg, default=declared("split", "data"), show_default=DVC_YAML)
-@click.option("--out-dir", type=PathArg, default=declared("split", "out-dir"), show_default=DVC_YAML)
+@click.option("--data", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--out-dir", type=PathArg, default=None, show_default=DVC_YAML)
 @click.pass_context
-def split(ctx: click.Context, data: Path, out_dir: Path) -> None:
+def split(ctx: click.Context, data: Path | None, out_dir: Path | None) -> None:
     """Stratified, seeded train/validation/test split."""
     from mlops.stages import split as stage
 
-    stage.run(settings_of(ctx), data, out_dir)
+    stage.run(settings_of(ctx), stage.SplitIO.from_dvc(Path.cwd(), data=data, out_dir=out_dir))
 
 
 @cli.command()
-@click.option("--split-dir", type=PathArg, default=declared("train", "split-dir"), show_default=DVC_YAML)
-@click.option("--out", type=PathArg, default=declared("train", "out"), show_default=DVC_YAML)
-@click.option("--metrics", type=PathArg, default=declared("train", "metrics"), show_default=DVC_YAML)
-@click.option("--live-dir", type=PathArg, default=declared("train", "live-dir"), show_default=DVC_YAML)
-@click.option("--curves", type=PathArg, default=declared("train", "curves"), show_default=DVC_YAML)
+@click.option("--split-dir", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--out", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--metrics", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--live-dir", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--curves", type=PathArg, default=None, show_default=DVC_YAML)
 @click.pass_context
-def train(ctx: click.Context, split_dir: Path, out: Path, metrics: Path, live_dir: Path, curves: Path) -> None:
+def train(ctx: click.Context, split_dir: Path | None, out: Path | None, metrics: Path | None, live_dir: Path | None,
+          curves: Path | None) -> None:
     """Fine-tune model.base on the train split with the Hugging Face Trainer (resumes an interrupted run)."""
     from mlops.stages import train as stage
 
-    stage.run(settings_of(ctx), split_dir, out, metrics, live_dir, curves)
+    stage.run(settings_of(ctx), stage.TrainIO.from_dvc(Path.cwd(), split_dir=split_dir, out=out, metrics=metrics,
+                                                       live_dir=live_dir, curves=curves))
 
 
 @cli.command()
-@click.option("--model", type=PathArg, default=declared("distill", "model"), show_default=DVC_YAML,
+@click.option("--model", type=PathArg, default=None, show_default=DVC_YAML,
               help="The fine-tuned candidate: the teacher, and what the student is pruned from.")
-@click.option("--split-dir", type=PathArg, default=declared("distill", "split-dir"), show_default=DVC_YAML)
-@click.option("--out", type=PathArg, default=declared("distill", "out"), show_default=DVC_YAML)
-@click.option("--metrics", type=PathArg, default=declared("distill", "metrics"), show_default=DVC_YAML)
+@click.option("--split-dir", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--out", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--metrics", type=PathArg, default=None, show_default=DVC_YAML)
 @click.pass_context
-def distill(ctx: click.Context, model: Path, split_dir: Path, out: Path, metrics: Path) -> None:
+def distill(ctx: click.Context, model: Path | None, split_dir: Path | None, out: Path | None,
+            metrics: Path | None) -> None:
     """Prune the candidate to fewer layers and distil it on the train split (distill.*; resumes a killed run)."""
     from mlops.stages import distill as stage
 
-    stage.run(settings_of(ctx), model, split_dir, out, metrics)
+    stage.run(settings_of(ctx), stage.DistillIO.from_dvc(Path.cwd(), model=model, split_dir=split_dir, out=out,
+                                                         metrics=metrics))
 
 
 @cli.command()
-@click.option("--model", type=PathArg, default=declared("optimize", "model"), show_default=DVC_YAML)
-@click.option("--out-dir", type=PathArg, default=declared("optimize", "out-dir"), show_default=DVC_YAML)
-@click.option("--student", type=PathArg, default=declared("optimize", "student"), show_default=DVC_YAML,
+@click.option("--model", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--out-dir", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--student", type=PathArg, default=None, show_default=DVC_YAML,
               help="The distill stage's output: its student, when it holds one, is converted too.")
 @click.pass_context
-def optimize(ctx: click.Context, model: Path, out_dir: Path, student: Path) -> None:
+def optimize(ctx: click.Context, model: Path | None, out_dir: Path | None, student: Path | None) -> None:
     """Convert the candidate (and its distilled student) into the serving variants of optimize.variants."""
     from mlops.stages import optimize as stage
 
-    stage.run(settings_of(ctx), model, out_dir, student)
+    stage.run(settings_of(ctx), stage.OptimizeIO.from_dvc(Path.cwd(), model=model, out_dir=out_dir, student=student))
 
 
 @cli.command()
@@ -208,27 +212,29 @@ def gate(ctx: click.Context, metrics: Path, model: Path, scored_test: Path, trai
 
 
 @cli.command()
-@click.option("--decision", type=PathArg, default=declared("refit", "decision"), show_default=DVC_YAML)
-@click.option("--train-metrics", type=PathArg, default=declared("refit", "train-metrics"), show_default=DVC_YAML,
+@click.option("--decision", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--train-metrics", type=PathArg, default=None, show_default=DVC_YAML,
               help="The train stage's summary: where the judged candidate started (the champion it continued from).")
-@click.option("--model", type=PathArg, default=declared("refit", "model"), show_default=DVC_YAML)
-@click.option("--split-dir", type=PathArg, default=declared("refit", "split-dir"), show_default=DVC_YAML)
-@click.option("--optimized-dir", type=PathArg, default=declared("refit", "optimized-dir"), show_default=DVC_YAML,
+@click.option("--model", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--split-dir", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--optimized-dir", type=PathArg, default=None, show_default=DVC_YAML,
               help="The judged candidate's variants: the refit is checked against the one the gate chose.")
-@click.option("--out-dir", type=PathArg, default=declared("refit", "out-dir"), show_default=DVC_YAML)
-@click.option("--record", type=PathArg, default=declared("refit", "record"), show_default=DVC_YAML)
-@click.option("--card", type=PathArg, default=declared("refit", "card"), show_default=DVC_YAML,
+@click.option("--out-dir", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--record", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--card", type=PathArg, default=None, show_default=DVC_YAML,
               help="The gate's model card.")
-@click.option("--card-out", type=PathArg, default=declared("refit", "card-out"), show_default=DVC_YAML,
+@click.option("--card-out", type=PathArg, default=None, show_default=DVC_YAML,
               help="The model card package stores: the gate's, with a section on the refit.")
 @click.pass_context
-def refit(ctx: click.Context, decision: Path, train_metrics: Path, model: Path, split_dir: Path,
-          optimized_dir: Path, out_dir: Path, record: Path, card: Path, card_out: Path) -> None:
+def refit(ctx: click.Context, decision: Path | None, train_metrics: Path | None, model: Path | None,
+          split_dir: Path | None, optimized_dir: Path | None, out_dir: Path | None, record: Path | None,
+          card: Path | None, card_out: Path | None) -> None:
     """After an accepted feedback retrain, refit the model to package on every label, the recent set included."""
     from mlops.stages import refit as stage
 
-    stage.run(settings_of(ctx), decision, train_metrics, model, split_dir, optimized_dir, out_dir, record, card,
-              card_out)
+    stage.run(settings_of(ctx), stage.RefitIO.from_dvc(
+        Path.cwd(), decision=decision, train_metrics=train_metrics, model=model, split_dir=split_dir,
+        optimized_dir=optimized_dir, out_dir=out_dir, record=record, card=card, card_out=card_out))
 
 
 @cli.command()

@@ -117,8 +117,9 @@ def train_and_evaluate(root: Path, settings: Any, shuffle_labels: bool = False) 
         if shuffle_labels and name == "train":
             part = part.assign(label=part["label"].sample(frac=1.0, random_state=5).to_numpy())
         write_table(part, root / "split" / f"{name}.parquet")
-    train.run(settings, root / "split", root / "model", root / "train.json", root / "dvclive")
-    optimize.run(settings, root / "model", root / "optimized")
+    train.run(settings, train.TrainIO.build(split_dir=root / "split", out=root / "model", metrics=root / "train.json",
+                                            live_dir=root / "dvclive"))
+    optimize.run(settings, optimize.OptimizeIO.build(model=root / "model", out_dir=root / "optimized"))
     return evaluate.run(settings, root / "model", root / "split", root / "scored", root / "metrics.json",
                         root / "plots", root / "optimized")
 

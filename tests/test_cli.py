@@ -46,6 +46,22 @@ def test_a_bad_distill_param_is_one_line_naming_it(workdir):
     assert_one_line_error(result, "distill.temperature: Input should be greater than 0")
 
 
+def test_split_takes_its_paths_from_dvc_yaml_and_an_option_replaces_one(workdir, tmp_path):
+    from mlops.stages.generate import generate_corpus
+
+    write, params = workdir
+    # given a project whose dvc.yaml passes split both its paths
+    cwd = write(params)
+    (cwd / "dvc.yaml").write_text("stages:\n  split:\n    cmd: mlops split --data rows.parquet --out-dir declared\n")
+    generate_corpus(300, params["data"]["generated"]["classes"], seed=3).assign(subset="main").to_parquet(
+        cwd / "rows.parquet")
+    # when split runs with --out-dir alone
+    result = mlops(cwd, "split", "--out-dir", "given")
+    # then it reads the rows dvc.yaml names and writes where the option says
+    assert result.returncode == 0, result.stderr
+    assert (cwd / "given" / "train.parquet").is_file() and not (cwd / "declared").exists()
+
+
 def test_missing_data_file(workdir):
     write, params = workdir
     params["data"]["source"]["path"] = "data/nowhere.csv"

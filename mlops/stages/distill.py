@@ -4,13 +4,14 @@ The student starts as the candidate with some of its encoder layers removed
 (`distill.layers`: every other one, or the first `keep_layers`), then learns
 on the train split from the candidate's temperature-softened probabilities
 mixed with the true labels (`distill.temperature`, `distill.alpha`). It trains
-with train's Trainer and arguments (batch size, warmup, checkpoints every
-`train.eval_steps`, best validation macro-F1), at `distill.epochs` and
-`distill.lr`: deterministic on CPU, and resumed from its newest checkpoint
-after a kill, ending as an uninterrupted run would. The output is a model
-directory like the candidate's; the optimize stage converts it and the gate
-judges it as any other serving variant. Disabled, the stage writes only its
-marker (distill.json), so the pipeline keeps one shape.
+with the training library's Trainer and arguments (mlops/ml/training/), as
+train does (batch size, warmup, checkpoints every `train.eval_steps`, best
+validation macro-F1), at `distill.epochs` and `distill.lr`: deterministic on
+CPU, and resumed from its newest checkpoint after a kill, ending as an
+uninterrupted run would. The output is a model directory like the
+candidate's; the optimize stage converts it and the gate judges it as any
+other serving variant. Disabled, the stage writes only its marker
+(distill.json), so the pipeline keeps one shape.
 """
 
 from __future__ import annotations
@@ -23,24 +24,28 @@ from typing import Any
 from mlops.core.errors import MlopsError
 from mlops.core.io import file_digest, write_json
 from mlops.core.settings import Settings
+from mlops.core.stage_io import StageIO
 from mlops.ml.distillation import DistillationTrainer, encoder_layers, kept_layers, prune_layers
 from mlops.ml.model import read_label_map, set_cpu_threads
-from mlops.stages.train import (
-    build_trainer,
-    checkpoints_of,
-    encode_frame,
-    fit,
-    fit_summary,
-    load_base,
-    load_splits,
-    main_process,
-    progress_callbacks,
-    resumable_checkpoint,
-    run_key,
-    save_trained,
-)
+from mlops.ml.training.callbacks import progress_callbacks
+from mlops.ml.training.checkpoints import checkpoints_of, resumable_checkpoint, run_key
+from mlops.ml.training.data import encode_frame, load_splits
+from mlops.ml.training.processes import is_main_process
+from mlops.ml.training.saving import save_trained
+from mlops.ml.training.start import load_base
+from mlops.ml.training.trainer import build_trainer, fit, fit_summary
 
 MARKER = "distill.json"  # in the output directory: what the stage did (or that it was off)
+
+
+class DistillIO(StageIO):
+    """The candidate (`--model`: the teacher), the split to learn on, the student's directory and its summary."""
+
+    stage = "distill"
+    model: Path
+    split_dir: Path
+    out: Path
+    metrics: Path
 
 
 def student_settings(settings: Settings) -> Settings:
@@ -68,6 +73,8 @@ def write_disabled(out: Path) -> dict[str, Any]:
 
 
 def distill(settings: Settings, teacher_dir: Path, split_dir: Path, out: Path) -> dict[str, Any]:
+    """Prune the teacher, distil the student on the train split, save it on the main process; what it did."""
+    # imported when called: transformers loads its training modules lazily, and only a run needs them
     from transformers import set_seed
 
     if not settings.distill.enabled:
@@ -102,7 +109,7 @@ def distill(settings: Settings, teacher_dir: Path, split_dir: Path, out: Path) -
                "teacher_layers": len(encoder_layers(teacher)), "kept_layers": keep, "train_rows": len(train_set),
                "epochs": options.epochs, **options.model_dump(exclude={"enabled", "epochs"}),
                **fit_summary(trainer, result, final, wall, resume, True)}
-    if trainer.is_world_process_zero():
+    if is_main_process():
         save_trained(trainer, tokenizer, out, labels, settings, checkpoints)
         write_json(summary, out / MARKER)
         print(f"distill: student of {len(keep)} layers, {summary['train_rows']} rows x {summary['epochs']} epochs "
@@ -111,8 +118,9 @@ def distill(settings: Settings, teacher_dir: Path, split_dir: Path, out: Path) -
     return summary
 
 
-def run(settings: Settings, teacher_dir: Path, split_dir: Path, out: Path, metrics: Path) -> dict[str, Any]:
-    summary = distill(settings, teacher_dir, split_dir, out)
-    if main_process():  # under torchrun, rank 0 alone writes
-        write_json(summary, metrics)
+def run(settings: Settings, io: DistillIO) -> dict[str, Any]:
+    """Distil (or write the disabled marker), then the summary (under torchrun, rank 0 alone writes)."""
+    summary = distill(settings, io.model, io.split_dir, io.out)
+    if is_main_process():
+        write_json(summary, io.metrics)
     return summary

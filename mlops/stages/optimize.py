@@ -24,31 +24,19 @@ from typing import Any
 from mlops.core.errors import MlopsError
 from mlops.core.io import write_json
 from mlops.core.settings import Settings
+from mlops.core.stage_io import StageIO
 from mlops.ml.model import set_cpu_threads
-from mlops.ml.onnx_export import ONNX_FILE, export_onnx, fuse_transformer_graph, quantize_onnx_int8
-from mlops.ml.variants import STUDENT, STUDENT_FP32, VARIANTS_FILE, files_size_mb, torch_int8_size_mb
+from mlops.ml.variant_build import build_variant
+from mlops.ml.variants import STUDENT, STUDENT_FP32, VARIANTS_FILE, files_size_mb
 
 
-def build_onnx_fp32(model_dir: Path, out_dir: Path) -> dict[str, Any]:
-    path = export_onnx(model_dir, out_dir)
-    fusion = fuse_transformer_graph(path, model_dir)
-    return {"path": out_dir.name, "size_mb": files_size_mb(out_dir), "model_mb": files_size_mb(path),
-            "fusion": fusion}
+class OptimizeIO(StageIO):
+    """The candidate to convert, where its variants go, and the distill stage's output (its student, if any)."""
 
-
-def build_variant(name: str, model_dir: Path, out_dir: Path, scratch: Path, prefix: str = "") -> dict[str, Any]:
-    """Write one variant of the model in `model_dir` under `out_dir` (as `<prefix><name>`); its entry in
-    variants.json."""
-    if name == "torch_int8":
-        return {"path": None, "size_mb": torch_int8_size_mb(model_dir), "note": "quantised by torch at load time"}
-    if name == "onnx_fp32":
-        return build_onnx_fp32(model_dir, out_dir / f"{prefix}{name}")
-    fp32 = out_dir / f"{prefix}onnx_fp32" / ONNX_FILE
-    if not fp32.is_file():  # onnx_int8 alone: quantise a throw-away fp32 export
-        fp32 = scratch / f"{prefix}onnx_fp32" / ONNX_FILE
-        build_onnx_fp32(model_dir, fp32.parent)
-    path = quantize_onnx_int8(fp32, out_dir / f"{prefix}{name}")
-    return {"path": path.parent.name, "size_mb": files_size_mb(path.parent), "model_mb": files_size_mb(path)}
+    stage = "optimize"
+    model: Path
+    out_dir: Path
+    student: Path | None = None
 
 
 def build_family(settings: Settings, model_dir: Path, out_dir: Path, scratch: Path,
@@ -98,10 +86,11 @@ def build_variants(settings: Settings, model_dir: Path, out_dir: Path,
     return summary
 
 
-def run(settings: Settings, model_dir: Path, out_dir: Path, student_dir: Path | None = None) -> dict[str, Any]:
+def run(settings: Settings, io: OptimizeIO) -> dict[str, Any]:
+    """Build every variant of `optimize.variants` (and the student's) and say what each weighs."""
     set_cpu_threads()
-    summary = build_variants(settings, model_dir, out_dir, student_dir)
+    summary = build_variants(settings, io.model, io.out_dir, io.student)
     listed = ", ".join(f"{v['name']} {v['size_mb']} MB" + (" (fused)" if v.get("fusion", {}).get("fused") else "")
                        for v in summary["variants"]) or "none (optimize.variants is empty: fp32 alone)"
-    print(f"optimize: fp32 {summary['fp32_size_mb']} MB; variants: {listed} -> {Path(out_dir) / VARIANTS_FILE}")
+    print(f"optimize: fp32 {summary['fp32_size_mb']} MB; variants: {listed} -> {io.out_dir / VARIANTS_FILE}")
     return summary

@@ -43,23 +43,35 @@ from mlops.core import registry
 from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path, read_json, read_table, write_json
 from mlops.core.settings import Settings
+from mlops.core.splits import FEEDBACK, RECENT
+from mlops.core.stage_io import StageIO
 from mlops.ml.model import read_label_map, set_cpu_threads
+from mlops.ml.training.checkpoints import checkpoints_of, run_key
+from mlops.ml.training.data import encode_frame, load_splits
+from mlops.ml.training.refitting import refit
+from mlops.ml.training.saving import save_trained
+from mlops.ml.training.start import load_base, plan_start
+from mlops.ml.variant_build import build_variant
 from mlops.ml.variants import load_variant, variant_form
-from mlops.stages.optimize import build_variant
-from mlops.stages.split import FEEDBACK, RECENT
-from mlops.stages.train import (
-    checkpoints_of,
-    encode_frame,
-    load_base,
-    load_splits,
-    plan_start,
-    refit,
-    run_key,
-    save_trained,
-)
 
 RECORD_FILE = "refit.json"
 MODEL, VARIANTS = "model", "optimized"  # the refit's weights and its serving variant, inside the output folder
+
+
+class RefitIO(StageIO):
+    """The gate's decision and card, train's summary, the judged candidate and its variants, the split, and
+    where the refit, its record and the packaged card go."""
+
+    stage = "refit"
+    decision: Path
+    train_metrics: Path
+    model: Path
+    split_dir: Path
+    optimized_dir: Path
+    out_dir: Path
+    record: Path
+    card: Path
+    card_out: Path
 
 
 def skip_reason(settings: Settings, decision: dict[str, Any], started_from: str, recent_rows: int) -> str | None:
@@ -231,15 +243,16 @@ def card_section(record: dict[str, Any]) -> str:
                       ""])
 
 
-def run(settings: Settings, decision_path: Path, train_metrics: Path, model_dir: Path, split_dir: Path,
-        optimized_dir: Path, out_dir: Path, record_path: Path, card: Path, card_out: Path) -> dict[str, Any]:
+def run(settings: Settings, io: RefitIO) -> dict[str, Any]:
+    """Refit (or say why not), then write the record, its copy in the output folder and the packaged card."""
     set_cpu_threads()
-    record = refit_feedback(settings, read_json(decision_path), read_json(train_metrics), Path(model_dir),
-                            Path(split_dir), Path(optimized_dir), Path(out_dir))
+    record_path = io.record
+    record = refit_feedback(settings, read_json(io.decision), read_json(io.train_metrics), io.model, io.split_dir,
+                            io.optimized_dir, io.out_dir)
     write_json(record, record_path)
-    write_json(record, Path(out_dir) / RECORD_FILE)  # the output folder is never empty: DVC tracks it either way
-    with atomic_path(card_out) as tmp:
-        tmp.write_text(Path(card).read_text(encoding="utf-8").rstrip("\n") + "\n\n" + card_section(record),
+    write_json(record, io.out_dir / RECORD_FILE)  # the output folder is never empty: DVC tracks it either way
+    with atomic_path(io.card_out) as tmp:
+        tmp.write_text(io.card.read_text(encoding="utf-8").rstrip("\n") + "\n\n" + card_section(record),
                        encoding="utf-8")
     if record["refit"]:
         figures = record["figures"]

@@ -25,10 +25,16 @@ from sklearn.model_selection import train_test_split
 from mlops.core.errors import MlopsError
 from mlops.core.io import read_table, write_table
 from mlops.core.settings import Settings
+from mlops.core.splits import FEEDBACK, MAIN, RECENT, SPLITS
+from mlops.core.stage_io import StageIO
 
-SPLITS = ("train", "validation", "test")
-RECENT = "recent"
-MAIN, FEEDBACK = "main", "feedback"  # a training row's origin
+
+class SplitIO(StageIO):
+    """The validated rows to split, and the folder the split files go to."""
+
+    stage = "split"
+    data: Path
+    out_dir: Path
 
 
 def stratified(frame: pd.DataFrame, share: float, seed: int, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -82,11 +88,12 @@ def hold_out_recent(feedback: pd.DataFrame, settings: Settings) -> tuple[pd.Data
     return pd.concat(learn, ignore_index=True), pd.concat(recent, ignore_index=True)
 
 
-def run(settings: Settings, data: Path, out_dir: Path) -> dict[str, pd.DataFrame]:
-    parts = split(read_table(data), settings)
+def run(settings: Settings, io: SplitIO) -> dict[str, pd.DataFrame]:
+    """Split the validated rows and write one Parquet file per split (recent.parquet included, maybe empty)."""
+    parts = split(read_table(io.data), settings)
     for name, part in parts.items():
-        write_table(part, out_dir / f"{name}.parquet")
+        write_table(part, io.out_dir / f"{name}.parquet")
     print("split: " + ", ".join(f"{name} {len(part)}" for name, part in parts.items())
           + (f" (train includes the feedback rows x{settings.feedback.oversample})" if len(parts[RECENT]) else "")
-          + f" -> {out_dir}")
+          + f" -> {io.out_dir}")
     return parts

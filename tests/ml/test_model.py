@@ -84,7 +84,7 @@ def test_evaluate_measures_every_variant_and_the_gate_judges_each(trained, tmp_p
     settings, root, _ = trained
     settings = settings.model_copy(update={"optimize": settings.optimize.model_copy(update={
         "variants": ("torch_int8", "onnx_fp32", "onnx_int8")})})
-    optimize.run(settings, root / "model", tmp_path / "optimized")
+    optimize.run(settings, optimize.OptimizeIO.build(model=root / "model", out_dir=tmp_path / "optimized"))
     metrics = evaluate.run(settings, root / "model", root / "split", tmp_path / "scored", tmp_path / "eval.json",
                            tmp_path / "plots", tmp_path / "optimized")
     variants = metrics["variants"]

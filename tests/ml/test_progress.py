@@ -37,7 +37,7 @@ def test_mlops_progress_switches_bars_off_and_on(monkeypatch, capsys):
 
 
 def test_training_draws_no_bars_under_mlops_progress_0(monkeypatch, tiny_settings, tmp_path):
-    from mlops.stages.train import training_arguments
+    from mlops.ml.training.arguments import training_arguments
 
     monkeypatch.setenv("MLOPS_PROGRESS", "0")
     assert training_arguments(tiny_settings, tmp_path, steps_per_epoch=4).disable_tqdm is True

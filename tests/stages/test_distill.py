@@ -36,7 +36,9 @@ def setup(tmp_path_factory, tiny_model_dir, tiny_classifier_dir):
 
 
 def run_once(settings, root, teacher, name):
-    return distill.run(settings, teacher, root / "data/split", root / name / "student", root / name / "distill.json")
+    return distill.run(settings, distill.DistillIO.build(model=teacher, split_dir=root / "data/split",
+                                                         out=root / name / "student",
+                                                         metrics=root / name / "distill.json"))
 
 
 def command(name):
@@ -65,7 +67,8 @@ def test_a_student_with_half_the_layers_is_distilled_and_saved_like_a_candidate(
 def test_off_it_writes_its_marker_alone(setup, tmp_path):
     settings, _, teacher = setup
     off = settings.model_copy(update={"distill": settings.distill.model_copy(update={"enabled": False})})
-    summary = distill.run(off, teacher, tmp_path / "split-never-read", tmp_path / "student", tmp_path / "m.json")
+    summary = distill.run(off, distill.DistillIO.build(model=teacher, split_dir=tmp_path / "split-never-read",
+                                                       out=tmp_path / "student", metrics=tmp_path / "m.json"))
     assert summary["enabled"] is False
     assert [p.name for p in (tmp_path / "student").iterdir()] == ["distill.json"]
 
@@ -89,9 +92,11 @@ def test_keeping_as_many_layers_as_the_teacher_fails_naming_the_param(setup, tmp
     first_2 = settings.model_copy(update={"distill": settings.distill.model_copy(
         update={"layers": "first_k", "keep_layers": 2})})
     with pytest.raises(MlopsError, match=r"distill\.keep_layers: 2 keeps every layer of a 2-layer model"):
-        distill.run(first_2, teacher, root / "data/split", tmp_path / "student", tmp_path / "m.json")
+        distill.run(first_2, distill.DistillIO.build(model=teacher, split_dir=root / "data/split",
+                                                     out=tmp_path / "student", metrics=tmp_path / "m.json"))
     with pytest.raises(MlopsError, match="distill: no safetensors model in"):
-        distill.run(settings, tmp_path, root / "data/split", tmp_path / "student", tmp_path / "m.json")
+        distill.run(settings, distill.DistillIO.build(model=tmp_path, split_dir=root / "data/split",
+                                                      out=tmp_path / "student", metrics=tmp_path / "m.json"))
 
 
 @pytest.mark.slow

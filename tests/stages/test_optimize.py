@@ -18,11 +18,12 @@ def with_variants(repo_params, variants):
 
 def test_builds_every_listed_variant_and_lists_them_with_sizes(repo_params, tiny_classifier_dir, tmp_path, capsys):
     from mlops.ml.variants import read_variants
-    from mlops.stages.optimize import run
+    from mlops.stages.optimize import OptimizeIO, run
 
     out = tmp_path / "optimized"
     (out / "stale").mkdir(parents=True)  # left by an earlier run with other params: removed
-    run(with_variants(repo_params, ["onnx_int8", "torch_int8", "onnx_fp32"]), tiny_classifier_dir, out)
+    run(with_variants(repo_params, ["onnx_int8", "torch_int8", "onnx_fp32"]),
+        OptimizeIO.build(model=tiny_classifier_dir, out_dir=out))
     listed = json.loads((out / "variants.json").read_text())
     assert [v["name"] for v in listed["variants"]] == ["onnx_int8", "torch_int8", "onnx_fp32"]
     assert read_variants(out) == listed["variants"]
@@ -34,18 +35,18 @@ def test_builds_every_listed_variant_and_lists_them_with_sizes(repo_params, tiny
 
 def test_int8_alone_quantises_a_throw_away_export(repo_params, tiny_classifier_dir, tmp_path):
     from mlops.ml.variants import load_variant
-    from mlops.stages.optimize import run
+    from mlops.stages.optimize import OptimizeIO, run
 
-    run(with_variants(repo_params, ["onnx_int8"]), tiny_classifier_dir, tmp_path)
+    run(with_variants(repo_params, ["onnx_int8"]), OptimizeIO.build(model=tiny_classifier_dir, out_dir=tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["onnx_int8", "variants.json"]
     assert load_variant(tiny_classifier_dir, "onnx_int8", tmp_path).predict_proba(["hello"]).shape == (1, 3)
 
 
 def test_no_variants_writes_an_empty_list(repo_params, tiny_classifier_dir, tmp_path):
     from mlops.ml.variants import read_variants
-    from mlops.stages.optimize import run
+    from mlops.stages.optimize import OptimizeIO, run
 
-    run(with_variants(repo_params, []), tiny_classifier_dir, tmp_path / "out")
+    run(with_variants(repo_params, []), OptimizeIO.build(model=tiny_classifier_dir, out_dir=tmp_path / "out"))
     assert read_variants(tmp_path / "out") == [] and read_variants(tmp_path / "missing") == []
 
 
@@ -71,11 +72,13 @@ def test_export_failure_is_one_line_naming_the_variant(repo_params, tiny_classif
 
     monkeypatch.setattr(optimize, "export_onnx", broken)
     with pytest.raises(MlopsError) as caught:
-        optimize.run(with_variants(repo_params, ["onnx_fp32"]), tiny_classifier_dir, tmp_path)
+        optimize.run(with_variants(repo_params, ["onnx_fp32"]),
+                     optimize.OptimizeIO.build(model=tiny_classifier_dir, out_dir=tmp_path))
     assert str(caught.value) == ("optimize: variant onnx_fp32 failed: RuntimeError: Exporting the operator "
                                  "'aten::weird' to ONNX opset version 17 is not supported.")
     with pytest.raises(MlopsError, match="optimize: no safetensors model in"):
-        optimize.run(with_variants(repo_params, ["onnx_fp32"]), tmp_path, tmp_path / "out")
+        optimize.run(with_variants(repo_params, ["onnx_fp32"]),
+                     optimize.OptimizeIO.build(model=tmp_path, out_dir=tmp_path / "out"))
 
 
 def test_a_distilled_student_becomes_variants_of_its_own_scored_like_the_others(repo_params, tiny_classifier_dir,
@@ -85,7 +88,7 @@ def test_a_distilled_student_becomes_variants_of_its_own_scored_like_the_others(
     from mlops.ml.model import Classifier
     from mlops.ml.variants import load_variant, read_variants
     from mlops.stages.evaluate import score, variant_metrics
-    from mlops.stages.optimize import run
+    from mlops.stages.optimize import OptimizeIO, run
 
     # given a candidate and its student (with the distill stage's marker beside the weights)
     student = tmp_path / "student"
@@ -93,7 +96,8 @@ def test_a_distilled_student_becomes_variants_of_its_own_scored_like_the_others(
     (student / "distill.json").write_text("{}")
     # when optimize converts both
     out = tmp_path / "optimized"
-    run(with_variants(repo_params, ["onnx_int8"]), tiny_classifier_dir, out, student)
+    run(with_variants(repo_params, ["onnx_int8"]), OptimizeIO.build(model=tiny_classifier_dir, out_dir=out,
+                                                                   student=student))
     # then the student is listed as its weights and its own onnx_int8, each in a directory of its own
     assert [v["name"] for v in read_variants(out)] == ["onnx_int8", "student_fp32", "student_onnx_int8"]
     assert sorted(p.name for p in out.iterdir()) == ["onnx_int8", "student_fp32", "student_onnx_int8",
@@ -113,9 +117,10 @@ def test_a_distilled_student_becomes_variants_of_its_own_scored_like_the_others(
 
 def test_a_distill_output_without_a_model_adds_no_variant(repo_params, tiny_classifier_dir, tmp_path):
     from mlops.ml.variants import read_variants
-    from mlops.stages.optimize import run
+    from mlops.stages.optimize import OptimizeIO, run
 
     (tmp_path / "student").mkdir()
     (tmp_path / "student" / "distill.json").write_text('{"enabled": false}')  # distill.enabled off
-    run(with_variants(repo_params, []), tiny_classifier_dir, tmp_path / "out", tmp_path / "student")
+    run(with_variants(repo_params, []), OptimizeIO.build(model=tiny_classifier_dir, out_dir=tmp_path / "out",
+                                                        student=tmp_path / "student"))
     assert read_variants(tmp_path / "out") == []

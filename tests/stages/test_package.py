@@ -123,7 +123,8 @@ def test_the_chosen_onnx_variant_is_stored_with_the_model_and_served_from_it(tin
     from mlops.stages.package import stage_variant
 
     repo_params["optimize"] = {"variants": ["onnx_int8"]}
-    optimize.run(parse_settings(repo_params), tiny_classifier_dir, tmp_path / "optimized")
+    optimize.run(parse_settings(repo_params), optimize.OptimizeIO.build(model=tiny_classifier_dir,
+                                                                        out_dir=tmp_path / "optimized"))
     staged = tmp_path / "staged"
     shutil.copytree(tiny_classifier_dir, staged)
     stage_variant("onnx_int8", tmp_path / "optimized", staged)
@@ -161,7 +162,8 @@ def test_a_student_variant_is_stored_with_the_model_and_served_from_it(tiny_clas
     from mlops.stages.package import stage_variant
 
     repo_params["optimize"] = {"variants": ["onnx_int8"]}
-    optimize.run(parse_settings(repo_params), tiny_classifier_dir, tmp_path / "optimized", tiny_student_dir)
+    optimize.run(parse_settings(repo_params), optimize.OptimizeIO.build(
+        model=tiny_classifier_dir, out_dir=tmp_path / "optimized", student=tiny_student_dir))
     staged = tmp_path / "staged"
     shutil.copytree(tiny_classifier_dir, staged)
     stage_variant("student_torch_int8", tmp_path / "optimized", staged)  # torch int8 of the student's weights

@@ -99,9 +99,10 @@ def test_without_a_refit_the_stage_trains_nothing_and_records_why(settings, tmp_
     out = tmp_path / "refit"
     (out / "model").mkdir(parents=True)  # left by an earlier run
     # when the stage runs
-    record = refit.run(settings, tmp_path / "decision.json", tmp_path / "train.json", tmp_path / "candidate",
-                       tmp_path / "split", tmp_path / "optimized", out, tmp_path / "refit.json", tmp_path / "card.md",
-                       tmp_path / "card-out.md")
+    record = refit.run(settings, refit.RefitIO.build(
+        decision=tmp_path / "decision.json", train_metrics=tmp_path / "train.json", model=tmp_path / "candidate",
+        split_dir=tmp_path / "split", optimized_dir=tmp_path / "optimized", out_dir=out,
+        record=tmp_path / "refit.json", card=tmp_path / "card.md", card_out=tmp_path / "card-out.md"))
     # then nothing is trained, the record says which model package stores and why, in both places
     assert not record["refit"] and record["packaged"] == packaged and why in record["why"]
     assert record["checks"] == [] and "model_dir" not in record

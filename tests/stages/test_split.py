@@ -2,6 +2,7 @@ import pandas as pd
 import pytest
 
 from mlops.core.errors import MlopsError
+from mlops.core.splits import FEEDBACK, MAIN, SPLITS
 from mlops.stages import split
 from mlops.stages.generate import generate_corpus
 
@@ -24,12 +25,12 @@ def test_shares_stratified_and_disjoint(frame, tiny_settings):
         assert (part["label"].value_counts(normalize=True) - overall).abs().max() < 0.03
         # training rows say where they come from: a feedback retrain continues on the feedback rows and a replay
         assert list(part.columns) == (["text", "label", "origin"] if name == "train" else ["text", "label"])
-    assert set(parts["train"]["origin"]) == {split.MAIN}
+    assert set(parts["train"]["origin"]) == {MAIN}
 
 
 def test_seeded(frame, tiny_settings):
     first, second = split.split(frame, tiny_settings), split.split(frame, tiny_settings)
-    assert all(first[name].equals(second[name]) for name in split.SPLITS)
+    assert all(first[name].equals(second[name]) for name in SPLITS)
 
 
 def test_held_out_rows_are_the_test_split(frame, tiny_settings):
@@ -55,7 +56,7 @@ def test_each_feedback_batch_gives_a_seeded_stratified_recent_share(frame, tiny_
     assert not set(recent["text"]) & set(parts["train"]["text"])
     learnt = (200 - len(recent)) * tiny_settings.feedback.oversample  # the rest of each batch, repeated
     assert len(parts["train"]) == 420 + learnt
-    assert parts["train"]["origin"].value_counts().to_dict() == {split.MAIN: 420, split.FEEDBACK: learnt}
+    assert parts["train"]["origin"].value_counts().to_dict() == {MAIN: 420, FEEDBACK: learnt}
     assert set(recent["label"]) == set(feedback["label"])
     again = split.split(pd.concat([frame.assign(batch="corpus.csv"), feedback], ignore_index=True), tiny_settings)
     assert again["recent"].equals(recent)

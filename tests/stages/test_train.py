@@ -12,6 +12,9 @@ import yaml
 from mlops.core import registry
 from mlops.core.io import read_table, write_table
 from mlops.core.settings import parse_settings
+from mlops.ml.training.checkpoints import resumable_checkpoint
+from mlops.ml.training.refitting import refit_steps
+from mlops.ml.training.start import load_base, plan_start
 from mlops.stages import split, train
 from mlops.stages.generate import generate_corpus
 from tests.helpers import BIN, ROOT, kill_9_at, project_env, tiny_params
@@ -31,8 +34,9 @@ def setup(tmp_path_factory, tiny_model_dir):
 
 
 def run_once(settings, root, name):
-    return train.run(settings, root / "data/split", root / name / "model", root / name / "train.json",
-                     root / name / "dvclive", root / name / "curves.png")
+    return train.run(settings, train.TrainIO.build(split_dir=root / "data/split", out=root / name / "model",
+                                                   metrics=root / name / "train.json", live_dir=root / name / "dvclive",
+                                                   curves=root / name / "curves.png"))
 
 
 @pytest.mark.slow
@@ -70,11 +74,11 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(setup):
 def test_checkpoints_of_other_settings_are_not_resumed(setup, tmp_path):
     settings, root = setup
     checkpoints = tmp_path / ".model-checkpoints"
-    assert train.resumable_checkpoint(checkpoints, "key-1") is None
+    assert resumable_checkpoint(checkpoints, "key-1") is None
     (checkpoints / "checkpoint-20").mkdir()
     (checkpoints / "checkpoint-20" / "trainer_state.json").write_text("{}")
-    assert train.resumable_checkpoint(checkpoints, "key-1").endswith("checkpoint-20")
-    assert train.resumable_checkpoint(checkpoints, "key-2") is None  # other data or settings: start clean
+    assert resumable_checkpoint(checkpoints, "key-1").endswith("checkpoint-20")
+    assert resumable_checkpoint(checkpoints, "key-2") is None  # other data or settings: start clean
     assert not (checkpoints / "checkpoint-20").exists()
 
 
@@ -124,14 +128,14 @@ def with_feedback(frame, rows):
 
 def test_without_feedback_rows_training_starts_from_the_base(tiny_settings, bentoml_home):
     frame = generate_corpus(50, tiny_settings.data.generated.classes, seed=1).assign(origin="main")
-    rows, settings, tag, path, why = train.plan_start(tiny_settings, frame, sorted(set(frame["label"])))
+    rows, settings, tag, path, why = plan_start(tiny_settings, frame, sorted(set(frame["label"])))
     assert tag is None and path is None and len(rows) == 50 and settings is tiny_settings
     assert "no labelled feedback" in why
 
 
 def test_feedback_with_no_champion_starts_from_the_base_and_says_so(tiny_settings, bentoml_home):
     frame = with_feedback(generate_corpus(50, tiny_settings.data.generated.classes, seed=1), 10)
-    _, _, tag, _, why = train.plan_start(tiny_settings, frame, sorted(set(frame["label"])))
+    _, _, tag, _, why = plan_start(tiny_settings, frame, sorted(set(frame["label"])))
     assert tag is None and "no champion yet" in why
 
 
@@ -146,14 +150,14 @@ def test_feedback_and_a_matching_champion_continue_on_feedback_plus_a_replay(tin
     given = tiny_settings.model_copy(update={"train": tiny_settings.train.model_copy(
         update={"continue_from_champion": options})})
     # when training plans its start
-    rows, settings, started, path, why = train.plan_start(given, frame, labels)
+    rows, settings, started, path, why = plan_start(given, frame, labels)
     # then it continues from the champion on every feedback row and 100 replayed original rows
     assert started == tag and path is not None and (path / "label_map.json").is_file()
     assert (rows["origin"] == "feedback").sum() == 40 and (rows["origin"] == "main").sum() == 100
     assert settings.train.epochs == 2.0 and settings.train.lr == options.lr
     assert f"continuing from champion {tag}" in why
     # and the same plan twice is the same rows (seeded replay)
-    again = train.plan_start(given, frame, labels)[0]
+    again = plan_start(given, frame, labels)[0]
     assert again["text"].tolist() == rows["text"].tolist()
 
 
@@ -162,10 +166,10 @@ def test_a_champion_with_other_labels_or_base_is_not_continued(tiny_settings, be
     labels = sorted(set(frame["label"]))
     (tmp_path / "a").mkdir()
     store_champion(tmp_path / "a", tiny_settings.model.base, labels[:-1])
-    assert "has labels" in train.plan_start(tiny_settings, frame, labels)[4]
+    assert "has labels" in plan_start(tiny_settings, frame, labels)[4]
     (tmp_path / "b").mkdir()
     store_champion(tmp_path / "b", "another-base", labels)
-    assert "was fine-tuned from 'another-base'" in train.plan_start(tiny_settings, frame, labels)[4]
+    assert "was fine-tuned from 'another-base'" in plan_start(tiny_settings, frame, labels)[4]
 
 
 def test_continuing_can_be_turned_off(tiny_settings, bentoml_home):
@@ -173,7 +177,7 @@ def test_continuing_can_be_turned_off(tiny_settings, bentoml_home):
     options = tiny_settings.train.continue_from_champion.model_copy(update={"enabled": False})
     off = tiny_settings.model_copy(update={"train": tiny_settings.train.model_copy(
         update={"continue_from_champion": options})})
-    assert "continue_from_champion is off" in train.plan_start(off, frame, sorted(set(frame["label"])))[4]
+    assert "continue_from_champion is off" in plan_start(off, frame, sorted(set(frame["label"])))[4]
 
 
 @pytest.mark.slow
@@ -191,7 +195,8 @@ def test_a_retrain_on_feedback_continues_from_the_champions_weights(setup, bento
     frame = read_table(split_dir / "train.parquet")
     write_table(with_feedback(frame, 30), split_dir / "train.parquet")
     # when train runs
-    summary = train.run(settings, split_dir, tmp_path / "c/model", tmp_path / "c/train.json", tmp_path / "c/live")
+    summary = train.run(settings, train.TrainIO.build(split_dir=split_dir, out=tmp_path / "c/model",
+                                                      metrics=tmp_path / "c/train.json", live_dir=tmp_path / "c/live"))
     # then it started from the champion, on the feedback rows and the replay, and kept its last weights
     options = settings.train.continue_from_champion
     assert summary["started_from"] == tag and summary["best_step"] is None
@@ -204,10 +209,10 @@ def test_refit_steps_are_the_best_steps_epochs_on_the_larger_set(tiny_settings):
     settings = tiny_settings.model_copy(update={"train": tiny_settings.train.model_copy(
         update={"batch_size": 32, "grad_accum_steps": 1})})
     # when the refit adds the 500 validation rows (157-step epochs), it runs as many epochs' worth of steps
-    assert train.refit_steps(300, 4500, 5000, settings) == round(300 * 157 / 141)
+    assert refit_steps(300, 4500, 5000, settings) == round(300 * 157 / 141)
     # and gradient accumulation counts optimiser steps, not batches
     accumulated = settings.model_copy(update={"train": settings.train.model_copy(update={"grad_accum_steps": 2})})
-    assert train.refit_steps(150, 4500, 5000, accumulated) == round(150 * 79 / 71)
+    assert refit_steps(150, 4500, 5000, accumulated) == round(150 * 79 / 71)
 
 
 def refit_command(out: str) -> list[str]:
@@ -232,7 +237,7 @@ def test_refit_trains_on_train_and_validation_and_resumes_after_kill_9(setup):
     rows = {name: len(read_table(root / "data/split" / f"{name}.parquet")) for name in ("train", "validation")}
     # then the refit learnt from both splits for the selection's best step scaled to them, and the model is its
     assert summary["refit"]["rows"] == rows["train"] + rows["validation"]
-    assert summary["refit"]["steps"] == train.refit_steps(summary["best_step"], rows["train"], sum(rows.values()),
+    assert summary["refit"]["steps"] == refit_steps(summary["best_step"], rows["train"], sum(rows.values()),
                                                           parse_settings(params))
     selection = run_once(settings, root, "a") if not (root / "a/train.json").exists() else \
         json.loads((root / "a/train.json").read_text())
@@ -265,7 +270,7 @@ def with_repairs(settings):
 def test_training_tokenises_with_this_runs_text_repairs(setup, tiny_classifier_dir, from_champion):
     settings, _ = setup
     labels = json.loads((tiny_classifier_dir / "label_map.json").read_text())["labels"]
-    tokenizer, _ = train.load_base(with_repairs(settings), labels, tiny_classifier_dir if from_champion else None)
+    tokenizer, _ = load_base(with_repairs(settings), labels, tiny_classifier_dir if from_champion else None)
     assert tokenizer("Haiti #39;s line\\break")["input_ids"] == tokenizer("Haiti's line break")["input_ids"]
 
 

@@ -65,12 +65,13 @@ def test_bad_params_fail_naming_the_key(repo_params, variants, message):
 
 
 def test_export_failure_is_one_line_naming_the_variant(repo_params, tiny_classifier_dir, tmp_path, monkeypatch):
+    from mlops.ml import variant_build
     from mlops.stages import optimize
 
     def broken(*args, **kwargs):
         raise RuntimeError("Exporting the operator 'aten::weird' to ONNX opset version 17 is not supported.\nmore")
 
-    monkeypatch.setattr(optimize, "export_onnx", broken)
+    monkeypatch.setattr(variant_build, "export_onnx", broken)
     with pytest.raises(MlopsError) as caught:
         optimize.run(with_variants(repo_params, ["onnx_fp32"]),
                      optimize.OptimizeIO.build(model=tiny_classifier_dir, out_dir=tmp_path))

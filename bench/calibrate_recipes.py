@@ -83,8 +83,8 @@ def ag_test_partition(seed: int) -> dict[str, pd.DataFrame]:
 
 def shift_data(shift: str, seed: int) -> dict[str, Any]:
     """Settings, the champion's training rows, the original test rows, and the shift's pool and held-out rows."""
+    from mlops.core.raw_tables import read_source
     from mlops.stages.generate import generate_corpus
-    from mlops.stages.ingest import read_source
     from mlops.stages.split import stratified
 
     budget = {"train": {"refit": False}}

@@ -94,10 +94,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "batch.parquet"
         frame.to_parquet(data)
-        validate.run(settings, data, Path(tmp) / "ok.parquet", Path(tmp) / "warm")  # imports and GE start-up
+        validate.run(settings, validate.ValidateIO(data=data, out=Path(tmp) / "ok.parquet",
+                                                   report_dir=Path(tmp) / "warm"))  # imports and GE start-up
         started = time.perf_counter()
-        summary = validate.run(settings, data, Path(tmp) / "ok.parquet", RESULTS / "validation-report",
-                               Path(tmp) / "q.parquet")
+        summary = validate.run(settings, validate.ValidateIO(data=data, out=Path(tmp) / "ok.parquet",
+                                                             report_dir=RESULTS / "validation-report",
+                                                             quarantine=Path(tmp) / "q.parquet"))
         seconds = time.perf_counter() - started
     report = screenshot(RESULTS / "validation-report" / "report.html", RESULTS / "validation-report.png")
     result = {"rows": len(frame), "data": origin, "seconds": round(seconds, 2), "target_seconds": 10,

@@ -70,36 +70,35 @@ def adhoc_dir(command: str) -> Path:
 
 
 @cli.command()
-@click.option("--out", type=PathArg, default=declared("generate", "out"), show_default=DVC_YAML)
+@click.option("--out", type=PathArg, default=None, show_default=DVC_YAML)
 @click.option("--variant", type=click.Choice(["original", "shifted"]), default="original", show_default=True,
               help="shifted: the same classes in new products' vocabulary and new phrasing (drifted traffic).")
 @click.option("--rows", type=int, default=None, help="Rows to write (default: data.generated.rows).")
 @click.option("--seed", type=int, default=None, help="Seed (default: the params' seed).")
 @click.pass_context
-def generate(ctx: click.Context, out: Path, variant: str, rows: int | None, seed: int | None) -> None:
+def generate(ctx: click.Context, out: Path | None, variant: str, rows: int | None, seed: int | None) -> None:
     """Write the offline default corpus (data.generated) as a CSV, or its shifted variant."""
     from mlops.stages import generate as stage
 
-    settings = settings_of(ctx)
-    stage.run(rows or settings.data.generated.rows, settings.data.generated.classes,
-              settings.seed if seed is None else seed, out, variant)
+    stage.run(settings_of(ctx), stage.GenerateIO.from_dvc(Path.cwd(), out=out), variant=variant, rows=rows,
+              seed=seed)
 
 
 @cli.command()
-@click.option("--out", type=PathArg, default=declared("ingest", "out"), show_default=DVC_YAML)
+@click.option("--out", type=PathArg, default=None, show_default=DVC_YAML)
 @click.pass_context
-def ingest(ctx: click.Context, out: Path) -> None:
+def ingest(ctx: click.Context, out: Path | None) -> None:
     """Read the configured source(s) into one table of text, label and subset."""
     from mlops.core.sources import check_sources
     from mlops.stages import ingest as stage
 
     settings = settings_of(ctx)
     check_sources(settings, Path.cwd())  # data.allowed_sources, before anything is fetched or read
-    stage.run(settings, out)
+    stage.run(settings, stage.IngestIO.from_dvc(Path.cwd(), out=out))
 
 
 @cli.command()
-@click.option("--data", type=PathArg, default=declared("validate", "data"), show_default=DVC_YAML,
+@click.option("--data", type=PathArg, default=None, show_default=DVC_YAML,
               help="Any dataset file (Parquet from ingest, or CSV/JSONL/Parquet mapped by data.source).")
 @click.option("--out", type=PathArg, default=None, help="Where to write the accepted rows.")
 @click.option("--quarantine", type=PathArg, default=None, help="Where to write the quarantined rows, with reasons.")
@@ -109,13 +108,16 @@ def ingest(ctx: click.Context, out: Path) -> None:
               help="Where summary.json and report.html go (dvc.yaml's path for the pipeline); "
                    "default: a new reports/adhoc/<time>-validate/ folder.")
 @click.pass_context
-def validate(ctx: click.Context, data: Path, out: Path | None, quarantine: Path | None, profile_path: Path | None,
-             report_dir: Path | None) -> None:
+def validate(ctx: click.Context, data: Path | None, out: Path | None, quarantine: Path | None,
+             profile_path: Path | None, report_dir: Path | None) -> None:
     """Run the Great Expectations suite; exit non-zero when the batch is rejected."""
     from mlops.stages import validate as stage
 
-    report_dir = report_dir or adhoc_dir("validate")
-    stage.run(settings_of(ctx), data, out, report_dir, quarantine, profile_path)
+    # dvc.yaml gives the data only: a hand run writes no dataset, quarantine or profile it was not asked for
+    io = stage.ValidateIO.from_dvc(Path.cwd(), data=data).model_copy(update={
+        "out": out, "quarantine": quarantine, "profile": profile_path,
+        "report_dir": report_dir or adhoc_dir("validate")})
+    stage.run(settings_of(ctx), io)
 
 
 @cli.command()
@@ -302,29 +304,32 @@ def rejection_verdict(result: dict) -> str:
 
 
 @cli.command()
-@click.option("--reference", type=PathArg, default=declared("monitor", "reference"), show_default=DVC_YAML,
+@click.option("--reference", type=PathArg, default=None, show_default=DVC_YAML,
               help="Scored validation split of --model; traffic of a registered version uses that version's own.")
-@click.option("--model", "model_dir", type=PathArg, default=declared("monitor", "model"), show_default=DVC_YAML,
+@click.option("--model", "model_dir", type=PathArg, default=None, show_default=DVC_YAML,
               help="Scores a current file that has no predictions or embeddings.")
 @click.option("--current", type=str, default=None,
               help="Traffic log (file or directory), or any CSV/TSV/JSONL/Parquet file with a text column; "
                    "`test` for the scored test split; default: monitor.current.")
-@click.option("--scored-test", type=PathArg, default=declared("monitor", "scored-test"), show_default=DVC_YAML)
+@click.option("--scored-test", type=PathArg, default=None, show_default=DVC_YAML)
 @click.option("--out-dir", type=PathArg, default=None,
               help="Where the report goes (dvc.yaml's path for the pipeline); "
                    "default: a new reports/adhoc/<time>-monitor/ folder.")
 @click.option("--no-history", is_flag=True,
               help="Do not archive this report in monitor.history_dir nor add it to monitor.workspace.")
 @click.pass_context
-def monitor(ctx: click.Context, reference: Path, model_dir: Path, current: str | None, scored_test: Path,
-            out_dir: Path | None, no_history: bool) -> None:
+def monitor(ctx: click.Context, reference: Path | None, model_dir: Path | None, current: str | None,
+            scored_test: Path | None, out_dir: Path | None, no_history: bool) -> None:
     """Compare served traffic (or a stand-in) with the reference; report drift, and the live quality the returned
     labels show. Exit 0 whatever the verdict."""
     from mlops.stages import monitor as stage
 
-    out_dir = out_dir or adhoc_dir("monitor")
-    stage.run(settings_of(ctx), reference, current, scored_test, out_dir, model_dir=model_dir,
-              history=not no_history)
+    # the report goes where dvc.yaml says only when the command says so: a hand run gets a folder of its own
+    io = stage.MonitorIO.from_dvc(Path.cwd(), reference=reference, model=model_dir, scored_test=scored_test,
+                                  out_dir=out_dir)
+    if out_dir is None:
+        io = io.model_copy(update={"out_dir": adhoc_dir("monitor")})
+    stage.run(settings_of(ctx), io, current=current, history=not no_history)
 
 
 @cli.command()

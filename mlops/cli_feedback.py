@@ -84,8 +84,8 @@ def feedback_collect(ctx: click.Context, log_path: Path | None) -> None:
 @click.pass_context
 def feedback_queue(ctx: click.Context, current: str | None, out_dir: Path | None) -> None:
     """Write the labelling queue: clients' suggestions to confirm, then the least confident traffic."""
-    from mlops.loop.queue import write_queue
-    from mlops.serving.traffic import read_traffic
+    from mlops.core.labelling_queue import write_queue
+    from mlops.core.traffic_log import read_traffic
 
     settings = settings_of(ctx)
     window = read_traffic(Path(current) if current else traffic_dir(), settings.monitor.window_rows,

@@ -158,7 +158,7 @@ def read_labelled_file(path: Path) -> tuple[pd.DataFrame, int]:
         frame = pd.DataFrame(rows)
     else:
         raise MlopsError(f"{path}: expected a .csv, .jsonl or Label Studio .json file")
-    from mlops.loop.queue import is_queue_file, unescape_cell
+    from mlops.core.labelling_queue import is_queue_file, unescape_cell
 
     if is_queue_file(frame):  # the labelling queue filled in: its cells carry the formula guard
         frame = frame.assign(**{column: frame[column].map(unescape_cell) for column in ("id", "text", "label")})

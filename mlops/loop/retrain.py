@@ -77,7 +77,7 @@ def queue_of(project: Path, settings: Settings, summaries: list[str]) -> tuple[i
             queue = json.loads(path.read_text(encoding="utf-8")).get("labelling_queue")
             if queue:
                 return int(queue["rows"]), str(queue["path"])
-    from mlops.loop.queue import QUEUE_CSV
+    from mlops.core.labelling_queue import QUEUE_CSV
 
     path = (project / settings.feedback.queue_dir / QUEUE_CSV).resolve()
     return (len(pd.read_csv(path)) if path.is_file() else 0), str(path)

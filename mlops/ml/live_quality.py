@@ -34,7 +34,7 @@ from mlops.core.batch_files import read_batches
 from mlops.core.feedback_log import FEEDBACK_FILE, SUGGESTIONS_FILE, read_feedback
 from mlops.core.settings import Settings
 from mlops.core.stats import wilson_interval
-from mlops.serving.traffic import id_time, list_parts, read_part
+from mlops.core.traffic_log import id_time, list_parts, read_part
 
 TRUSTED_ROLE = "labeller"
 COLUMNS = ["id", "label", "prediction", "model_version", "served_at", "origin"]

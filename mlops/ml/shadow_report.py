@@ -26,9 +26,8 @@ from typing import Any
 import pandas as pd
 
 from mlops.core.settings import Settings, ShadowEvidence
+from mlops.core.traffic_log import list_shadow_parts, read_part
 from mlops.ml.live_quality import interval, trusted_labels
-from mlops.serving.shadow_log import list_shadow_parts
-from mlops.serving.traffic import read_part
 
 COLUMNS = ["timestamp", "shadow_of", "prediction", "model_version", "champion_prediction", "champion_version"]
 

@@ -31,6 +31,7 @@ import pandas as pd  # noqa: E402
 
 from mlops.core.errors import MlopsError  # noqa: E402
 from mlops.core.io import atomic_path  # noqa: E402
+from mlops.core.raw_tables import read_raw  # noqa: E402
 from mlops.core.settings import Settings, SourceSettings  # noqa: E402
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
@@ -76,8 +77,6 @@ def resolve_model(tag: str | None) -> ServedModel:
 
 def read_input(path: Path, text_columns: tuple[str, ...], columns: tuple[str, ...] | None) -> pd.DataFrame:
     """The input table, as ingest reads files; `columns` names a headerless CSV/TSV's columns."""
-    from mlops.stages.ingest import read_raw
-
     fmt = file_format(path, "input")
     source = SourceSettings(path=str(path), format=fmt, header=columns is None, columns=columns,
                             text=text_columns)

@@ -35,9 +35,9 @@ from typing import Any
 
 from mlops.core.environment import feedback_dir, traffic_dir
 from mlops.core.feedback_log import FEEDBACK_FILE, SUGGESTIONS_FILE, read_feedback  # noqa: F401 (re-exported)
+from mlops.core.traffic_log import id_time, list_parts
 from mlops.serving.credentials import LOCAL, Identity
 from mlops.serving.guard import IDENTITY
-from mlops.serving.traffic import id_time, list_parts
 
 OPERATOR = Identity(LOCAL, "labeller")  # a script or test on this machine
 MAX_ID_CHARS = 64

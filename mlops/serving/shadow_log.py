@@ -7,26 +7,19 @@ it shadows), the challenger's `prediction`, `confidence` and `model_version`,
 the champion's `champion_prediction` and `champion_version`, the shadow's own
 model time (`latency_ms`) and a timestamp. No `id` of their own: feedback
 cannot label a shadow answer, and no reader of served answers lists these
-files (mlops/serving/traffic.py's `list_parts` matches `traffic-*` only).
+files (mlops/core/traffic_log.py's `list_parts` matches `traffic-*` only).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mlops.core.traffic_log import SHADOW_PART, list_shadow_parts
 from mlops.serving.traffic import TrafficLog
-
-SHADOW_PART = re.compile(r"^shadow-(\d{8})-(\d{4})\.jsonl$")
-
-
-def list_shadow_parts(directory: Path) -> list[Path]:
-    """The shadow's files in a traffic log directory, oldest first (day, then part number)."""
-    return sorted(p for p in Path(directory).glob("shadow-*.jsonl") if SHADOW_PART.match(p.name))
 
 
 class ShadowLog(TrafficLog):

@@ -17,6 +17,8 @@ import pandas as pd
 
 from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path
+from mlops.core.settings import Settings
+from mlops.core.stage_io import StageIO
 
 OPENERS = [
     "Hi,", "Hello team,", "Good morning.", "Hey there,", "Dear support,", "Hi again,", "Quick question:",
@@ -316,10 +318,21 @@ def generate_corpus(rows: int, classes: tuple[str, ...] | list[str], seed: int,
     return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
-def run(rows: int, classes: tuple[str, ...], seed: int, out: Path, variant: str = "original") -> pd.DataFrame:
-    frame = generate_corpus(rows, classes, seed, variant)
-    with atomic_path(out) as tmp:
+class GenerateIO(StageIO):
+    """The corpus CSV the stage writes."""
+
+    stage = "generate"
+    out: Path
+
+
+def run(settings: Settings, io: GenerateIO, variant: str = "original", rows: int | None = None,
+        seed: int | None = None) -> pd.DataFrame:
+    """Write data.generated's corpus (or its shifted variant); `rows` and `seed` replace the params' values."""
+    classes = settings.data.generated.classes
+    frame = generate_corpus(rows or settings.data.generated.rows, classes, settings.seed if seed is None else seed,
+                            variant)
+    with atomic_path(io.out) as tmp:
         frame.to_csv(tmp, index=False)
     print(f"generate: {len(frame)} {variant + ' ' if variant != 'original' else ''}rows over {len(classes)} "
-          f"classes -> {out}")
+          f"classes -> {io.out}")
     return frame

@@ -53,25 +53,21 @@ import pandas as pd
 from mlops.core.environment import feedback_dir, traffic_dir
 from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path, read_table, write_json
+from mlops.core.labelling_queue import write_queue
+from mlops.core.pipeline import stage_path
+from mlops.core.raw_tables import read_with_header
 from mlops.core.settings import MonitorSettings, Settings
+from mlops.core.stage_io import StageIO
+from mlops.core.traffic_log import read_traffic
 from mlops.ml.descriptors import DESCRIPTORS, describe
 from mlops.ml.drift import embedding_drift
 from mlops.ml.live_quality import assess, insert_section, render_table
 from mlops.ml.live_quality import describe as describe_live
 from mlops.ml.shadow_report import assess_shadow, describe_shadow, render_shadow
-from mlops.serving.traffic import read_traffic
 
 SIGNALS = [*DESCRIPTORS, "prediction", "confidence", "embedding"]
 REPORT_COLUMNS = [*DESCRIPTORS, "prediction", "confidence"]
 NULL_DRAWS, NOISE_QUANTILE, NOISE_Z = 200, 0.99, 2.326  # z of the 99th percentile of a normal
-
-
-def read_any(path: Path) -> pd.DataFrame:
-    """A data file with a header row, in any format ingest reads (told by its suffix), read the way ingest does."""
-    from mlops.core.settings import SourceSettings
-    from mlops.stages.ingest import read_raw
-
-    return read_raw(SourceSettings(path=str(path)))
 
 
 def load_current(current: str, scored_test: Path, config: MonitorSettings) -> tuple[pd.DataFrame, str]:
@@ -88,7 +84,7 @@ def load_current(current: str, scored_test: Path, config: MonitorSettings) -> tu
         torn = window.attrs.get("torn_lines", 0)
         return window, (f"served traffic from {current}, newest {config.window_rows} rows{hours} at most"
                         + (f"; {torn} torn lines skipped" if torn else ""))
-    return read_any(path).tail(config.window_rows), f"data file {current}"
+    return read_with_header(path).tail(config.window_rows), f"data file {current}"
 
 
 def is_traffic_log(current: str) -> bool:
@@ -280,14 +276,24 @@ def baseline_for(version: str | None, reference_path: Path, model_dir: Path) -> 
     return reference_path, model_dir, f"reference {reference_path}"
 
 
-def run(settings: Settings, reference_path: Path, current: str | None, scored_test: Path, out_dir: Path,
-        model_dir: Path | None = None, history: bool = True) -> dict[str, Any]:
+class MonitorIO(StageIO):
+    """The reference, the model that scores unscored texts (left out: dvc.yaml's), the scored test split that
+    stands in for traffic, and the report folder."""
+
+    stage = "monitor"
+    reference: Path
+    scored_test: Path
+    out_dir: Path
+    model: Path | None = None
+
+
+def run(settings: Settings, io: MonitorIO, current: str | None = None, history: bool = True) -> dict[str, Any]:
+    """Judge the current window (`current`, else monitor.current) against the reference; write the report."""
+    reference_path, scored_test, out_dir = io.reference, io.scored_test, io.out_dir
     config = settings.monitor
     window, description = load_current(current or config.current, scored_test, config)
     window, version, note = one_model_version(window)
-    from mlops.core.pipeline import stage_path
-
-    model_dir = model_dir or stage_path(".", "monitor", "model")
+    model_dir = io.model or stage_path(".", "monitor", "model")
     reference_path, model_dir, baseline = baseline_for(version, reference_path, model_dir)
     summary: dict[str, Any] = {"created": datetime.now(UTC).isoformat(timespec="seconds"),
                                "current": description + note, "baseline": baseline, "model_version": version,
@@ -312,8 +318,6 @@ def run(settings: Settings, reference_path: Path, current: str | None, scored_te
         with atomic_path(out_dir / "report.json") as tmp:  # the same report as data: what a test or a tool reads
             snapshot.save_json(str(tmp))
         if verdict["drift"]:  # the drifted window's texts that most need a label, for the next turn of the loop
-            from mlops.loop.queue import write_queue
-
             queue_path, queued = write_queue(settings, window)
             summary["labelling_queue"] = {"path": str(queue_path.resolve()), "rows": queued}
     summary |= live | {"shadow": shadow}

@@ -23,14 +23,13 @@ because GE marks a run failed even for warning-level expectations:
 
 Each failed check prints one line with its observed value; a JSON summary and
 a self-contained HTML page (no CDN, no script) say the same for people.
+The suite and its run are mlops/adapters/great_expectations_suite.py; the
+summary and the page, mlops/ml/validation_report.py.
 """
 
 from __future__ import annotations
 
-import html
-import logging
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,144 +37,19 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from mlops.adapters.great_expectations_suite import Outcome, build_checks, derive_columns, run_suite
 from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path, read_json, write_json, write_table
+from mlops.core.raw_tables import read_as_dataset
 from mlops.core.settings import Settings, declared_labels
+from mlops.core.stage_io import StageIO
+from mlops.ml.validation_report import Verdict, batch_report, render_html, summarise
 
-ROW_ID = "_row"
 COLUMNS = ["text", "label", "subset"]
-CONTROL_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"  # C0 but tab/newline/CR, DEL, C1
-# UTF-8 read as Latin-1/cp1252: "Ã©" for "é", "â€™" for "’", "Â " for a no-break space.
-MOJIBAKE = r"Ã[\x80-\xbf]|Ã[¡-¿]|â€|Â[\xa0-\xbf ]"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One expectation of the suite, with the words a data owner needs."""
-
-    name: str
-    kind: str  # "row" (quarantines rows) | "table" (critical) | "warning"
-    description: str
-    expectation: Any = None
-
-
-@dataclass
-class Outcome:
-    name: str
-    kind: str
-    description: str
-    success: bool
-    observed: Any
-    rows: list[int] = field(default_factory=list, repr=False)
-
-    @property
-    def severity(self) -> str:
-        return {"table": "critical", "row": "quarantine", "warning": "warning"}[self.kind]
 
 
 class ValidationFailed(MlopsError):
     """The batch is rejected; the message lists the failed checks."""
-
-
-def derive_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per-row facts GE cannot compute itself, as columns GE can then check."""
-    text, label = frame["text"].astype("string"), frame["label"].astype("string")
-    key = text.str.strip()
-    conflict = label.groupby(key, dropna=True).transform("nunique").fillna(0).gt(1)
-    subset = frame["subset"] if "subset" in frame else pd.Series("main", index=frame.index)
-    test_texts = set(key[subset == "test"].dropna())
-    return pd.DataFrame({
-        ROW_ID: np.arange(len(frame)),
-        "text": text,
-        "label": label,
-        # a copy across subsets is leakage, not a duplicate: the test row must stay
-        "_duplicate": pd.DataFrame({"s": subset, "t": key, "l": label}).duplicated(keep="first") & key.notna(),
-        "_conflict": conflict,
-        "_leak": (subset != "test") & key.isin(test_texts),
-    })
-
-
-def build_checks(settings: Settings, labels: list[str] | None) -> list[Check]:
-    import great_expectations as gx
-
-    bounds, e = settings.validate_, gx.expectations
-    no_flag = [False]
-    checks = [
-        Check("text_not_null", "row", "every row has a text", e.ExpectColumnValuesToNotBeNull(column="text")),
-        Check("text_not_blank", "row", "no text is empty or whitespace only",
-              e.ExpectColumnValuesToNotMatchRegex(column="text", regex=r"^\s*$")),
-        Check("text_length", "row", f"every text has {bounds.min_text_chars} to {bounds.max_text_chars} characters",
-              e.ExpectColumnValueLengthsToBeBetween(column="text", min_value=bounds.min_text_chars,
-                                                    max_value=bounds.max_text_chars)),
-        Check("label_not_null", "row", "every row has a label", e.ExpectColumnValuesToNotBeNull(column="label")),
-        Check("replacement_char", "row", "no U+FFFD replacement character (bytes lost in decoding)",
-              e.ExpectColumnValuesToNotMatchRegex(column="text", regex="\ufffd")),
-        Check("control_chars", "row", "no control characters (C0 other than tab/newline, DEL, C1)",
-              e.ExpectColumnValuesToNotMatchRegex(column="text", regex=CONTROL_CHARS)),
-        Check("mojibake", "row", "no mojibake (UTF-8 decoded as Latin-1, e.g. 'Ã©' or 'â€™')",
-              e.ExpectColumnValuesToNotMatchRegex(column="text", regex=MOJIBAKE)),
-        Check("duplicate", "row", "no exact duplicate (same text and label) of an earlier row",
-              e.ExpectColumnValuesToBeInSet(column="_duplicate", value_set=no_flag)),
-        Check("label_conflict", "row", "no text appears with two different labels",
-              e.ExpectColumnValuesToBeInSet(column="_conflict", value_set=no_flag)),
-        Check("test_leakage", "row", "no training text also appears in the held-out test rows",
-              e.ExpectColumnValuesToBeInSet(column="_leak", value_set=no_flag)),
-        Check("row_count", "table", f"between {bounds.min_rows} and {bounds.max_rows} rows",
-              e.ExpectTableRowCountToBeBetween(min_value=bounds.min_rows, max_value=bounds.max_rows)),
-        Check("duplicate_share", "table", f"at most {bounds.max_duplicate_share:.0%} of texts are duplicates",
-              e.ExpectColumnProportionOfUniqueValuesToBeBetween(column="text",
-                                                                min_value=1 - bounds.max_duplicate_share)),
-        Check("two_classes", "table", "at least two classes",
-              e.ExpectColumnUniqueValueCountToBeBetween(column="label", min_value=2)),
-    ]
-    if labels is not None:
-        checks.insert(4, Check("label_known", "row", f"labels are among {labels}",
-                               e.ExpectColumnValuesToBeInSet(column="label", value_set=labels)))
-    return checks
-
-
-def observed_value(result: dict[str, Any]) -> Any:
-    if "observed_value" in result:
-        return result["observed_value"]
-    summary: dict[str, Any] = {key: result[key] for key in ("unexpected_count",) if key in result}
-    if "unexpected_percent" in result:
-        summary["unexpected_percent"] = round(float(result["unexpected_percent"] or 0), 3)
-    examples = result.get("partial_unexpected_list") or []
-    if examples:
-        summary["examples"] = sorted({str(value)[:80] for value in examples})[:5]
-    return summary
-
-
-def run_suite(frame: pd.DataFrame, checks: list[Check]) -> list[Outcome]:
-    """Evaluate the checks with an ephemeral GE context (no files, no network)."""
-    import great_expectations as gx
-
-    from mlops.adapters.great_expectations_config import silence_progress_bars
-
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    context = gx.get_context(mode="ephemeral")
-    silence_progress_bars(context)
-    batch = (context.data_sources.add_pandas("lifecycle").add_dataframe_asset("dataset")
-             .add_batch_definition_whole_dataframe("whole"))
-    suite = context.suites.add(gx.ExpectationSuite(name="text_classification"))
-    by_id = {str(suite.add_expectation(check.expectation).id): check for check in checks}
-    definition = context.validation_definitions.add(gx.ValidationDefinition(name="lifecycle", data=batch,
-                                                                            suite=suite))
-    result = definition.run(batch_parameters={"dataframe": frame},
-                            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID],
-                                           "partial_unexpected_count": 5, "return_unexpected_index_query": False})
-    outcomes = {}
-    for item in result.results:
-        check = by_id[str(item.expectation_config.id)]
-        rows = [int(entry[ROW_ID]) for entry in item.result.get("unexpected_index_list") or []]
-        observed = observed_value(item.result)
-        if check.name == "duplicate_share":  # GE reports the unique proportion; say what the bound is about
-            observed = round(1 - float(observed), 4)
-        if rows and str(item.expectation_config.kwargs.get("column", "")).startswith("_"):
-            observed["examples"] = [str(text)[:80] for text in frame["text"].iloc[rows[:3]]]  # not "True"
-        outcomes[check.name] = Outcome(check.name, check.kind, check.description, bool(item.success), observed,
-                                       sorted(set(rows)))
-    return [outcomes[check.name] for check in checks]  # GE returns them unordered
 
 
 def table_checks(frame: pd.DataFrame, accepted: pd.DataFrame, quarantined_share: float,
@@ -230,22 +104,6 @@ def shift_warnings(current: dict[str, Any], previous: dict[str, Any] | None, set
                 f"label mix within total-variation distance {bounds.max_label_shift} of the last accepted batch",
                 label_shift <= bounds.max_label_shift, round(label_shift, 4)),
     ]
-
-
-@dataclass
-class Verdict:
-    """The checks' outcomes and the batch split in two: rows that passed every
-    row check, and rows quarantined with their reasons. Together they are the
-    input; whether either is written depends on `success`."""
-
-    outcomes: list[Outcome]
-    accepted: pd.DataFrame
-    quarantined: pd.DataFrame
-    excluded: dict[str, float] = field(default_factory=dict)  # feedback batch -> its own quarantined share
-
-    @property
-    def success(self) -> bool:
-        return not [o for o in self.outcomes if o.kind == "table" and not o.success]
 
 
 EXCLUDED = "batch_excluded:"  # the quarantine reason of every row of an excluded feedback batch, then its name
@@ -335,97 +193,6 @@ def declared_classes_present(accepted: pd.DataFrame, labels: list[str] | None) -
                     not missing, {"missing": missing} if missing else "all present")]
 
 
-def batch_report(verdict: Verdict, previous: dict[str, Any] | None) -> dict[str, Any]:
-    """Per batch (source file or feedback batch): rows, accepted, quarantined; and which are new since the
-    last accepted run's profile."""
-    if "batch" not in verdict.accepted.columns:
-        return {"batches": {}, "new_batches": [], "excluded_batches": verdict.excluded}
-    count = {name: {"rows": 0, "accepted": 0, "quarantined": 0} for name in
-             pd.concat([verdict.accepted["batch"], verdict.quarantined["batch"]]).astype(str).unique()}
-    for frame, key in ((verdict.accepted, "accepted"), (verdict.quarantined, "quarantined")):
-        for name, rows in frame["batch"].astype(str).value_counts().items():
-            count[name][key] += int(rows)
-            count[name]["rows"] += int(rows)
-    known = set((previous or {}).get("batches", []))
-    return {"batches": count, "new_batches": sorted(name for name in count if name not in known),
-            "excluded_batches": verdict.excluded}
-
-
-def render_html(verdict: Verdict, summary: dict[str, Any]) -> str:
-    """A self-contained page: inline CSS, no scripts, nothing fetched."""
-    status = "ACCEPTED" if verdict.success else "REJECTED"
-    colour = "#1e7b34" if verdict.success else "#b3261e"
-    rows = "".join(
-        f"<tr class='{'ok' if o.success else o.severity}'><td>{html.escape(o.name)}</td><td>{o.severity}</td>"
-        f"<td>{html.escape(o.description)}</td><td>{'pass' if o.success else 'FAIL'}</td>"
-        f"<td><code>{html.escape(str(o.observed))[:500]}</code></td></tr>"
-        for o in verdict.outcomes
-    )
-    reasons = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>"
-                      for k, v in summary["quarantine_reasons"].items()) or "<tr><td colspan=2>none</td></tr>"
-    new, excluded = set(summary.get("new_batches", [])), summary.get("excluded_batches", {})
-    batches = "".join(f"<tr><td>{html.escape(name)}{' <b>(new)</b>' if name in new else ''}"
-                      + (f" <b>(excluded: {excluded[name]:.1%} quarantined)</b>" if name in excluded else "")
-                      + f"</td><td>{c['rows']}</td><td>{c['accepted']}</td><td>{c['quarantined']}</td></tr>"
-                      for name, c in summary.get("batches", {}).items()) or "<tr><td colspan=4>none</td></tr>"
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Data validation: {status}</title>
-<style>
-body{{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1100px;color:#222}}
-h1 span{{padding:.1em .5em;border-radius:4px;color:#fff;background:{colour}}}
-.cards{{display:flex;gap:1em;margin:1em 0}}.card{{border:1px solid #ccc;border-radius:6px;padding:.6em 1em}}
-.card b{{display:block;font-size:1.6em}}table{{border-collapse:collapse;width:100%;margin-bottom:1.5em}}
-td,th{{border:1px solid #ccc;padding:.4em;text-align:left;vertical-align:top}}th{{background:#eef1f5}}
-tr.critical td{{background:#fde8e7}}tr.quarantine td{{background:#fff3e0}}tr.warning td{{background:#fff9db}}
-tr.ok td:nth-child(4){{color:#1e7b34}}code{{font-size:.85em;word-break:break-all}}
-</style></head><body>
-<h1>Data validation <span id="verdict">{status}</span></h1>
-<p>Source <code>{html.escape(summary['source'])}</code>.</p>
-<div class="cards"><div class="card"><b>{summary['rows']}</b>input rows</div>
-<div class="card"><b>{summary['accepted_rows']}</b>accepted</div>
-<div class="card"><b>{summary['quarantined_rows']}</b>quarantined</div>
-<div class="card"><b>{len(summary['failed'])}</b>critical failures</div>
-<div class="card"><b>{len(summary['warnings'])}</b>warnings</div></div>
-<h2>Checks</h2><table id="checks"><tr><th>check</th><th>severity</th><th>expectation</th><th>result</th>
-<th>observed</th></tr>{rows}</table>
-<h2>Batches</h2><table id="batches"><tr><th>batch</th><th>rows</th><th>accepted</th><th>quarantined</th></tr>
-{batches}</table>
-<h2>Quarantined rows by reason</h2><table id="quarantine"><tr><th>reason</th><th>rows</th></tr>{reasons}</table>
-</body></html>"""
-
-
-def summarise(verdict: Verdict, source: str) -> dict[str, Any]:
-    counts = verdict.quarantined["reason"].str.split(";").explode().value_counts() if len(verdict.quarantined) \
-        else pd.Series(dtype=int)
-    return {
-        "success": verdict.success,
-        "source": source,
-        "rows": len(verdict.accepted) + len(verdict.quarantined),
-        "accepted_rows": len(verdict.accepted) if verdict.success else 0,
-        "quarantined_rows": len(verdict.quarantined),
-        "failed": [o.name for o in verdict.outcomes if o.kind == "table" and not o.success],
-        "quarantined_by": [o.name for o in verdict.outcomes if o.kind == "row" and not o.success],
-        "warnings": [o.name for o in verdict.outcomes if o.kind == "warning" and not o.success],
-        "quarantine_reasons": {str(k): int(v) for k, v in counts.items()},
-        "checks": [{k: v for k, v in asdict(o).items() if k != "rows"} | {"severity": o.severity}
-                   for o in verdict.outcomes],
-    }
-
-
-def read_any(settings: Settings, data: Path) -> pd.DataFrame:
-    """Parquet in the lifecycle's schema as it is; any other file mapped through data.source."""
-    if not Path(data).is_file():
-        raise MlopsError(f"data file not found: {data}")
-    from mlops.stages.ingest import detect_format, map_columns, read_raw
-
-    source = settings.data.source.model_copy(update={"path": str(data), "format": "auto"})
-    if detect_format(str(data), "auto") == "parquet":
-        frame = pd.read_parquet(data)
-        if {"text", "label"} & set(frame.columns):  # ingest's schema: let the suite name what is missing
-            return frame if "subset" in frame else frame.assign(subset="main")
-        source = source.model_copy(update={"header": True, "columns": None})
-    return map_columns(read_raw(source), source, "main")
-
-
 def locked_output(path: Path) -> Path | None:
     """Where the DVC cache holds the version of `path` that dvc.lock records, if any.
 
@@ -460,15 +227,25 @@ def previous_profile(profile_path: Path | None) -> dict[str, Any] | None:
     return read_json(source) if source is not None else None
 
 
-def run(settings: Settings, data: Path, out: Path | None, report_dir: Path, quarantine: Path | None = None,
-        profile_path: Path | None = None) -> dict[str, Any]:
-    """Validate `data`; write accepted and quarantined rows only if the batch is accepted."""
-    frame = read_any(settings, data)
-    previous = previous_profile(profile_path)
+class ValidateIO(StageIO):
+    """The dataset read, the report folder, and what an accepted batch writes: a hand run may leave those out."""
+
+    stage = "validate"
+    data: Path
+    report_dir: Path
+    out: Path | None = None
+    quarantine: Path | None = None
+    profile: Path | None = None
+
+
+def run(settings: Settings, io: ValidateIO) -> dict[str, Any]:
+    """Validate `io.data`; write accepted and quarantined rows only if the batch is accepted."""
+    frame = read_as_dataset(settings, io.data)
+    previous = previous_profile(io.profile)
     verdict = validate_frame(frame, settings, previous)
-    summary = summarise(verdict, str(data)) | batch_report(verdict, previous)
-    write_json(summary, report_dir / "summary.json")
-    with atomic_path(report_dir / "report.html") as tmp:
+    summary = summarise(verdict, str(io.data)) | batch_report(verdict, previous)
+    write_json(summary, io.report_dir / "summary.json")
+    with atomic_path(io.report_dir / "report.html") as tmp:
         tmp.write_text(render_html(verdict, summary), encoding="utf-8")
     for outcome in verdict.outcomes:
         if not outcome.success:
@@ -479,14 +256,14 @@ def run(settings: Settings, data: Path, out: Path | None, report_dir: Path, quar
                   if isinstance(o.observed, dict) and o.observed.get("missing") else o.name
                   for o in verdict.outcomes if o.kind == "table" and not o.success]
         raise ValidationFailed(f"data validation failed ({'; '.join(failed)}); the batch is rejected "
-                               f"whole, see {report_dir / 'report.html'}")
-    if out is not None:
-        write_table(verdict.accepted, out)
-    if quarantine is not None:
-        write_table(verdict.quarantined, quarantine)
-    if profile_path is not None:  # an excluded batch was seen: the next run does not call it new
+                               f"whole, see {io.report_dir / 'report.html'}")
+    if io.out is not None:
+        write_table(verdict.accepted, io.out)
+    if io.quarantine is not None:
+        write_table(verdict.quarantined, io.quarantine)
+    if io.profile is not None:  # an excluded batch was seen: the next run does not call it new
         accepted = profile(verdict.accepted)
-        write_json(accepted | {"batches": sorted({*accepted["batches"], *verdict.excluded})}, profile_path)
+        write_json(accepted | {"batches": sorted({*accepted["batches"], *verdict.excluded})}, io.profile)
     if verdict.excluded:
         print("validate: feedback batches excluded whole: " + ", ".join(
             f"{name} ({share:.1%} of its rows quarantined)" for name, share in verdict.excluded.items()))
@@ -496,5 +273,5 @@ def run(settings: Settings, data: Path, out: Path | None, report_dir: Path, quar
                                                       for name in summary["new_batches"]))
     print(f"validate: ACCEPTED {len(verdict.accepted)} rows, quarantined {len(verdict.quarantined)} "
           f"({summary['quarantine_reasons'] or 'none'}), {len(summary['warnings'])} warnings "
-          f"-> {out or '(report only)'}")
+          f"-> {io.out or '(report only)'}")
     return summary

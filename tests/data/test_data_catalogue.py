@@ -120,7 +120,8 @@ def test_catalogue(case, corrupt, verdict, check, clean, settings, tmp_path, cap
     outputs = {"out": tmp_path / "accepted.parquet", "quarantine": tmp_path / "quarantine.parquet"}
     if verdict == "rejected":
         with pytest.raises(validate.ValidationFailed) as error:
-            validate.run(settings, path, outputs["out"], tmp_path / "report", outputs["quarantine"])
+            validate.run(settings, validate.ValidateIO(data=path, out=outputs["out"], report_dir=tmp_path / "report",
+                                                       quarantine=outputs["quarantine"]))
         printed = capsys.readouterr().out
         assert f" {check}:" in printed, printed  # one console line per failed check, naming it
         summary = pd.read_json(tmp_path / "report" / "summary.json", typ="series")
@@ -128,7 +129,8 @@ def test_catalogue(case, corrupt, verdict, check, clean, settings, tmp_path, cap
         assert "rejected" in str(error.value) and all(name in str(error.value) for name in summary["failed"])
         assert not any(p.exists() for p in outputs.values())  # nothing half-written
         return
-    summary = validate.run(settings, path, outputs["out"], tmp_path / "report", outputs["quarantine"])
+    summary = validate.run(settings, validate.ValidateIO(data=path, out=outputs["out"], report_dir=tmp_path / "report",
+                                                         quarantine=outputs["quarantine"]))
     accepted, quarantined = (pd.read_parquet(p) for p in outputs.values())
     assert len(accepted) + len(quarantined) == len(frame)  # nothing lost
     if verdict == "accepted":
@@ -151,9 +153,11 @@ def test_nothing_is_lost(case, corrupt, verdict, check, clean, settings):
 def test_shift_against_last_accepted_batch_warns_only(clean, settings, tmp_path):
     path, profile = tmp_path / "batch.parquet", tmp_path / "profile.json"
     clean.to_parquet(path)
-    validate.run(settings, path, tmp_path / "a.parquet", tmp_path / "r1", profile_path=profile)
+    validate.run(settings, validate.ValidateIO(data=path, out=tmp_path / "a.parquet", report_dir=tmp_path / "r1",
+                                               profile=profile))
     shifted = pd.concat([clean[clean["label"] == "World"], clean], ignore_index=True)
     shifted = shifted.assign(text=shifted["text"] + " " + shifted.index.astype(str) + " more words" * 20)
     shifted.to_parquet(path)
-    summary = validate.run(settings, path, tmp_path / "b.parquet", tmp_path / "r2", profile_path=profile)
+    summary = validate.run(settings, validate.ValidateIO(data=path, out=tmp_path / "b.parquet",
+                                                         report_dir=tmp_path / "r2", profile=profile))
     assert summary["success"] and {"length_shift", "label_mix_shift"} <= set(summary["warnings"])

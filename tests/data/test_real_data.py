@@ -30,7 +30,8 @@ def test_ag_news_ingest_validate_split(settings, tmp_path):
     sample = frame[frame["text"].str.startswith("Fears for T N pension after talks")]
     assert sample["label"].tolist() == ["Business"]  # first row of test.csv: class 3, title + description joined
     frame.to_parquet(tmp_path / "ingested.parquet")
-    summary = validate.run(settings, tmp_path / "ingested.parquet", tmp_path / "validated.parquet", tmp_path / "r")
+    summary = validate.run(settings, validate.ValidateIO(data=tmp_path / "ingested.parquet",
+                                                         out=tmp_path / "validated.parquet", report_dir=tmp_path / "r"))
     assert summary["success"], summary["failed"]
     parts = split.split(frame, settings)
     assert len(parts["test"]) == 7600 and len(parts["train"]) + len(parts["validation"]) == 5000

@@ -11,9 +11,9 @@ import yaml
 
 from mlops.core.batch_files import list_batches, read_batches
 from mlops.core.feedback_log import FEEDBACK_FILE, SUGGESTIONS_FILE, read_feedback
+from mlops.core.labelling_queue import QUEUE_LABEL_STUDIO, escape_cell, unescape_cell
 from mlops.core.settings import load_settings
 from mlops.loop.batches import collect_served
-from mlops.loop.queue import QUEUE_LABEL_STUDIO, escape_cell, unescape_cell
 from mlops.loop.retrain import prepare
 from mlops.serving.credentials import Identity
 from mlops.serving.feedback import record_feedback

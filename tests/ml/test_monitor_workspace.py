@@ -141,8 +141,9 @@ def test_make_monitor_ui_serves_one_snapshot_per_monitoring_run(live_project, re
     served_texts(300, seed=1).to_parquet(project / "reference.parquet")
     serve_and_label(project, 200, right=100)
     for _ in range(3):
-        monitor.run(settings, project / "reference.parquet", str(project / "logs" / "traffic"),
-                    project / "unused.parquet", project / "out")
+        monitor.run(settings, monitor.MonitorIO(reference=project / "reference.parquet",
+                                                scored_test=project / "unused.parquet", out_dir=project / "out"),
+                    current=str(project / "logs" / "traffic"))
     (project / "params.yaml").write_text(yaml.safe_dump(repo_params))
     port = free_port()
 

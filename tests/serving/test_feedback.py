@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from mlops.core.traffic_log import id_time, read_traffic
 from mlops.serving.feedback import FEEDBACK_FILE, FeedbackError, read_feedback, record_feedback
-from mlops.serving.traffic import TrafficLog, id_time, new_ids, read_traffic
+from mlops.serving.traffic import TrafficLog, new_ids
 
 LABELS = ["billing", "delivery", "technical"]
 
@@ -122,7 +123,7 @@ def test_an_id_answered_a_moment_ago_is_waited_for_until_the_log_writer_has_it(t
 
 def id_made_at(when: datetime) -> str:
     """An id as `new_ids` makes them, dated `when`."""
-    from mlops.serving.traffic import CROCKFORD
+    from mlops.core.traffic_log import CROCKFORD
 
     value = (int(when.timestamp() * 1000) << 80) | 12345
     return "".join(CROCKFORD[(value >> shift) & 31] for shift in range(125, -5, -5))

@@ -8,9 +8,10 @@ import time
 
 import numpy as np
 
+from mlops.core.traffic_log import list_parts, list_shadow_parts
 from mlops.serving.shadow import Shadow, find_challenger
-from mlops.serving.shadow_log import ShadowLog, list_shadow_parts
-from mlops.serving.traffic import TrafficLog, TrafficWriter, list_parts
+from mlops.serving.shadow_log import ShadowLog
+from mlops.serving.traffic import TrafficLog, TrafficWriter
 
 LABELS = ["billing", "delivery", "technical"]
 

@@ -11,7 +11,8 @@ import pytest
 
 from mlops.core.errors import MlopsError
 from mlops.core.settings import TrafficSettings
-from mlops.serving.traffic import TrafficLog, list_parts, read_traffic
+from mlops.core.traffic_log import list_parts, read_traffic
+from mlops.serving.traffic import TrafficLog
 
 
 def answer(label="billing", score=0.87654321, version="text-classifier:v1"):

@@ -3,6 +3,7 @@ import json
 import pandas as pd
 import pytest
 
+from mlops.core import raw_tables
 from mlops.core.errors import MlopsError
 from mlops.core.settings import SourceSettings
 from mlops.stages import ingest
@@ -15,7 +16,7 @@ def source(path, **fields) -> SourceSettings:
 def test_csv_with_header(tmp_path):
     path = tmp_path / "data.csv"
     pd.DataFrame({"text": ["a b", "c d"], "label": ["x", "y"]}).to_csv(path, index=False)
-    frame = ingest.map_columns(ingest.read_raw(source(path)), source(path), "main")
+    frame = raw_tables.map_columns(raw_tables.read_raw(source(path)), source(path), "main")
     assert frame.to_dict("records") == [{"text": "a b", "label": "x", "subset": "main"},
                                         {"text": "c d", "label": "y", "subset": "main"}]
 
@@ -25,7 +26,7 @@ def test_headerless_csv_joins_text_columns_and_maps_labels(tmp_path):
     path.write_text('"3","Wall St. Bears","Short-sellers are back."\n"4","New chip","Faster, cooler."\n')
     spec = source(path, header=False, columns=("label", "title", "description"), text=("title", "description"),
                   label_names={"3": "Business", "4": "Sci/Tech"})
-    frame = ingest.map_columns(ingest.read_raw(spec), spec, "test")
+    frame = raw_tables.map_columns(raw_tables.read_raw(spec), spec, "test")
     assert frame["text"].tolist() == ["Wall St. Bears Short-sellers are back.", "New chip Faster, cooler."]
     assert frame["label"].tolist() == ["Business", "Sci/Tech"]
     assert set(frame["subset"]) == {"test"}
@@ -35,7 +36,7 @@ def test_tsv_keeps_quotes_literal(tmp_path):
     path = tmp_path / "sms.tsv"
     path.write_text('ham\t"Quoted" start\nspam\tWIN now\n')
     spec = source(path, header=False, columns=("label", "text"))
-    frame = ingest.map_columns(ingest.read_raw(spec), spec, "main")
+    frame = raw_tables.map_columns(raw_tables.read_raw(spec), spec, "main")
     assert frame["text"].tolist() == ['"Quoted" start', "WIN now"]
 
 
@@ -47,21 +48,21 @@ def test_jsonl_and_parquet(tmp_path):
     pd.DataFrame(rows).to_parquet(parquet)
     for path in (jsonl, parquet):
         spec = source(path, text=("body",), label="y")
-        frame = ingest.map_columns(ingest.read_raw(spec), spec, "main")
+        frame = raw_tables.map_columns(raw_tables.read_raw(spec), spec, "main")
         assert frame["text"].tolist() == ["hello there", "bye now"]
         assert frame["label"].tolist() == ["1", "0"]  # labels are class names: strings
 
 
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(MlopsError, match=r"data file not found: .*missing\.csv"):
-        ingest.read_raw(source(tmp_path / "missing.csv"))
+        raw_tables.read_raw(source(tmp_path / "missing.csv"))
 
 
 def test_missing_label_column_is_named(tmp_path):
     path = tmp_path / "data.csv"
     pd.DataFrame({"text": ["a"], "category": ["x"]}).to_csv(path, index=False)
     with pytest.raises(MlopsError, match=r"no label column 'label' among its 2 column\(s\)") as raised:
-        ingest.map_columns(ingest.read_raw(source(path)), source(path), "main")
+        raw_tables.map_columns(raw_tables.read_raw(source(path)), source(path), "main")
     assert "category" not in str(raised.value)  # a user-supplied file's columns are not echoed into logs
 
 
@@ -70,21 +71,21 @@ def test_unmapped_label_is_named(tmp_path):
     pd.DataFrame({"text": ["a", "b"], "label": ["1", "9"]}).to_csv(path, index=False)
     spec = source(path, label_names={"1": "one"})
     with pytest.raises(MlopsError, match=r"label\(s\) \['9'\] are not in"):
-        ingest.map_columns(ingest.read_raw(spec), spec, "main")
+        raw_tables.map_columns(raw_tables.read_raw(spec), spec, "main")
 
 
 def test_unknown_extension_needs_a_format(tmp_path):
     path = tmp_path / "data.bin"
     path.write_bytes(b"\x00\x01")
     with pytest.raises(MlopsError, match="cannot tell its format"):
-        ingest.read_raw(source(path))
+        raw_tables.read_raw(source(path))
 
 
 def test_undecodable_file_is_named(tmp_path):
     path = tmp_path / "data.csv"
     path.write_bytes(b"text,label\n\xff\xfe broken,1\n")
     with pytest.raises(MlopsError, match=r"cannot read it as csv"):
-        ingest.read_raw(source(path))
+        raw_tables.read_raw(source(path))
 
 
 def test_ingest_appends_held_out_test_source(tmp_path, tiny_settings):

@@ -9,9 +9,10 @@ import pytest
 
 from mlops.core.errors import MlopsError
 from mlops.core.settings import TrafficSettings
+from mlops.core.traffic_log import list_parts, read_traffic
 from mlops.ml.model import Classifier, decode_embedding
 from mlops.ml.monitor_history import read_history
-from mlops.serving.traffic import TrafficLog, list_parts, read_traffic
+from mlops.serving.traffic import TrafficLog
 from mlops.stages import monitor
 from mlops.stages.evaluate import score
 from mlops.stages.generate import generate_corpus
@@ -93,8 +94,9 @@ def test_run_on_traffic_log_writes_report_and_history(tmp_path, trained, referen
     reference.to_parquet(tmp_path / "reference.parquet")
     traffic_from(reference.head(150), tmp_path / "traffic")
     for out in ("one", "two"):
-        summary = monitor.run(settings, tmp_path / "reference.parquet", str(tmp_path / "traffic"),
-                              tmp_path / "unused.parquet", tmp_path / out)
+        summary = monitor.run(settings, monitor.MonitorIO(reference=tmp_path / "reference.parquet",
+                                                          scored_test=tmp_path / "unused.parquet",
+                                                          out_dir=tmp_path / out), current=str(tmp_path / "traffic"))
     assert summary["current_rows"] == 150 and summary["current"].startswith("served traffic")
     assert summary["status"] in ("drift", "no_drift") and len(summary["signals"]) == 6
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["drift"] == summary["drift"]
@@ -117,8 +119,10 @@ def test_run_on_traffic_log_writes_report_and_history(tmp_path, trained, referen
 def test_too_few_rows_give_no_verdict(tmp_path, trained, reference):
     reference.to_parquet(tmp_path / "reference.parquet")
     traffic_from(reference.head(20), tmp_path / "traffic")
-    summary = monitor.run(trained[0], tmp_path / "reference.parquet", str(tmp_path / "traffic"),
-                          tmp_path / "unused.parquet", tmp_path / "out", history=False)
+    summary = monitor.run(trained[0], monitor.MonitorIO(reference=tmp_path / "reference.parquet",
+                                                        scored_test=tmp_path / "unused.parquet",
+                                                        out_dir=tmp_path / "out"), current=str(tmp_path / "traffic"),
+                          history=False)
     assert summary["status"] == "insufficient_data" and summary["drift"] is False
     assert "No verdict" in (tmp_path / "out" / "report.html").read_text()
 
@@ -126,9 +130,10 @@ def test_too_few_rows_give_no_verdict(tmp_path, trained, reference):
 def test_a_plain_text_file_is_scored_by_the_model(tmp_path, trained, reference):
     reference.to_parquet(tmp_path / "reference.parquet")
     reference[["text"]].head(120).to_csv(tmp_path / "texts.csv", index=False)
-    summary = monitor.run(trained[0], tmp_path / "reference.parquet", str(tmp_path / "texts.csv"),
-                          tmp_path / "unused.parquet", tmp_path / "out", model_dir=trained[1] / "model",
-                          history=False)
+    summary = monitor.run(trained[0], monitor.MonitorIO(reference=tmp_path / "reference.parquet",
+                                                        scored_test=tmp_path / "unused.parquet",
+                                                        out_dir=tmp_path / "out", model=trained[1] / "model"),
+                          current=str(tmp_path / "texts.csv"), history=False)
     assert summary["current"] == f"data file {tmp_path / 'texts.csv'}" and summary["current_rows"] == 120
     assert summary["signals"]["embedding"]["score"] < trained[0].monitor.embedding_threshold  # same texts
 
@@ -143,16 +148,19 @@ def test_window_keeps_only_the_newest_model_version(tmp_path, reference):
 def test_bad_current_inputs_are_named(tmp_path, trained, reference):
     reference.to_parquet(tmp_path / "reference.parquet")
     with pytest.raises(MlopsError, match="monitor.current: not found"):
-        monitor.run(trained[0], tmp_path / "reference.parquet", str(tmp_path / "nope"), tmp_path / "x",
-                    tmp_path / "out", history=False)
+        monitor.run(trained[0], monitor.MonitorIO(reference=tmp_path / "reference.parquet", scored_test=tmp_path / "x",
+                                                  out_dir=tmp_path / "out"), current=str(tmp_path / "nope"),
+                    history=False)
     reference[["label"]].head(120).to_csv(tmp_path / "no_text.csv", index=False)
     with pytest.raises(MlopsError, match="no `text` column"):
-        monitor.run(trained[0], tmp_path / "reference.parquet", str(tmp_path / "no_text.csv"), tmp_path / "x",
-                    tmp_path / "out", history=False)
+        monitor.run(trained[0], monitor.MonitorIO(reference=tmp_path / "reference.parquet", scored_test=tmp_path / "x",
+                                                  out_dir=tmp_path / "out"), current=str(tmp_path / "no_text.csv"),
+                    history=False)
     reference[["text"]].head(120).to_csv(tmp_path / "texts.csv", index=False)
     with pytest.raises(MlopsError, match="no model at"):
-        monitor.run(trained[0], tmp_path / "reference.parquet", str(tmp_path / "texts.csv"), tmp_path / "x",
-                    tmp_path / "out", model_dir=tmp_path / "missing", history=False)
+        monitor.run(trained[0], monitor.MonitorIO(reference=tmp_path / "reference.parquet", scored_test=tmp_path / "x",
+                                                  out_dir=tmp_path / "out", model=tmp_path / "missing"),
+                    current=str(tmp_path / "texts.csv"), history=False)
 
 
 # --- the traffic log ---------------------------------------------------------------------------------------
@@ -217,8 +225,10 @@ def test_hashed_traffic_keeps_no_text_and_still_monitors(tmp_path, monkeypatch, 
     assert len(first["text_hmac"]) == 64 and first["text_length"] == len(reference["text"].iloc[0])
     np.testing.assert_allclose(decode_embedding(first["embedding"]), reference["embedding"].iloc[0], atol=2e-3)
     reference.to_parquet(tmp_path / "reference.parquet")
-    summary = monitor.run(trained[0], tmp_path / "reference.parquet", str(tmp_path / "traffic"),
-                          tmp_path / "unused.parquet", tmp_path / "out", history=False)
+    summary = monitor.run(trained[0], monitor.MonitorIO(reference=tmp_path / "reference.parquet",
+                                                        scored_test=tmp_path / "unused.parquet",
+                                                        out_dir=tmp_path / "out"), current=str(tmp_path / "traffic"),
+                          history=False)
     assert summary["status"] == "no_drift", summary  # the same rows, through hashes and descriptors
     assert os.environ["TEST_SALT"] not in raw
 
@@ -282,8 +292,9 @@ def test_monitor_reports_live_quality_and_its_breach(live_project, capsys):
     served_texts(300, seed=1).to_parquet(project / "reference.parquet")
     serve_and_label(project, 200, right=100)
 
-    monitor.run(settings, project / "reference.parquet", str(project / "logs" / "traffic"),
-                project / "unused.parquet", project / "out")
+    monitor.run(settings, monitor.MonitorIO(reference=project / "reference.parquet",
+                                            scored_test=project / "unused.parquet", out_dir=project / "out"),
+                current=str(project / "logs" / "traffic"))
 
     summary = json.loads((project / "out" / "summary.json").read_text())
     assert summary["status"] in ("drift", "no_drift") and summary["model_version"] == "text-classifier:v1"
@@ -306,8 +317,9 @@ def test_monitor_without_enough_labels_says_how_many_it_needs(live_project, caps
     project, settings = live_project
     serve_and_label(project, 20, right=0)  # fewer rows than min_rows too: no drift verdict either
 
-    summary = monitor.run(settings, project / "reference.parquet", str(project / "logs" / "traffic"),
-                          project / "unused.parquet", project / "out", history=False)
+    summary = monitor.run(settings, monitor.MonitorIO(reference=project / "reference.parquet",
+                                                      scored_test=project / "unused.parquet", out_dir=project / "out"),
+                          current=str(project / "logs" / "traffic"), history=False)
 
     assert summary["status"] == "insufficient_data" and "live_quality_breach" not in summary
     window = summary["live_quality"]["text-classifier:v1"]["window"]
@@ -336,8 +348,9 @@ def test_monitor_reports_the_shadows_agreement_and_live_accuracy_beside_the_cham
                 "champion_version": "text-classifier:v1"} for row in served.itertuples()]
     ShadowLog(traffic).write(ShadowLog(traffic).lines([""] * 40, records, 4.0))
 
-    summary = monitor.run(settings, project / "reference.parquet", str(traffic), project / "unused.parquet",
-                          project / "out", history=False)
+    summary = monitor.run(settings, monitor.MonitorIO(reference=project / "reference.parquet",
+                                                      scored_test=project / "unused.parquet", out_dir=project / "out"),
+                          current=str(traffic), history=False)
 
     shadow = summary["shadow"]["challengers"]["text-classifier:v2"]
     assert (shadow["answers"], shadow["agreement"], shadow["champion_versions"]) == (40, 0.5, ["text-classifier:v1"])

@@ -87,7 +87,8 @@ def test_rejection_writes_reports_but_no_data(tmp_path, clean, tiny_settings, ca
     clean.assign(label=clean["label"].where(clean.index % 10 != 0, "refunds")).to_parquet(data)
     out, quarantine = tmp_path / "validated.parquet", tmp_path / "quarantine.parquet"
     with pytest.raises(validate.ValidationFailed, match="quarantine_share"):
-        validate.run(tiny_settings, data, out, tmp_path / "report", quarantine)
+        validate.run(tiny_settings, validate.ValidateIO(data=data, out=out, report_dir=tmp_path / "report",
+                                                        quarantine=quarantine))
     assert not out.exists() and not quarantine.exists()
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert summary["success"] is False and summary["failed"] == ["quarantine_share"]
@@ -101,8 +102,10 @@ def test_rejection_writes_reports_but_no_data(tmp_path, clean, tiny_settings, ca
 def test_pass_writes_accepted_quarantine_and_profile(tmp_path, clean, tiny_settings):
     data = tmp_path / "in.parquet"
     clean.to_parquet(data)
-    summary = validate.run(tiny_settings, data, tmp_path / "out.parquet", tmp_path / "report",
-                           tmp_path / "q.parquet", tmp_path / "profile.json")
+    summary = validate.run(tiny_settings, validate.ValidateIO(data=data, out=tmp_path / "out.parquet",
+                                                              report_dir=tmp_path / "report",
+                                                              quarantine=tmp_path / "q.parquet",
+                                                              profile=tmp_path / "profile.json"))
     assert summary["success"] and pd.read_parquet(tmp_path / "out.parquet").equals(clean)
     assert pd.read_parquet(tmp_path / "q.parquet").empty
     assert json.loads((tmp_path / "profile.json").read_text())["rows"] == len(clean)
@@ -113,22 +116,26 @@ def test_pass_writes_accepted_quarantine_and_profile(tmp_path, clean, tiny_setti
 def test_validate_any_csv_on_demand(tmp_path, clean, tiny_settings):
     path = tmp_path / "any.csv"
     clean[["text", "label"]].to_csv(path, index=False)
-    assert validate.run(tiny_settings, path, None, tmp_path / "report")["success"]
+    assert validate.run(tiny_settings, validate.ValidateIO(data=path, report_dir=tmp_path / "report"))["success"]
 
 
 def test_report_names_new_batches_and_quarantines_their_bad_rows(tmp_path, clean, tiny_settings):
     first = clean.assign(batch="corpus.csv")
     data = tmp_path / "in.parquet"
     first.to_parquet(data)
-    summary = validate.run(tiny_settings, data, tmp_path / "out.parquet", tmp_path / "report", tmp_path / "q.parquet",
-                           tmp_path / "profile.json")
+    summary = validate.run(tiny_settings, validate.ValidateIO(data=data, out=tmp_path / "out.parquet",
+                                                              report_dir=tmp_path / "report",
+                                                              quarantine=tmp_path / "q.parquet",
+                                                              profile=tmp_path / "profile.json"))
     assert summary["new_batches"] == ["corpus.csv"]
     batch = generate_corpus(30, tiny_settings.data.generated.classes, seed=8).assign(subset="feedback",
                                                                                     batch="batch-1-served.csv")
     batch.loc[0, "label"] = "refund"  # outside the label set: quarantined like any row
     pd.concat([first, batch], ignore_index=True).to_parquet(data)
-    summary = validate.run(tiny_settings, data, tmp_path / "out.parquet", tmp_path / "report", tmp_path / "q.parquet",
-                           tmp_path / "profile.json")
+    summary = validate.run(tiny_settings, validate.ValidateIO(data=data, out=tmp_path / "out.parquet",
+                                                              report_dir=tmp_path / "report",
+                                                              quarantine=tmp_path / "q.parquet",
+                                                              profile=tmp_path / "profile.json"))
     assert summary["new_batches"] == ["batch-1-served.csv"]
     assert summary["batches"]["batch-1-served.csv"] == {"rows": 30, "accepted": 29, "quarantined": 1}
     assert "label_known" in summary["quarantined_by"]
@@ -147,7 +154,8 @@ def test_a_declared_class_missing_from_the_whole_dataset_rejects_it(clean, tiny_
     data = tmp_path / "in.parquet"
     clean[clean["label"] != "billing"].to_parquet(data)
     with pytest.raises(validate.ValidationFailed, match="declared_labels_present: missing billing"):
-        validate.run(tiny_settings, data, tmp_path / "out.parquet", tmp_path / "report")
+        validate.run(tiny_settings, validate.ValidateIO(data=data, out=tmp_path / "out.parquet",
+                                                        report_dir=tmp_path / "report"))
 
 
 def test_a_feedback_batch_may_lack_classes(clean, tiny_settings):
@@ -183,7 +191,8 @@ def test_a_bad_feedback_batch_is_excluded_alone_and_the_rest_passes(tmp_path, cl
     data = tmp_path / "in.parquet"
     frame.to_parquet(data)
     out, quarantine = tmp_path / "out.parquet", tmp_path / "q.parquet"
-    summary = validate.run(tiny_settings, data, out, tmp_path / "report", quarantine, tmp_path / "profile.json")
+    summary = validate.run(tiny_settings, validate.ValidateIO(data=data, out=out, report_dir=tmp_path / "report",
+                                                              quarantine=quarantine, profile=tmp_path / "profile.json"))
     accepted, quarantined = pd.read_parquet(out), pd.read_parquet(quarantine)
     assert summary["success"] and summary["excluded_batches"] == {"batch-2-bad.csv": 0.17}
     assert "batch-2-bad.csv" not in set(accepted["batch"])

@@ -6,9 +6,10 @@ import json
 
 import pandas as pd
 
+from mlops.core.labelling_queue import QUEUE_LABEL_CONFIG, QUEUE_LABEL_STUDIO, build_queue, write_queue
 from mlops.core.settings import parse_settings
-from mlops.loop.queue import QUEUE_LABEL_CONFIG, QUEUE_LABEL_STUDIO, build_queue, write_queue
-from mlops.serving.traffic import TrafficLog, new_ids, read_traffic
+from mlops.core.traffic_log import read_traffic
+from mlops.serving.traffic import TrafficLog, new_ids
 from tests.helpers import BIN, ROOT, run_cmd
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -97,13 +98,13 @@ def read_suggestions() -> pd.DataFrame:
     return frame.sort_values("at", ascending=False, kind="stable").drop(columns="at")
 
 
-def label_studio_tasks(queue: pd.DataFrame, versions: dict[str, str] | None = None) -> list[dict]:
+def label_studio_tasks(queue: pd.DataFrame, versions: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Label Studio tasks: the text and its id, and a pre-annotation (the suggestion, else the model's answer,
     its `model_version` the served model's tag from `versions`, id -> tag, where the traffic names it)."""
     versions = versions or {}
     tasks = []
     for row in queue.itertuples():
-        task = {"data": {"text": row.text, "id": row.id, "prediction": row.prediction,
+        task: dict[str, Any] = {"data": {"text": row.text, "id": row.id, "prediction": row.prediction,
                          "confidence": round(float(row.confidence), 4), "suggested_label": row.suggested_label}}
         choice = row.suggested_label or row.prediction
         if choice:

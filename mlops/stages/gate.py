@@ -123,6 +123,14 @@ def rows_for_gain_probability(rows: int, difference: float, ci_low: float, confi
     return max(1, ceil(rows * (z_gain * error / difference) ** 2))
 
 
+def regression_margin(settings: Settings, on_recent: bool) -> float:
+    """How much worse than the champion a candidate may measure at the interval's lower bound: on the test split
+    (thousands of rows, the original task: nothing forgotten) `gate.max_regression`; on the recent set (a few
+    hundred held-out labels of the shifted traffic) `gate.max_regression_on_recent`, a margin such a set can
+    bound at all."""
+    return settings.gate.max_regression_on_recent if on_recent else settings.gate.max_regression
+
+
 def evidence(stats: dict[str, Any], settings: Settings, minimum_rows: int = 0,
              recent_share: float | None = None) -> dict[str, Any]:
     """How many rows the observed difference needs: to be significant (`better`'s rule, at gate.confidence) and
@@ -130,7 +138,8 @@ def evidence(stats: dict[str, Any], settings: Settings, minimum_rows: int = 0,
     only that share of each labelled batch joins the recent set."""
     gate = settings.gate
     rows, difference, low = stats["rows"], stats["difference"], stats["ci_low"]
-    non_inferior = rows_needed(rows, difference, low, -gate.max_regression) if difference > 0 else None
+    margin = regression_margin(settings, on_recent=recent_share is not None)
+    non_inferior = rows_needed(rows, difference, low, -margin) if difference > 0 else None
     gain = rows_for_gain_probability(rows, difference, low, gate.confidence, gate.min_gain_probability)
     by_rule = {"better": rows_needed(rows, difference, low),
                "non_inferior": non_inferior,
@@ -211,7 +220,7 @@ def latency_check(candidate_dir: Path, champion_dir: Path, texts: list[str], set
 
 
 def paired_comparison(classifier: Classifier, tag: str, scored: pd.DataFrame, labels: list[str],
-                      settings: Settings) -> dict[str, Any]:
+                      settings: Settings, on_recent: bool = False) -> dict[str, Any]:
     """Champion and challenger on the same rows: both macro-F1s and accuracies, and the paired bootstrap."""
     champion_scored = score(classifier, scored[["text", "label"]])
     ids = {label: i for i, label in enumerate(labels)}
@@ -221,9 +230,9 @@ def paired_comparison(classifier: Classifier, tag: str, scored: pd.DataFrame, la
     gate = settings.gate
     stats = paired_bootstrap(truth, champion, challenger, len(labels), gate.bootstrap_samples, gate.confidence,
                              settings.seed)
-    verdict = ("better" if stats["ci_low"] > 0 else "non_inferior" if stats["ci_low"] > -gate.max_regression
-               else "worse")
-    return {"champion": tag, "verdict": verdict, "rows": len(truth),
+    margin = regression_margin(settings, on_recent)
+    verdict = "better" if stats["ci_low"] > 0 else "non_inferior" if stats["ci_low"] > -margin else "worse"
+    return {"champion": tag, "verdict": verdict, "rows": len(truth), "margin": margin,
             "champion_macro_f1": round(float(macro_f1_batch(truth[None], champion[None], len(labels))[0]), 4),
             "challenger_macro_f1": round(float(macro_f1_batch(truth[None], challenger[None], len(labels))[0]), 4),
             "champion_accuracy": round(float((champion == truth).mean()), 4),
@@ -240,13 +249,14 @@ def rule_checks(stats: dict[str, Any], settings: Settings, level: str, on_recent
                       stats["ci_low"] > 0, f"lower bound of the {level} > 0 (a significant improvement)")]
     then = (f"and gain{suffix}: the point estimate > 0" if gate.promote_if == "non_inferior"
             else f"and gain_probability{suffix}: P(gain) >= min_gain_probability")
-    checks = [check("non_inferior_on_recent", stats["ci_low"], -gate.max_regression,
-                    stats["ci_low"] > -gate.max_regression,
-                    f"lower bound of the {level} > -max_regression ({gate.promote_if}: {then})")] if on_recent else []
+    margin = gate.max_regression_on_recent
+    checks = [check("non_inferior_on_recent", stats["ci_low"], -margin, stats["ci_low"] > -margin,
+                    f"lower bound of the {level} > -max_regression_on_recent ({gate.promote_if}: {then})")
+              ] if on_recent else []
     if gate.promote_if == "non_inferior":
         checks.append(check("gain" + suffix, stats["difference"], 0.0, stats["difference"] > 0,
                             f"point estimate of the macro-F1 difference on the {stats['rows']} rows > 0 "
-                            "(non_inferior: not worse beyond max_regression, and better as measured)"))
+                            "(non_inferior: not worse beyond the margin, and better as measured)"))
     else:
         checks.append(check("gain_probability" + suffix, stats["p_gain"], gate.min_gain_probability,
                             stats["p_gain"] >= gate.min_gain_probability,
@@ -272,7 +282,7 @@ def compare_with_champion(champion_dir: Path, tag: str, scored_test: pd.DataFram
                                                                  "(on the test split: nothing forgotten)")]
     judged_on_recent = False
     if scored_recent is not None and len(scored_recent):
-        recent = paired_comparison(classifier, tag, scored_recent, labels, settings)
+        recent = paired_comparison(classifier, tag, scored_recent, labels, settings, on_recent=True)
         minimum = settings.feedback.min_recent_rows
         recent["evidence"] = evidence(recent, settings, minimum, settings.feedback.recent_share)
         if len(scored_recent) < minimum:
@@ -307,10 +317,11 @@ def labelling_queue(settings: Settings) -> tuple[int | None, Path]:
 
 def accepting_rule(comparison: dict[str, Any], settings: Settings) -> str | None:
     """Another `promote_if` that the judged set's evidence, as it is, would pass; None if none would."""
-    stats = comparison["recent"] if comparison.get("judged_on") == "recent" else comparison
-    gate = settings.gate
-    passes = {"non_inferior": stats["ci_low"] > -gate.max_regression and stats["difference"] > 0,
-              "expected_gain": stats["ci_low"] > -gate.max_regression and stats["p_gain"] >= gate.min_gain_probability}
+    on_recent = comparison.get("judged_on") == "recent"
+    stats = comparison["recent"] if on_recent else comparison
+    gate, margin = settings.gate, regression_margin(settings, on_recent)
+    passes = {"non_inferior": stats["ci_low"] > -margin and stats["difference"] > 0,
+              "expected_gain": stats["ci_low"] > -margin and stats["p_gain"] >= gate.min_gain_probability}
     return next((rule for rule, ok in passes.items() if ok and rule != gate.promote_if), None)
 
 

@@ -334,6 +334,28 @@ def test_non_inferior_needs_a_better_point_estimate(settings, monkeypatch):
     assert comparison["judged_on"] == "test"
 
 
+def test_the_recent_set_has_a_margin_of_its_own_and_the_test_split_keeps_the_strict_one(settings, monkeypatch):
+    # given a real gain on 200 recent rows whose interval reaches below -max_regression (0.01) but not below
+    # -max_regression_on_recent (0.05), as a few hundred labels give
+    frame = scored_frames(monkeypatch, fixed=10, broken=6, rows=200)
+    # when the gate judges it with the project's default margins
+    assert (settings.gate.max_regression, settings.gate.max_regression_on_recent) == (0.01, 0.05)
+    passed, comparison, _ = judged(settings, frame, recent=frame, promote_if="non_inferior")
+    recent = comparison["recent"]
+    # then the recent set's non-inferiority holds with its own margin, and says which one it used
+    assert recent["difference"] > 0 and -0.05 < recent["ci_low"] < -0.01
+    assert passed["non_inferior_on_recent"] and passed["gain_on_recent"]
+    assert recent["margin"] == 0.05 and recent["verdict"] == "non_inferior"
+    # while the same rows as the test split fail the strict margin: forgetting is judged there
+    assert comparison["margin"] == 0.01 and comparison["verdict"] == "worse"
+    assert not passed["no_regression_vs_champion"]
+    # and a stricter recent margin refuses it, naming the setting
+    failed, comparison = failed_checks(settings, frame, recent=frame, promote_if="non_inferior",
+                                       max_regression_on_recent=0.01, max_regression=1.0)
+    assert set(failed) == {"non_inferior_on_recent"}
+    assert "max_regression_on_recent" in failed["non_inferior_on_recent"]["rule"]
+
+
 def test_rows_needed_follows_the_square_root_law():
     # the lower half-width 0.03 must shrink to the gain 0.02: (0.03 / 0.02)**2 = 2.25 times the rows
     assert gate.rows_needed(200, 0.02, -0.01) == 450

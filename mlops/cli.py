@@ -33,6 +33,7 @@ from mlops.core.settings import DEFAULT_PARAMS
 
 PathArg = click.Path(path_type=Path)
 DVC_YAML = "as dvc.yaml passes it"
+Given = Path | None  # an option left out is None: the stage's IO takes that path from dvc.yaml
 
 
 def declared(stage: str, option: str) -> Callable[[], Path]:
@@ -177,40 +178,44 @@ def optimize(ctx: click.Context, model: Path | None, out_dir: Path | None, stude
 
 
 @cli.command()
-@click.option("--model", type=PathArg, default=declared("evaluate", "model"), show_default=DVC_YAML)
-@click.option("--split-dir", type=PathArg, default=declared("evaluate", "split-dir"), show_default=DVC_YAML)
-@click.option("--scored-dir", type=PathArg, default=declared("evaluate", "scored-dir"), show_default=DVC_YAML)
-@click.option("--metrics", type=PathArg, default=declared("evaluate", "metrics"), show_default=DVC_YAML)
-@click.option("--plots-dir", type=PathArg, default=declared("evaluate", "plots-dir"), show_default=DVC_YAML)
-@click.option("--optimized-dir", type=PathArg, default=declared("evaluate", "optimized-dir"), show_default=DVC_YAML,
+@click.option("--model", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--split-dir", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--scored-dir", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--metrics", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--plots-dir", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--optimized-dir", type=PathArg, default=None, show_default=DVC_YAML,
               help="The optimize stage's variants (variants.json); each is scored against fp32.")
 @click.pass_context
-def evaluate(ctx: click.Context, model: Path, split_dir: Path, scored_dir: Path, metrics: Path,
-             plots_dir: Path, optimized_dir: Path) -> None:
+def evaluate(ctx: click.Context, model: Given, split_dir: Given, scored_dir: Given, metrics: Given,
+             plots_dir: Given, optimized_dir: Given) -> None:
     """Score the validation and test splits and every serving variant; write metrics and a confusion matrix."""
     from mlops.stages import evaluate as stage
 
-    stage.run(settings_of(ctx), model, split_dir, scored_dir, metrics, plots_dir, optimized_dir)
+    stage.run(settings_of(ctx), stage.EvaluateIO.from_dvc(model=model, split_dir=split_dir, scored_dir=scored_dir,
+                                                          metrics=metrics, plots_dir=plots_dir,
+                                                          optimized_dir=optimized_dir))
 
 
 @cli.command()
-@click.option("--metrics", type=PathArg, default=declared("gate", "metrics"), show_default=DVC_YAML)
-@click.option("--model", type=PathArg, default=declared("gate", "model"), show_default=DVC_YAML)
-@click.option("--scored-test", type=PathArg, default=declared("gate", "scored-test"), show_default=DVC_YAML)
-@click.option("--train", "train_path", type=PathArg, default=declared("gate", "train"), show_default=DVC_YAML)
-@click.option("--out", type=PathArg, default=declared("gate", "out"), show_default=DVC_YAML)
-@click.option("--card", type=PathArg, default=declared("gate", "card"), show_default=DVC_YAML)
-@click.option("--scored-recent", type=PathArg, default=declared("gate", "scored-recent"), show_default=DVC_YAML,
+@click.option("--metrics", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--model", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--scored-test", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--train", "train_path", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--out", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--card", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--scored-recent", type=PathArg, default=None, show_default=DVC_YAML,
               help="The scored recent set (held-out feedback); judged with gate.promote_if when large enough.")
-@click.option("--optimized-dir", type=PathArg, default=declared("gate", "optimized-dir"), show_default=DVC_YAML,
+@click.option("--optimized-dir", type=PathArg, default=None, show_default=DVC_YAML,
               help="The optimize stage's variants: the chosen one is timed against what the champion serves.")
 @click.pass_context
-def gate(ctx: click.Context, metrics: Path, model: Path, scored_test: Path, train_path: Path, out: Path,
-         card: Path, scored_recent: Path, optimized_dir: Path) -> None:
+def gate(ctx: click.Context, metrics: Given, model: Given, scored_test: Given, train_path: Given, out: Given,
+         card: Given, scored_recent: Given, optimized_dir: Given) -> None:
     """Decide whether the candidate may replace the champion; write the reasons and a model card."""
     from mlops.stages import gate as stage
 
-    stage.run(settings_of(ctx), metrics, model, scored_test, train_path, out, card, scored_recent, optimized_dir)
+    stage.run(settings_of(ctx), stage.GateIO.from_dvc(metrics=metrics, model=model, scored_test=scored_test,
+                                                      train=train_path, out=out, card=card,
+                                                      scored_recent=scored_recent, optimized_dir=optimized_dir))
 
 
 @cli.command()
@@ -240,27 +245,28 @@ def refit(ctx: click.Context, decision: Path | None, train_metrics: Path | None,
 
 
 @cli.command()
-@click.option("--decision", type=PathArg, default=declared("package", "decision"), show_default=DVC_YAML)
-@click.option("--model", type=PathArg, default=declared("package", "model"), show_default=DVC_YAML)
-@click.option("--metrics", type=PathArg, default=declared("package", "metrics"), show_default=DVC_YAML)
-@click.option("--bentofile", type=PathArg, default=declared("package", "bentofile"), show_default=DVC_YAML)
-@click.option("--card", type=PathArg, default=declared("package", "card"), show_default=DVC_YAML)
-@click.option("--reference", type=PathArg, default=declared("package", "reference"), show_default=DVC_YAML,
+@click.option("--decision", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--model", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--metrics", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--bentofile", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--card", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--reference", type=PathArg, default=None, show_default=DVC_YAML,
               help="Scored validation split stored with the model as monitoring's reference.")
-@click.option("--out", type=PathArg, default=declared("package", "out"), show_default=DVC_YAML)
-@click.option("--optimized-dir", type=PathArg, default=declared("package", "optimized-dir"), show_default=DVC_YAML,
+@click.option("--out", type=PathArg, default=None, show_default=DVC_YAML)
+@click.option("--optimized-dir", type=PathArg, default=None, show_default=DVC_YAML,
               help="The optimize stage's variants: the one the gate chose is stored with the model.")
-@click.option("--refit", "refit_record", type=PathArg, default=declared("package", "refit"), show_default=DVC_YAML,
+@click.option("--refit", "refit_record", type=PathArg, default=None, show_default=DVC_YAML,
               help="The refit stage's record: when it packaged the refit, its weights and variant are stored "
                    "instead of --model's and --optimized-dir's.")
 @click.pass_context
-def package(ctx: click.Context, decision: Path, model: Path, metrics: Path, bentofile: Path, card: Path,
-            reference: Path, out: Path, optimized_dir: Path, refit_record: Path) -> None:
+def package(ctx: click.Context, decision: Given, model: Given, metrics: Given, bentofile: Given, card: Given,
+            reference: Given, out: Given, optimized_dir: Given, refit_record: Given) -> None:
     """Store an accepted model and build its Bento: the candidate (`mlops promote` makes it champion)."""
     from mlops.stages import package as stage
 
-    stage.run(settings_of(ctx), decision, model, metrics, bentofile, card, out, reference, optimized_dir,
-              refit_record)
+    stage.run(settings_of(ctx), stage.PackageIO.from_dvc(decision=decision, model=model, metrics=metrics,
+                                                         bentofile=bentofile, card=card, out=out, reference=reference,
+                                                         optimized_dir=optimized_dir, refit=refit_record))
 
 
 SCORED_TEST = click.option("--scored-test", type=PathArg, default=declared("gate", "scored-test"),

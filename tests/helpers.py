@@ -120,8 +120,9 @@ def train_and_evaluate(root: Path, settings: Any, shuffle_labels: bool = False) 
     train.run(settings, train.TrainIO.build(split_dir=root / "split", out=root / "model", metrics=root / "train.json",
                                             live_dir=root / "dvclive"))
     optimize.run(settings, optimize.OptimizeIO.build(model=root / "model", out_dir=root / "optimized"))
-    return evaluate.run(settings, root / "model", root / "split", root / "scored", root / "metrics.json",
-                        root / "plots", root / "optimized")
+    return evaluate.run(settings, evaluate.EvaluateIO(
+        model=root / "model", split_dir=root / "split", scored_dir=root / "scored", metrics=root / "metrics.json",
+        plots_dir=root / "plots", optimized_dir=root / "optimized"))
 
 
 def kill_9_at(command: list[str], cwd: Path, env: dict[str, str], marker: Path, timeout: float = 300) -> None:

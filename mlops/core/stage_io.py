@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Self
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mlops.core.errors import MlopsError
-from mlops.core.pipeline import stage_paths
+from mlops.core.stage_commands import stage_paths
 
 
 def field_of(option: str) -> str:

@@ -95,8 +95,8 @@ def recorded_files(project: Path) -> dict[str, str]:
     """The project-relative paths of what a run's record keeps, by name: RECORDED as dvc.yaml declares it, the
     evaluation's detail file and the promotion decision."""
     from mlops.core.pipeline import stage_path
+    from mlops.core.records import detail_path
     from mlops.core.registry import PROMOTION_RECORD
-    from mlops.stages.evaluate import detail_path
 
     files = {name: str(stage_path(project, stage, option) / inside if inside else stage_path(project, stage, option))
              for name, (stage, option, inside) in RECORDED.items()}

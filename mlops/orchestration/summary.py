@@ -98,7 +98,7 @@ def main() -> None:
 
     metrics_path, decision_path = stage_path(".", "evaluate", "metrics"), stage_path(".", "gate", "out")
     monitoring, validation = stage_path(".", "monitor", "out-dir"), stage_path(".", "validate", "report-dir")
-    from mlops.stages.evaluate import read_metrics
+    from mlops.core.records import read_metrics
 
     # the headline and its detail (per class, recent set, intervals), as evaluate split them for `dvc exp show`
     metrics, decision = read_metrics(metrics_path, missing_ok=True), read(decision_path)

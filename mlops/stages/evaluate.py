@@ -17,34 +17,24 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from mlops.core.io import atomic_path, read_json, read_table, write_json, write_table
+from mlops.core.io import atomic_path, read_table, write_table
+from mlops.core.records import HEADLINE, detail_path, write_metrics
 from mlops.core.settings import EvaluateSettings, Settings
+from mlops.core.stage_io import StageIO
 from mlops.core.stats import wilson_interval
 from mlops.ml.behaviour import load_suite, run_suite
 from mlops.ml.model import Classifier, set_cpu_threads
-from mlops.ml.progress import predict_with_progress
+from mlops.ml.scoring import score
 from mlops.ml.throughput import MICRO_BATCH, WINDOW, measure_throughput
 from mlops.ml.tracking import log_stage_metrics
 from mlops.ml.variants import load_variant, read_variants
 
 THROUGHPUT_TEXTS = 512  # test texts the throughput is measured on: enough windows to average, quick to run
-
-
-def score(classifier: Classifier, frame: pd.DataFrame) -> pd.DataFrame:
-    """Add `prediction`, `confidence`, one `proba_<label>` column per class and the `embedding`."""
-    proba, embeddings = predict_with_progress(classifier, frame["text"].tolist(), "score")
-    scored = frame.copy()
-    scored["prediction"] = [classifier.labels[i] for i in proba.argmax(axis=1)]
-    scored["confidence"] = proba.max(axis=1)
-    for index, label in enumerate(classifier.labels):
-        scored[f"proba_{label}"] = proba[:, index]
-    scored["embedding"] = list(embeddings)
-    return scored
 
 
 def variant_metrics(fp32: Classifier, model_dir: Path, optimized_dir: Path | None, scored_test: pd.DataFrame,
@@ -198,35 +188,22 @@ def plot_confusion(matrix: list[list[int]], labels: list[str], path: Path) -> No
     plt.close(figure)
 
 
-HEADLINE = ("rows", "accuracy", "macro_f1", "ece", "size_mb", "latency")  # one column each in `dvc exp show`
+class EvaluateIO(StageIO):
+    """The candidate and its splits in; scored splits, metrics and plots out (dvc.yaml's `evaluate` command)."""
+
+    stage: ClassVar[str] = "evaluate"
+    model: Path
+    split_dir: Path
+    scored_dir: Path
+    metrics: Path
+    plots_dir: Path
+    optimized_dir: Path | None = None
 
 
-def detail_path(metrics_path: Path) -> Path:
-    """metrics/evaluate.json -> metrics/evaluate_detail.json: where the per-class and per-slice figures go."""
-    path = Path(metrics_path)
-    return path.with_name(f"{path.stem}_detail{path.suffix}")
-
-
-def write_metrics(metrics: dict[str, Any], metrics_path: Path) -> None:
-    """Split the metrics in two files so `dvc exp show` stays readable: the headline figures in `metrics_path`,
-    everything else (per class, per slice, confusion matrix, behaviour cases, variants) in its detail file."""
-    write_json({key: metrics[key] for key in HEADLINE if key in metrics}, metrics_path)
-    write_json({key: value for key, value in metrics.items() if key not in HEADLINE}, detail_path(metrics_path))
-
-
-def read_metrics(metrics_path: Path, missing_ok: bool = False) -> dict[str, Any]:
-    """The whole metrics document again: the headline file merged with its detail file (when there is one).
-
-    missing_ok: no metrics yet (evaluate has not run) reads as {} rather than an error, for reports that say so."""
-    if missing_ok and not Path(metrics_path).is_file():
-        return {}
-    metrics = read_json(metrics_path)
-    detail = detail_path(metrics_path)
-    return {**metrics, **read_json(detail)} if detail.is_file() else metrics
-
-
-def run(settings: Settings, model_dir: Path, split_dir: Path, scored_dir: Path, metrics_path: Path,
-        plots_dir: Path, optimized_dir: Path | None = None) -> dict[str, Any]:
+def run(settings: Settings, io: EvaluateIO) -> dict[str, Any]:
+    model_dir, split_dir, scored_dir, metrics_path, plots_dir = (io.model, io.split_dir, io.scored_dir, io.metrics,
+                                                                 io.plots_dir)
+    optimized_dir = io.optimized_dir
     set_cpu_threads()
     classifier = Classifier.load(model_dir)
     for name in ("validation", "test"):

@@ -31,13 +31,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from mlops.core import registry
 from mlops.core.environment import MODEL_TAG_ENV
 from mlops.core.errors import MlopsError
 from mlops.core.io import read_json, read_table, write_json, write_table
 from mlops.core.settings import Settings
+from mlops.core.stage_io import StageIO
 from mlops.ml.variants import SERVING_FILE, served_variant, variant_files
 
 LOCK_FILE = "requirements.lock"  # beside bentofile.yaml
@@ -254,12 +255,26 @@ def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metri
     return {"status": "candidate", "rebuilt": False, "reused": False, **entry}
 
 
-def run(settings: Settings, decision_path: Path, model_dir: Path, metrics_path: Path, bentofile: Path, card: Path,
-        out: Path, reference: Path | None = None, optimized_dir: Path | None = None,
-        refit_path: Path | None = None) -> dict[str, Any]:
-    refit = read_json(refit_path) if refit_path is not None and Path(refit_path).is_file() else None
-    result = package(settings, read_json(decision_path), model_dir, read_json(metrics_path), bentofile, card,
-                     reference, optimized_dir, refit)
+class PackageIO(StageIO):
+    """The decision, the candidate and what is stored with it in; the package result out (dvc.yaml's `package`)."""
+
+    stage: ClassVar[str] = "package"
+    decision: Path
+    model: Path
+    metrics: Path
+    bentofile: Path
+    card: Path
+    out: Path
+    reference: Path | None = None
+    optimized_dir: Path | None = None
+    refit: Path | None = None
+
+
+def run(settings: Settings, io: PackageIO) -> dict[str, Any]:
+    refit = read_json(io.refit) if io.refit is not None and Path(io.refit).is_file() else None
+    out = io.out
+    result = package(settings, read_json(io.decision), io.model, read_json(io.metrics), io.bentofile, io.card,
+                     io.reference, io.optimized_dir, refit)
     write_json(result, out)
     if result["status"] == "rejected":
         print(f"package: SKIPPED, the gate rejected the model: {'; '.join(result['reasons'])}"

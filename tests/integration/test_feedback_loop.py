@@ -22,7 +22,7 @@ def read_json(path):
 
 @pytest.mark.timeout(3600)  # two lifecycles and a served phase: over 15 minutes on a busy 2-core machine
 def test_drift_labels_retrain_and_a_run_without_labels(tmp_path, tiny_model_dir):
-    from mlops.stages.evaluate import read_metrics
+    from mlops.core.records import read_metrics
     from mlops.stages.generate import generate_corpus
 
     params = tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()), tiny_model_dir)

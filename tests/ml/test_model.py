@@ -29,8 +29,9 @@ def test_tiny_model_learns_something(trained):
 
 def test_evaluate_writes_metrics_scored_splits_and_plots(trained):
     settings, root, _ = trained
-    metrics = evaluate.run(settings, root / "model", root / "split", root / "scored", root / "eval.json",
-                           root / "plots")
+    metrics = evaluate.run(settings, evaluate.EvaluateIO(model=root / "model", split_dir=root / "split",
+                                                         scored_dir=root / "scored", metrics=root / "eval.json",
+                                                         plots_dir=root / "plots"))
     assert set(metrics["per_class"]) == set(settings.data.generated.classes)
     assert np.array(metrics["confusion_matrix"]).sum() == metrics["rows"] == 90
     assert 0 <= metrics["macro_f1"] <= metrics["accuracy"] + 0.2
@@ -85,8 +86,9 @@ def test_evaluate_measures_every_variant_and_the_gate_judges_each(trained, tmp_p
     settings = settings.model_copy(update={"optimize": settings.optimize.model_copy(update={
         "variants": ("torch_int8", "onnx_fp32", "onnx_int8")})})
     optimize.run(settings, optimize.OptimizeIO.build(model=root / "model", out_dir=tmp_path / "optimized"))
-    metrics = evaluate.run(settings, root / "model", root / "split", tmp_path / "scored", tmp_path / "eval.json",
-                           tmp_path / "plots", tmp_path / "optimized")
+    metrics = evaluate.run(settings, evaluate.EvaluateIO(
+        model=root / "model", split_dir=root / "split", scored_dir=tmp_path / "scored",
+        metrics=tmp_path / "eval.json", plots_dir=tmp_path / "plots", optimized_dir=tmp_path / "optimized"))
     variants = metrics["variants"]
     assert list(variants) == ["fp32", "torch_int8", "onnx_fp32", "onnx_int8"]
     for name, variant in variants.items():

@@ -34,8 +34,10 @@ def test_a_training_run_holds_its_params_curves_and_the_evaluate_and_gate_metric
     assert pointer["tool"] == "tensorboard" and pointer["log_dir"].startswith(str(root / "tensorboard"))
     runs_before = set((root / "tensorboard").iterdir())
     # when the gate judges it
-    decision = gate.run(settings, root / "metrics.json", root / "model", root / "scored" / "test.parquet",
-                        root / "split" / "train.parquet", tmp_path / "decision.json", tmp_path / "card.md")
+    decision = gate.run(settings, gate.GateIO(metrics=root / "metrics.json", model=root / "model",
+                                              scored_test=root / "scored" / "test.parquet",
+                                              train=root / "split" / "train.parquet", out=tmp_path / "decision.json",
+                                              card=tmp_path / "card.md"))
     # then the one run's event files hold the params, the Trainer's curves and every stage's metrics
     scalars, hparams = read_run(pointer["log_dir"])
     assert hparams["train.lr"] == settings.train.lr and hparams["model.max_length"] == settings.model.max_length

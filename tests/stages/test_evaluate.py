@@ -8,15 +8,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from mlops.core.errors import MlopsError
-from mlops.stages import evaluate
+from mlops.ml.scoring import score
 from mlops.stages.evaluate import (
     compute_metrics,
     expected_calibration_error,
     measure_latency,
     model_size_mb,
     plot_confusion,
-    score,
     slice_metrics,
 )
 
@@ -95,7 +93,6 @@ def test_numeric_labels_compare_as_text():
 
 
 def test_metrics_are_plain_json_types(predictions):
-    import json
 
     metrics = compute_metrics(predictions, LABELS)
     assert json.loads(json.dumps(metrics)) == metrics
@@ -220,37 +217,3 @@ def test_model_size_counts_every_file_below_the_folder(tmp_path):
 
 
 # evaluate's metrics files: a headline `dvc exp show` can show at a glance, the detail in a file of its own
-
-FULL = {
-    "rows": 90, "accuracy": 0.8, "macro_f1": 0.79, "ece": 0.05, "size_mb": 17.5,
-    "latency": {"p50_ms": 9.1, "p95_ms": 12.3, "samples": 20},
-    "per_class": {"a": {"precision": 0.8, "recall": 0.7, "f1": 0.75, "support": 45},
-                  "b": {"precision": 0.8, "recall": 0.9, "f1": 0.85, "support": 45}},
-    "labels": ["a", "b"], "confusion_matrix": [[31, 14], [4, 41]],
-    "slices": {"chars 0-49": {"rows": 90, "accuracy": 0.8, "macro_f1": 0.79}},
-    "behaviour": {"pass_rate": 1.0, "cases": 3, "failures": []},
-    "variants": {"fp32": {"accuracy": 0.8, "accuracy_drop_points": 0.0, "texts_per_s": 100.0},
-                 "onnx_int8": {"accuracy": 0.79, "accuracy_drop_points": 1.0, "texts_per_s": 400.0}},
-}
-
-
-def test_headline_holds_only_the_summary_figures_and_detail_the_rest(tmp_path):
-    path = tmp_path / "metrics" / "evaluate.json"
-    evaluate.write_metrics(FULL, path)
-    headline = json.loads(path.read_text())
-    assert set(headline) == {"rows", "accuracy", "macro_f1", "ece", "size_mb", "latency"}
-    detail = json.loads((tmp_path / "metrics" / "evaluate_detail.json").read_text())
-    assert {"per_class", "slices", "confusion_matrix", "behaviour", "variants", "labels"} == set(detail)
-    assert evaluate.read_metrics(path) == FULL  # the gate and the model card read the whole document back
-
-
-def test_read_metrics_without_detail_file_is_the_headline(tmp_path):
-    path = tmp_path / "evaluate.json"
-    path.write_text(json.dumps({"accuracy": 0.5}))
-    assert evaluate.read_metrics(path) == {"accuracy": 0.5}
-
-
-def test_missing_metrics_are_an_error_unless_a_report_asks_for_whatever_exists(tmp_path):
-    with pytest.raises(MlopsError, match="missing input"):
-        evaluate.read_metrics(tmp_path / "evaluate.json")
-    assert evaluate.read_metrics(tmp_path / "evaluate.json", missing_ok=True) == {}

@@ -12,9 +12,9 @@ from mlops.core.settings import TrafficSettings
 from mlops.core.traffic_log import list_parts, read_traffic
 from mlops.ml.model import Classifier, decode_embedding
 from mlops.ml.monitor_history import read_history
+from mlops.ml.scoring import score
 from mlops.serving.traffic import TrafficLog
 from mlops.stages import monitor
-from mlops.stages.evaluate import score
 from mlops.stages.generate import generate_corpus
 
 

@@ -87,8 +87,9 @@ def test_a_distilled_student_becomes_variants_of_its_own_scored_like_the_others(
     import pandas as pd
 
     from mlops.ml.model import Classifier
+    from mlops.ml.scoring import score
     from mlops.ml.variants import load_variant, read_variants
-    from mlops.stages.evaluate import score, variant_metrics
+    from mlops.stages.evaluate import variant_metrics
     from mlops.stages.optimize import OptimizeIO, run
 
     # given a candidate and its student (with the distill stage's marker beside the weights)

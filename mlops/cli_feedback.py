@@ -1,7 +1,7 @@
 """`mlops feedback …` and `mlops keys …`: labels from production and labelling tools, who gave them, and the
 credentials that tell a labeller from a client.
 
-Kept out of mlops/cli.py (the stages' commands) because they are the loop's
+Kept out of mlops/cli_stages.py (the stages' commands) because they are the loop's
 and the service's commands, not stages: none of them is in dvc.yaml.
 """
 

@@ -197,7 +197,7 @@ def test_promote_without_the_shadow_evidence_it_requires_ends_with_exit_3_and_sa
 
 def test_a_step_reports_the_status_of_the_mlops_command_inside(tmp_path, repo_params, bentoml_home):
     """retrain-on-drift passes on a step's own status: 2 for a refusal behind `dvc repro`'s 1, as for a stage."""
-    from mlops.cli import run_step
+    from mlops.cli_operations import run_step
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params))
     code, own = run_step([sys.executable, "-m", "mlops", "registry", "show"], tmp_path)  # no champion: refused

@@ -171,7 +171,8 @@ def section_modules(params: tuple[str, ...]) -> set[str]:
     """The modules defining the params.yaml sections a stage lists (`gate`, `feedback.queue_dir` -> gate, feedback),
     with their common base: a stage depends on the code of its own parameters, and on no other section's."""
     sections = {key.split(".")[0].rstrip("_") for key in params}
-    modules = {f"mlops/core/sections/{name}.py" for name in sections if (ROOT / f"mlops/core/sections/{name}.py").is_file()}
+    modules = {f"mlops/core/sections/{name}.py" for name in sections
+               if (ROOT / "mlops" / "core" / "sections" / f"{name}.py").is_file()}
     return modules | {"mlops/core/sections/base.py"} if modules else modules
 
 

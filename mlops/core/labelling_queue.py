@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -26,7 +26,10 @@ from mlops.core.batch_files import batched_labels, read_batches
 from mlops.core.environment import feedback_dir
 from mlops.core.feedback_log import FEEDBACK_FILE, SUGGESTIONS_FILE, read_feedback
 from mlops.core.io import atomic_path
-from mlops.core.settings import Settings, declared_labels
+from mlops.core.labels import declared_labels
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 QUEUE_CSV, QUEUE_LABEL_STUDIO, QUEUE_LABEL_CONFIG = "queue.csv", "queue.labelstudio.json", "queue.labelstudio.xml"
 QUEUE_COLUMNS = ["id", "text", "prediction", "confidence", "suggested_label", "label"]

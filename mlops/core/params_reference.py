@@ -177,10 +177,12 @@ def render_reference(model: type[BaseModel] = Settings, raw: dict[str, Any] | No
         "",
         "# Parameters",
         "",
-        f"<!-- Generated from mlops/core/settings.py by `{REGENERATE}`: edit the descriptions there. -->",
+        f"<!-- Generated from the settings sections (mlops/core/sections/) by `{REGENERATE}`: edit the descriptions "
+        "there. -->",
         "",
         "Every knob of the lifecycle lives in `params.yaml`, validated strictly by the settings model "
-        "(`mlops/core/settings.py`): an unknown key or a value outside its bounds fails at once, naming the key. "
+        "(`mlops/core/settings.py`, one module per section in `mlops/core/sections/`): an unknown key or a value "
+        "outside its bounds fails at once, naming the key. "
         "This page is generated from that model, so it lists exactly what is validated.",
         "",
         "- *Default* is the model's default when `params.yaml` leaves the key out; *required* keys must be in "

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from mlops.core.errors import MlopsError
-from mlops.core.settings import Settings, SourceSettings
+from mlops.core.sections.data import SourceSettings
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 BATCH_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 REMOTE_PREFIXES = ("http://", "https://", "s3://", "gs://", "az://")

@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlops.core.errors import MlopsError
-from mlops.core.settings import format_validation_error
+from mlops.core.sections.base import format_validation_error
 
 
 class Strict(BaseModel):

@@ -12,17 +12,19 @@ from __future__ import annotations
 import time
 from math import ceil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from mlops.core.settings import Settings
 from mlops.ml.checks import check
 from mlops.ml.model import Classifier
 from mlops.ml.paired_bootstrap import macro_f1_batch, paired_bootstrap, rows_for_gain_probability, rows_needed
 from mlops.ml.scoring import score
 from mlops.ml.variants import load_variant, served_variant
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 
 def regression_margin(settings: Settings, on_recent: bool) -> float:

@@ -7,11 +7,13 @@ approval request and the Airflow run's note all read what it wrote.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlops.core.settings import Settings
 from mlops.ml.champion_comparison import RULE_CHECKS
 from mlops.ml.variant_choice import variants_card
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 MINUS = "\u2212"  # a reason is read by people: a real minus sign, never a hyphen
 

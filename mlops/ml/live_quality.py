@@ -26,15 +26,17 @@ import html
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from mlops.core.batch_files import read_batches
 from mlops.core.feedback_log import FEEDBACK_FILE, SUGGESTIONS_FILE, read_feedback
-from mlops.core.settings import Settings
 from mlops.core.stats import wilson_interval
 from mlops.core.traffic_log import id_time, list_parts, read_part
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 TRUSTED_ROLE = "labeller"
 COLUMNS = ["id", "label", "prediction", "model_version", "served_at", "origin"]

@@ -21,13 +21,15 @@ from __future__ import annotations
 import html
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from mlops.core.settings import Settings, ShadowEvidence
 from mlops.core.traffic_log import list_shadow_parts, read_part
 from mlops.ml.live_quality import interval, trusted_labels
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings, ShadowEvidence
 
 COLUMNS = ["timestamp", "shadow_of", "prediction", "model_version", "champion_prediction", "champion_version"]
 

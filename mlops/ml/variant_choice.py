@@ -14,10 +14,12 @@ something else.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlops.core.settings import Settings
 from mlops.ml.variants import STUDENT
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 REFERENCE = "fp32"
 

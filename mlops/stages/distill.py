@@ -19,11 +19,10 @@ from __future__ import annotations
 import copy
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops.core.errors import MlopsError
 from mlops.core.io import file_digest, write_json
-from mlops.core.settings import Settings
 from mlops.core.stage_io import StageIO
 from mlops.ml.distillation import DistillationTrainer, encoder_layers, kept_layers, prune_layers
 from mlops.ml.model import read_label_map, set_cpu_threads
@@ -34,6 +33,9 @@ from mlops.ml.training.processes import is_main_process
 from mlops.ml.training.saving import save_trained
 from mlops.ml.training.start import load_base
 from mlops.ml.training.trainer import build_trainer, fit, fit_summary
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 MARKER = "distill.json"  # in the output directory: what the stage did (or that it was off)
 

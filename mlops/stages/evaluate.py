@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from mlops.core.io import atomic_path, read_table, write_table
 from mlops.core.records import HEADLINE, detail_path, write_metrics
-from mlops.core.settings import EvaluateSettings, Settings
 from mlops.core.stage_io import StageIO
 from mlops.core.stats import wilson_interval
 from mlops.ml.behaviour import load_suite, run_suite
@@ -33,6 +32,9 @@ from mlops.ml.scoring import score
 from mlops.ml.throughput import MICRO_BATCH, WINDOW, measure_throughput
 from mlops.ml.tracking import log_stage_metrics
 from mlops.ml.variants import load_variant, read_variants
+
+if TYPE_CHECKING:
+    from mlops.core.settings import EvaluateSettings, Settings
 
 THROUGHPUT_TEXTS = 512  # test texts the throughput is measured on: enough windows to average, quick to run
 

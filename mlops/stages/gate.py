@@ -18,12 +18,11 @@ from __future__ import annotations
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mlops.core import registry
 from mlops.core.io import atomic_path, file_digest, read_table, write_json
 from mlops.core.records import read_metrics
-from mlops.core.settings import Settings
 from mlops.core.stage_io import StageIO
 from mlops.ml.champion_comparison import compare_with_champion, next_step
 from mlops.ml.checks import check
@@ -31,6 +30,9 @@ from mlops.ml.gate_report import model_card, reason
 from mlops.ml.model import read_label_map, set_cpu_threads
 from mlops.ml.tracking import log_stage_metrics
 from mlops.ml.variant_choice import forced_variant_checks, judge_variants
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 
 def absolute_checks(metrics: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:

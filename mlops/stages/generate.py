@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path
-from mlops.core.settings import Settings
 from mlops.core.stage_io import StageIO
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 OPENERS = [
     "Hi,", "Hello team,", "Good morning.", "Hey there,", "Dear support,", "Hi again,", "Quick question:",

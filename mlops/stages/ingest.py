@@ -19,13 +19,16 @@ this stage in dvc.yaml, so a new batch re-runs the lifecycle.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from mlops.core.io import write_table
 from mlops.core.raw_tables import read_source
-from mlops.core.settings import Settings
 from mlops.core.stage_io import StageIO
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 COLUMNS = ["text", "label", "subset", "batch"]
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -56,7 +56,6 @@ from mlops.core.io import atomic_path, read_table, write_json
 from mlops.core.labelling_queue import write_queue
 from mlops.core.pipeline import stage_path
 from mlops.core.raw_tables import read_with_header
-from mlops.core.settings import MonitorSettings, Settings
 from mlops.core.stage_io import StageIO
 from mlops.core.traffic_log import read_traffic
 from mlops.ml.descriptors import DESCRIPTORS, describe
@@ -64,6 +63,9 @@ from mlops.ml.drift import embedding_drift
 from mlops.ml.live_quality import assess, insert_section, render_table
 from mlops.ml.live_quality import describe as describe_live
 from mlops.ml.shadow_report import assess_shadow, describe_shadow, render_shadow
+
+if TYPE_CHECKING:
+    from mlops.core.settings import MonitorSettings, Settings
 
 SIGNALS = [*DESCRIPTORS, "prediction", "confidence", "embedding"]
 REPORT_COLUMNS = [*DESCRIPTORS, "prediction", "confidence"]

@@ -19,15 +19,17 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops.core.errors import MlopsError
 from mlops.core.io import write_json
-from mlops.core.settings import Settings
 from mlops.core.stage_io import StageIO
 from mlops.ml.model import set_cpu_threads
 from mlops.ml.variant_build import build_variant
 from mlops.ml.variants import STUDENT, STUDENT_FP32, VARIANTS_FILE, files_size_mb
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 
 class OptimizeIO(StageIO):

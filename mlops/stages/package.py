@@ -31,15 +31,17 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mlops.core import registry
 from mlops.core.environment import MODEL_TAG_ENV
 from mlops.core.errors import MlopsError
 from mlops.core.io import read_json, read_table, write_json, write_table
-from mlops.core.settings import Settings
 from mlops.core.stage_io import StageIO
 from mlops.ml.variants import SERVING_FILE, served_variant, variant_files
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 LOCK_FILE = "requirements.lock"  # beside bentofile.yaml
 

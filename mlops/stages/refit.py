@@ -34,7 +34,7 @@ import hashlib
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,6 @@ import pandas as pd
 from mlops.core import registry
 from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path, read_json, read_table, write_json
-from mlops.core.settings import Settings
 from mlops.core.splits import FEEDBACK, RECENT
 from mlops.core.stage_io import StageIO
 from mlops.ml.model import read_label_map, set_cpu_threads
@@ -53,6 +52,9 @@ from mlops.ml.training.saving import save_trained
 from mlops.ml.training.start import load_base, plan_start
 from mlops.ml.variant_build import build_variant
 from mlops.ml.variants import load_variant, variant_form
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 RECORD_FILE = "refit.json"
 MODEL, VARIANTS = "model", "optimized"  # the refit's weights and its serving variant, inside the output folder

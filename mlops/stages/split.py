@@ -18,15 +18,18 @@ feedback rows and a replay sample of the main ones.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from mlops.core.errors import MlopsError
 from mlops.core.io import read_table, write_table
-from mlops.core.settings import Settings
 from mlops.core.splits import FEEDBACK, MAIN, RECENT, SPLITS
 from mlops.core.stage_io import StageIO
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 
 class SplitIO(StageIO):

@@ -37,12 +37,11 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from mlops.core.io import write_json
-from mlops.core.settings import Settings
 from mlops.core.stage_io import StageIO
 from mlops.ml.model import set_cpu_threads
 from mlops.ml.tracking import flat_numbers, open_run, run_name
@@ -61,6 +60,9 @@ from mlops.ml.training.refitting import refit, refit_steps
 from mlops.ml.training.saving import save_trained
 from mlops.ml.training.start import load_base, plan_start
 from mlops.ml.training.trainer import build_trainer, fit, fit_summary
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 
 class TrainIO(StageIO):

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -40,10 +40,13 @@ import yaml
 from mlops.adapters.great_expectations_suite import Outcome, build_checks, derive_columns, run_suite
 from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path, read_json, write_json, write_table
+from mlops.core.labels import declared_labels
 from mlops.core.raw_tables import read_as_dataset
-from mlops.core.settings import Settings, declared_labels
 from mlops.core.stage_io import StageIO
 from mlops.ml.validation_report import Verdict, batch_report, render_html, summarise
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 COLUMNS = ["text", "label", "subset"]
 

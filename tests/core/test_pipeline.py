@@ -134,11 +134,18 @@ def test_dvc_yaml_declares_outputs_of_every_stage():
 
 
 def mlops_imports(path: Path) -> set[Path]:
-    """The project modules `path` imports, at module level or inside functions."""
+    """The project modules `path` imports, at module level or inside functions; not those under
+    `if TYPE_CHECKING:`, which only annotations read (a stage annotates with `Settings` but runs on its sections)."""
     import ast
 
+    tree = ast.parse(path.read_text())
+    typing_only = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.If)
+                   and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
+                   for inner in ast.walk(node)}
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         names = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -160,16 +167,33 @@ def import_closure(module: Path) -> set[str]:
     return {str(path.relative_to(ROOT)) for path in seen}
 
 
-def test_each_stage_depends_on_every_module_it_imports_and_no_other():
-    """A change to shared code re-runs exactly the stages whose code reaches it."""
-    from mlops.core.pipeline import inside
+def section_modules(params: tuple[str, ...]) -> set[str]:
+    """The modules defining the params.yaml sections a stage lists (`gate`, `feedback.queue_dir` -> gate, feedback),
+    with their common base: a stage depends on the code of its own parameters, and on no other section's."""
+    sections = {key.split(".")[0].rstrip("_") for key in params}
+    modules = {f"mlops/core/sections/{name}.py" for name in sections
+               if (ROOT / "mlops" / "core" / "sections" / f"{name}.py").is_file()}
+    return modules | {"mlops/core/sections/base.py"} if modules else modules
 
+
+def required_deps(stage_name: str, params: tuple[str, ...]) -> set[str]:
+    """What a stage's deps must list of the project's code: every module it imports, its sections' definitions."""
+    return import_closure(ROOT / "mlops" / "stages" / f"{stage_name}.py") | section_modules(params)
+
+
+def test_each_stage_depends_on_every_module_it_imports_and_no_other():
+    """A change to shared code re-runs exactly the stages whose code reaches it, and a change to a section of the
+    settings exactly the stages that list that section's parameters."""
+    from mlops.core.pipeline import inside, load_stage_graph
+
+    params_of = {stage.name: stage.params for stage in load_stage_graph(ROOT)}
     for stage in load_stages(ROOT):
         module = ROOT / "mlops" / "stages" / f"{stage.name}.py"
         assert module.is_file(), f"stage {stage.name} has no module at mlops/stages/{stage.name}.py"
-        missing = sorted(path for path in import_closure(module) if not any(inside(path, dep) for dep in stage.deps))
-        assert not missing, f"dvc.yaml: stage {stage.name} imports {missing} but does not list them in deps"
-        closure = import_closure(module)
+        closure = required_deps(stage.name, params_of[stage.name])
+        missing = sorted(path for path in closure if not any(inside(path, dep) for dep in stage.deps))
+        assert not missing, (f"dvc.yaml: stage {stage.name} imports (or reads the parameters of) {missing} but does "
+                             "not list them in deps")
         extra = [dep for dep in stage.deps if dep.startswith("mlops/") and dep.endswith(".py") and dep not in closure]
         assert not extra, f"dvc.yaml: stage {stage.name} lists {extra} but never imports them"
         stale = [dep for dep in stage.deps if dep.startswith("mlops/") and not (ROOT / dep).exists()]

@@ -4,13 +4,15 @@ bf16 where the GPU supports it, fp32 and bit-for-bit repeatable runs on CPU."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from mlops.core.settings import Settings
 from mlops.ml.progress import bars_shown
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 
 def training_arguments(settings: Settings, output_dir: Path, steps_per_epoch: int, group_by_length: bool = True,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import EarlyStoppingCallback, TrainerCallback
 
-from mlops.core.settings import Settings
 from mlops.ml.training.processes import is_main_process
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 
 class ProgressLine(TrainerCallback):

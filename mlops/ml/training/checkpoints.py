@@ -11,9 +11,10 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlops.core.settings import Settings
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 RUN_KEY = "run-key.json"
 SELECTION = "selection.json"  # in the checkpoints folder: a finished selection run, which a refit resumes after

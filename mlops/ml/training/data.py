@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from mlops.core.io import read_table
-from mlops.core.settings import Settings
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 
 class EncodedTexts:

@@ -11,16 +11,18 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from mlops.core.settings import Settings
 from mlops.ml.training.callbacks import ProgressLine
 from mlops.ml.training.checkpoints import resumable_checkpoint
 from mlops.ml.training.data import EncodedTexts, encode_frame
 from mlops.ml.training.start import load_base
 from mlops.ml.training.trainer import build_trainer
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 
 def refit_steps(best_step: int, selection_rows: int, all_rows: int, settings: Settings) -> int:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlops.core.settings import Settings
 from mlops.ml.model import save_label_map
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 
 def save_trained(trainer: Any, tokenizer: Any, out: Path, labels: list[str], settings: Settings,

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from mlops.core import registry
 from mlops.core.errors import MlopsError
-from mlops.core.settings import Settings
 from mlops.core.splits import FEEDBACK
 from mlops.ml.model import read_label_map, resolve_base
 from mlops.ml.text_repairs import apply_text_repairs
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
 
 
 def champion_start(settings: Settings, labels: list[str], tag: str | None = None

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops.adapters.transformers_trainer import LifecycleTrainer
-from mlops.core.settings import Settings
 from mlops.ml.training.arguments import training_arguments
-from mlops.ml.training.data import EncodedTexts
 from mlops.ml.training.metrics import compute_metrics
+
+if TYPE_CHECKING:
+    from mlops.core.settings import Settings
+    from mlops.ml.training.data import EncodedTexts
 
 
 def build_trainer(settings: Settings, model: Any, tokenizer: Any, train_set: EncodedTexts,

@@ -353,7 +353,7 @@ def promote_by_hand(settings: Settings, model_tag: str, bentofile: Path, scored:
                     out: Path, canary: float | None = None) -> dict[str, Any]:
     """`mlops registry promote TAG`: any stored model, through the same checks; directly unless `canary` (a
     share) is given, whatever `promote.strategy` says (that is the pipeline's)."""
-    from mlops.stages.package import candidate_of
+    from mlops.ml.bento_build import candidate_of
 
     share = None if canary is None else canary_share(settings, canary)
     return promote_entry(candidate_of(model_tag, bentofile, settings), settings, scored, out, by="hand",

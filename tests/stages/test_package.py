@@ -4,7 +4,7 @@ import shutil
 from pathlib import Path
 
 from mlops.core.settings import parse_settings
-from mlops.stages.package import build_digest
+from mlops.ml.bento_build import build_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,7 +60,7 @@ def locked(name: str) -> str:
 
 
 def test_the_bentos_packages_and_what_they_need_are_pinned_from_the_lock():
-    from mlops.stages.package import pinned_bentofile
+    from mlops.ml.bento_build import pinned_bentofile
 
     packages = pinned_bentofile(ROOT / "bentofile.yaml")["python"]["packages"]
     for name in ("torch", "transformers", "bentoml", "tokenizers", "huggingface-hub", "numpy", "starlette"):
@@ -73,7 +73,7 @@ def test_a_specifier_the_lock_does_not_satisfy_is_named(tmp_path):
     import pytest
 
     from mlops.core.errors import MlopsError
-    from mlops.stages.package import pinned_packages
+    from mlops.ml.bento_build import pinned_packages
 
     shutil.copy2(ROOT / "requirements.lock", tmp_path / "requirements.lock")
     with pytest.raises(MlopsError, match="asks for transformers<5 but requirements.lock pins transformers==5"):

@@ -7,7 +7,10 @@ then `airflow standalone` runs the `monitoring` DAG three times, triggered
 through REST: on traffic from the project's own test split (no drift), on
 too little traffic (no verdict), and on the served SMS traffic (drift). Only the last announces
 drift; its asset event starts exactly one "asset_triggered" lifecycle run,
-whose record names the drift report that started it.
+whose record names the drift report that started it. Then a fourth run, on
+traffic like the test split's (no drift) that a labeller marked wrong
+throughout, announces a live accuracy breach alone, and that starts a
+lifecycle run of its own, recorded as started by the live accuracy.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import pandas as pd
 import pytest
 
 from mlops.orchestration.assets import DRIFT_ASSET
-from mlops.orchestration.runs import TRIGGER_FILE, monitoring_run_dir, run_dir
+from mlops.orchestration.runs import STARTED_BY_FILE, TRIGGER_FILE, monitoring_run_dir, run_dir
 from tests.helpers import (
     BIN,
     SHARED_DATA,
@@ -66,6 +69,23 @@ def serve_and_send(project: Path, env: dict[str, str], texts: list[str]) -> None
         stop(server)
 
 
+def label_all_wrong(project: Path, folder: Path, frame: pd.DataFrame, labels: list[str], version: str) -> None:
+    """Traffic like `frame` served by `version`, every answer then labelled wrong by a labeller through the
+    feedback store: a live accuracy of 0 on traffic that does not drift."""
+    from mlops.serving.credentials import Identity
+    from mlops.serving.feedback import record_feedback
+    from mlops.serving.traffic import TrafficLog, new_ids
+
+    ids = new_ids(len(frame))
+    TrafficLog(folder).append(frame["text"].tolist(), [
+        {"id": i, "label": str(row.prediction), "score": float(row.confidence), "model_version": version}
+        for i, row in zip(ids, frame.itertuples(), strict=True)], 12.5, embeddings=frame["embedding"].tolist())
+    wrong = [labels[(labels.index(str(p)) + 1) % len(labels)] for p in frame["prediction"]]
+    body = json.dumps([{"id": i, "label": label} for i, label in zip(ids, wrong, strict=True)]).encode()
+    record_feedback(body, labels, len(ids), traffic=folder, log_dir=project / "logs" / "feedback",
+                    identity=Identity("alice", "labeller"))
+
+
 def sms_texts(count: int) -> list[str]:
     with open(SHARED_DATA / "sms_spam_collection" / "SMSSpamCollection", encoding="utf-8", newline="") as handle:
         texts = [row[1] for row in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)]
@@ -78,6 +98,7 @@ def test_drift_starts_a_lifecycle_run_that_names_the_report(tmp_path, repo_param
     # against which another 90-row sample of the same corpus (the test split) moves the text descriptors by
     # up to ~0.2 normed Wasserstein: thresholds for that size, and a minimum the test split meets.
     params["monitor"].update({"schedule": None, "min_rows": 40, "num_threshold": 0.3})
+    params["loop"] = {**params.get("loop", {}), "cooldown_minutes": 0}  # the breach's run follows the drift's
     project = copy_project(tmp_path / "project", params)
     started = time.monotonic()
     run_cmd([str(BIN / "dvc"), "repro"], cwd=project, timeout=900)
@@ -163,5 +184,39 @@ def test_drift_starts_a_lifecycle_run_that_names_the_report(tmp_path, repo_param
         assert trigger["reports"] == [str(report)]
         assert f"[drift report]({report})" in stack.task_log("lifecycle", lifecycle_run, "configure")
         print(f"lifecycle run {lifecycle_run} recorded its trigger at {time.monotonic() - started:.0f}s")
+
+        # a live accuracy breach alone: traffic that does not drift, labelled wrong throughout by a labeller
+        status, body = stack.request("PATCH", f"/api/v2/dags/lifecycle/dagRuns/{quoted}", {"state": "failed"})
+        assert status == 200, body  # the drift's retrain gives way (one lifecycle run at a time)
+        labelled = tmp_path / "traffic-labelled"
+        labels = sorted(test_split["label"].astype(str).unique())
+        label_all_wrong(project, labelled, test_split, labels, version)
+        status, body = stack.trigger("monitoring", {"current": str(labelled)})
+        assert status == 200, body
+        breach_run = body["dag_run_id"]
+        assert stack.wait_run("monitoring", breach_run, timeout=240) == "success", stack.log_tails()
+        states = stack.task_states("monitoring", breach_run)
+        assert states["announce_drift"]["state"] == "success", states
+        assert "LIVE QUALITY BREACH" in stack.task_log("monitoring", breach_run, "drift_detected")
+        summary = json.loads((monitoring_run_dir(project, breach_run) / "summary.json").read_text())
+        assert summary["status"] == "no_drift" and summary["live_quality_breach"]["model_version"] == version
+        deadline = time.monotonic() + 120
+        while True:  # the breach's asset event starts a second lifecycle run
+            status, body = stack.request("GET", "/api/v2/dags/lifecycle/dagRuns")
+            others = [run for run in body["dag_runs"] if run["dag_run_id"] != lifecycle_run]
+            if others:
+                break
+            assert time.monotonic() < deadline, f"no lifecycle run after the breach\n{stack.log_tails()}"
+            time.sleep(2)
+        [breach_lifecycle] = others
+        assert breach_lifecycle["run_type"] == "asset_triggered", breach_lifecycle
+        breach_id = breach_lifecycle["dag_run_id"]
+        deadline = time.monotonic() + 180
+        while stack.task_states("lifecycle", breach_id).get("configure", {}).get("state") != "success":
+            assert time.monotonic() < deadline, (stack.task_states("lifecycle", breach_id), stack.log_tails())
+            time.sleep(2)
+        started_by = json.loads((run_dir(project, breach_id) / STARTED_BY_FILE).read_text())
+        assert started_by["trigger"] == "live_accuracy" and started_by["triggers"] == ["live_accuracy"], started_by
+        print(f"lifecycle run {breach_id} started by the live accuracy at {time.monotonic() - started:.0f}s")
     finally:
         stack.stop()

@@ -44,6 +44,7 @@ from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path, read_json, read_table, write_json
 from mlops.core.splits import FEEDBACK, RECENT
 from mlops.core.stage_io import StageIO
+from mlops.ml.checks import check
 from mlops.ml.model import read_label_map, set_cpu_threads
 from mlops.ml.training.checkpoints import checkpoints_of, run_key
 from mlops.ml.training.data import encode_frame, load_splits
@@ -98,11 +99,6 @@ def refit_rows(train_frame: pd.DataFrame, recent: pd.DataFrame, oversample: int)
     the others (`feedback.oversample` copies)."""
     held_out = recent[["text", "label"]].assign(origin=FEEDBACK)
     return pd.concat([train_frame, *[held_out] * oversample], ignore_index=True)
-
-
-def check(name: str, observed: float, threshold: float, passed: bool, rule: str) -> dict[str, Any]:
-    return {"check": name, "observed": round(observed, 4), "threshold": threshold, "passed": bool(passed),
-            "rule": rule}
 
 
 def sanity_checks(settings: Settings, truth: np.ndarray, judged: np.ndarray, refitted: np.ndarray,

@@ -133,12 +133,58 @@ def xdist_group_of(item: pytest.Item) -> str | None:
     return None
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the items
+# Where the workers write each test's group for the controller's scheduler (pytest_xdist_make_scheduler below).
+# xdist's own loadgroup puts the group into the nodeid through Item._nodeid, which pytest 9 no longer reads (it
+# keeps Item._id): the groups were silently lost and a module-scoped fixture's tests ran on two workers at once.
+GROUPS_FILE_ENV = "MLOPS_TEST_GROUPS_FILE"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On the controller of an xdist run, a file for the workers to tell it the groups (they inherit the env)."""
+    import tempfile
+
+    if not hasattr(config, "workerinput") and config.getoption("dist", "no") == "loadgroup":
+        os.environ[GROUPS_FILE_ENV] = str(Path(tempfile.mkdtemp(prefix="test-groups-")) / "groups.json")
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that needs a trained model is slow by definition: `make test-fast` trains nothing."""
+    """A test that needs a trained model is slow by definition: `make test-fast` trains nothing. On an xdist
+    worker, each test's group goes to the file the controller's scheduler reads."""
+    import json
+
+    groups = {}
     for item in items:
         if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
         group = xdist_group_of(item)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+            groups[item.nodeid] = group
+    target = os.environ.get(GROUPS_FILE_ENV)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if target and worker:  # every worker collects the same items: the last rename wins, whole
+        staged = Path(f"{target}.{worker}")
+        staged.write_text(json.dumps(groups))
+        staged.replace(target)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup`: one work unit per group (the workers' file), every other test a unit of its own."""
+    if config.getoption("dist", "no") != "loadgroup":
+        return None
+    import json
+
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        """LoadScopeScheduling whose scope of a test is its group, read once from the workers' file."""
+
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:
+                self.groups = json.loads(Path(os.environ[GROUPS_FILE_ENV]).read_text())
+            return self.groups.get(nodeid, nodeid)
+
+    return GroupScheduling(config, log)

@@ -67,12 +67,12 @@ run:  ## run the whole lifecycle with DVC (stages that are up to date are skippe
 	if [ $$status -ne 0 ] && [ $$status -ne 3 ]; then exit $$status; fi; \
 	$(BIN)/dvc push -q && $(BIN)/python -m mlops.orchestration.summary
 
-# Workers for `make test` (pytest-xdist): 0 runs one process, as CI does. TEST_WORKERS=2 overlaps the suite's waits
-# on Airflow, DVC and served processes; tests/conftest.py keeps the tests that share an expensive fixture (the
-# trained tiny model, a module's lifecycle) on one worker.
-TEST_WORKERS ?= 0
+# Workers for `make test` (pytest-xdist), two by default, as CI runs it: they overlap the suite's waits on Airflow,
+# DVC and served processes; tests/conftest.py keeps the tests that share an expensive fixture (the trained tiny
+# model, a module's lifecycle) on one worker. TEST_WORKERS=0 runs one process.
+TEST_WORKERS ?= 2
 
-test:  ## the test suite, as CI runs it (one process; TEST_WORKERS=2 spreads it over two xdist workers)
+test:  ## the test suite, as CI runs it (two xdist workers; TEST_WORKERS=0 for one process)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast:  ## the tests that take seconds, not minutes (on every core: pytest-xdist)

@@ -52,6 +52,7 @@ def project_env(project: Path) -> dict[str, str]:
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "MLOPS_TRAFFIC_DIR": str(project / "logs" / "traffic"),
+        "MLOPS_FEEDBACK_DIR": str(project / "logs" / "feedback"),  # as make, run in that project, exports it
     })
     return env
 

@@ -54,7 +54,3 @@ class StageIO(BaseModel):
             problems = "; ".join(f"{'.'.join(str(part) for part in problem['loc']) or cls.stage}: {problem['msg']}"
                                  for problem in error.errors())
             raise MlopsError(f"{cls.__name__} (stage {cls.stage}): {problems}") from None
-
-    def paths(self) -> dict[str, Path | None]:
-        """Every field by name, for a record of what the run read and wrote."""
-        return dict(self)

@@ -154,7 +154,7 @@ def rule_checks(stats: dict[str, Any], settings: Settings, level: str, on_recent
                       stats["ci_low"] > 0, f"lower bound of the {level} > 0 (a significant improvement)")]
     then = (f"and gain{suffix}: the point estimate > 0" if gate.promote_if == "non_inferior"
             else f"and gain_probability{suffix}: P(gain) >= min_gain_probability")
-    margin = gate.max_regression_on_recent
+    margin = regression_margin(settings, on_recent=True)
     checks = [check("non_inferior_on_recent", stats["ci_low"], -margin, stats["ci_low"] > -margin,
                     f"lower bound of the {level} > -max_regression_on_recent ({gate.promote_if}: {then})")
               ] if on_recent else []

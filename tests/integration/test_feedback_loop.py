@@ -33,8 +33,7 @@ def test_drift_labels_retrain_and_a_run_without_labels(tmp_path, tiny_model_dir)
     # the refit's own checks are unit-tested (tests/stages/test_refit.py); here: the wiring, whatever the tiny model
     params["refit_feedback"].update({"max_test_drop_points": 100.0, "min_agreement": 0.0})
     project = copy_project(tmp_path / "project", params)
-    env = project_env(project) | {"MLOPS_FEEDBACK_DIR": str(project / "logs" / "feedback"),
-                                  "PYTHONPATH": str(project)}
+    env = project_env(project) | {"PYTHONPATH": str(project)}
     run_cmd([str(BIN / "dvc"), "repro"], cwd=project, env=env, timeout=1800)  # minutes on a busy 2-core machine
     run_cmd([str(BIN / "mlops"), "promote"], cwd=project, env=env, timeout=600)  # the pipeline only builds a candidate
     first = read_json(project / ".bentoml/registry.json")["champion"]

@@ -21,6 +21,6 @@ def test_the_io_is_built_from_the_stage_command(io_class):
     io = io_class.from_dvc(ROOT)
     passed = stage_paths(ROOT, io_class.stage)
     assert {field_of(option): Path(value) for option, value in passed.items()} == {
-        name: value for name, value in io.paths().items() if value is not None}
+        name: value for name, value in dict(io).items() if value is not None}
     # and the IO declares no path the command leaves out
     assert set(io_class.model_fields) == {field_of(option) for option in passed}

@@ -4,8 +4,9 @@ In a fresh copy of the project (beside it, so ../shared resolves):
 1. `dvc repro`: the champion is trained, gated, packaged and promoted;
 2. it is served (`bentoml serve` of its Bento) and gets shifted traffic (bench/shifts.py): the shifted variant of
    the generated corpus (`mlops generate --variant shifted`: same classes, new products and phrasing), or with
-   `--preset configs/ag_news.yaml` AG News headlines alone (`--shifts ag_headlines`) or AG News articles with
-   keyboard typos (`--shifts ag_typos`);
+   `--preset configs/ag_news.yaml` AG News headlines alone (`--shifts ag_headlines`), AG News articles with
+   keyboard typos (`--shifts ag_typos`) or the first words of AG News articles without headline or dateline
+   (`--shifts ag_leads`);
 3. `mlops monitor` on the traffic log finds drift and writes the labelling queue;
 4. at most `--labels` queued texts (least confident first) get their true label through `POST /feedback`;
 5. `mlops retrain-on-drift` collects them into a batch and runs `dvc repro`: retrain, gate (on the recent
@@ -17,7 +18,7 @@ Steps 2-6 run once per shift, each from the same first champion (a copy of the p
 Writes bench/results/loop-<shift>.json per shift with the figures, the done-when checks and each step's wall time.
 
     .venv/bin/python bench/loop.py                                                    # generated shift
-    .venv/bin/python bench/loop.py --preset configs/ag_news.yaml --shifts ag_headlines,ag_typos
+    .venv/bin/python bench/loop.py --preset configs/ag_news.yaml --shifts ag_headlines,ag_leads
 """
 
 from __future__ import annotations

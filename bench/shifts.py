@@ -4,7 +4,9 @@
 - `ag_headlines`: AG News headlines alone (titles of the official test file), against a champion trained on
   title + description;
 - `ag_typos`: AG News test articles (title + description) with keyboard typos in 40% of the words of four
-  letters or more (one letter dropped, doubled or swapped; seeded).
+  letters or more (one letter dropped, doubled or swapped; seeded);
+- `ag_leads`: the lead of AG News test articles as a link preview or a news ticker shows it: the description's
+  first `LEAD_WORDS` words, without the headline and without the dateline (`WASHINGTON (Reuters) - `).
 
 Each row keeps `title`, the headline of the test article it came from (empty for the generated shift), so a
 benchmark can leave the test rows behind its traffic out of the original-test score.
@@ -18,7 +20,9 @@ import numpy as np
 import pandas as pd
 
 AG_NAMES = {"1": "World", "2": "Sports", "3": "Business", "4": "Sci/Tech"}
-SHIFTS = ("generated", "ag_headlines", "ag_typos")
+SHIFTS = ("generated", "ag_headlines", "ag_typos", "ag_leads")
+LEAD_WORDS = 10
+DATELINE = r"^.{0,60}?\s-{1,2}\s"  # `CITY (Agency) - ` or `Agency - ` at the start of a description
 
 
 def add_typos(text: str, rng: np.random.Generator, share: float = 0.4) -> str:
@@ -32,6 +36,12 @@ def add_typos(text: str, rng: np.random.Generator, share: float = 0.4) -> str:
         words[at] = (word[:i] + word[i + 1:] if kind == 0 else word[:i] + word[i] + word[i:] if kind == 1
                      else word[:i - 1] + word[i] + word[i - 1] + word[i + 1:])
     return " ".join(words)
+
+
+def lead(descriptions: pd.Series, words: int = LEAD_WORDS) -> pd.Series:
+    """The first `words` words of each description, its dateline and line-break backslashes removed."""
+    body = descriptions.str.replace("\\", " ", regex=False).str.replace(DATELINE, "", regex=True)
+    return body.str.split().str[:words].str.join(" ")
 
 
 def read_ag_test(data: Path, seed: int) -> pd.DataFrame:
@@ -52,6 +62,8 @@ def ag_shift(data: Path, shift: str, rows: int, seed: int) -> pd.DataFrame:
         rng = np.random.default_rng(seed)
         full = (frame["title"] + " " + frame["description"]).str.replace("\\", " ", regex=False).str.strip()
         texts = pd.Series([add_typos(text, rng) for text in full])
+    elif shift == "ag_leads":
+        texts = lead(frame["description"])
     else:
         raise ValueError(f"unknown AG News shift {shift!r}: one of {SHIFTS[1:]}")
     return pd.DataFrame({"text": texts, "label": frame["label"], "title": frame["title"].str.strip()}).head(rows)

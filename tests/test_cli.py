@@ -149,16 +149,18 @@ def test_a_candidate_the_gate_rejected_ends_promote_with_exit_3_the_verdict_and_
     """A rejection is an outcome: the verdict and the next step on stdout, exit 3, no error line."""
     import json
 
+    from mlops.core.records import GateDecision
     from mlops.core.settings import parse_settings
     from mlops.stages import package
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params))
     step = ("label about 412 more texts (the queue has 500: reports/labelling/queue.csv) and run again "
             "(mlops retrain-on-drift, or make run)")
-    decision = {"accepted": False, "next_step": step,
-                "reasons": ["better_than_champion_on_recent: observed -0.0047 vs 0.0 (lower bound > 0)"]}
+    decision = GateDecision(accepted=False, basis="absolute thresholds and a paired bootstrap against the champion",
+                            next_step=step,
+                            reasons=["better_than_champion_on_recent: observed -0.0047 vs 0.0 (lower bound > 0)"])
     rejected = package.package(parse_settings(repo_params), decision, tmp_path / "model", {}, tmp_path / "b", tmp_path)
-    (tmp_path / "package.json").write_text(json.dumps(rejected))  # what the package stage writes for it
+    rejected.write(tmp_path / "package.json")  # what the package stage writes for it
     exit_file = tmp_path / "exit.json"
     result = subprocess.run([sys.executable, "-m", "mlops", "promote", "--package-result", "package.json",
                              "--out", "promotion.json"], cwd=tmp_path, capture_output=True, text=True, timeout=120,

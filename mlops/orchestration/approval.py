@@ -35,6 +35,7 @@ import yaml
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, DownstreamTasksSkipped
 
+from mlops.core.records import GateDecision, PackageResult
 from mlops.orchestration.runs import APPROVAL_FILE
 
 CARD_CHARS = 30_000  # the model card shown in the request's body, at most (the whole card is at its path)
@@ -46,6 +47,14 @@ def read_run_text(project: str, run_id: str, name: str) -> tuple[str | None, str
     from mlops.orchestration.task_workspace import workspace_for
 
     return workspace_for(project).read_run_file(run_id, name)
+
+
+def read_record(kind: type[GateDecision] | type[PackageResult], text: str, where: str) -> Any:
+    """A record of this run from its text; a broken or foreign one fails the task, naming the file."""
+    try:
+        return kind.model_validate(json.loads(text))
+    except ValueError as error:  # invalid JSON, or pydantic's ValidationError (a ValueError)
+        raise AirflowFailException(f"error: {where}: not a {kind.__name__} record: {error}".splitlines()[0]) from None
 
 
 def promote_settings(project: str, run_id: str) -> Any:
@@ -62,26 +71,25 @@ def promote_settings(project: str, run_id: str) -> Any:
         raise AirflowFailException(f"error: {error}".splitlines()[0]) from None
 
 
-def approval_request(decision: dict[str, Any], decision_at: str, package: dict[str, Any] | None,
+def approval_request(decision: GateDecision, decision_at: str, package: PackageResult | None,
                      card: str | None, card_at: str, run_id: str, started_by: str,
                      timeout: timedelta) -> tuple[str, str]:
     """The request's subject and Markdown body: what is being approved, and on what grounds."""
-    verdict = "ACCEPTED" if decision.get("accepted") else "REJECTED"
-    package = package or {}
-    model = package.get("model") or "the candidate"
-    subject = f"Promote {model} to champion? The gate {verdict.lower()} it ({decision.get('basis', '?')})"
-    metrics = package.get("metrics") or {}
+    verdict = "ACCEPTED" if decision.accepted else "REJECTED"
+    model = (package and package.model) or "the candidate"
+    subject = f"Promote {model} to champion? The gate {verdict.lower()} it ({decision.basis})"
+    metrics = (package and package.metrics) or {}
     headline = ", ".join(f"{name} {value}" for name, value in metrics.items()) or "see the model card"
     hours = f"{timeout.total_seconds() / 3600:g} h"
     lines = [
         f"Lifecycle run `{run_id}`, {started_by}.",
         "",
-        f"**Gate decision: {verdict}** ({decision.get('basis', '?')}), {decision.get('decided_at', '?')}; "
+        f"**Gate decision: {verdict}** ({decision.basis}), {decision.decided_at or '?'}; "
         f"`{decision_at}`. Reasons:",
-        *(f"- {reason}" for reason in decision.get("reasons") or ["none given"]),
+        *(f"- {reason}" for reason in decision.reasons or ["none given"]),
         "",
-        f"**Candidate:** model `{model}`, Bento `{package.get('bento', '?')}`, serve variant "
-        f"`{package.get('serve_variant', '?')}`; {headline}.",
+        f"**Candidate:** model `{model}`, Bento `{(package and package.bento) or '?'}`, serve variant "
+        f"`{(package and package.serve_variant) or '?'}`; {headline}.",
         f"**Model card:** `{card_at}` (in the model store: `bentoml models get {model}` shows the folder with "
         f"`MODEL_CARD.md`).",
         "",
@@ -163,15 +171,15 @@ class PromotionApproval(ApprovalOperator):
         if decision_text is None:
             raise AirflowFailException(f"the gate wrote no decision at {decision_at}")
         package_text, _ = read_run_text(self.project, run_id, self.package)
-        package = json.loads(package_text) if package_text else None
-        if (package or {}).get("status") == "unchanged":  # e.g. a drift run without new labels: nothing to ask
-            raise AirflowSkipException(f"the candidate {package.get('model')} is already the champion "
+        package = read_record(PackageResult, package_text, self.package) if package_text else None
+        if package is not None and package.status == "unchanged":  # e.g. a drift run without new labels
+            raise AirflowSkipException(f"the candidate {package.model} is already the champion "
                                        f"(package unchanged): promotion changes nothing, no approval needed")
         card, card_at = read_run_text(self.project, run_id, self.card)
         self.response_timeout = timedelta(hours=settings.approval_timeout_h)
         self.subject, self.body = approval_request(
-            json.loads(decision_text), decision_at, package, card, card_at, run_id, started_by(context),
-            self.response_timeout)
+            read_record(GateDecision, decision_text, decision_at), decision_at, package, card, card_at, run_id,
+            started_by(context), self.response_timeout)
         print(f"approve: waiting up to {settings.approval_timeout_h:g} h for a person: {self.subject}", flush=True)
         try:
             print(f"approve: answer at {self.generate_link_to_ui_from_context(context=context)}", flush=True)

@@ -28,7 +28,7 @@ from typing import Any
 
 from mlops.core import registry
 from mlops.core.errors import MlopsError
-from mlops.core.io import write_json
+from mlops.core.records import PromotionRecord
 from mlops.core.settings import Settings
 from mlops.serving.canary import CANDIDATE, CHAMPION, collect, judge, prune_stats
 
@@ -127,7 +127,7 @@ def run_canary(entry: dict[str, Any], settings: Settings, share: float, result: 
         if verdict == "rollback":
             registry.end_canary(canary["id"], "rolled_back", reason)
         result.update(promoted=False, reason=f"the canary was {outcome['outcome'].replace('_', ' ')}: {reason}")
-    write_json(result, out)
+    PromotionRecord.model_validate(result).write(out)
     send_alert({"model": entry["model"], "outcome": outcome["outcome"], "reason": reason,
                 "champion": registry.champion()["model"], "counts": arms, "decision": str(out)})
     if not result["promoted"]:

@@ -40,7 +40,8 @@ import numpy as np
 from mlops.core import registry
 from mlops.core.environment import FEEDBACK_DIR_ENV, MODEL_TAG_ENV, TRAFFIC_DIR_ENV
 from mlops.core.errors import MlopsError
-from mlops.core.io import read_json, read_table, write_json
+from mlops.core.io import read_table
+from mlops.core.records import PackageResult, PromotionRecord
 from mlops.core.settings import Settings
 
 
@@ -273,7 +274,7 @@ def promote_entry(entry: dict[str, Any], settings: Settings, scored: Path | None
     if current and (current["model"], current["bento"]) == (entry["model"], entry["bento"]):
         result = {"promoted": False, "reason": f"{entry['model']} (bento {entry['bento']}) is already the champion",
                   "candidate": entry, "champion": current["model"]}
-        write_json(result, out)
+        PromotionRecord.model_validate(result).write(out)
         print(f"promote: nothing to do: {result['reason']}")
         return result
     validation = infra_validate(entry, settings, scored)
@@ -282,7 +283,7 @@ def promote_entry(entry: dict[str, Any], settings: Settings, scored: Path | None
     if not validation["passed"]:
         failed = validation["checks"][-1]
         result.update(promoted=False, reason=f"infra validation failed at `{failed['check']}`: {failed['detail']}")
-        write_json(result, out)
+        PromotionRecord.model_validate(result).write(out)
         registry.log_event("promotion_refused", model=entry["model"], bento=entry["bento"],
                            failed_check=failed["check"])
         raise MlopsError(f"{entry['model']} NOT promoted: {result['reason']} (decision in {out}); the champion "
@@ -296,7 +297,7 @@ def promote_entry(entry: dict[str, Any], settings: Settings, scored: Path | None
     promoted = registry.promote({**entry, "promoted_by": by, "served_p95_ms": validation["served_p95_ms"]})
     result.update(promoted=True, reason="every infra-validation check passed", champion=promoted["model"],
                   strategy="direct")
-    write_json(result, out)
+    PromotionRecord.model_validate(result).write(out)
     summary = ", ".join(f"{c['check']} ok" for c in validation["checks"])
     print(f"promote: {entry['model']} (bento {entry['bento']}) is the champion; {summary}; "
           f"served p95 {validation['served_p95_ms']} ms -> {out}")
@@ -321,21 +322,20 @@ def promote_candidate(settings: Settings, package_path: Path, scored: Path | Non
     share = canary_share(settings, canary)
     if not package_path.is_file():
         raise MlopsError(f"no package result at {package_path}: run the pipeline (dvc repro) first")
-    package = read_json(package_path)
-    if package["status"] not in ("candidate", "unchanged"):  # an outcome: the CLI ends with REJECTED_EXIT
+    package = PackageResult.read(package_path)
+    if package.status not in ("candidate", "unchanged"):  # an outcome: the CLI ends with REJECTED_EXIT
         result = {"promoted": False, "rejected": True,
-                  "reason": f"the gate rejected the model: {'; '.join(package['reasons'])}",
-                  "next_step": package.get("next_step")}
-        write_json(result, out)
+                  "reason": f"the gate rejected the model: {'; '.join(package.reasons or [])}",
+                  "next_step": package.next_step}
+        PromotionRecord.model_validate(result).write(out)
         print(f"promote: nothing promoted: {result['reason']}")
         return result
-    entry = {k: package[k] for k in ("model", "bento") if k in package}
-    entry.update({k: package[k] for k in ("digest", "metrics", "build", "serve_variant", "refit_of") if k in package})
+    entry = package.entry()
     if registry.retired_by_rollback(entry["model"]):  # `make run` after a rollback must not undo it
         result = {"promoted": False, "candidate": entry,
                   "reason": f"{entry['model']} was rolled back; `mlops registry promote {entry['model']}` "
                             "deploys it again on purpose"}
-        write_json(result, out)
+        PromotionRecord.model_validate(result).write(out)
         print(f"promote: nothing promoted: {result['reason']}")
         return result
     from mlops.ml.shadow_report import shadow_refusal
@@ -343,7 +343,7 @@ def promote_candidate(settings: Settings, package_path: Path, scored: Path | Non
     current = registry.champion()
     refused = None if current and current["model"] == entry["model"] else shadow_refusal(settings, entry)
     if refused is not None:  # promote.require_shadow: an outcome, as a rejection by the gate (exit 3)
-        write_json(refused, out)
+        PromotionRecord.model_validate(refused).write(out)
         print(f"promote: nothing promoted: {refused['reason']}")
         return refused
     return promote_entry(entry, settings, scored, out, by="pipeline", canary=share)

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mlops.core import registry
-from mlops.core.io import atomic_path, file_digest, read_table, write_json
-from mlops.core.records import read_metrics
+from mlops.core.io import atomic_path, file_digest, read_table
+from mlops.core.records import GateDecision, read_metrics
 from mlops.core.stage_io import StageIO
 from mlops.ml.champion_comparison import compare_with_champion, next_step
 from mlops.ml.checks import check
@@ -135,7 +135,7 @@ class GateIO(StageIO):
     optimized_dir: Path | None = None
 
 
-def run(settings: Settings, io: GateIO) -> dict[str, Any]:
+def run(settings: Settings, io: GateIO) -> GateDecision:
     metrics_path, model_dir, scored_test, train_path = io.metrics, io.model, io.scored_test, io.train
     out, card_path, scored_recent, optimized_dir = io.out, io.card, io.scored_recent, io.optimized_dir
     set_cpu_threads()
@@ -146,7 +146,8 @@ def run(settings: Settings, io: GateIO) -> dict[str, Any]:
                         "recent": {key: metrics["recent"][key] for key in ("rows", "accuracy", "accuracy_ci")}
                         if metrics.get("recent") else None}
     decision["lineage"] = lineage(settings, train_path, scored_test, decision)
-    write_json(decision, out)
+    record = GateDecision.model_validate(decision)  # what refit, package and promotion will read
+    record.write(out)
     with atomic_path(card_path) as tmp:
         tmp.write_text(model_card(settings, metrics, decision, decision["lineage"]), encoding="utf-8")
     verdict = "ACCEPTED" if decision["accepted"] else "REJECTED"
@@ -161,4 +162,4 @@ def run(settings: Settings, io: GateIO) -> dict[str, Any]:
           + (f"; refused: {', '.join(refused)}" if refused else ""))
     log_stage_metrics(model_dir, "gate", {"accepted": decision["accepted"], "sets": decision["sets"],
                                           "comparison": decision.get("comparison") or {}})
-    return decision
+    return record

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from mlops.core import registry
 from mlops.core.errors import MlopsError
 from mlops.core.io import read_json, read_table, write_json, write_table
+from mlops.core.records import GateDecision, PackageResult, entry_fields
 from mlops.core.stage_io import StageIO
 from mlops.ml.bento_build import build_bento, build_digest
 from mlops.ml.variants import SERVING_FILE, served_variant, variant_files
@@ -65,7 +66,7 @@ def stored_variant(entry: dict[str, Any]) -> str:
         return "fp32"
 
 
-def packaged_model(decision: dict[str, Any], model_dir: Path, optimized_dir: Path | None,
+def packaged_model(decision: GateDecision, model_dir: Path, optimized_dir: Path | None,
                    refit: dict[str, Any] | None) -> tuple[Path, Path | None, str, dict[str, Any]]:
     """What to store: the refit stage's model when its record packaged it (every label, its checks passed), else
     the judged candidate: (weights, variants folder, digest, what the registry entry says of a refit)."""
@@ -74,40 +75,49 @@ def packaged_model(decision: dict[str, Any], model_dir: Path, optimized_dir: Pat
             if not refit.get(key):
                 raise MlopsError(f"package: the refit record packages the refit but names no {key}")
         return (Path(refit["model_dir"]), Path(refit["optimized_dir"]), refit["digest"],
-                {"refit_of": decision["candidate_digest"]})
-    return model_dir, optimized_dir, decision["candidate_digest"], {}
+                {"refit_of": judged_digest(decision)})
+    return model_dir, optimized_dir, judged_digest(decision), {}
 
 
-def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metrics: dict[str, Any],
+def judged_digest(decision: GateDecision) -> str:
+    """The digest of the candidate the gate judged (an accepted decision always names it)."""
+    if not decision.candidate_digest:
+        raise MlopsError("package: the gate's decision names no candidate_digest: run the gate stage again")
+    return decision.candidate_digest
+
+
+def package(settings: Settings, decision: GateDecision, model_dir: Path, metrics: dict[str, Any],
             bentofile: Path, card: Path, reference: Path | None = None,
-            optimized_dir: Path | None = None, refit: dict[str, Any] | None = None) -> dict[str, Any]:
-    if not decision["accepted"]:  # what to do next travels on, so `mlops promote` can say it
-        return {"status": "rejected", "reasons": decision["reasons"], "next_step": decision.get("next_step")}
+            optimized_dir: Path | None = None, refit: dict[str, Any] | None = None) -> PackageResult:
+    if not decision.accepted:  # what to do next travels on, so `mlops promote` can say it
+        return PackageResult(status="rejected", reasons=decision.reasons, next_step=decision.next_step)
     model_dir, optimized_dir, digest, refit_of = packaged_model(decision, model_dir, optimized_dir, refit)
     current = registry.champion()
     build = build_digest(bentofile, settings)
-    variant = decision.get("serve_variant", "fp32")
+    variant = decision.serve_variant
     if current and current.get("digest") == digest and stored_variant(current) == variant:
         if current.get("build") == build:
-            return {"status": "unchanged", "model": current["model"], "bento": current["bento"]}
+            return PackageResult(status="unchanged", model=current["model"], bento=current["bento"])
         bento_tag = build_bento(current["model"], bentofile)
         entry = {**{k: v for k, v in current.items() if k not in ("promoted_at", "promoted_by")},
                  "bento": bento_tag, "build": build}
         registry.set_candidate(entry)
-        return {"status": "candidate", "rebuilt": True, "reused": True, **entry}
+        return PackageResult(status="candidate", rebuilt=True, reused=True, **entry_fields(entry))
     headline = {k: metrics[k] for k in ("accuracy", "macro_f1", "ece", "size_mb")}
     stored = registry.find_stored(settings.serve.name, digest, build, variant)
     if stored is not None:  # seen before: the same weights are not stored twice
         entry = {"model": stored["model"], "bento": stored["bento"] or build_bento(stored["model"], bentofile),
                  "digest": digest, "metrics": headline, "build": build, "serve_variant": variant, **refit_of}
         registry.set_candidate(entry)
-        return {"status": "candidate", "rebuilt": stored["bento"] is None, "reused": True, **entry}
-    lineage = decision["lineage"]
+        return PackageResult(status="candidate", rebuilt=stored["bento"] is None, reused=True, **entry)
+    if decision.lineage is None:
+        raise MlopsError("package: the gate's decision has no lineage: run the gate stage again")
+    lineage = decision.lineage
     metadata = {  # BentoML metadata takes no None values: nested documents go in as JSON strings
         "digest": digest, "serve_variant": variant, "metrics": headline,
-        "gate": decision["basis"],
+        "gate": decision.basis,
         "git_commit": lineage["git_commit"], "data": lineage["data"], "params": json.dumps(lineage["params"]),
-        "decision": json.dumps({k: decision[k] for k in ("accepted", "basis", "checks", "comparison")}),
+        "decision": json.dumps({k: decision.to_json().get(k) for k in ("accepted", "basis", "checks", "comparison")}),
         # the gate judged `refit_of`; these weights are its refit on every label (mlops/stages/refit.py)
         **({"refit": json.dumps({k: refit.get(k) for k in ("why", "checks", "figures", "training")}), **refit_of}
            if refit_of else {}),
@@ -128,7 +138,7 @@ def package(settings: Settings, decision: dict[str, Any], model_dir: Path, metri
     entry = {"model": model_tag, "bento": bento_tag, "digest": digest, "metrics": headline,
              "build": build, "serve_variant": variant, **refit_of}
     registry.set_candidate(entry)
-    return {"status": "candidate", "rebuilt": False, "reused": False, **entry}
+    return PackageResult(status="candidate", rebuilt=False, reused=False, **entry)
 
 
 class PackageIO(StageIO):
@@ -146,21 +156,21 @@ class PackageIO(StageIO):
     refit: Path | None = None
 
 
-def run(settings: Settings, io: PackageIO) -> dict[str, Any]:
+def run(settings: Settings, io: PackageIO) -> PackageResult:
     refit = read_json(io.refit) if io.refit is not None and Path(io.refit).is_file() else None
     out = io.out
-    result = package(settings, read_json(io.decision), io.model, read_json(io.metrics), io.bentofile, io.card,
-                     io.reference, io.optimized_dir, refit)
-    write_json(result, out)
-    if result["status"] == "rejected":
-        print(f"package: SKIPPED, the gate rejected the model: {'; '.join(result['reasons'])}"
-              + (f"; next step: {result['next_step']}" if result.get("next_step") else ""))
+    result = package(settings, GateDecision.read(io.decision), io.model, read_json(io.metrics), io.bentofile,
+                     io.card, io.reference, io.optimized_dir, refit)
+    result.write(out)
+    if result.status == "rejected":
+        print(f"package: SKIPPED, the gate rejected the model: {'; '.join(result.reasons or [])}"
+              + (f"; next step: {result.next_step}" if result.next_step else ""))
     else:
-        print(f"package: {result['status']}: model {result['model']} (serves {result.get('serve_variant', 'fp32')}"
-              + (", refit on every label" if result.get("refit_of") else "") + "), "
-              f"bento {result['bento']} -> {out}"
+        print(f"package: {result.status}: model {result.model} (serves {result.serve_variant or 'fp32'}"
+              + (", refit on every label" if result.refit_of else "") + "), "
+              f"bento {result.bento} -> {out}"
               + ("; `mlops promote` makes it champion after checking the running Bento"
-                 if result["status"] == "candidate" else ""))
+                 if result.status == "candidate" else ""))
     return result
 
 

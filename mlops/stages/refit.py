@@ -42,6 +42,7 @@ import pandas as pd
 from mlops.core import registry
 from mlops.core.errors import MlopsError
 from mlops.core.io import atomic_path, read_json, read_table, write_json
+from mlops.core.records import GateDecision
 from mlops.core.splits import FEEDBACK, RECENT
 from mlops.core.stage_io import StageIO
 from mlops.ml.checks import check
@@ -77,9 +78,9 @@ class RefitIO(StageIO):
     card_out: Path
 
 
-def skip_reason(settings: Settings, decision: dict[str, Any], started_from: str, recent_rows: int) -> str | None:
+def skip_reason(settings: Settings, decision: GateDecision, started_from: str, recent_rows: int) -> str | None:
     """Why nothing is refit, or None when the accepted candidate should be refit on every label."""
-    if not decision.get("accepted"):
+    if not decision.accepted:
         return "the gate rejected the candidate: nothing is refit or packaged"
     if not settings.refit_feedback.enabled:
         return "refit_feedback.enabled is false: the judged candidate is packaged"
@@ -88,8 +89,8 @@ def skip_reason(settings: Settings, decision: dict[str, Any], started_from: str,
                 "no labels were held out from a recipe to refit")
     if recent_rows == 0:
         return "no recent rows were held out: the judged candidate saw every label"
-    if variant_form(decision.get("serve_variant", "fp32"))[0]:
-        return (f"the gate chose the distilled student ({decision['serve_variant']}), which was distilled from the "
+    if variant_form(decision.serve_variant)[0]:
+        return (f"the gate chose the distilled student ({decision.serve_variant}), which was distilled from the "
                 "judged candidate: the judged candidate and its student are packaged")
     return None
 
@@ -178,22 +179,22 @@ def build_serving_variant(variant: str, model_dir: Path, out_dir: Path) -> None:
         build_variant(variant, model_dir, out_dir, Path(scratch))
 
 
-def refit_feedback(settings: Settings, decision: dict[str, Any], train_summary: dict[str, Any], model_dir: Path,
+def refit_feedback(settings: Settings, decision: GateDecision, train_summary: dict[str, Any], model_dir: Path,
                    split_dir: Path, optimized_dir: Path, out_dir: Path) -> dict[str, Any]:
     """Refit the accepted candidate on every label when its recipe held some out; the record of what package
     stores."""
     recent_path = split_dir / f"{RECENT}.parquet"
     recent_rows = len(read_table(recent_path)) if recent_path.is_file() else 0
     started_from = train_summary.get("started_from", "base")
-    variant = decision.get("serve_variant", "fp32")
+    variant = decision.serve_variant
     record: dict[str, Any] = {"refit": False, "serve_variant": variant, "started_from": started_from,
-                              "candidate_digest": decision.get("candidate_digest"), "checks": []}
+                              "candidate_digest": decision.candidate_digest, "checks": []}
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     why = skip_reason(settings, decision, started_from, recent_rows)
     if why is not None:
-        return {**record, "packaged": "candidate" if decision.get("accepted") else None, "why": why}
+        return {**record, "packaged": "candidate" if decision.accepted else None, "why": why}
     weights, variants = out_dir / MODEL, out_dir / VARIANTS
     record.update(refit=True, training=train_refit(settings, split_dir, started_from, weights,
                                                           checkpoints_of(out_dir)))
@@ -245,8 +246,8 @@ def run(settings: Settings, io: RefitIO) -> dict[str, Any]:
     """Refit (or say why not), then write the record, its copy in the output folder and the packaged card."""
     set_cpu_threads()
     record_path = io.record
-    record = refit_feedback(settings, read_json(io.decision), read_json(io.train_metrics), io.model, io.split_dir,
-                            io.optimized_dir, io.out_dir)
+    record = refit_feedback(settings, GateDecision.read(io.decision), read_json(io.train_metrics), io.model,
+                            io.split_dir, io.optimized_dir, io.out_dir)
     write_json(record, record_path)
     write_json(record, io.out_dir / RECORD_FILE)  # the output folder is never empty: DVC tracks it either way
     with atomic_path(io.card_out) as tmp:

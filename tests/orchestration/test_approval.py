@@ -24,6 +24,7 @@ from airflow.sdk.api.datamodels._generated import DagRunType
 from airflow.sdk.exceptions import AirflowSkipException, DownstreamTasksSkipped, TaskAwaitingInput
 
 from mlops.core.pipeline import stage_path
+from mlops.core.records import GateDecision
 from mlops.orchestration.approval import PromotionApproval, approval_request
 from mlops.orchestration.runs import APPROVAL_FILE, record, recorded_files, run_dir
 from tests.helpers import ROOT, project_env
@@ -177,8 +178,8 @@ def test_a_run_started_by_hand_asks_too(project, repo_params, monkeypatch):
 
 
 def test_request_of_a_run_started_by_hand_without_card_or_package():
-    subject, body = approval_request({**DECISION, "accepted": False}, "reports/gate/decision.json", None, None,
-                                     "reports/gate/model_card.md", "manual__1", "started by hand",
+    subject, body = approval_request(GateDecision(**{**DECISION, "accepted": False}), "reports/gate/decision.json",
+                                     None, None, "reports/gate/model_card.md", "manual__1", "started by hand",
                                      timedelta(hours=72))
     assert subject.startswith("Promote the candidate to champion? The gate rejected it")
     assert "**Gate decision: REJECTED**" in body and "No model card at `reports/gate/model_card.md`" in body

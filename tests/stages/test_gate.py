@@ -1,12 +1,11 @@
 """Model-behaviour tests of the gate: thresholds, the paired comparison with the champion, the model card."""
 
-import json
 import shutil
 
 import pytest
 
 from mlops.core import registry
-from mlops.core.records import read_metrics
+from mlops.core.records import GateDecision, read_metrics
 from mlops.ml import gate_report
 from mlops.stages import gate
 from tests.helpers import train_and_evaluate
@@ -120,12 +119,12 @@ def test_run_writes_decision_and_model_card(trained, tmp_path, bentoml_home):
                                               scored_test=root / "scored" / "test.parquet",
                                               train=root / "split" / "train.parquet", out=tmp_path / "decision.json",
                                               card=tmp_path / "card.md"))
-    assert json.loads((tmp_path / "decision.json").read_text())["accepted"] == decision["accepted"]
+    assert GateDecision.read(tmp_path / "decision.json") == decision
     card = (tmp_path / "card.md").read_text()
     for section in ("## Intended use", "## Limits", "## Lineage", "## Metrics", "## Gate checks"):
         assert section in card
     assert gate.file_md5(root / "split" / "train.parquet") in card
-    assert decision["lineage"]["params"]["train"]["epochs"] == settings.train.epochs
+    assert decision.lineage["params"]["train"]["epochs"] == settings.train.epochs
 
 
 def cpu_hogs(count: int) -> list:

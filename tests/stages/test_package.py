@@ -3,6 +3,7 @@
 import shutil
 from pathlib import Path
 
+from mlops.core.records import GateDecision
 from mlops.core.settings import parse_settings
 from mlops.ml.bento_build import build_digest
 
@@ -212,16 +213,17 @@ def test_a_student_the_gate_refused_is_never_packaged_to_serve(tiny_classifier_d
     settings = parse_settings(repo_params)
     decision = gate.decide(settings, metrics, tiny_classifier_dir, tmp_path / "unused.parquet")
     decision["lineage"] = {"git_commit": "x", "data": {}, "params": {}}
-    result = package.package(settings, decision, tiny_classifier_dir, metrics, bento_sources(tmp_path / "b"), card,
+    result = package.package(settings, GateDecision.model_validate(decision), tiny_classifier_dir, metrics,
+                             bento_sources(tmp_path / "b"), card,
                              optimized_dir=tmp_path / "optimized")
     # then the model is accepted, the refused student is not what is stored to serve, nor stored at all
     assert decision["accepted"] and decision["variants"]["variants"]["student_onnx_int8"]["accepted"] is False
-    assert result["status"] == "candidate" and result["serve_variant"] == decision["serve_variant"] == "torch_int8"
+    assert result.status == "candidate" and result.serve_variant == decision["serve_variant"] == "torch_int8"
     assert not any(name.startswith("student_") for name in staged[0])
     # and forcing it (serve.precision) rejects the model: package stores nothing
     repo_params["serve"]["precision"] = "student_onnx_int8"
     forced = gate.decide(parse_settings(repo_params), metrics, tiny_classifier_dir, tmp_path / "unused.parquet")
     assert not forced["accepted"] and any(r.startswith("serve_variant student_onnx_int8") for r in forced["reasons"])
-    assert package.package(parse_settings(repo_params), forced, tiny_classifier_dir, metrics,
-                           tmp_path / "b" / "bentofile.yaml", card)["status"] == "rejected"
+    assert package.package(parse_settings(repo_params), GateDecision.model_validate(forced), tiny_classifier_dir,
+                           metrics, tmp_path / "b" / "bentofile.yaml", card).status == "rejected"
     assert len(staged) == 1

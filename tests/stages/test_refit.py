@@ -8,11 +8,13 @@ import pandas as pd
 import pytest
 
 from mlops.core.errors import MlopsError
+from mlops.core.records import GateDecision
 from mlops.core.settings import parse_settings
 from mlops.stages import refit
 from mlops.stages.package import packaged_model
 
-ACCEPTED = {"accepted": True, "serve_variant": "onnx_int8", "candidate_digest": "judged"}
+ACCEPTED = GateDecision(accepted=True, basis="absolute thresholds and a paired bootstrap against the champion",
+                        reasons=["all checks passed"], serve_variant="onnx_int8", candidate_digest="judged")
 
 
 @pytest.fixture
@@ -25,10 +27,11 @@ def test_a_refit_is_due_only_for_an_accepted_candidate_continued_on_held_out_fee
     # given an accepted candidate that continued from the champion, with recent rows held out from it
     assert refit.skip_reason(settings, ACCEPTED, "text-classifier:abc", 60) is None
     # then a rejection, a first training, no held-out rows, the switch off or a student serving refit nothing
-    assert "rejected" in refit.skip_reason(settings, {**ACCEPTED, "accepted": False}, "text-classifier:abc", 60)
+    rejected = ACCEPTED.model_copy(update={"accepted": False})
+    assert "rejected" in refit.skip_reason(settings, rejected, "text-classifier:abc", 60)
     assert "base model" in refit.skip_reason(settings, ACCEPTED, "base", 60)
     assert "saw every label" in refit.skip_reason(settings, ACCEPTED, "text-classifier:abc", 0)
-    student = {**ACCEPTED, "serve_variant": "student_onnx_int8"}
+    student = ACCEPTED.model_copy(update={"serve_variant": "student_onnx_int8"})
     assert "distilled student" in refit.skip_reason(settings, student, "text-classifier:abc", 60)
     repo_params["refit_feedback"]["enabled"] = False
     assert "enabled is false" in refit.skip_reason(parse_settings(repo_params), ACCEPTED, "text-classifier:abc", 60)
@@ -83,7 +86,7 @@ def test_refit_rows_add_the_recent_rows_as_weighted_feedback():
 def write_inputs(root, decision, started_from):
     (root / "split").mkdir(parents=True)
     pd.DataFrame({"text": ["t"], "label": ["x"], "batch": ["b"]}).to_parquet(root / "split" / "recent.parquet")
-    (root / "decision.json").write_text(json.dumps(decision))
+    decision.write(root / "decision.json")
     (root / "train.json").write_text(json.dumps({"started_from": started_from}))
     (root / "card.md").write_text("# Model card\n")
 
@@ -95,7 +98,7 @@ def write_inputs(root, decision, started_from):
 def test_without_a_refit_the_stage_trains_nothing_and_records_why(settings, tmp_path, accepted, started_from,
                                                                   packaged, why):
     # given a rejected candidate, or a first training (no champion to have continued from)
-    write_inputs(tmp_path, {**ACCEPTED, "accepted": accepted}, started_from)
+    write_inputs(tmp_path, ACCEPTED.model_copy(update={"accepted": accepted}), started_from)
     out = tmp_path / "refit"
     (out / "model").mkdir(parents=True)  # left by an earlier run
     # when the stage runs

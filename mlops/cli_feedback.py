@@ -16,7 +16,9 @@ import click
 
 from mlops.core.environment import environment, feedback_dir, traffic_dir
 from mlops.core.errors import MlopsError
+from mlops.core.feedback_log import FEEDBACK_FILE
 from mlops.core.settings import Settings, load_settings
+from mlops.serving.credentials import Credentials
 
 if TYPE_CHECKING:  # the loop's modules load pandas: only the commands that need them import them
     from mlops.loop.batches import Outcome
@@ -65,7 +67,6 @@ def feedback_import(ctx: click.Context, file: Path) -> None:
 @click.pass_context
 def feedback_collect(ctx: click.Context, log_path: Path | None) -> None:
     """Turn labellers' labels posted to /feedback that no batch holds yet into a new data batch (or a held one)."""
-    from mlops.core.feedback_log import FEEDBACK_FILE
     from mlops.loop.batches import collect_served
 
     log_path = log_path or feedback_dir() / FEEDBACK_FILE
@@ -204,7 +205,6 @@ def keys_add(name: str, role: str, keys_file: Path) -> None:
 @click.pass_context
 def keys_check(ctx: click.Context, host: str) -> None:
     """Refuse (exit 2) to let a server listen beyond loopback without keys; `make serve` runs it first."""
-    from mlops.serving.credentials import Credentials
 
     credentials = Credentials.from_environment(settings_of(ctx).serve)
     refusal = credentials.refusal(host)

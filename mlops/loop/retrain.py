@@ -22,6 +22,8 @@ from typing import Any
 import pandas as pd
 
 from mlops.core.environment import feedback_dir
+from mlops.core.feedback_log import FEEDBACK_FILE
+from mlops.core.labelling_queue import QUEUE_CSV
 from mlops.core.redact import write_redacted
 from mlops.core.settings import Settings, load_settings
 
@@ -77,7 +79,6 @@ def queue_of(project: Path, settings: Settings, summaries: list[str]) -> tuple[i
             queue = json.loads(path.read_text(encoding="utf-8")).get("labelling_queue")
             if queue:
                 return int(queue["rows"]), str(queue["path"])
-    from mlops.core.labelling_queue import QUEUE_CSV
 
     path = (project / settings.feedback.queue_dir / QUEUE_CSV).resolve()
     return (len(pd.read_csv(path)) if path.is_file() else 0), str(path)
@@ -89,7 +90,6 @@ def prepare(project: Path, summaries: list[str] | None = None, reason: str = "dr
     import os
 
     from mlops.core.batch_files import list_batches
-    from mlops.core.feedback_log import FEEDBACK_FILE
     from mlops.loop.batches import collect_served
 
     project = Path(project).resolve()

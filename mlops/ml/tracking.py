@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mlops.core.errors import MlopsError
+
 POINTER = "tracking.json"  # in the model directory: the tool and the run the later stages log into
 EXTRAS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}  # report_to -> the module it needs
 
@@ -55,7 +57,6 @@ def require(tool: str) -> None:
     """A clear error when the tool's package is missing: the project's optional extra names it."""
     import importlib.util
 
-    from mlops.core.errors import MlopsError
 
     if importlib.util.find_spec(EXTRAS[tool]) is None:
         raise MlopsError(f"train.report_to is {tool}, but the {EXTRAS[tool]} package is not installed: "

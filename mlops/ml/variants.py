@@ -19,6 +19,7 @@ from typing import Any
 from mlops.core.errors import MlopsError
 from mlops.core.io import read_json
 from mlops.ml.model import Classifier
+from mlops.ml.onnx_classifier import OnnxClassifier
 from mlops.ml.onnx_export import ONNX_FILE
 
 VARIANTS = ("torch_int8", "onnx_fp32", "onnx_int8")  # what the optimize stage can produce from a model
@@ -59,7 +60,6 @@ def load_variant(model_dir: Path | str, variant: str, variants_dir: Path | str |
         weights = Path(variants_dir or model_dir) / STUDENT_FP32 if student else model_dir
         device = None if form == "fp32" else "cpu"
         return Classifier.load(weights, precision=TORCH_PRECISION[form], device=device)
-    from mlops.ml.onnx_classifier import OnnxClassifier
 
     return OnnxClassifier.load(Path(variants_dir or model_dir) / variant, precision=variant, threads=threads)
 

@@ -28,6 +28,8 @@ from urllib.parse import urlencode
 
 from airflow.sdk import BaseNotifier
 
+from mlops.core.errors import MlopsError
+
 DEFAULT_CONN_ID = "mlops_alerts"
 EVENTS = {
     "task_failed": "task {task_id} of {dag_id} failed (run {run_id}, try {try_number})",
@@ -129,7 +131,6 @@ class WebhookNotifier(BaseNotifier):
         """params.yaml's `alerts` (read when an alert is sent: the DAG's shape never depends on it); unreadable,
         the defaults (the webhook), said in the log."""
         from mlops.core.environment import project_dir
-        from mlops.core.errors import MlopsError
         from mlops.core.settings import AlertSettings, load_settings
 
         path = Path(self.project or project_dir()) / "params.yaml"

@@ -35,6 +35,7 @@ import yaml
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, DownstreamTasksSkipped
 
+from mlops.core.errors import MlopsError
 from mlops.core.records import GateDecision, PackageResult
 from mlops.orchestration.runs import APPROVAL_FILE
 
@@ -59,7 +60,6 @@ def read_record(kind: type[GateDecision] | type[PackageResult], text: str, where
 
 def promote_settings(project: str, run_id: str) -> Any:
     """The run's `promote:` settings (its params.yaml, trigger overrides applied); a bad file fails the task."""
-    from mlops.core.errors import MlopsError
     from mlops.core.settings import parse_settings
 
     text, where = read_run_text(project, run_id, "params.yaml")

@@ -12,6 +12,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from mlops.core.errors import MlopsError
 from mlops.orchestration.airflow_tasks import USER_ERROR_EXIT, CommandOperator
 from mlops.orchestration.runs import safe_name
 
@@ -35,7 +36,6 @@ def feedback_dir(project: Path) -> str:
 
 def confined(project: Path, given: str, allowed: tuple[str, ...], what: str, refuse_feedback: bool = False) -> Path:
     """`given` resolved inside `allowed` (mlops.core.paths.confine); anything else fails the task at once."""
-    from mlops.core.errors import MlopsError
     from mlops.core.paths import confine
 
     try:

@@ -8,6 +8,9 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from mlops.core.errors import MlopsError
+from mlops.orchestration.assets import DRIFT_ASSET
+
 
 def read_monitoring_summary(project: str, run_id: str) -> tuple[dict[str, Any], Path]:
     from mlops.orchestration.runs import monitoring_run_dir
@@ -20,7 +23,6 @@ def read_monitoring_summary(project: str, run_id: str) -> tuple[dict[str, Any], 
 
 def drift_detected(project: str, run_id: str, **_: Any) -> bool:
     """The monitoring DAG's branch: True (announce, retrain) for the verdict "drift" or a live quality breach."""
-    from mlops.core.errors import MlopsError
     from mlops.orchestration.runs import drift_status, drifted_signals, retrain_reasons
 
     summary, path = read_monitoring_summary(project, run_id)
@@ -53,7 +55,6 @@ def drift_detected(project: str, run_id: str, **_: Any) -> bool:
 def announce_drift(project: str, run_id: str, outlet_events: Any, **_: Any) -> dict[str, Any]:
     """Emit the drift asset's event, its `extra` naming the report and the reasons (drift, a live quality
     breach); the lifecycle DAG is scheduled on it."""
-    from mlops.orchestration.assets import DRIFT_ASSET
     from mlops.orchestration.runs import drifted_signals, retrain_reasons
 
     summary, path = read_monitoring_summary(project, run_id)

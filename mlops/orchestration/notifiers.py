@@ -21,6 +21,8 @@ import json
 import os
 from typing import Any
 
+from mlops.core.errors import MlopsError
+
 NOTIFIERS = ("webhook", "slack", "smtp", "apprise", "pagerduty")
 PROVIDERS = {  # notifier -> (module of its Airflow notifier, the pip package, the project's extra)
     "smtp": ("airflow.providers.smtp.notifications.smtp", "apache-airflow-providers-smtp", "smtp"),
@@ -71,7 +73,6 @@ def provider_notifier(notifier: str) -> Any:
     """The provider's notifier module, or a clear error naming what to install."""
     import importlib
 
-    from mlops.core.errors import MlopsError
 
     module, package, extra = PROVIDERS[notifier]
     try:
@@ -89,7 +90,6 @@ def deliver(notifier: str, connection_id: str, body: dict[str, Any], alerts: Any
     module = provider_notifier(notifier)
     if notifier == "smtp":
         if not alerts.to:
-            from mlops.core.errors import MlopsError
 
             raise MlopsError("alerts.notifier is smtp, but alerts.to names no recipient")
         module.SmtpNotifier(to=list(alerts.to), from_email=alerts.from_email, subject=content["title"],

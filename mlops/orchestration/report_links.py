@@ -23,6 +23,8 @@ from urllib.parse import quote
 import attrs
 from airflow.sdk import BaseOperatorLink
 
+from mlops.orchestration.runs import MONITORING_RUNS_DIR, RUNS_DIR
+
 REPORTS_PREFIX = "/reports"  # where the plugin's app is mounted on the API server
 SERVED_DIRS = ("reports", "plots", "metrics")  # the project's folders it serves, nothing else
 RUN = "{run}"  # in a link's path: the run's record folder name (runs.safe_name of its run id)
@@ -86,7 +88,6 @@ def stage_links(project: Path | str, stage: str) -> tuple[ReportLink, ...]:
 
 def record_links() -> tuple[ReportLink, ...]:
     """The `record` task's: the run's own record, and its folder (copies of the run's decision and results)."""
-    from mlops.orchestration.runs import RUNS_DIR
 
     return (ReportLink("Run record", (RUNS_DIR / RUN / "run.json").as_posix()),
             ReportLink("Run record folder", (RUNS_DIR / RUN).as_posix()))
@@ -94,7 +95,6 @@ def record_links() -> tuple[ReportLink, ...]:
 
 def monitoring_links() -> tuple[ReportLink, ...]:
     """The monitoring DAG's `monitor` task writes into a folder of its run: its report and summary."""
-    from mlops.orchestration.runs import MONITORING_RUNS_DIR
 
     return (ReportLink("Drift report", (MONITORING_RUNS_DIR / RUN / "report.html").as_posix()),
             ReportLink("Drift summary", (MONITORING_RUNS_DIR / RUN / "summary.json").as_posix()))

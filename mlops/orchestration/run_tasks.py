@@ -12,8 +12,11 @@ from typing import Any
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from mlops.core.errors import MlopsError
 from mlops.core.redact import redact
+from mlops.orchestration.assets import VERDICT_ASSET
 from mlops.orchestration.task_workspace import read_run_json, remote_failures, workspace_for
+from mlops.orchestration.workspace import RemoteUnreachable
 
 
 def configure(project: str, params: dict[str, Any], dag_run: Any, run_id: str,
@@ -23,10 +26,8 @@ def configure(project: str, params: dict[str, Any], dag_run: Any, run_id: str,
     First its trigger and the cooldown (mlops/orchestration/triggers.py: a triggered run in the cooldown is
     skipped); then the trigger, and the event(s) that started it, into the run's record.
     """
-    from mlops.core.errors import MlopsError
     from mlops.orchestration import triggers
     from mlops.orchestration.runs import configure as apply_run
-    from mlops.orchestration.workspace import RemoteUnreachable
 
     conf = dict(getattr(dag_run, "conf", None) or {})
     events = asset_events(triggering_asset_events)
@@ -79,7 +80,6 @@ def record(project: str, run_id: str, outlet_events: Any = None, **_: Any) -> di
 def announce_verdict(project: str, run_id: str, summary: dict[str, Any], outlet_events: Any) -> dict[str, Any]:
     """The run's verdict (mlops/orchestration/verdict.py) as the `extra` of an event of VERDICT_ASSET; the
     project's Airflow plugin copies its note into the run's note when the run succeeds."""
-    from mlops.orchestration.assets import VERDICT_ASSET
     from mlops.orchestration.runs import recorded_files, run_dir
     from mlops.orchestration.verdict import run_verdict
 

@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from mlops.core.errors import MlopsError
+from mlops.core.registry import PROMOTION_RECORD
 
 # A path, URL or model name pasted with a space before or after it: refused when the run is triggered
 NO_EDGE_SPACE = r"^\S(.*\S)?$"
@@ -96,7 +97,6 @@ def recorded_files(project: Path) -> dict[str, str]:
     evaluation's detail file and the promotion decision."""
     from mlops.core.pipeline import stage_path
     from mlops.core.records import detail_path
-    from mlops.core.registry import PROMOTION_RECORD
 
     files = {name: str(stage_path(project, stage, option) / inside if inside else stage_path(project, stage, option))
              for name, (stage, option, inside) in RECORDED.items()}

@@ -19,6 +19,8 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from mlops.core.environment import traffic_dir
 from mlops.core.errors import REJECTED_EXIT, USER_ERROR_EXIT
 from mlops.core.redact import redact
+from mlops.core.registry import PROMOTION_RECORD
+from mlops.orchestration.report_links import ReportLink
 from mlops.orchestration.task_commands import MISSING_DEP, CommandOperator, CommandResult, DvcOutput
 from mlops.orchestration.task_workspace import workspace_for
 
@@ -147,8 +149,6 @@ class PromoteOperator(CommandOperator):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        from mlops.core.registry import PROMOTION_RECORD
-        from mlops.orchestration.report_links import ReportLink
 
         self.operator_extra_links = (ReportLink("Promotion decision", PROMOTION_RECORD),)
 
@@ -161,7 +161,6 @@ class PromoteOperator(CommandOperator):
 
     def execute(self, context: Any) -> None:
         from mlops.core.pipeline import stage_path
-        from mlops.core.registry import PROMOTION_RECORD
 
         space = workspace_for(self.project)  # the registry, package's result and the scored test split in place
         inputs = [str(stage_path(self.project, "package", "out")), str(stage_path(self.project, "gate", "scored-test"))]

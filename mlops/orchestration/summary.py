@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mlops.core.errors import REJECTED_EXIT
+from mlops.core.pipeline import SHIPPED
 from mlops.core.records import GateDecision, PackageResult, PromotionRecord
+from mlops.core.registry import PROMOTION_RECORD
 
 
 def monitor_history() -> Path:
     """monitor.history_dir of the project's params.yaml, else of the params this code ships with."""
-    from mlops.core.pipeline import SHIPPED
     from mlops.core.settings import load_settings
 
     params = Path("params.yaml")
@@ -87,7 +89,6 @@ def refit_line(refit: dict) -> list[str]:
 
 def verdict_line(decision: GateDecision | None, promotion: PromotionRecord | None) -> list[str]:
     """The run's verdict, last: a person reads it, and a rejection must not read as a crash."""
-    from mlops.core.errors import REJECTED_EXIT
 
     if promotion is not None and promotion.promoted:
         return ["", f"Verdict: PROMOTED {promotion.champion}."]
@@ -101,7 +102,6 @@ def verdict_line(decision: GateDecision | None, promotion: PromotionRecord | Non
 
 def main() -> None:
     from mlops.core.pipeline import stage_path
-    from mlops.core.registry import PROMOTION_RECORD
 
     metrics_path, decision_path = stage_path(".", "evaluate", "metrics"), stage_path(".", "gate", "out")
     monitoring, validation = stage_path(".", "monitor", "out-dir"), stage_path(".", "validate", "report-dir")

@@ -25,7 +25,9 @@ from typing import Any, Protocol, TypeVar
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from mlops.core.environment import environment
+from mlops.core.errors import MlopsError
 from mlops.core.redact import redact
+from mlops.orchestration.workspace import Remotes, RemoteUnreachable
 
 T = TypeVar("T")
 
@@ -232,8 +234,6 @@ def read_run_json(project: Path | str, run_id: str | None, name: str) -> tuple[d
 
 def remotes() -> Any:
     """The remotes of the share-nothing workers; missing settings fail the task, naming them."""
-    from mlops.core.errors import MlopsError
-    from mlops.orchestration.workspace import Remotes
 
     try:
         return Remotes.from_env()
@@ -247,7 +247,6 @@ def remotes() -> Any:
 def remote_failures() -> Iterator[None]:
     """A remote that cannot be reached fails the task in one line naming it: a network failure is retried
     (the remote may come back), a setting to fix (no such directory, no such branch) fails at once."""
-    from mlops.orchestration.workspace import RemoteUnreachable
 
     try:
         yield

@@ -205,6 +205,7 @@ class TextClassifier:
             self.calls = ModelCalls(self.scheduler, calls, max_wait_s=SERVE.max_latency_ms / 1000)
         else:
             self.executor = ThreadPoolExecutor(max_workers=calls, thread_name_prefix="model")
+        # in the worker only: its gauges live in the multiprocess files BentoML sets up for each worker
         from mlops.serving.model_metrics import ModelMetrics
 
         variant = served_variant(Path(self.model_ref.path), SERVE.precision)

@@ -17,8 +17,9 @@ import click
 from mlops.core.environment import environment, feedback_dir, traffic_dir
 from mlops.core.errors import MlopsError
 from mlops.core.feedback_log import FEEDBACK_FILE
+from mlops.core.io import atomic_path
 from mlops.core.settings import Settings, load_settings
-from mlops.serving.credentials import Credentials
+from mlops.serving.credentials import Credentials, digest_of, read_keys_file
 
 if TYPE_CHECKING:  # the loop's modules load pandas: only the commands that need them import them
     from mlops.loop.batches import Outcome
@@ -182,8 +183,6 @@ def keys_add(name: str, role: str, keys_file: Path) -> None:
     """Make a new random key for NAME, store its digest in the keys file, print the key once."""
     import yaml
 
-    from mlops.core.io import atomic_path
-    from mlops.serving.credentials import digest_of, read_keys_file
 
     entries = [{"name": c.name, "role": c.role, "sha256": c.digest.hex()}
                for c in (read_keys_file(keys_file) if keys_file.is_file() else [])]

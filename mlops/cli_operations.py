@@ -19,6 +19,7 @@ import click
 
 from mlops.cli_feedback import settings_of
 from mlops.cli_stages import DVC_YAML, PathArg
+from mlops.core import registry as store
 from mlops.core.errors import (
     EXIT_FILE_ENV,
     FAILED_EXIT,
@@ -28,13 +29,16 @@ from mlops.core.errors import (
     MlopsError,
     StepFailed,
 )
+from mlops.core.params import apply
+from mlops.core.params_reference import explain
+from mlops.core.pipeline import stage_path
 from mlops.core.registry import PROMOTION_RECORD
 from mlops.core.settings import DEFAULT_PARAMS
+from mlops.orchestration import runs
 
 
 def declared(stage: str, option: str) -> Callable[[], Path]:
     """A default read from the stage's command in ./dvc.yaml when the option is left out: paths are written once."""
-    from mlops.core.pipeline import stage_path
 
     return lambda: stage_path(Path.cwd(), stage, option)
 
@@ -110,7 +114,6 @@ def params() -> None:
 @click.pass_context
 def params_apply(ctx: click.Context, preset: Path) -> None:
     """Merge a preset (e.g. configs/ag_news.yaml) into params.yaml, validated first."""
-    from mlops.core.params import apply
 
     sections = apply(preset, ctx.parent.obj if ctx.parent else DEFAULT_PARAMS)
     click.echo(f"params: applied {preset} ({', '.join(sections)}) to params.yaml")
@@ -121,7 +124,6 @@ def params_apply(ctx: click.Context, preset: Path) -> None:
 @click.pass_context
 def params_explain(ctx: click.Context, key: str) -> None:
     """Print one parameter's type, default, constraints and description (KEY: dotted, e.g. serve.max_batch_tokens)."""
-    from mlops.core.params_reference import explain
 
     click.echo(explain(key, ctx.find_root().obj))
 
@@ -136,7 +138,6 @@ def registry() -> None:
               help="Print only the champion's model or Bento tag.")
 def registry_show(field: str | None) -> None:
     """Print the champion."""
-    from mlops.core import registry as store
 
     current = store.champion()
     if current is None:
@@ -152,7 +153,6 @@ def registry_show(field: str | None) -> None:
 @click.pass_context
 def registry_list(ctx: click.Context) -> None:
     """Every stored model, newest first, with its alias."""
-    from mlops.core import registry as store
 
     rows = store.list_models(settings_of(ctx.find_root()).serve.name)
     if not rows:
@@ -184,7 +184,6 @@ def registry_promote(ctx: click.Context, model_tag: str, bentofile: Path, scored
 @registry.command("rollback")
 def registry_rollback() -> None:
     """Restore the previous champion; while a canary runs, end the canary instead (the champion stays)."""
-    from mlops.core import registry as store
 
     entry = store.rollback()
     if entry.get("canary_ended"):
@@ -209,7 +208,6 @@ def retrain_on_drift(ctx: click.Context, summary_path: Path | None) -> None:
     from datetime import UTC, datetime
 
     from mlops.loop.retrain import prepare, write_loop_record
-    from mlops.orchestration import runs
 
     if summary_path is not None:
         status = json.loads(Path(summary_path).read_text(encoding="utf-8")).get("status") \

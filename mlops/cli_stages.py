@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from mlops.cli_feedback import settings_of
+from mlops.core.sources import check_sources
 
 PathArg = click.Path(path_type=Path)
 DVC_YAML = "as dvc.yaml passes it"
@@ -56,7 +57,6 @@ def generate(ctx: click.Context, out: Path | None, variant: str, rows: int | Non
 @click.pass_context
 def ingest(ctx: click.Context, out: Path | None) -> None:
     """Read the configured source(s) into one table of text, label and subset."""
-    from mlops.core.sources import check_sources
     from mlops.stages import ingest as stage
 
     settings = settings_of(ctx)

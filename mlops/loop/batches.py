@@ -25,8 +25,13 @@ import pandas as pd
 
 from mlops.core.batch_files import BATCH_COLUMNS, batched_labels, write_batch
 from mlops.core.errors import MlopsError
+from mlops.core.feedback_log import read_feedback
+from mlops.core.labelling_queue import is_queue_file, unescape_cell
+from mlops.core.pipeline import stage_path
 from mlops.core.settings import Settings, declared_labels
+from mlops.loop.held import hold
 from mlops.loop.screening import Yardstick, screen, yardstick
+from mlops.serving.traffic import new_ids
 
 
 def label_set(settings: Settings) -> list[str]:
@@ -44,7 +49,6 @@ def label_set(settings: Settings) -> list[str]:
             candidates.append(registry.model_path(current["model"]))
     except Exception:  # no BentoML store here: fall back to the candidate
         pass
-    from mlops.core.pipeline import stage_path
 
     candidates.append(stage_path(".", "train", "out"))  # the candidate the pipeline trained
     for directory in candidates:
@@ -158,7 +162,6 @@ def read_labelled_file(path: Path) -> tuple[pd.DataFrame, int]:
         frame = pd.DataFrame(rows)
     else:
         raise MlopsError(f"{path}: expected a .csv, .jsonl or Label Studio .json file")
-    from mlops.core.labelling_queue import is_queue_file, unescape_cell
 
     if is_queue_file(frame):  # the labelling queue filled in: its cells carry the formula guard
         frame = frame.assign(**{column: frame[column].map(unescape_cell) for column in ("id", "text", "label")})
@@ -249,7 +252,6 @@ def champion_answers(settings: Settings, texts: list[str], tag: str | None = Non
 def admit(settings: Settings, frame: pd.DataFrame, kind: str, origin: str) -> tuple[Path | None, Path | None,
                                                                                   tuple[str, ...]]:
     """Screen a checked batch, then write it as data, or hold it for review; (batch, held, reasons)."""
-    from mlops.loop.held import hold
 
     verdict = screen(frame, settings.feedback.screen, champion_yardstick(settings))
     if verdict.held:
@@ -263,7 +265,6 @@ def import_file(settings: Settings, path: Path) -> Outcome:
     """Check a labelled file whole, screen it against the champion, then write it as one new batch (or hold it)."""
     frame, unannotated = read_labelled_file(path)
     check_label_set(frame, label_set(settings), str(path))
-    from mlops.serving.traffic import new_ids
 
     missing_ids = frame["id"] == ""
     frame.loc[missing_ids, "id"] = new_ids(int(missing_ids.sum()))
@@ -283,7 +284,6 @@ def collect_served(settings: Settings, feedback_log: Path) -> Outcome:
     is counted as skipped. A record without a labeller's role (a client's, or one written before roles
     existed) is counted as untrusted and left out.
     """
-    from mlops.core.feedback_log import read_feedback
 
     directory = Path(settings.feedback.batches_dir)
     done = batched_labels(directory) | batched_labels(Path(settings.feedback.held_dir))  # held ones are handled

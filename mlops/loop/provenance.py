@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlops.core.batch_files import list_batches, read_batch
+from mlops.core.feedback_log import FEEDBACK_FILE, SUGGESTIONS_FILE, read_feedback
 from mlops.core.settings import Settings
 
 COLUMNS = ["source", "role", "labels", "share", "agreement", "first", "last"]
@@ -21,7 +22,6 @@ COLUMNS = ["source", "role", "labels", "share", "agreement", "first", "last"]
 
 def posted_records(directory: Path) -> pd.DataFrame:
     """The latest record per id of the labellers' log and of the clients' suggestions."""
-    from mlops.core.feedback_log import FEEDBACK_FILE, SUGGESTIONS_FILE, read_feedback
 
     rows = [{"source": r.get("source") or "unknown (before sources were recorded)", "role": r.get("role") or "?",
              "agrees": (r["label"] == r["prediction"]) if r.get("prediction") is not None else None,

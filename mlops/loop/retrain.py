@@ -21,8 +21,9 @@ from typing import Any
 
 import pandas as pd
 
+from mlops.core.batch_files import batched_labels, list_batches, read_batch
 from mlops.core.environment import feedback_dir
-from mlops.core.feedback_log import FEEDBACK_FILE
+from mlops.core.feedback_log import FEEDBACK_FILE, read_feedback
 from mlops.core.labelling_queue import QUEUE_CSV
 from mlops.core.redact import write_redacted
 from mlops.core.settings import Settings, load_settings
@@ -54,8 +55,6 @@ def new_trusted_labels(project: Path, settings: Settings | None = None) -> dict[
     for review are not data until approved. Labels a retraining the gate
     rejected already ingested start no second one.
     """
-    from mlops.core.batch_files import batched_labels, list_batches, read_batch
-    from mlops.core.feedback_log import FEEDBACK_FILE, read_feedback
 
     project = Path(project)
     settings = settings or load_settings(project / "params.yaml")
@@ -89,7 +88,6 @@ def prepare(project: Path, summaries: list[str] | None = None, reason: str = "dr
     `reason` (what started the run: drift, a live accuracy breach, new labels, the schedule) opens the message."""
     import os
 
-    from mlops.core.batch_files import list_batches
     from mlops.loop.batches import collect_served
 
     project = Path(project).resolve()

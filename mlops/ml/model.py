@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mlops.core.errors import MlopsError
+from mlops.ml.text_repairs import load_tokenizer
 
 OFFLINE_MINILM = "all-MiniLM-L6-v2"
 LABEL_MAP = "label_map.json"
@@ -163,7 +164,6 @@ class Classifier(TokenisedPredict):
              precision: str = "fp32") -> Classifier:
         from transformers import AutoModelForSequenceClassification
 
-        from mlops.ml.text_repairs import load_tokenizer
 
         path = Path(path)
         if not (path / "model.safetensors").is_file():

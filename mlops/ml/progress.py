@@ -14,13 +14,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from mlops.core.environment import bars_requested
+
 T = TypeVar("T")
 
 
 def bars_shown() -> bool:
     """Whether this process draws progress bars: MLOPS_PROGRESS when it says 0 or 1, else whether stderr is a
     terminal."""
-    from mlops.core.environment import bars_requested
 
     return bars_requested()
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from mlops.core.environment import feedback_dir, traffic_dir
 from mlops.core.traffic_log import list_shadow_parts, read_part
 from mlops.ml.live_quality import interval, trusted_labels
 
@@ -180,7 +181,6 @@ def shadow_refusal(settings: Settings, candidate: dict[str, Any]) -> dict[str, A
     required = settings.promote.require_shadow
     if required is None:
         return None
-    from mlops.core.environment import feedback_dir, traffic_dir
 
     shadow = assess_shadow(settings, feedback_dir(), traffic_dir())
     reason = evidence_refusal(required, candidate["model"], shadow)

@@ -30,6 +30,7 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
+from mlops.core.environment import project_dir as configured
 from mlops.orchestration.assets import VERDICT_ASSET
 from mlops.orchestration.report_links import SERVED_DIRS
 
@@ -41,7 +42,6 @@ HEADERS = {"Content-Security-Policy": "sandbox allow-scripts allow-popups", "X-C
 
 def project_dir() -> Path:
     """MLOPS_PROJECT_DIR, else the project this code is in (as the DAG files decide it)."""
-    from mlops.core.environment import project_dir as configured
 
     return configured(default=Path(__file__).resolve().parents[2])
 

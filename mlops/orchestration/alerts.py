@@ -28,7 +28,13 @@ from urllib.parse import urlencode
 
 from airflow.sdk import BaseNotifier
 
+from mlops.core.environment import environment, project_dir
 from mlops.core.errors import MlopsError
+from mlops.core.redact import redact, redact_all
+from mlops.core.settings import AlertSettings, load_settings
+from mlops.orchestration.airflow_tasks import read_decision
+from mlops.orchestration.notifiers import deliver
+from mlops.orchestration.runs import monitoring_run_dir
 
 DEFAULT_CONN_ID = "mlops_alerts"
 EVENTS = {
@@ -41,7 +47,6 @@ EVENTS = {
 
 
 def conn_id() -> str:
-    from mlops.core.environment import environment
 
     return environment().alert_conn_id
 
@@ -74,7 +79,6 @@ def webhook_url(connection_id: str) -> str | None:
 def alert_body(event: str, context: Any, **details: Any) -> dict[str, Any]:
     """The JSON an alert carries: a human line in `text` and the fields it was made from, secrets redacted
     (an error's text may name a remote with its token; the webhook is someone else's service)."""
-    from mlops.core.redact import redact, redact_all
 
     task_instance = context.get("ti") or context.get("task_instance")
     fields = {
@@ -130,8 +134,6 @@ class WebhookNotifier(BaseNotifier):
     def settings(self) -> Any:
         """params.yaml's `alerts` (read when an alert is sent: the DAG's shape never depends on it); unreadable,
         the defaults (the webhook), said in the log."""
-        from mlops.core.environment import project_dir
-        from mlops.core.settings import AlertSettings, load_settings
 
         path = Path(self.project or project_dir()) / "params.yaml"
         try:
@@ -141,7 +143,6 @@ class WebhookNotifier(BaseNotifier):
             return AlertSettings()
 
     def send(self, event: str, context: Any, details: dict[str, Any]) -> None:
-        from mlops.core.redact import redact
 
         connection_id = conn_id()
         alerts = self.settings()
@@ -165,8 +166,6 @@ class WebhookNotifier(BaseNotifier):
         from airflow.sdk import BaseHook
         from airflow.sdk.exceptions import AirflowNotFoundException
 
-        from mlops.core.redact import redact
-        from mlops.orchestration.notifiers import deliver
 
         try:
             BaseHook.get_connection(connection_id)
@@ -189,7 +188,6 @@ class DriftNotifier(WebhookNotifier):
         super().__init__("drift", project)
 
     def summary(self, context: Any) -> tuple[dict[str, Any], Path]:
-        from mlops.orchestration.runs import monitoring_run_dir
 
         folder = monitoring_run_dir(Path(self.project or "."), context["run_id"])
         summary_path = folder / "summary.json"
@@ -224,7 +222,6 @@ class RejectedModelNotifier(WebhookNotifier):
         self.decision = decision
 
     def details(self, context: Any) -> dict[str, Any] | None:
-        from mlops.orchestration.airflow_tasks import read_decision
 
         verdict, where = read_decision(self.project or ".", self.decision, context.get("run_id"))
         verdict = verdict or {}

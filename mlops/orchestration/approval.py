@@ -37,7 +37,9 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, D
 
 from mlops.core.errors import MlopsError
 from mlops.core.records import GateDecision, PackageResult
-from mlops.orchestration.runs import APPROVAL_FILE
+from mlops.core.settings import parse_settings
+from mlops.orchestration.runs import APPROVAL_FILE, run_dir, write_text
+from mlops.orchestration.task_workspace import workspace_for
 
 CARD_CHARS = 30_000  # the model card shown in the request's body, at most (the whole card is at its path)
 DEFAULT_TIMEOUT = timedelta(hours=72)  # promote.approval_timeout_h's default; the run's value wins at run time
@@ -45,7 +47,6 @@ DEFAULT_TIMEOUT = timedelta(hours=72)  # promote.approval_timeout_h's default; t
 
 def read_run_text(project: str, run_id: str, name: str) -> tuple[str | None, str]:
     """A file of this run (project-relative `name`), from the project or, isolated, from the run's branch."""
-    from mlops.orchestration.task_workspace import workspace_for
 
     return workspace_for(project).read_run_file(run_id, name)
 
@@ -60,7 +61,6 @@ def read_record(kind: type[GateDecision] | type[PackageResult], text: str, where
 
 def promote_settings(project: str, run_id: str) -> Any:
     """The run's `promote:` settings (its params.yaml, trigger overrides applied); a bad file fails the task."""
-    from mlops.core.settings import parse_settings
 
     text, where = read_run_text(project, run_id, "params.yaml")
     if text is None:
@@ -131,8 +131,6 @@ def outcome_of(event: dict[str, Any], approved: bool, timeout_h: float | None) -
 
 def record_approval(project: str, run_id: str, outcome: dict[str, Any]) -> None:
     """Write the answer into the run's record (isolated: committed to the run's branch, like the record)."""
-    from mlops.orchestration.runs import run_dir, write_text
-    from mlops.orchestration.task_workspace import workspace_for
 
     def write(path: Path) -> None:
         folder = run_dir(path, run_id)

@@ -13,6 +13,8 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from mlops.core.errors import MlopsError
+from mlops.core.paths import confine
+from mlops.core.settings import FeedbackSettings, load_settings
 from mlops.orchestration.airflow_tasks import USER_ERROR_EXIT, CommandOperator
 from mlops.orchestration.runs import safe_name
 
@@ -28,7 +30,6 @@ OUTPUT_DIRS = ("reports", "data")  # where `output` may go, but never the feedba
 
 def feedback_dir(project: Path) -> str:
     """feedback.batches_dir of the project's params.yaml (the default when the project has none)."""
-    from mlops.core.settings import FeedbackSettings, load_settings
 
     params = Path(project) / "params.yaml"
     return load_settings(params).feedback.batches_dir if params.is_file() else FeedbackSettings().batches_dir
@@ -36,7 +37,6 @@ def feedback_dir(project: Path) -> str:
 
 def confined(project: Path, given: str, allowed: tuple[str, ...], what: str, refuse_feedback: bool = False) -> Path:
     """`given` resolved inside `allowed` (mlops.core.paths.confine); anything else fails the task at once."""
-    from mlops.core.paths import confine
 
     try:
         refused = (feedback_dir(project),) if refuse_feedback else ()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mlops.core.redact import redact
 from mlops.orchestration.runs import TRIGGER_PARAMS, run_dir, write_text
 
 
@@ -29,7 +30,6 @@ def run_id_of(context: dict[str, Any]) -> str:
 
 def failure_summary(project: Path, context: dict[str, Any]) -> str:
     """One paragraph on why a task failed, written to reports/runs/<run id>/failure.md; returns it, redacted."""
-    from mlops.core.redact import redact
 
     ti = context.get("ti") or context.get("task_instance")
     run_id = run_id_of(context)

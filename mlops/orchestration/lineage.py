@@ -17,11 +17,13 @@ from typing import Any
 
 import yaml
 
+from mlops.core.environment import environment
+from mlops.core.pipeline import load_stages, stage_path
+
 
 def namespace(project: Path | str) -> str:
     """The datasets' namespace: MLOPS_LINEAGE_NAMESPACE, else `dvc://<project folder name>`; every task of one
     project names the same file alike, so the backend joins one task's output to the next one's input."""
-    from mlops.core.environment import environment
 
     return environment().lineage_namespace or f"dvc://{Path(project).resolve().name}"
 
@@ -55,7 +57,6 @@ def dataset(space: str, name: str, version: str | None, extra: dict[str, Any] | 
 
 def stage_lineage(project: Path | str) -> dict[str, tuple[list[str], list[str]]]:
     """Stage -> (deps, outs) as dvc.yaml resolves them with params.yaml: the paths DVC itself hashes."""
-    from mlops.core.pipeline import load_stages
 
     return {stage.name: (list(stage.deps), list(stage.outs)) for stage in load_stages(Path(project))}
 
@@ -80,7 +81,6 @@ def promotion_datasets(project: Path | str, bentoml_home: Path | str) -> Any:
 
     from airflow.providers.openlineage.extractors import OperatorLineage
 
-    from mlops.core.pipeline import stage_path
 
     space = namespace(project)
     package = str(stage_path(project, "package", "out"))

@@ -10,10 +10,10 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from mlops.core.errors import MlopsError
 from mlops.orchestration.assets import DRIFT_ASSET
+from mlops.orchestration.runs import drift_status, drifted_signals, monitoring_run_dir, retrain_reasons
 
 
 def read_monitoring_summary(project: str, run_id: str) -> tuple[dict[str, Any], Path]:
-    from mlops.orchestration.runs import monitoring_run_dir
 
     path = monitoring_run_dir(Path(project), run_id) / "summary.json"
     if not path.is_file():
@@ -23,7 +23,6 @@ def read_monitoring_summary(project: str, run_id: str) -> tuple[dict[str, Any], 
 
 def drift_detected(project: str, run_id: str, **_: Any) -> bool:
     """The monitoring DAG's branch: True (announce, retrain) for the verdict "drift" or a live quality breach."""
-    from mlops.orchestration.runs import drift_status, drifted_signals, retrain_reasons
 
     summary, path = read_monitoring_summary(project, run_id)
     try:
@@ -55,7 +54,6 @@ def drift_detected(project: str, run_id: str, **_: Any) -> bool:
 def announce_drift(project: str, run_id: str, outlet_events: Any, **_: Any) -> dict[str, Any]:
     """Emit the drift asset's event, its `extra` naming the report and the reasons (drift, a live quality
     breach); the lifecycle DAG is scheduled on it."""
-    from mlops.orchestration.runs import drifted_signals, retrain_reasons
 
     summary, path = read_monitoring_summary(project, run_id)
     extra = {"report": str((path.parent / "report.html").resolve()), "summary": str(path.resolve()),

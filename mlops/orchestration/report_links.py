@@ -23,7 +23,8 @@ from urllib.parse import quote
 import attrs
 from airflow.sdk import BaseOperatorLink
 
-from mlops.orchestration.runs import MONITORING_RUNS_DIR, RUNS_DIR
+from mlops.core.pipeline import stage_path
+from mlops.orchestration.runs import MONITORING_RUNS_DIR, RUNS_DIR, safe_name
 
 REPORTS_PREFIX = "/reports"  # where the plugin's app is mounted on the API server
 SERVED_DIRS = ("reports", "plots", "metrics")  # the project's folders it serves, nothing else
@@ -70,14 +71,12 @@ class ReportLink(BaseOperatorLink):
         return "_link_mlops_" + re.sub(r"[^a-z0-9]+", "_", self.label.lower()).strip("_")
 
     def get_link(self, operator: object, *, ti_key: object) -> str:
-        from mlops.orchestration.runs import safe_name
 
         return report_url(self.path.replace(RUN, safe_name(str(getattr(ti_key, "run_id", "")))))
 
 
 def stage_links(project: Path | str, stage: str) -> tuple[ReportLink, ...]:
     """The links of a stage's task, its paths as dvc.yaml gives them (none for a stage without files to show)."""
-    from mlops.core.pipeline import stage_path
 
     links = []
     for label, (name, option, inside) in STAGE_LINKS.get(stage, ()):

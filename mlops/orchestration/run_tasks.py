@@ -14,8 +14,15 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from mlops.core.errors import MlopsError
 from mlops.core.redact import redact
+from mlops.orchestration import triggers
 from mlops.orchestration.assets import VERDICT_ASSET
+from mlops.orchestration.failures import failure_summary, run_id_of
+from mlops.orchestration.report_links import record_links
+from mlops.orchestration.runs import configure as apply_run
+from mlops.orchestration.runs import record as write_record
+from mlops.orchestration.runs import recorded_files, run_dir
 from mlops.orchestration.task_workspace import read_run_json, remote_failures, workspace_for
+from mlops.orchestration.verdict import run_verdict
 from mlops.orchestration.workspace import RemoteUnreachable
 
 
@@ -26,8 +33,6 @@ def configure(project: str, params: dict[str, Any], dag_run: Any, run_id: str,
     First its trigger and the cooldown (mlops/orchestration/triggers.py: a triggered run in the cooldown is
     skipped); then the trigger, and the event(s) that started it, into the run's record.
     """
-    from mlops.orchestration import triggers
-    from mlops.orchestration.runs import configure as apply_run
 
     conf = dict(getattr(dag_run, "conf", None) or {})
     events = asset_events(triggering_asset_events)
@@ -68,7 +73,6 @@ def asset_events(triggering_asset_events: Any) -> list[dict[str, Any]]:
 def record(project: str, run_id: str, outlet_events: Any = None, **_: Any) -> dict[str, Any]:
     """The run's last task: its record, and its verdict as an event of the verdict asset (and this task's XCom);
     with MLOPS_DVC_PUSH=1 (the compose stack), `dvc push` to the remote."""
-    from mlops.orchestration.runs import record as write_record
 
     space = workspace_for(project)  # isolated: the record is written from the run's branch, and committed to it
     summary = space.write_run_files(run_id, "record", lambda path: write_record(path, run_id))
@@ -80,8 +84,6 @@ def record(project: str, run_id: str, outlet_events: Any = None, **_: Any) -> di
 def announce_verdict(project: str, run_id: str, summary: dict[str, Any], outlet_events: Any) -> dict[str, Any]:
     """The run's verdict (mlops/orchestration/verdict.py) as the `extra` of an event of VERDICT_ASSET; the
     project's Airflow plugin copies its note into the run's note when the run succeeds."""
-    from mlops.orchestration.runs import recorded_files, run_dir
-    from mlops.orchestration.verdict import run_verdict
 
     verdict = run_verdict(summary, recorded_files(Path(project)), str(run_dir(Path("."), run_id) / "run.json"))
     if outlet_events is not None:
@@ -95,7 +97,6 @@ class RecordOperator(PythonOperator):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        from mlops.orchestration.report_links import record_links
 
         self.operator_extra_links = record_links()
 
@@ -108,7 +109,6 @@ def restore(project: str, **_: Any) -> None:
 def on_failure(context: Any) -> None:
     """Task failure callback: a one-paragraph summary in the log and in reports/runs/<run id>/failure.md (in
     isolated mode on the run's branch, where the rest of the run's record is; the worker's disk does not last)."""
-    from mlops.orchestration.failures import failure_summary, run_id_of
 
     task = context.get("task")
     project = getattr(task, "project", None) or (getattr(task, "op_kwargs", None) or {}).get("project")

@@ -38,8 +38,16 @@ from typing import Any
 
 import yaml
 
+from mlops.core.dotted import get_dotted
 from mlops.core.errors import MlopsError
+from mlops.core.io import atomic_path
+from mlops.core.params import apply_overrides
+from mlops.core.pipeline import SHIPPED, inside, load_stage_graph, stage_path
+from mlops.core.records import detail_path
+from mlops.core.redact import redact, write_redacted
 from mlops.core.registry import PROMOTION_RECORD
+from mlops.core.settings import parse_settings
+from mlops.core.sources import check_sources, scheme_and_host
 
 # A path, URL or model name pasted with a space before or after it: refused when the run is triggered
 NO_EDGE_SPACE = r"^\S(.*\S)?$"
@@ -95,8 +103,6 @@ RECORDED = {"train": ("train", "metrics", ""), "evaluate": ("evaluate", "metrics
 def recorded_files(project: Path) -> dict[str, str]:
     """The project-relative paths of what a run's record keeps, by name: RECORDED as dvc.yaml declares it, the
     evaluation's detail file and the promotion decision."""
-    from mlops.core.pipeline import stage_path
-    from mlops.core.records import detail_path
 
     files = {name: str(stage_path(project, stage, option) / inside if inside else stage_path(project, stage, option))
              for name, (stage, option, inside) in RECORDED.items()}
@@ -131,21 +137,18 @@ def overrides_of(values: dict[str, Any], conf_keys: list[str] | None = None) -> 
 
 def write_text(path: Path, text: str) -> None:
     """A file of a run's record, secrets redacted (mlops.core.redact): records are committed, shared and read."""
-    from mlops.core.redact import write_redacted
 
     write_redacted(path, text)
 
 
 def say(line: str) -> None:
     """Print a line of a run's task log, secrets redacted."""
-    from mlops.core.redact import redact
 
     print(redact(line), flush=True)
 
 
 def configure(project: Path, run_id: str, values: dict[str, Any], conf_keys: list[str] | None = None) -> dict:
     """Validate the run's overrides with the whole params file, apply them, and start the run's record."""
-    from mlops.core.params import apply_overrides
 
     project = Path(project)
     overrides = overrides_of(values, conf_keys)
@@ -175,7 +178,6 @@ def configure(project: Path, run_id: str, values: dict[str, Any], conf_keys: lis
 def trigger_values(params: dict[str, Any], overrides: dict[str, Any]) -> str:
     """Each trigger parameter's value in the run's params, and where it came from: the values the trigger form
     cannot show (its schema must not change with params.yaml, or every run would make a new DAG version)."""
-    from mlops.core.dotted import get_dotted
 
     shown = []
     for name, (key, _, _) in TRIGGER_PARAMS.items():
@@ -189,8 +191,6 @@ def check_run_sources(project: Path, text: str) -> None:
     """The run's data sources against data.allowed_sources, and a local one's existence, before any stage fetches
     or reads them (a trigger's `data_source` may be any string); refused, params.yaml goes back as it was at once.
     A missing file would otherwise fail `ingest` only, inside DVC, as what looks like a crash that is retried."""
-    from mlops.core.settings import parse_settings
-    from mlops.core.sources import check_sources
 
     try:
         settings = parse_settings(yaml.safe_load(text))
@@ -204,8 +204,6 @@ def check_run_sources(project: Path, text: str) -> None:
 def check_local_sources_exist(project: Path, settings: Any) -> None:
     """Each local data source exists, or a stage of dvc.yaml writes it (the generated corpus); the error names the
     path and says nothing of what is there."""
-    from mlops.core.pipeline import SHIPPED, inside, load_stage_graph
-    from mlops.core.sources import scheme_and_host
 
     lifecycle = Path(project) if (Path(project) / "dvc.yaml").is_file() else SHIPPED.parent
     written = [out for stage in load_stage_graph(lifecycle) for out in stage.outs]
@@ -223,7 +221,6 @@ def check_local_sources_exist(project: Path, settings: Any) -> None:
 
 def keep_params(project: Path) -> Path:
     """Keep params.yaml's exact bytes aside until `restore_params` puts them back."""
-    from mlops.core.io import atomic_path
 
     kept = Path(project) / PARAMS_KEPT
     kept.parent.mkdir(parents=True, exist_ok=True)
@@ -234,7 +231,6 @@ def keep_params(project: Path) -> Path:
 
 def restore_params(project: Path) -> bool:
     """Put back the params.yaml kept by `keep_params` (byte for byte) and drop the copy; False if none was kept."""
-    from mlops.core.io import atomic_path
 
     kept = Path(project) / PARAMS_KEPT
     if not kept.is_file():

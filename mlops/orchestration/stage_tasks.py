@@ -16,11 +16,15 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
+from mlops.core.dotted import get_dotted
 from mlops.core.environment import traffic_dir
 from mlops.core.errors import REJECTED_EXIT, USER_ERROR_EXIT
+from mlops.core.pipeline import stage_path
 from mlops.core.redact import redact
 from mlops.core.registry import PROMOTION_RECORD
-from mlops.orchestration.report_links import ReportLink
+from mlops.orchestration.lineage import promotion_datasets, stage_datasets
+from mlops.orchestration.report_links import ReportLink, monitoring_links, stage_links
+from mlops.orchestration.runs import monitoring_run_dir
 from mlops.orchestration.task_commands import MISSING_DEP, CommandOperator, CommandResult, DvcOutput
 from mlops.orchestration.task_workspace import workspace_for
 
@@ -36,13 +40,11 @@ class StageOperator(CommandOperator):
         super().__init__(project=project, env=env, **kwargs)
         self.stage = stage
         self.switch = switch
-        from mlops.orchestration.report_links import stage_links
 
         self.operator_extra_links = stage_links(project, stage)  # its files, one button each (report_links.py)
 
     def get_openlineage_facets_on_start(self) -> Any:
         """The stage's deps and outs, for Airflow's OpenLineage provider (mlops/orchestration/lineage.py)."""
-        from mlops.orchestration.lineage import stage_datasets
 
         return stage_datasets(self.project, self.stage)
 
@@ -79,7 +81,6 @@ class StageOperator(CommandOperator):
             return
         import yaml
 
-        from mlops.core.dotted import get_dotted
 
         params = yaml.safe_load((where / "params.yaml").read_text(encoding="utf-8")) or {}
         if get_dotted(params, self.switch, True) is False:
@@ -113,12 +114,10 @@ class MonitorOperator(CommandOperator):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        from mlops.orchestration.report_links import monitoring_links
 
         self.operator_extra_links = monitoring_links()  # this run's report and summary
 
     def execute(self, context: Any) -> dict[str, str]:
-        from mlops.orchestration.runs import monitoring_run_dir
 
         given = (context.get("params") or {}).get("current")
         current = Path(given) if given else traffic_dir(self.project)
@@ -154,13 +153,11 @@ class PromoteOperator(CommandOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """For Airflow's OpenLineage provider: the package promoted from, and the champion model and Bento."""
-        from mlops.orchestration.lineage import promotion_datasets
 
         home = self.env.get("BENTOML_HOME") or str(Path(self.project) / ".bentoml")
         return promotion_datasets(self.project, home)
 
     def execute(self, context: Any) -> None:
-        from mlops.core.pipeline import stage_path
 
         space = workspace_for(self.project)  # the registry, package's result and the scored test split in place
         inputs = [str(stage_path(self.project, "package", "out")), str(stage_path(self.project, "gate", "scored-test"))]

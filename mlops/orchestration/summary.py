@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 from mlops.core.errors import REJECTED_EXIT
-from mlops.core.pipeline import SHIPPED
-from mlops.core.records import GateDecision, PackageResult, PromotionRecord
+from mlops.core.pipeline import SHIPPED, stage_path
+from mlops.core.records import GateDecision, PackageResult, PromotionRecord, read_metrics
 from mlops.core.registry import PROMOTION_RECORD
+from mlops.core.settings import load_settings
 
 
 def monitor_history() -> Path:
     """monitor.history_dir of the project's params.yaml, else of the params this code ships with."""
-    from mlops.core.settings import load_settings
 
     params = Path("params.yaml")
     return Path(load_settings(params if params.is_file() else SHIPPED.with_name("params.yaml")).monitor.history_dir)
@@ -101,11 +101,9 @@ def verdict_line(decision: GateDecision | None, promotion: PromotionRecord | Non
 
 
 def main() -> None:
-    from mlops.core.pipeline import stage_path
 
     metrics_path, decision_path = stage_path(".", "evaluate", "metrics"), stage_path(".", "gate", "out")
     monitoring, validation = stage_path(".", "monitor", "out-dir"), stage_path(".", "validate", "report-dir")
-    from mlops.core.records import read_metrics
 
     # the headline and its detail (per class, recent set, intervals), as evaluate split them for `dvc exp show`
     metrics, decision = read_metrics(metrics_path, missing_ok=True), GateDecision.read_if_present(decision_path)

@@ -23,7 +23,7 @@ from typing import Any
 from airflow.providers.standard.hooks.subprocess import SubprocessHook
 from airflow.sdk import BaseOperator
 
-from mlops.core.environment import PROGRESS_ENV
+from mlops.core.environment import PROGRESS_ENV, project_defaults
 from mlops.core.errors import EXIT_FILE_ENV
 from mlops.core.redact import redact, secret_values
 
@@ -32,7 +32,6 @@ def task_env(project: Path | str) -> dict[str, str]:
     """What tasks add to the worker's environment: the project's venv on PATH, offline hub, project homes."""
     venv_bin = Path(project) / ".venv" / "bin"
     bin_dir = venv_bin if venv_bin.is_dir() else Path(sys.executable).parent
-    from mlops.core.environment import project_defaults
 
     defaults = {key: os.environ.get(key, value) for key, value in {**project_defaults(project), **QUIET}.items()}
     return {**defaults, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -27,7 +27,21 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from mlops.core.environment import environment
 from mlops.core.errors import MlopsError
 from mlops.core.redact import redact
-from mlops.orchestration.workspace import Remotes, RemoteUnreachable
+from mlops.orchestration import workspace
+from mlops.orchestration.runs import restore_params, run_dir
+from mlops.orchestration.workspace import (
+    Remotes,
+    RemoteUnreachable,
+    finish,
+    prepare,
+    prepare_stage,
+    publish,
+    publish_stage,
+    read_run_file,
+    run_branch,
+    stage_command,
+    start_run,
+)
 
 T = TypeVar("T")
 
@@ -129,7 +143,6 @@ class SharedWorkspace:
             raise AirflowException(f"dvc push failed (exit {result.returncode}): {error}")
 
     def restore_params(self) -> None:
-        from mlops.orchestration.runs import restore_params
 
         if not restore_params(self.project):
             print("restore_params: this run changed no parameters; params.yaml untouched", flush=True)
@@ -142,52 +155,43 @@ class IsolatedWorkspace:
         self.project = Path(project)  # the worker's own copy of the code: where a failure is written at worst
 
     def start_run(self, run_id: str, apply: Callable[[Path], T]) -> T:
-        from mlops.orchestration.workspace import start_run
 
         with remote_failures():
             return start_run(remotes(), run_id, apply)  # type: ignore[return-value]
 
     def open_stage(self, run_id: str, stage: str) -> Checkout:
-        from mlops.orchestration.workspace import prepare_stage
 
         with remote_failures():
             space = prepare_stage(remotes(), run_id, stage)
         return Checkout(space.path, space.env, space)
 
     def stage_command(self, stage: str) -> list[str]:
-        from mlops.orchestration.workspace import stage_command
 
         return stage_command(stage)
 
     def publish_stage(self, checkout: Checkout, stage: str) -> None:
-        from mlops.orchestration.workspace import publish_stage
 
         with remote_failures():
             publish_stage(checkout.space, stage)
 
     def open_task(self, run_id: str, task: str, inputs: Iterable[str]) -> Checkout:
-        from mlops.orchestration.workspace import prepare
 
         with remote_failures():
             space = prepare(remotes(), run_id, task, list(inputs), registry=True)
         return Checkout(space.path, space.env, space)
 
     def publish(self, checkout: Checkout, git_files: list[str], message: str) -> None:
-        from mlops.orchestration.workspace import publish
 
         with remote_failures():
             publish(checkout.space, git_files=git_files, message=message)
 
     def finish(self, checkout: Checkout) -> None:
-        from mlops.orchestration.workspace import finish
 
         finish(checkout.space)
 
     def write_run_files(self, run_id: str, task: str, write: Callable[[Path], T]) -> T:
         """`write(path)` in a fresh checkout of the run's branch, then the run's record folder committed and
         pushed to it (fast-forward only); the record lives there, not on any worker."""
-        from mlops.orchestration import workspace
-        from mlops.orchestration.runs import run_dir
 
         with remote_failures():
             space = workspace.prepare(remotes(), run_id, task, inputs=(), registry=False)
@@ -206,7 +210,6 @@ class IsolatedWorkspace:
         return write(self.project)
 
     def read_run_file(self, run_id: str, name: str) -> tuple[str | None, str]:
-        from mlops.orchestration.workspace import read_run_file, run_branch
 
         with remote_failures():
             return read_run_file(remotes(), run_id, name), f"{name} on {run_branch(run_id)}"

@@ -38,7 +38,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from mlops.orchestration.runs import RUNS_DIR, STARTED_BY_FILE, run_dir, say
+from mlops.core.io import atomic_path
+from mlops.core.settings import load_settings
+from mlops.orchestration.runs import RUNS_DIR, STARTED_BY_FILE, record_trigger, run_dir, say, write_text
 
 TRIGGERS = ("drift", "live_accuracy", "new_labels", "schedule", "manual")  # a run's name: the first that applies
 # what opens a retraining run's message (mlops.loop.retrain.prepare)
@@ -117,7 +119,6 @@ def read_last(project: Path) -> dict[str, Any] | None:
 
 
 def write_last(project: Path, run_id: str, trigger: str, started: datetime) -> None:
-    from mlops.core.io import atomic_path
 
     path = Path(project) / LAST_TRIGGERED
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +169,6 @@ def started_run(project: Path, run_id: str, info: dict[str, Any], events: list[d
     """After `configure` started the run's record: write its trigger there (started-by.json) and, for a
     triggered run, the events that started it (trigger.json) and the labels it found (loop.json): posted
     labels become a batch first (mlops.loop.retrain), and without new ones the record says so."""
-    from mlops.orchestration.runs import record_trigger, write_text
 
     project = Path(project)
     folder = run_dir(project, run_id)
@@ -194,7 +194,6 @@ def started_run(project: Path, run_id: str, info: dict[str, Any], events: list[d
 def new_labels_ready(project: str, **_: Any) -> bool:
     """The monitoring DAG's check of the feedback store: True (announce) when the trusted labels the champion's
     data lacks reach loop.min_new_labels; the log says the count either way."""
-    from mlops.core.settings import load_settings
     from mlops.loop.retrain import new_trusted_labels
 
     settings = load_settings(Path(project) / "params.yaml")
@@ -213,7 +212,6 @@ def new_labels_ready(project: str, **_: Any) -> bool:
 
 def announce_new_labels(project: str, run_id: str, outlet_events: Any, **_: Any) -> dict[str, Any]:
     """Emit the new-labels asset's event, its `extra` the count; the lifecycle DAG is scheduled on it."""
-    from mlops.core.settings import load_settings
     from mlops.loop.retrain import new_trusted_labels
     from mlops.orchestration.assets import NEW_LABELS_ASSET
 
@@ -231,7 +229,6 @@ def lifecycle_schedule(project: Path) -> Any:
     overrides of params.yaml make no new DAG version."""
     from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 
-    from mlops.core.settings import load_settings
     from mlops.orchestration.assets import DRIFT_ASSET, NEW_LABELS_ASSET
 
     assets = DRIFT_ASSET | NEW_LABELS_ASSET

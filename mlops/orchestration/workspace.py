@@ -53,10 +53,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops.core.environment import RUN_ID_ENV, TRAFFIC_DIR_ENV, WORKSPACE_MODE_ENV, environment
+from mlops.core.environment import RUN_ID_ENV, TRAFFIC_DIR_ENV, WORKSPACE_MODE_ENV, environment, project_defaults
 from mlops.core.errors import MlopsError
+from mlops.core.pipeline import inside, load_stages
 from mlops.core.redact import redact
+from mlops.core.settings import load_settings
 from mlops.orchestration.remotes import GIT, Remotes, RemoteUnreachable, check_dvc_remote, last_line, run_dvc, run_git
+from mlops.orchestration.runs import run_dir, safe_name
 
 MODE_ENV = WORKSPACE_MODE_ENV
 MODES = ("shared", "isolated")
@@ -72,7 +75,6 @@ def isolated() -> bool:
 
 
 def run_branch(run_id: str) -> str:
-    from mlops.orchestration.runs import safe_name
 
     return f"runs/{safe_name(run_id)}"
 
@@ -91,7 +93,6 @@ class Workspace:
     @property
     def env(self) -> dict[str, str]:
         """What this task's commands add to the environment: tool state inside this directory only."""
-        from mlops.core.environment import project_defaults
 
         # PYTHONPATH: the stage runs the code of the run's revision (what dvc.lock hashes), not the worker's copy
         python_path = os.pathsep.join(filter(None, [str(self.path), os.environ.get("PYTHONPATH")]))
@@ -105,7 +106,6 @@ class Workspace:
 
 def checkout(remotes: Remotes, run_id: str, task: str, new_run: bool = False) -> Workspace:
     """A fresh directory for `task` holding the run's branch (or, for `new_run`, the base revision)."""
-    from mlops.orchestration.runs import safe_name
 
     path = remotes.root / safe_name(run_id) / task
     if path.exists():
@@ -129,7 +129,6 @@ def checkout(remotes: Remotes, run_id: str, task: str, new_run: bool = False) ->
 
 
 def produced_by_stages(path: Path, dep: str) -> bool:
-    from mlops.core.pipeline import inside, load_stages
 
     return any(inside(dep, out) for stage in load_stages(path) for out in stage.outs)
 
@@ -140,7 +139,6 @@ def pull_inputs(workspace: Workspace, inputs: Iterable[str]) -> list[str]:
     Returns the DVC targets pulled. The feedback batches folder ingest depends
     on is made when no batch was ever recorded (as `configure` does in shared mode).
     """
-    from mlops.core.settings import load_settings
 
     path = workspace.path
     (path / load_settings(path / "params.yaml").feedback.batches_dir).mkdir(parents=True, exist_ok=True)
@@ -213,7 +211,6 @@ def prepare(remotes: Remotes, run_id: str, task: str, inputs: Iterable[str], reg
 
 
 def stage_of(workspace: Workspace, name: str):
-    from mlops.core.pipeline import load_stages
 
     stages = {stage.name: stage for stage in load_stages(workspace.path)}
     if name not in stages:
@@ -222,7 +219,6 @@ def stage_of(workspace: Workspace, name: str):
 
 
 def uses_registry(deps: Iterable[str]) -> bool:
-    from mlops.core.pipeline import inside
 
     return any(inside(REGISTRY_MODULE, dep) for dep in deps)
 
@@ -282,7 +278,6 @@ def finish(workspace: Workspace) -> None:
 def start_run(remotes: Remotes, run_id: str, apply: Callable[[Path], object]) -> object:
     """`configure` in isolated mode: the run's branch from the base revision, with `apply(path)`'s changes
     (params.yaml with the run's overrides, the record's first files). A re-run configure replaces the branch."""
-    from mlops.orchestration.runs import run_dir
 
     check_dvc_remote(remotes)
     workspace = checkout(remotes, run_id, "configure", new_run=True)

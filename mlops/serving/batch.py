@@ -29,10 +29,13 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from mlops.core import registry
 from mlops.core.errors import MlopsError  # noqa: E402
 from mlops.core.io import atomic_path  # noqa: E402
 from mlops.core.raw_tables import read_raw  # noqa: E402
 from mlops.core.settings import Settings, SourceSettings  # noqa: E402
+from mlops.ml.model import set_cpu_threads
+from mlops.ml.variants import load_served
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 API_FIELDS = ("label", "score", "probabilities", "model_version")
@@ -57,7 +60,6 @@ def file_format(path: Path, role: str) -> str:
 
 def resolve_model(tag: str | None) -> ServedModel:
     """`tag` from the BentoML store (or a model directory); none: the registry's champion, as the service does."""
-    from mlops.core import registry
 
     if tag and Path(tag).is_dir():
         return ServedModel(Path(tag), str(Path(tag)))
@@ -107,8 +109,6 @@ def score_texts(model: ServedModel, texts: list[str], settings: Settings, chunk_
     """The API's answer for every text, scored `chunk_size` texts at a time with a progress bar."""
     from tqdm.auto import tqdm
 
-    from mlops.ml.model import set_cpu_threads
-    from mlops.ml.variants import load_served
 
     set_cpu_threads()  # every core: a file, unlike a request, has the machine to itself
     classifier = load_served(model.path, settings.serve.precision)

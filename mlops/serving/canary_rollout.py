@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlops.core import registry
+from mlops.core.environment import feedback_dir, traffic_dir
 from mlops.core.errors import MlopsError
 from mlops.core.records import PromotionRecord
 from mlops.core.settings import Settings
@@ -38,7 +39,6 @@ PROGRESS_EVERY_S = 10.0
 
 def live_accuracy(settings: Settings, canary: dict[str, Any]) -> dict[str, Any]:
     """The canary's and the champion's live accuracy (their windows' figures), or why there is none."""
-    from mlops.core.environment import feedback_dir, traffic_dir
     from mlops.ml.live_quality import assess
 
     try:

@@ -43,6 +43,8 @@ from mlops.core.errors import MlopsError
 from mlops.core.io import read_table
 from mlops.core.records import PackageResult, PromotionRecord
 from mlops.core.settings import Settings
+from mlops.ml.bento_build import candidate_of
+from mlops.ml.variants import is_int8, load_variant, served_variant
 
 
 class CheckFailed(Exception):
@@ -169,7 +171,6 @@ INT8_MARGIN = 0.05
 def offline_answers(model_tag: str, texts: list[str], variant: str) -> tuple[np.ndarray, list[str]]:
     """The stored model's probabilities for `texts` as `variant` (what the server runs), in this process, and its
     labels: what the server must reproduce."""
-    from mlops.ml.variants import load_variant
 
     runtime = load_variant(registry.model_path(model_tag), variant)
     return runtime.predict_proba(texts), list(runtime.labels)
@@ -226,7 +227,6 @@ def infra_validate(entry: dict[str, Any], settings: Settings, scored: Path | Non
     texts = scored_texts(scored, entry["model"], promote.agreement_rows)
     labels_path = registry.model_path(entry["model"]) / "label_map.json"
     labels = json.loads(labels_path.read_text())["labels"]
-    from mlops.ml.variants import is_int8, served_variant
 
     precision = served_variant(registry.model_path(entry["model"]), settings.serve.precision)
     margin = INT8_MARGIN if is_int8(precision) else 0.0
@@ -353,7 +353,6 @@ def promote_by_hand(settings: Settings, model_tag: str, bentofile: Path, scored:
                     out: Path, canary: float | None = None) -> dict[str, Any]:
     """`mlops registry promote TAG`: any stored model, through the same checks; directly unless `canary` (a
     share) is given, whatever `promote.strategy` says (that is the pipeline's)."""
-    from mlops.ml.bento_build import candidate_of
 
     share = None if canary is None else canary_share(settings, canary)
     return promote_entry(candidate_of(model_tag, bentofile, settings), settings, scored, out, by="hand",

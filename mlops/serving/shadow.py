@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mlops.core import registry
 from mlops.core.settings import ServeSettings
 from mlops.serving.shadow_log import ShadowLog
 from mlops.serving.traffic import TrafficWriter
@@ -50,7 +51,6 @@ logger = logging.getLogger("mlops.serving.shadow")
 
 def find_challenger() -> tuple[str | None, str]:
     """The challenger's model tag, or None and why there is none."""
-    from mlops.core import registry
 
     document = registry.read_registry()
     entry, champion = document.get("challenger"), document.get("champion")

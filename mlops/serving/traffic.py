@@ -39,6 +39,7 @@ from mlops.core.environment import secret
 from mlops.core.errors import MlopsError
 from mlops.core.settings import TrafficSettings
 from mlops.core.traffic_log import CROCKFORD, PART, list_parts
+from mlops.ml.descriptors import describe
 
 
 def new_ids(count: int) -> list[str]:
@@ -82,7 +83,6 @@ class TrafficLog:
         """Per text, what the log keeps of it: the text, or its keyed hash and descriptors (one pass for all)."""
         if self.key is None:
             return [{"text": text} for text in texts]
-        from mlops.ml.descriptors import describe
 
         return [{"text_hmac": hmac.new(self.key, text.encode(), hashlib.sha256).hexdigest(), **described}
                 for text, described in zip(texts, describe(texts).round(4).to_dict("records"), strict=True)]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from mlops.core.batch_files import read_batches
 from mlops.core.io import write_table
 from mlops.core.raw_tables import read_source
 from mlops.core.stage_io import StageIO
@@ -35,7 +36,6 @@ COLUMNS = ["text", "label", "subset", "batch"]
 
 def read_feedback_batches(directory: Path) -> pd.DataFrame:
     """The labelled feedback batches, as `subset: feedback` rows."""
-    from mlops.core.batch_files import read_batches
 
     rows = read_batches(directory)
     return pd.DataFrame({"text": rows["text"].astype("string"), "label": rows["label"].astype("string"),

@@ -62,6 +62,9 @@ from mlops.ml.descriptors import DESCRIPTORS, describe
 from mlops.ml.drift import embedding_drift
 from mlops.ml.live_quality import assess, insert_section, render_table
 from mlops.ml.live_quality import describe as describe_live
+from mlops.ml.model import Classifier, decode_embedding, set_cpu_threads
+from mlops.ml.monitor_history import render_history
+from mlops.ml.progress import predict_with_progress
 from mlops.ml.shadow_report import assess_shadow, describe_shadow, render_shadow
 
 if TYPE_CHECKING:
@@ -122,7 +125,6 @@ def stored_baseline(version: str) -> tuple[Path, Path] | None:
 
 def embedding_matrix(values: pd.Series) -> np.ndarray | None:
     """Embeddings as a float matrix, whether stored as arrays (Parquet) or base64 float16 (traffic log)."""
-    from mlops.ml.model import decode_embedding
 
     if values.isna().any():
         return None
@@ -151,11 +153,9 @@ def signal_frame(frame: pd.DataFrame, origin: str, model_dir: Path | None) -> tu
         raise MlopsError(f"{origin}: hashed texts without predictions and embeddings cannot be scored")
     if model_dir is None or not (Path(model_dir) / "model.safetensors").is_file():
         raise MlopsError(f"{origin}: has no predictions/embeddings, and there is no model at {model_dir} to score it")
-    from mlops.ml.model import Classifier, set_cpu_threads
 
     set_cpu_threads()
     classifier = Classifier.load(model_dir)
-    from mlops.ml.progress import predict_with_progress
 
     proba, embeddings = predict_with_progress(classifier, texts, "monitor: score")
     signals["prediction"] = [classifier.labels[i] for i in proba.argmax(axis=1)]
@@ -353,7 +353,6 @@ def archive(out_dir: Path, history_dir: Path) -> Path:
     entry.mkdir(parents=True, exist_ok=False)
     for name in ("report.html", "summary.json"):
         shutil.copy2(out_dir / name, entry / name)
-    from mlops.ml.monitor_history import render_history
 
     render_history(history_dir)
     return entry

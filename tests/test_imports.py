@@ -73,7 +73,8 @@ def loads(module: str) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(seen), frozenset(outside)
 
 
-def function_level_imports() -> list[tuple[str, int, str, list[str], bool]]:
+@cache
+def function_level_imports() -> tuple[tuple[str, int, str, tuple[str, ...], bool], ...]:
     """(file, line, why it may be lazy or '', the names it imports, commented) for each project import inside a
     function of the package."""
     found = []
@@ -100,8 +101,8 @@ def function_level_imports() -> list[tuple[str, int, str, list[str], bool]]:
                 heavy = sorted((outside - mine) & HEAVY)
                 why = f"defers {', '.join(heavy)}" if heavy else "breaks a cycle" if me in modules else ""
                 commented = "#" in lines[node.lineno - 1] or lines[node.lineno - 2].strip().startswith("#")
-                found.append((str(relative), node.lineno, why, names, commented))
-    return found
+                found.append((str(relative), node.lineno, why, tuple(names), commented))
+    return tuple(found)
 
 
 def test_an_import_of_a_constant_or_class_inside_a_function_says_why():

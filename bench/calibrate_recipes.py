@@ -13,7 +13,13 @@ Shifts:
   on the default generated corpus;
 - `ag_headlines`: AG News headlines alone (titles of the official test file) against a champion trained on the
   5,000-row sample of the AG News train split (title + description);
-- `ag_typos`: AG News test articles with keyboard typos in 40% of the words (seeded), same champion.
+- `ag_typos`: AG News test articles with keyboard typos in 40% of the words (seeded), same champion;
+- `ag_leads`: the first ten words of AG News test articles' descriptions, without headline or dateline (as a link
+  preview shows them), same champion.
+
+`--champion-project COPY` adopts the champion a first `dvc repro` of a project copy trained (a kept
+`bench/loop.py` project; with `--preset configs/ag_news.yaml` for the AG News shifts) and its training rows
+instead of training a smaller one here.
 
 Writes bench/results/calibrate-recipes.json (and one JSON line per finished run to <work>/runs.jsonl, which a
 second start reuses, so a killed run loses only the recipe in progress).
@@ -41,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.results_file import write_result  # noqa: E402
-from bench.shifts import add_typos, read_ag_test  # noqa: E402
+from bench.shifts import add_typos, lead, read_ag_test  # noqa: E402
 from mlops.core.io import write_table  # noqa: E402
 from mlops.core.params import merge  # noqa: E402
 from mlops.core.settings import Settings, parse_settings  # noqa: E402
@@ -73,12 +79,14 @@ def ag_test_partition(seed: int) -> dict[str, pd.DataFrame]:
     full = (frame["title"] + " " + frame["description"]).str.strip()
     rng = np.random.default_rng(seed)
     typos = [add_typos(text.replace("\\", " "), rng) for text in full]
+    leads = lead(frame["description"]).tolist()
     cut = [0, 1500, 2500, 5000, 6000, 7600]
     part = lambda texts, a, b: pd.DataFrame({"text": list(texts[a:b]), "label": frame["label"][a:b].tolist()})  # noqa: E731
     return {"original_test": part(full, cut[0], cut[1]),
             "ag_headlines": (part(frame["title"].str.strip(), cut[1], cut[2]),
                              part(frame["title"].str.strip(), cut[2], cut[3])),
-            "ag_typos": (part(typos, cut[3], cut[4]), part(typos, cut[4], cut[5]))}
+            "ag_typos": (part(typos, cut[3], cut[4]), part(typos, cut[4], cut[5])),
+            "ag_leads": (part(leads, cut[1], cut[2]), part(leads, cut[2], cut[3]))}
 
 
 def shift_data(shift: str, seed: int) -> dict[str, Any]:
@@ -105,10 +113,17 @@ def shift_data(shift: str, seed: int) -> dict[str, Any]:
             "pool": pool, "heldout": heldout}
 
 
-def adopt_champion(project: Path, champion: Path, champion_log: Path) -> dict[str, pd.DataFrame]:
+def project_family(project: Path) -> str:
+    """Which champions a project copy trains: `ag_news` with the AG News preset applied, else `generated`."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    return "ag_news" if "ag_news" in str((params["data"].get("source") or {}).get("path", "")) else "generated"
+
+
+def adopt_champion(project: Path, champion: Path, champion_log: Path, family: str) -> dict[str, pd.DataFrame]:
     """The champion a first `dvc repro` of a project copy with its own parameters trained (models/candidate; a copy
-    taken before any retrain), cached, and its rows: training (with validation) and test, as its `split` wrote
-    them."""
+    taken before any retrain), cached, and its rows: training (with validation) and, on the generated corpus, test,
+    as its `split` wrote them (an AG News project's test split is the official test file, which the shifts' pools
+    come from: the harness's own original-test part stays)."""
     import shutil
 
     split_dir = project / "data" / "split"
@@ -117,6 +132,8 @@ def adopt_champion(project: Path, champion: Path, champion_log: Path) -> dict[st
         summary = json.loads((project / "metrics" / "train.json").read_text())
         champion_log.write_text(json.dumps({**summary, "adopted_from": "dvc repro with default parameters"}))
     main = pd.concat([pd.read_parquet(split_dir / f"{name}.parquet") for name in ("train", "validation")])
+    if family == "ag_news":
+        return {"main": main[["text", "label"]].astype(str)}
     return {"main": main[["text", "label"]].astype(str),
             "test": pd.read_parquet(split_dir / "test.parquet")[["text", "label"]].astype(str)}
 
@@ -151,11 +168,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "calibrate-recipes",
                         help="cache of champions and runs, outside the project")
-    parser.add_argument("--shifts", default="generated,ag_headlines,ag_typos")
+    parser.add_argument("--shifts", default="generated,ag_headlines,ag_typos,ag_leads")
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--labels", type=int, default=400, help="labelled shifted texts (the budget)")
     parser.add_argument("--champion-project", type=Path,
-                        help="a project copy whose `dvc repro` trained the generated champion (and split its data)")
+                        help="a project copy whose `dvc repro` trained the champion of its shifts (and split its data)")
     args = parser.parse_args()
     from bench.loop import accuracy_difference
 
@@ -170,8 +187,8 @@ def main() -> None:
         family = "generated" if shift == "generated" else "ag_news"
         champion = args.work / family / "champion"
         champion_log = args.work / family / "champion.json"
-        if shift == "generated" and args.champion_project:
-            data.update(adopt_champion(args.champion_project, champion, champion_log))
+        if args.champion_project and project_family(args.champion_project) == family:
+            data.update(adopt_champion(args.champion_project, champion, champion_log, family))
         if not (champion / "model.safetensors").is_file():
             frame = pd.concat([data["main"].assign(subset="main"), data["test"].assign(subset="test")],
                               ignore_index=True).assign(batch="")

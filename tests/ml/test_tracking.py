@@ -49,7 +49,7 @@ def test_a_training_run_holds_its_params_curves_and_the_evaluate_and_gate_metric
     metrics = json.loads((root / "metrics.json").read_text())
     assert (step, pytest.approx(metrics["accuracy"])) in scalars["evaluate/accuracy"]
     assert (step, pytest.approx(metrics["latency"]["p95_ms"])) in scalars["evaluate/latency/p95_ms"]
-    assert (step, float(decision["accepted"])) in scalars["gate/accepted"]
+    assert (step, float(decision.accepted)) in scalars["gate/accepted"]
     assert (step, pytest.approx(metrics["accuracy"])) in scalars["gate/sets/test/accuracy"]
     assert set((root / "tensorboard").iterdir()) == runs_before  # the gate opened no run of its own
 

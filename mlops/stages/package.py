@@ -117,7 +117,7 @@ def package(settings: Settings, decision: GateDecision, model_dir: Path, metrics
         "digest": digest, "serve_variant": variant, "metrics": headline,
         "gate": decision.basis,
         "git_commit": lineage["git_commit"], "data": lineage["data"], "params": json.dumps(lineage["params"]),
-        "decision": json.dumps({k: decision.to_json().get(k) for k in ("accepted", "basis", "checks", "comparison")}),
+        "decision": json.dumps(decision.model_dump(mode="json", include={"accepted", "basis", "checks", "comparison"})),
         # the gate judged `refit_of`; these weights are its refit on every label (mlops/stages/refit.py)
         **({"refit": json.dumps({k: refit.get(k) for k in ("why", "checks", "figures", "training")}), **refit_of}
            if refit_of else {}),

@@ -67,6 +67,34 @@ def run_cmd(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeo
     return result
 
 
+def invoke_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`mlops <args>` in this process, as `run_cmd` would run it in a child (exit status, stdout, stderr), without
+    the seconds a child spends importing the stack: for the many tests of one command's messages and exit codes.
+    The environment is this process's without its `MLOPS_*` variables, plus `env`; it and the working directory
+    are restored afterwards, whatever the command did to them (`apply_defaults` sets variables)."""
+    import io
+
+    from mlops.cli import main
+
+    saved_env, saved_cwd = dict(os.environ), Path.cwd()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    os.environ.clear()
+    os.environ.update({k: v for k, v in saved_env.items() if not k.startswith("MLOPS_")} | (env or {}))
+    code = 0
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                main(args)
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["mlops", *args], code, stdout.getvalue(), stderr.getvalue())
+
+
 def tiny_params(base: dict[str, Any], model_dir: Path) -> dict[str, Any]:
     """The repository's params, shrunk so a whole lifecycle takes about a minute."""
     params = copy.deepcopy(base)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import ROOT, tiny_params
+from tests.helpers import ROOT, invoke_cli, tiny_params
 
 
 @pytest.fixture
@@ -20,6 +20,13 @@ def workdir(tmp_path, repo_params, tiny_model_dir):
 
 
 def mlops(cwd, *args):
+    """The command in this process: the same `main`, its messages and exit codes, without a child's imports."""
+    return invoke_cli(list(args), cwd=cwd)
+
+
+def mlops_child(cwd, *args):
+    """`python -m mlops` as a child process, as a shell or a DVC stage runs it: nothing else (a warning, a log
+    line) reaches its stderr, and the status is the process's own."""
     return subprocess.run([sys.executable, "-m", "mlops", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(cwd)})
 
@@ -39,10 +46,12 @@ def test_misspelt_params_key(workdir):
     assert_one_line_error(mlops(write(params), "ingest"), "train.epocs: unknown key")
 
 
+@pytest.mark.slow  # runs `mlops` as a child process (seconds of imports)
 def test_a_bad_distill_param_is_one_line_naming_it(workdir):
     write, params = workdir
     params["distill"] = {"enabled": True, "temperature": -1}
-    result = mlops(write(params), "distill", "--model", "m", "--split-dir", "s", "--out", "o", "--metrics", "d.json")
+    result = mlops_child(write(params), "distill", "--model", "m", "--split-dir", "s", "--out", "o",
+                         "--metrics", "d.json")
     assert_one_line_error(result, "distill.temperature: Input should be greater than 0")
 
 
@@ -103,11 +112,12 @@ def test_ingest_refuses_a_source_outside_the_allow_list_before_reading_it(workdi
     assert "secret_column" not in result.stderr
 
 
+@pytest.mark.slow  # runs `mlops` as a child process (seconds of imports)
 def test_failed_validation_exits_non_zero(workdir, tmp_path):
     write, params = workdir
     pd.DataFrame({"text": ["hi there"] * 200, "label": ["billing"] * 200, "subset": "main"}).to_parquet(
         tmp_path / "bad.parquet")
-    result = mlops(write(params), "validate", "--data", "bad.parquet")
+    result = mlops_child(write(params), "validate", "--data", "bad.parquet")
     assert result.returncode == 2
     assert "data validation failed" in result.stderr and "duplicate_share" in result.stderr
     assert "CRITICAL duplicate_share" in result.stdout

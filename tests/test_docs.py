@@ -44,6 +44,7 @@ def command_paths(group: click.Group, prefix: str = "mlops") -> list[str]:
     return paths
 
 
+@pytest.mark.slow  # builds the documentation site
 def test_the_site_builds_strictly_and_the_cli_page_lists_every_command(site):
     # given every command of the click group (a command someone adds included)
     page = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")

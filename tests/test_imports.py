@@ -14,6 +14,8 @@ import ast
 from functools import cache
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import ROOT
 
 # third-party packages whose import costs seconds or starts machinery (what a lazy import may defer)
@@ -105,6 +107,7 @@ def function_level_imports() -> tuple[tuple[str, int, str, tuple[str, ...], bool
     return tuple(found)
 
 
+@pytest.mark.slow  # reads the whole package's import graph
 def test_an_import_of_a_constant_or_class_inside_a_function_says_why():
     needless = [f"{path}:{line} imports {', '.join(names)}" for path, line, why, names, commented
                 in function_level_imports()

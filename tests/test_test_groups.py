@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import ROOT
 
 SAMPLE = '''
@@ -30,6 +32,7 @@ def test_free(n):
 '''
 
 
+@pytest.mark.slow  # a pytest run of its own, on two workers: half a minute
 def test_a_module_scoped_fixtures_tests_run_on_one_worker_in_order(tmp_path: Path) -> None:
     # given a module of tests sharing a module-scoped fixture, beside free tests, under the suite's conftest
     (tmp_path / "conftest.py").write_text("from tests.conftest import *  # noqa: F403\n")

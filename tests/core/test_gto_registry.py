@@ -54,6 +54,7 @@ def shown_prod(repo) -> str | None:
     return gto.api.show(repo)["text-classifier"]["stage"].get("prod")
 
 
+@pytest.mark.slow  # git tags through GTO, one commit each
 def test_register_promote_promote_rollback_keeps_the_champion_in_prod(project, tmp_path, capsys):
     # given two models registered in the project
     first = store(tmp_path, b"one")

@@ -56,6 +56,7 @@ def test_undefined_template_is_named(tmp_path):
         load_stages(tmp_path)
 
 
+@pytest.mark.slow  # parses the DAGs in a fresh interpreter (seconds)
 def test_dag_imports_without_errors_and_mirrors_dvc_yaml(tmp_path):
     script = (
         "import json; from airflow.dag_processing.dagbag import DagBag; bag = DagBag('dags'); "

@@ -7,6 +7,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from mlops.core.pipeline import load_stages
 from tests.helpers import BIN, copy_project, project_env
 
@@ -36,6 +38,7 @@ def stale_stages(project: Path) -> set[str]:
     return {name.split(":")[-1] for name in json.loads(result.stdout or "{}")}
 
 
+@pytest.mark.slow  # dvc commit and dvc status on a project copy
 def test_a_serving_settings_change_re_runs_no_training_stage(tmp_path: Path) -> None:
     # given a project whose every stage is recorded as up to date in dvc.lock
     project = copy_project(tmp_path / "project")

@@ -39,6 +39,7 @@ def s3_server():
         stop(server)
 
 
+@pytest.mark.slow  # a moto S3 server and dvc push/pull
 def test_dvc_push_and_pull_through_s3(tmp_path, s3_server):
     import boto3
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 import yaml
 
 from mlops.core.batch_files import list_batches
@@ -22,6 +23,7 @@ def drift_summary(path, status="drift"):
     return path
 
 
+@pytest.mark.slow  # runs `mlops` as a child process (seconds of imports)
 def test_cli_drift_run_without_new_labels_ends_ok_and_says_so(tmp_path):
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     env = {"PATH": str(BIN), "PYTHONPATH": str(ROOT), "MLOPS_FEEDBACK_DIR": str(tmp_path / "fb")}

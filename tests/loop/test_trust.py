@@ -18,7 +18,7 @@ from mlops.loop.retrain import prepare
 from mlops.serving.credentials import Identity
 from mlops.serving.feedback import record_feedback
 from mlops.serving.traffic import TrafficLog, new_ids
-from tests.helpers import BIN, ROOT, run_cmd
+from tests.helpers import invoke_cli
 
 LABELS = ["billing", "delivery", "technical", "account", "feedback"]
 CLIENT, LABELLER = Identity("shop-frontend", "client"), Identity("alice", "labeller")
@@ -55,9 +55,12 @@ def post(pairs, identity):
 
 
 def mlops(project, *args, check=True):
-    return run_cmd([str(BIN / "mlops"), *args], cwd=project, check=check, env={
-        "PATH": str(BIN), "PYTHONPATH": str(ROOT), "MLOPS_FEEDBACK_DIR": str(project / "logs" / "feedback"),
+    """The command in this process (what it writes and how it exits is what these tests read)."""
+    result = invoke_cli(list(args), cwd=project, env={
+        "MLOPS_FEEDBACK_DIR": str(project / "logs" / "feedback"),
         "MLOPS_TRAFFIC_DIR": str(project / "logs" / "traffic"), "MLOPS_OPERATOR": "ops-on-call"})
+    assert not check or result.returncode == 0, result.stderr
+    return result
 
 
 def test_a_client_cannot_get_its_labels_into_the_data(project):

@@ -26,6 +26,7 @@ def exported(tiny_classifier_dir: Path, tmp_path_factory: pytest.TempPathFactory
     return {"root": root, "fusion": fusion}
 
 
+@pytest.mark.slow  # exports an ONNX variant
 def test_export_writes_a_self_contained_variant_directory(exported):
     names = {p.name for p in (exported["root"] / "onnx_fp32").iterdir()}
     assert {"model.onnx", "label_map.json", "config.json", "tokenizer.json"} <= names

@@ -54,6 +54,7 @@ def probe_dags(tmp_path: Path, project: Path | None = None) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # parses the DAGs in a fresh interpreter (seconds)
 def test_both_dags_import_and_are_wired_through_the_drift_and_new_labels_assets(tmp_path, repo_params):
     report = probe_dags(tmp_path)
     assert report["errors"] == {}
@@ -71,6 +72,7 @@ def test_both_dags_import_and_are_wired_through_the_drift_and_new_labels_assets(
     assert report["lifecycle_run_types"] == "AssetTriggeredTimetable"  # loop.schedule is null: no clock
 
 
+@pytest.mark.slow  # parses the DAGs in a fresh interpreter (seconds)
 def test_monitoring_schedule_comes_from_params(tmp_path, repo_params):
     project = tmp_path / "project"
     project.mkdir()
@@ -82,6 +84,7 @@ def test_monitoring_schedule_comes_from_params(tmp_path, repo_params):
         assert report["errors"] == {} and report["schedule"] == expected
 
 
+@pytest.mark.slow  # parses the DAGs in a fresh interpreter (seconds)
 def test_loop_schedule_adds_a_clock_to_the_lifecycles_assets(tmp_path, repo_params):
     # given a project whose params.yaml sets loop.schedule
     project = tmp_path / "project"

@@ -150,6 +150,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow  # parses the DAGs in a fresh interpreter (seconds)
 def test_dags_attach_the_notifiers(tmp_path):
     env = project_env(ROOT) | {"AIRFLOW_HOME": str(tmp_path / "airflow-home")}
     result = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True,

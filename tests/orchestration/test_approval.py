@@ -200,6 +200,7 @@ print(json.dumps({'approval': isinstance(approve, ApprovalOperator), 'defaults':
 """
 
 
+@pytest.mark.slow  # parses the DAGs in a fresh interpreter (seconds)
 def test_the_lifecycle_dag_asks_before_promote(tmp_path):
     env = project_env(ROOT) | {"AIRFLOW_HOME": str(tmp_path)}
     result = subprocess.run([sys.executable, "-c", APPROVE_PROBE], cwd=ROOT, env=env, capture_output=True,

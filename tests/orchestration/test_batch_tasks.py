@@ -35,6 +35,7 @@ print(json.dumps({'errors': {k: str(v) for k, v in bag.import_errors.items()}, '
 """
 
 
+@pytest.mark.slow  # parses the DAGs in a fresh interpreter (seconds)
 def test_dag_imports_and_its_schema_refuses_bad_parameters(tmp_path):
     env = project_env(ROOT) | {"AIRFLOW_HOME": str(tmp_path / "airflow-home")}
     result = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True,

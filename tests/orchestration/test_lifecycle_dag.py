@@ -72,6 +72,12 @@ print(json.dumps({'errors': {k: str(v) for k, v in bag.import_errors.items()},
 """
 
 
+@pytest.fixture(scope="module")
+def parsed_dags(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Every DAG as the DAG processor parses it: parsed once for this module's tests, which only read it."""
+    return all_dags(tmp_path_factory.mktemp("dags"))
+
+
 def all_dags(tmp_path: Path) -> dict:
     env = project_env(ROOT) | {"AIRFLOW_HOME": str(tmp_path / "airflow-home")}
     result = subprocess.run([sys.executable, "-c", DOCS_PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -100,10 +106,11 @@ def rendered_words(markdown_text: str) -> set[str]:
     return set(re.findall(r"\w+", " ".join(seen)))
 
 
-def test_every_dag_and_task_doc_renders_every_word(tmp_path):
+@pytest.mark.slow  # parses the DAGs in a fresh interpreter (seconds)
+def test_every_dag_and_task_doc_renders_every_word(parsed_dags):
     import re
 
-    dags = all_dags(tmp_path)
+    dags = parsed_dags
     assert {"lifecycle", "monitoring", "batch_predict"} <= set(dags)
     for dag_id, dag in dags.items():
         docs = {f"{dag_id} (DAG)": dag["doc_md"], **{f"{dag_id}.{task}": doc for task, doc in dag["tasks"].items()}}
@@ -113,16 +120,18 @@ def test_every_dag_and_task_doc_renders_every_word(tmp_path):
             assert not lost, f"{where}: rendering loses {sorted(lost)}"
 
 
-def test_task_docs_say_what_a_stage_reads_writes_and_when_it_is_skipped(tmp_path):
-    tasks = all_dags(tmp_path)["lifecycle"]["tasks"]
+@pytest.mark.slow  # parses the DAGs in a fresh interpreter (seconds)
+def test_task_docs_say_what_a_stage_reads_writes_and_when_it_is_skipped(parsed_dags):
+    tasks = parsed_dags["lifecycle"]["tasks"]
     assert "models/candidate" in tasks["train"] and "data/split/train.parquet" in tasks["train"]
     assert all("**Reads**" in tasks[stage] and "**Writes**" in tasks[stage] for stage in ("ingest", "train", "gate"))
     assert "distill.enabled" in tasks["distill"]
     assert all("**Skipped**" in doc for doc in tasks.values())
 
 
-def test_trigger_forms_speak_plain_text(tmp_path):
-    for dag_id, dag in all_dags(tmp_path).items():
+@pytest.mark.slow  # parses the DAGs in a fresh interpreter (seconds)
+def test_trigger_forms_speak_plain_text(parsed_dags):
+    for dag_id, dag in parsed_dags.items():
         for name, param in dag["params"].items():
             description, schema = param["description"] or "", param["schema"]
             assert "`" not in description, f"{dag_id}.{name}: Markdown in a plain-text description"
@@ -143,6 +152,7 @@ print(json.dumps({'groups': {t.task_id: t.task_group.group_id for t in dag.tasks
 """
 
 
+@pytest.mark.slow  # parses the DAGs in a fresh interpreter (seconds)
 def test_the_graph_is_drawn_in_task_groups_with_unprefixed_ids(tmp_path):
     env = project_env(ROOT) | {"AIRFLOW_HOME": str(tmp_path / "airflow-home")}
     result = subprocess.run([sys.executable, "-c", GRAPH_PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -190,12 +200,13 @@ def test_a_stage_switched_off_by_the_runs_params_runs_then_ends_skipped(tmp_path
     assert (project / "ran.txt").is_file()
 
 
-def test_every_trigger_field_has_a_schema_that_names_it_and_bounds_its_values(tmp_path):
+@pytest.mark.slow  # parses the DAGs in a fresh interpreter (seconds)
+def test_every_trigger_field_has_a_schema_that_names_it_and_bounds_its_values(parsed_dags):
     """The API server checks a triggered run's conf against these schemas; its refusal names the field, which the
     form shows above the fields (Airflow 3.3's form itself checks only required fields)."""
     import jsonschema
 
-    params = all_dags(tmp_path)["lifecycle"]["params"]
+    params = parsed_dags["lifecycle"]["params"]
     assert set(params) == {"data_source", "data_format", "generated_rows", "base_model", "max_length", "epochs",
                            "batch_size", "learning_rate", "max_train_samples", "seed", "min_accuracy",
                            "min_macro_f1"}

@@ -178,6 +178,7 @@ print(json.dumps({'fill': fill, 'errors': {k: str(v) for k, v in bag.import_erro
 """
 
 
+@pytest.mark.slow  # parses the DAGs in a fresh interpreter (seconds)
 def test_dag_imports_fast_with_trigger_form_retries_timeouts_and_gpu_queue(tmp_path):
     bad = {"epochs": 0, "data_format": "xml", "batch_size": "big", "min_accuracy": 1.5, "max_length": 4}
     env = project_env(ROOT) | {"AIRFLOW_HOME": str(tmp_path)}

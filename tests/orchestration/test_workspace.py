@@ -190,6 +190,7 @@ def test_two_workers_that_share_only_the_remotes_run_the_lifecycle(tmp_path, rep
             [*extra, *(task for task, path in ran.items() if path.is_relative_to(worker.root))])
 
 
+@pytest.mark.slow  # git and dvc commands in a workspace
 def test_a_failed_tasks_summary_is_committed_beside_the_runs_record(tmp_path, monkeypatch, capsys):
     """Isolated mode: failure.md goes onto the run's branch, not onto the disk of the worker that failed; with
     the remote gone, the callback still leaves it on the worker and does not raise."""

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from mlops.core.errors import MlopsError
 from mlops.ml.model import Classifier
 from mlops.serving import batch
-from tests.helpers import ROOT
+from tests.helpers import ROOT, invoke_cli
 
 LABELS = ["billing", "delivery", "technical"]
 
@@ -77,8 +75,8 @@ def test_champion_from_the_registry_and_a_given_tag(tmp_path, classifier_dir, ti
 
 
 def mlops(cwd, *args):
-    return subprocess.run([sys.executable, "-m", "mlops", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(cwd)})
+    """`mlops predict` in this process: its one-line errors and exit codes are what these tests read."""
+    return invoke_cli(list(args), cwd=cwd)
 
 
 @pytest.mark.parametrize("name, content, output, message", [

@@ -46,6 +46,7 @@ def command(name):
             f"{name}/student", "--metrics", f"{name}/distill.json"]
 
 
+@pytest.mark.slow  # distils a student
 def test_a_student_with_half_the_layers_is_distilled_and_saved_like_a_candidate(setup):
     from mlops.ml.model import Classifier
 

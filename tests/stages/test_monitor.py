@@ -281,6 +281,7 @@ def serve_and_label(project, count, right):
         record_feedback(body, LIVE_LABELS, 256, identity=identity)
 
 
+@pytest.mark.slow  # Evidently reports on a served log
 def test_monitor_reports_live_quality_and_its_breach(live_project, capsys):
     """Given 200 served answers, 100 labelled right and 100 wrong by a labeller, and a client's suggestions that
     all are right, when `mlops monitor` runs on the traffic, then summary.json's live quality shows accuracy 0.5

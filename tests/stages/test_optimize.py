@@ -16,6 +16,7 @@ def with_variants(repo_params, variants):
     return parse_settings(repo_params)
 
 
+@pytest.mark.slow  # exports and quantises ONNX variants
 def test_builds_every_listed_variant_and_lists_them_with_sizes(repo_params, tiny_classifier_dir, tmp_path, capsys):
     from mlops.ml.variants import read_variants
     from mlops.stages.optimize import OptimizeIO, run
@@ -82,6 +83,7 @@ def test_export_failure_is_one_line_naming_the_variant(repo_params, tiny_classif
                      optimize.OptimizeIO.build(model=tmp_path, out_dir=tmp_path / "out"))
 
 
+@pytest.mark.slow  # exports and quantises ONNX variants
 def test_a_distilled_student_becomes_variants_of_its_own_scored_like_the_others(repo_params, tiny_classifier_dir,
                                                                                 tiny_student_dir, tmp_path):
     import pandas as pd

@@ -3,6 +3,8 @@
 import shutil
 from pathlib import Path
 
+import pytest
+
 from mlops.core.records import GateDecision
 from mlops.core.settings import parse_settings
 from mlops.ml.bento_build import build_digest
@@ -84,6 +86,7 @@ def test_a_specifier_the_lock_does_not_satisfy_is_named(tmp_path):
         pinned_packages(["torch"], tmp_path / "requirements.lock")
 
 
+@pytest.mark.slow  # builds a Bento
 def test_the_built_bento_requires_the_locks_exact_versions(tiny_classifier_dir, tmp_path):
     """`bentoml build` (offline, as `package` runs it) writes the lock's versions into the Bento.
 
@@ -155,6 +158,7 @@ def test_a_torch_variant_stores_only_its_name_and_a_missing_onnx_one_is_named(ti
         stage_variant("onnx_fp32", tmp_path / "nowhere", tmp_path)
 
 
+@pytest.mark.slow  # builds a Bento
 def test_a_student_variant_is_stored_with_the_model_and_served_from_it(tiny_classifier_dir, tiny_student_dir,
                                                                        tmp_path, repo_params, bentoml_home):
     from mlops.core import registry

@@ -58,6 +58,7 @@ def test_command_paths_walk_the_groups():
     assert "mlops params explain" in paths and "mlops registry rollback" in paths and "mlops train" in paths
 
 
+@pytest.mark.slow  # builds the documentation site
 def test_every_top_level_params_key_is_on_the_built_params_page(site):
     page = (site / "reference" / "params" / "index.html").read_text(encoding="utf-8")
     keys = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))

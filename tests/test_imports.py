@@ -14,8 +14,6 @@ import ast
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import ROOT
 
 # third-party packages whose import costs seconds or starts machinery (what a lazy import may defer)
@@ -33,7 +31,8 @@ def module_file(module: str) -> Path | None:
     return None
 
 
-def module_level_imports(path: Path) -> set[str]:
+@cache
+def module_level_imports(path: Path) -> frozenset[str]:
     """What importing the file imports at once: not under TYPE_CHECKING, not inside a function."""
     found: set[str] = set()
 
@@ -53,7 +52,7 @@ def module_level_imports(path: Path) -> set[str]:
                        *(s for h in getattr(node, "handlers", []) for s in h.body)])
 
     visit(ast.parse(path.read_text(encoding="utf-8")).body)
-    return found
+    return frozenset(found)
 
 
 @cache
@@ -107,7 +106,6 @@ def function_level_imports() -> tuple[tuple[str, int, str, tuple[str, ...], bool
     return tuple(found)
 
 
-@pytest.mark.slow  # reads the whole package's import graph
 def test_an_import_of_a_constant_or_class_inside_a_function_says_why():
     needless = [f"{path}:{line} imports {', '.join(names)}" for path, line, why, names, commented
                 in function_level_imports()

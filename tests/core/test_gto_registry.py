@@ -85,6 +85,7 @@ def test_register_promote_promote_rollback_keeps_the_champion_in_prod(project, t
     assert "GTO" not in capsys.readouterr().err  # neither skipped nor warned
 
 
+@pytest.mark.slow  # git tags through GTO, one commit each
 def test_a_canary_holds_stage_canary_until_it_is_promoted_in_full(project, tmp_path):
     first, second = store(tmp_path, b"one"), store(tmp_path, b"two")
     registry.promote({"model": first, "bento": "b:1"})

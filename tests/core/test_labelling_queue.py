@@ -10,7 +10,7 @@ from mlops.core.labelling_queue import QUEUE_LABEL_CONFIG, QUEUE_LABEL_STUDIO, b
 from mlops.core.settings import parse_settings
 from mlops.core.traffic_log import read_traffic
 from mlops.serving.traffic import TrafficLog, new_ids
-from tests.helpers import BIN, ROOT, run_cmd
+from tests.helpers import invoke_cli
 
 
 def test_build_queue_orders_dedups_excludes_and_caps():
@@ -50,7 +50,9 @@ def test_cli_queue_reads_the_traffic_log(tmp_path, repo_params):
         {"id": i, "label": "billing", "score": s, "model_version": "m:1"} for i, s in zip(ids, [0.5, 0.7, 0.2],
                                                                                          strict=True)], 1.0)
     assert len(read_traffic(tmp_path / "traffic", 10)) == 3
-    out = run_cmd([str(BIN / "mlops"), "feedback", "queue", "--current", str(tmp_path / "traffic")], cwd=tmp_path,
-                  env={"PATH": str(BIN), "PYTHONPATH": str(ROOT), "MLOPS_FEEDBACK_DIR": str(tmp_path / "fb")}).stdout
+    result = invoke_cli(["feedback", "queue", "--current", str(tmp_path / "traffic")], cwd=tmp_path,
+                        env={"MLOPS_FEEDBACK_DIR": str(tmp_path / "fb")})
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
     assert "2 texts queued for labelling at reports/labelling/queue.csv" in out
     assert pd.read_csv(tmp_path / "reports/labelling/queue.csv")["id"].tolist() == [ids[2], ids[1]]

